@@ -10,7 +10,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PROCWATCH_EBPF_OBJECT");
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest_dir.parent().map(PathBuf::from).unwrap_or_default();
-    for dir in ["procwatch-ebpf/src", "procwatch-ebpf/Cargo.toml", "procwatch-common/src"] {
+    for dir in [
+        "procwatch-ebpf/src",
+        "procwatch-ebpf/Cargo.toml",
+        "procwatch-common/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let object = match env::var_os("PROCWATCH_EBPF_OBJECT") {

@@ -23,5 +23,9 @@ pub fn enforce(switch: u32, tgid: u32) -> u32 {
     }
     // SAFETY: plain helper call; it signals the current task only.
     let ret = unsafe { generated::bpf_send_signal(SIGKILL) };
-    if ret == 0 { flags::KILLED } else { flags::KILL_FAILED }
+    if ret == 0 {
+        flags::KILLED
+    } else {
+        flags::KILL_FAILED
+    }
 }

@@ -6,8 +6,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use procwatch_common::{
-    ARG_LEN, ARGS_LEN, ARGS_START_LIMIT, CLONE_THREAD, ExecEvent, ExitEvent, ForkEvent,
-    MAX_ARGS, PATH_LEN, config, flags, kind,
+    ARG_LEN, ARGS_LEN, ARGS_START_LIMIT, CLONE_THREAD, ExecEvent, ExitEvent, ForkEvent, MAX_ARGS,
+    PATH_LEN, config, flags, kind,
 };
 
 use crate::{
@@ -82,8 +82,7 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
     }
     if i == MAX_ARGS {
         // SAFETY: as above.
-        if let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) }
-        {
+        if let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) } {
             if !next.is_null() {
                 arg_flags |= flags::ARGS_TRUNCATED;
             }
@@ -92,7 +91,11 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
     // SAFETY: scratch is this CPU's slot; the fields are plain integers.
     unsafe {
         (*scratch).argc = argc;
-        (*scratch).args_len = if off > ARGS_LEN { ARGS_LEN as u32 } else { off as u32 };
+        (*scratch).args_len = if off > ARGS_LEN {
+            ARGS_LEN as u32
+        } else {
+            off as u32
+        };
         (*scratch).flags = arg_flags;
         (*scratch)._pad = 0;
         EXEC_ARGS

@@ -30,7 +30,11 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // SAFETY: as above.
     let target: u64 = unsafe { ctx.read_at(24) }.map_err(i64::from)?;
-    let action = if attaches { policy::enforce(config::KILL_PTRACE, tgid) } else { 0 };
+    let action = if attaches {
+        policy::enforce(config::KILL_PTRACE, tgid)
+    } else {
+        0
+    };
     let Some(mut entry) = reserve::<PtraceEvent>(kind::PTRACE) else {
         return Ok(());
     };

@@ -1,4 +1,41 @@
-fn main() {
-    static OBJ: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
-    println!("{}", OBJ.len());
+//! procwatch: Linux runtime-security monitor.
+use clap::Parser;
+
+mod cli;
+mod clock;
+mod commands;
+mod sensor;
+mod text;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("procwatch: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Events(args) => commands::events::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("procwatch: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -39,13 +39,21 @@ pub fn cargo_home() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// A `rustup` command with no toolchain override leaking in from an enclosing cargo.
 pub fn rustup() -> Command {
     let mut cmd = Command::new("rustup");
-    for key in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO"] {
+    for key in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO",
+    ] {
         cmd.env_remove(key);
     }
     cmd
@@ -75,7 +83,10 @@ pub fn nightly_sysroot() -> Option<PathBuf> {
 /// Whether nightly has the `rust-src` component (needed by `-Z build-std=core`).
 pub fn has_rust_src() -> bool {
     nightly_sysroot()
-        .map(|s| s.join("lib/rustlib/src/rust/library/core/Cargo.toml").exists())
+        .map(|s| {
+            s.join("lib/rustlib/src/rust/library/core/Cargo.toml")
+                .exists()
+        })
         .unwrap_or(false)
 }
 
@@ -88,18 +99,27 @@ pub fn bpf_linker_problem() -> Option<Missing> {
         "cargo xtask setup (installs bpf-linker --no-default-features --features {LLVM_FEATURE})"
     );
     if !bin.exists() {
-        return Some(Missing { what: format!("{} not found", bin.display()), fix });
+        return Some(Missing {
+            what: format!("{} not found", bin.display()),
+            fix,
+        });
     }
     let record = cargo_home().join(".crates2.json");
     let Ok(text) = fs::read_to_string(&record) else {
         return Some(Missing {
-            what: format!("cannot read {} to check bpf-linker's features", record.display()),
+            what: format!(
+                "cannot read {} to check bpf-linker's features",
+                record.display()
+            ),
             fix,
         });
     };
     // The record is JSON; a string search for the install entry keeps this crate dependency-free.
     let Some(start) = text.find("\"bpf-linker ") else {
-        return Some(Missing { what: "bpf-linker was not installed by cargo install".into(), fix });
+        return Some(Missing {
+            what: "bpf-linker was not installed by cargo install".into(),
+            fix,
+        });
     };
     let entry = &text[start..];
     let entry = &entry[..entry.find('}').unwrap_or(entry.len())];
@@ -107,7 +127,9 @@ pub fn bpf_linker_problem() -> Option<Missing> {
     let no_default = entry.contains("\"no_default_features\":true");
     if !(has_feature && no_default) {
         return Some(Missing {
-            what: format!("bpf-linker is installed without `--no-default-features --features {LLVM_FEATURE}`"),
+            what: format!(
+                "bpf-linker is installed without `--no-default-features --features {LLVM_FEATURE}`"
+            ),
             fix,
         });
     }
@@ -144,10 +166,24 @@ pub fn build_ebpf(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf, S
         ));
     }
     let mut cmd = rustup();
-    cmd.args(["run", NIGHTLY, "cargo", "build", "--release", "--package", EBPF_PACKAGE])
-        .args(["--target", BPF_TARGET, "-Z", "build-std=core", "--target-dir"])
-        .arg(target_dir)
-        .current_dir(workspace_root.join(EBPF_PACKAGE));
+    cmd.args([
+        "run",
+        NIGHTLY,
+        "cargo",
+        "build",
+        "--release",
+        "--package",
+        EBPF_PACKAGE,
+    ])
+    .args([
+        "--target",
+        BPF_TARGET,
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(workspace_root.join(EBPF_PACKAGE));
     // An enclosing cargo (build.rs) exports variables meant for itself; none of them apply to
     // a nested build for another target.
     for (key, _) in env::vars_os() {
@@ -164,9 +200,15 @@ pub fn build_ebpf(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf, S
     if !status.success() {
         return Err(format!("building {EBPF_PACKAGE} failed: {status}"));
     }
-    let object = target_dir.join(BPF_TARGET).join("release").join("procwatch");
+    let object = target_dir
+        .join(BPF_TARGET)
+        .join("release")
+        .join("procwatch");
     if !object.exists() {
-        return Err(format!("the build succeeded but {} is missing", object.display()));
+        return Err(format!(
+            "the build succeeded but {} is missing",
+            object.display()
+        ));
     }
     Ok(object)
 }

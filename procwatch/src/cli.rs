@@ -1,0 +1,42 @@
+//! Command-line interface: parsing only, no logic.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::sensor::EventKind;
+
+/// Linux runtime-security monitor.
+#[derive(Debug, Parser)]
+#[command(name = "procwatch", version, about)]
+pub struct Cli {
+    /// Log filter for procwatch's own diagnostics on stderr (e.g. info, debug, procwatch=trace).
+    #[arg(long, global = true, default_value = "info", env = "PROCWATCH_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the live raw event stream of the sensor as JSONL (one object per event).
+    Events(EventsArgs),
+}
+
+/// Arguments of `procwatch events`.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Only these kinds (comma-separated): exec, fork, exit, ptrace, connect, wx_mem, memfd.
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<EventKind>,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Ring buffer size in KiB (power of two, at least 4).
+    #[arg(long, default_value_t = 8192)]
+    pub ring_kib: u32,
+    /// Write the events to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}

@@ -1,0 +1,524 @@
+//! The one place where bytes from the kernel become [`Event`]s.
+//!
+//! Every record is checked before it is read: long enough for a header, a known kind tag
+//! (`TryFrom<u32>`, never a transmute), exactly the size of that kind's struct, and every
+//! length or enum-like field inside its bounds. A bad record is an error the caller counts.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use procwatch_common as wire;
+
+use super::event::{
+    Connect, Event, EventBody, EventKind, Exec, Exit, Fork, KernelAction, Memfd, Ptrace,
+    SensorKind, WxMem,
+};
+use crate::text::{os_from_bytes, path_from_bytes, until_nul};
+
+/// Why a ring-buffer record was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the common header.
+    #[error("record of {len} bytes is shorter than the {header}-byte header")]
+    TooShort {
+        /// Bytes received.
+        len: usize,
+        /// Header size.
+        header: usize,
+    },
+    /// The kind tag is not one procwatch knows.
+    #[error("unknown event kind tag {0}")]
+    UnknownKind(u32),
+    /// The record is not exactly the size of its kind's struct.
+    #[error("{kind} record is {got} bytes, expected {expected}")]
+    WrongSize {
+        /// Kind named by the tag.
+        kind: &'static str,
+        /// Expected size.
+        expected: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// A field is out of range.
+    #[error("{kind} record has a bad {field}: {value}")]
+    BadField {
+        /// Kind named by the tag.
+        kind: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+}
+
+/// Marker for the wire structs: `repr(C)`, only integers and byte arrays, no padding holes,
+/// so any byte pattern of the right length is a valid value.
+///
+/// # Safety
+/// Implement only for types with those properties.
+unsafe trait Wire: Copy {}
+// SAFETY: all are repr(C) integer/byte-array structs with explicit padding (see procwatch-common).
+unsafe impl Wire for wire::EventHeader {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ExecEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ForkEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ExitEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::PtraceEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ConnectEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::WxMemEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::MemfdEvent {}
+
+/// Reads a `T` from the start of `bytes`; the caller has checked the length.
+fn read<T: Wire>(bytes: &[u8]) -> T {
+    assert!(bytes.len() >= size_of::<T>(), "caller checks the length");
+    // SAFETY: length checked above; `T: Wire` makes every bit pattern valid; unaligned read.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// Checks the exact size for `kind` and reads the record as `T`.
+fn read_exact<T: Wire>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
+    if bytes.len() != size_of::<T>() {
+        return Err(DecodeError::WrongSize {
+            kind: kind.as_str(),
+            expected: size_of::<T>(),
+            got: bytes.len(),
+        });
+    }
+    Ok(read(bytes))
+}
+
+fn bounded(
+    kind: EventKind,
+    field: &'static str,
+    value: u32,
+    max: usize,
+) -> Result<usize, DecodeError> {
+    let v = value as usize;
+    if v > max {
+        return Err(DecodeError::BadField {
+            kind: kind.as_str(),
+            field,
+            value: u64::from(value),
+        });
+    }
+    Ok(v)
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header_len = size_of::<wire::EventHeader>();
+    if bytes.len() < header_len {
+        return Err(DecodeError::TooShort {
+            len: bytes.len(),
+            header: header_len,
+        });
+    }
+    let header: wire::EventHeader = read(bytes);
+    let kind =
+        EventKind::try_from(header.kind).map_err(|_| DecodeError::UnknownKind(header.kind))?;
+    let body = match kind {
+        EventKind::Exec => {
+            let e: wire::ExecEvent = read_exact(bytes, kind)?;
+            let filename_len = bounded(kind, "filename_len", e.filename_len, wire::PATH_LEN)?;
+            let args_len = bounded(kind, "args_len", e.args_len, wire::ARGS_LEN)?;
+            let argc = bounded(kind, "argc", e.argc, wire::MAX_ARGS)?;
+            EventBody::Exec(Exec {
+                filename: path_from_bytes(until_nul(&e.filename[..filename_len])),
+                argv: split_args(&e.args[..args_len], argc),
+                args_truncated: header.flags & wire::flags::ARGS_TRUNCATED != 0,
+                args_missing: header.flags & wire::flags::ARGS_MISSING != 0,
+                ppid: e.ppid,
+                old_pid: e.old_pid,
+            })
+        }
+        EventKind::Fork => {
+            let e: wire::ForkEvent = read_exact(bytes, kind)?;
+            EventBody::Fork(Fork {
+                parent_tgid: e.parent_tgid,
+                child_tgid: e.child_tgid,
+            })
+        }
+        EventKind::Exit => {
+            let e: wire::ExitEvent = read_exact(bytes, kind)?;
+            EventBody::Exit(Exit {
+                exit_code: (e.exit_code_known != 0).then_some(e.exit_code),
+            })
+        }
+        EventKind::Ptrace => {
+            let e: wire::PtraceEvent = read_exact(bytes, kind)?;
+            EventBody::Ptrace(Ptrace {
+                request: e.request,
+                request_name: ptrace_request_name(e.request),
+                target_pid: e.target_pid,
+            })
+        }
+        EventKind::Connect => {
+            let e: wire::ConnectEvent = read_exact(bytes, kind)?;
+            let (family, addr) = match e.family {
+                wire::AF_INET => {
+                    let [a, b, c, d, ..] = e.addr;
+                    ("inet", IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+                }
+                wire::AF_INET6 => ("inet6", IpAddr::V6(Ipv6Addr::from(e.addr))),
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "family",
+                        value: u64::from(other),
+                    });
+                }
+            };
+            EventBody::Connect(Connect {
+                fd: e.fd,
+                family,
+                addr,
+                port: e.port,
+            })
+        }
+        EventKind::WxMem => {
+            let e: wire::WxMemEvent = read_exact(bytes, kind)?;
+            let syscall = match e.syscall {
+                wire::wx_syscall::MPROTECT => "mprotect",
+                wire::wx_syscall::PKEY_MPROTECT => "pkey_mprotect",
+                wire::wx_syscall::MMAP => "mmap",
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "syscall",
+                        value: u64::from(other),
+                    });
+                }
+            };
+            EventBody::WxMem(WxMem {
+                syscall,
+                start: e.start,
+                len: e.len,
+                prot: e.prot,
+                flags: e.flags,
+            })
+        }
+        EventKind::Memfd => {
+            let e: wire::MemfdEvent = read_exact(bytes, kind)?;
+            let name_len = bounded(kind, "name_len", e.name_len, wire::MEMFD_NAME_LEN)?;
+            EventBody::Memfd(Memfd {
+                name: os_from_bytes(until_nul(&e.name[..name_len])),
+                flags: e.flags,
+            })
+        }
+    };
+    Ok(Event {
+        sensor: SensorKind::Ebpf,
+        ktime_ns: header.ktime_ns,
+        pid: header.pid,
+        tgid: header.tgid,
+        uid: header.uid,
+        gid: header.gid,
+        comm: os_from_bytes(until_nul(&header.comm)),
+        kernel_action: kernel_action(header.flags),
+        body,
+    })
+}
+
+fn kernel_action(flags: u32) -> Option<KernelAction> {
+    if flags & wire::flags::KILLED != 0 {
+        Some(KernelAction::Killed)
+    } else if flags & wire::flags::KILL_FAILED != 0 {
+        Some(KernelAction::KillFailed)
+    } else if flags & wire::flags::EXEMPT != 0 {
+        Some(KernelAction::Exempt)
+    } else {
+        None
+    }
+}
+
+/// Splits NUL-separated argv into at most `argc` arguments (empty arguments are kept).
+fn split_args(bytes: &[u8], argc: usize) -> Vec<std::ffi::OsString> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let body = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    body.split(|&b| b == 0)
+        .take(argc)
+        .map(os_from_bytes)
+        .collect()
+}
+
+/// Name of a ptrace request procwatch reports.
+pub fn ptrace_request_name(request: u64) -> &'static str {
+    match request {
+        0 => "PTRACE_TRACEME",
+        wire::PTRACE_ATTACH => "PTRACE_ATTACH",
+        wire::PTRACE_SEIZE => "PTRACE_SEIZE",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn bytes_of<T: Wire>(value: &T) -> Vec<u8> {
+        // SAFETY: `T: Wire` has no padding holes, so all its bytes are initialised.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn header(kind: u32, flags: u32) -> wire::EventHeader {
+        let mut comm = [0u8; wire::COMM_LEN];
+        comm[..4].copy_from_slice(b"test");
+        wire::EventHeader {
+            kind,
+            flags,
+            pid: 101,
+            tgid: 100,
+            uid: 1000,
+            gid: 1001,
+            ktime_ns: 42,
+            comm,
+        }
+    }
+
+    fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
+        let mut out = [0u8; N];
+        out[..s.len()].copy_from_slice(s);
+        out
+    }
+
+    fn exec_record() -> wire::ExecEvent {
+        let args = b"/bin/ls\0-l\0\0/tmp\0";
+        wire::ExecEvent {
+            header: header(wire::kind::EXEC, wire::flags::ARGS_TRUNCATED),
+            ppid: 7,
+            old_pid: 101,
+            filename_len: 7,
+            args_len: args.len() as u32,
+            argc: 4,
+            _pad: 0,
+            filename: fixed(b"/bin/ls"),
+            args: fixed(args),
+        }
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let e = decode(&bytes_of(&exec_record())).expect("decodes");
+        assert_eq!(
+            (e.pid, e.tgid, e.uid, e.gid, e.ktime_ns),
+            (101, 100, 1000, 1001, 42)
+        );
+        assert_eq!(e.comm, OsString::from("test"));
+        assert_eq!(e.sensor, SensorKind::Ebpf);
+        let EventBody::Exec(x) = e.body else {
+            panic!("not exec: {e:?}")
+        };
+        assert_eq!(x.filename.to_str(), Some("/bin/ls"));
+        let argv: Vec<&str> = x.argv.iter().map(|a| a.to_str().unwrap_or("?")).collect();
+        assert_eq!(argv, ["/bin/ls", "-l", "", "/tmp"]);
+        assert!(x.args_truncated && !x.args_missing);
+        assert_eq!((x.ppid, x.old_pid), (7, 101));
+    }
+
+    #[test]
+    fn fork_exit_ptrace_round_trip() {
+        let f = wire::ForkEvent {
+            header: header(wire::kind::FORK, 0),
+            parent_tgid: 100,
+            child_tgid: 200,
+        };
+        assert_eq!(
+            decode(&bytes_of(&f)).expect("fork").body,
+            EventBody::Fork(Fork {
+                parent_tgid: 100,
+                child_tgid: 200
+            })
+        );
+        let x = wire::ExitEvent {
+            header: header(wire::kind::EXIT, 0),
+            exit_code: 3,
+            exit_code_known: 1,
+        };
+        assert_eq!(
+            decode(&bytes_of(&x)).expect("exit").body,
+            EventBody::Exit(Exit { exit_code: Some(3) })
+        );
+        let x = wire::ExitEvent {
+            header: header(wire::kind::EXIT, 0),
+            exit_code: 0,
+            exit_code_known: 0,
+        };
+        assert_eq!(
+            decode(&bytes_of(&x)).expect("exit").body,
+            EventBody::Exit(Exit { exit_code: None })
+        );
+        let p = wire::PtraceEvent {
+            header: header(wire::kind::PTRACE, wire::flags::KILLED),
+            request: wire::PTRACE_ATTACH,
+            target_pid: 555,
+        };
+        let e = decode(&bytes_of(&p)).expect("ptrace");
+        assert_eq!(e.kernel_action, Some(KernelAction::Killed));
+        assert_eq!(
+            e.body,
+            EventBody::Ptrace(Ptrace {
+                request: 16,
+                request_name: "PTRACE_ATTACH",
+                target_pid: 555
+            })
+        );
+    }
+
+    #[test]
+    fn connect_round_trip_v4_and_v6() {
+        let v4 = wire::ConnectEvent {
+            header: header(wire::kind::CONNECT, 0),
+            fd: 3,
+            family: wire::AF_INET,
+            port: 4444,
+            _pad: 0,
+            addr: fixed(&[127, 0, 0, 1]),
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&v4)).expect("v4").body else {
+            panic!()
+        };
+        assert_eq!(
+            (c.family, c.addr, c.port, c.fd),
+            ("inet", IpAddr::from([127, 0, 0, 1]), 4444, 3)
+        );
+        let v6 = wire::ConnectEvent {
+            family: wire::AF_INET6,
+            addr: Ipv6Addr::LOCALHOST.octets(),
+            ..v4
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&v6)).expect("v6").body else {
+            panic!()
+        };
+        assert_eq!(
+            (c.family, c.addr),
+            ("inet6", IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        let unix = wire::ConnectEvent { family: 1, ..v4 };
+        assert!(matches!(
+            decode(&bytes_of(&unix)),
+            Err(DecodeError::BadField {
+                field: "family",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn wx_and_memfd_round_trip() {
+        let w = wire::WxMemEvent {
+            header: header(wire::kind::WX_MEM, 0),
+            syscall: wire::wx_syscall::PKEY_MPROTECT,
+            _pad: 0,
+            start: 0x1000,
+            len: 4096,
+            prot: 7,
+            flags: 0,
+        };
+        let EventBody::WxMem(x) = decode(&bytes_of(&w)).expect("wx").body else {
+            panic!()
+        };
+        assert_eq!(
+            (x.syscall, x.start, x.len, x.prot),
+            ("pkey_mprotect", 0x1000, 4096, 7)
+        );
+        let bad = wire::WxMemEvent { syscall: 9, ..w };
+        assert!(matches!(
+            decode(&bytes_of(&bad)),
+            Err(DecodeError::BadField {
+                field: "syscall",
+                ..
+            })
+        ));
+        let m = wire::MemfdEvent {
+            header: header(wire::kind::MEMFD, 0),
+            flags: 1,
+            name_len: 5,
+            name: fixed(b"hello"),
+        };
+        assert_eq!(
+            decode(&bytes_of(&m)).expect("memfd").body,
+            EventBody::Memfd(Memfd {
+                name: "hello".into(),
+                flags: 1
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_oversized_and_unknown_records_are_rejected() {
+        let full = bytes_of(&exec_record());
+        assert!(matches!(
+            decode(&full[..10]),
+            Err(DecodeError::TooShort { len: 10, .. })
+        ));
+        assert!(matches!(
+            decode(&full[..full.len() - 1]),
+            Err(DecodeError::WrongSize { kind: "exec", .. })
+        ));
+        let mut longer = full.clone();
+        longer.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            decode(&longer),
+            Err(DecodeError::WrongSize { kind: "exec", .. })
+        ));
+        let mut unknown = full.clone();
+        unknown[..4].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(decode(&unknown), Err(DecodeError::UnknownKind(99)));
+        let mut zero = full;
+        zero[..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(decode(&zero), Err(DecodeError::UnknownKind(0)));
+    }
+
+    #[test]
+    fn out_of_range_lengths_are_rejected() {
+        let mut e = exec_record();
+        e.args_len = wire::ARGS_LEN as u32 + 1;
+        assert!(matches!(
+            decode(&bytes_of(&e)),
+            Err(DecodeError::BadField {
+                field: "args_len",
+                ..
+            })
+        ));
+        let mut e = exec_record();
+        e.filename_len = u32::MAX;
+        assert!(matches!(
+            decode(&bytes_of(&e)),
+            Err(DecodeError::BadField {
+                field: "filename_len",
+                ..
+            })
+        ));
+        let mut e = exec_record();
+        e.argc = 1000;
+        assert!(matches!(
+            decode(&bytes_of(&e)),
+            Err(DecodeError::BadField { field: "argc", .. })
+        ));
+    }
+
+    #[test]
+    fn hostile_comm_survives_json() {
+        let mut h = header(wire::kind::FORK, 0);
+        h.comm = fixed(b"a\n\"\x1b[2J\xff");
+        let f = wire::ForkEvent {
+            header: h,
+            parent_tgid: 1,
+            child_tgid: 2,
+        };
+        let e = decode(&bytes_of(&f)).expect("fork");
+        let line = serde_json::to_string(&e).expect("json");
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid");
+        assert_eq!(v["kind"], "fork");
+        assert_eq!(v["comm"], "a\n\"\u{1b}[2J\u{fffd}");
+    }
+}

@@ -1,0 +1,508 @@
+//! Loading the embedded eBPF object, attaching its tracepoints, configuring the in-kernel kill
+//! policy, and draining the ring buffer into decoded [`Event`]s.
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use procwatch_common::{PATH_LEN, PathKey, config};
+use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use super::{
+    decode::decode,
+    event::{Event, EventKind},
+    stats::SensorStats,
+    tracefs,
+};
+
+/// The eBPF object built by build.rs, embedded so the binary is self-contained.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
+
+/// Default ring buffer size: room for several thousand exec records between two drains.
+pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Why the eBPF sensor could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    /// Not running as root (or without CAP_BPF + CAP_PERFMON).
+    #[error(
+        "loading eBPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN); \
+         run procwatch with sudo: {0}"
+    )]
+    Permission(String),
+    /// tracefs is not mounted and could not be mounted.
+    #[error("{0}")]
+    Tracefs(#[from] tracefs::TracefsError),
+    /// The object did not load (verifier, missing BTF, kernel too old, ...).
+    #[error("the kernel refused the eBPF object: {0}")]
+    Load(String),
+    /// No probe could be attached.
+    #[error("no tracepoint could be attached: {0}")]
+    NothingAttached(String),
+    /// A map the object must have is missing or has the wrong type.
+    #[error("the eBPF object has no usable map {name}: {detail}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// A tracepoint program of the object and what it serves.
+struct ProbeSpec {
+    program: &'static str,
+    category: &'static str,
+    /// Kinds this probe produces or needs to produce correctly.
+    kinds: &'static [EventKind],
+}
+
+use EventKind::{Connect, Exec, Exit, Fork, Memfd, Ptrace, WxMem};
+
+const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "sched_process_exec",
+        category: "sched",
+        kinds: &[Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_execve",
+        category: "syscalls",
+        kinds: &[Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_execveat",
+        category: "syscalls",
+        kinds: &[Exec],
+    },
+    // Fork tracking feeds the ppid of exec events, so exec needs it too.
+    ProbeSpec {
+        program: "sched_process_fork",
+        category: "sched",
+        kinds: &[Fork, Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_clone",
+        category: "syscalls",
+        kinds: &[Fork, Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_clone3",
+        category: "syscalls",
+        kinds: &[Fork, Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_exit_group",
+        category: "syscalls",
+        kinds: &[Exit],
+    },
+    ProbeSpec {
+        program: "sched_process_exit",
+        category: "sched",
+        kinds: &[Exit, Fork, Exec],
+    },
+    ProbeSpec {
+        program: "sys_enter_ptrace",
+        category: "syscalls",
+        kinds: &[Ptrace],
+    },
+    ProbeSpec {
+        program: "sys_enter_connect",
+        category: "syscalls",
+        kinds: &[Connect],
+    },
+    ProbeSpec {
+        program: "sys_enter_mprotect",
+        category: "syscalls",
+        kinds: &[WxMem],
+    },
+    ProbeSpec {
+        program: "sys_enter_pkey_mprotect",
+        category: "syscalls",
+        kinds: &[WxMem],
+    },
+    ProbeSpec {
+        program: "sys_enter_mmap",
+        category: "syscalls",
+        kinds: &[WxMem],
+    },
+    ProbeSpec {
+        program: "sys_enter_memfd_create",
+        category: "syscalls",
+        kinds: &[Memfd],
+    },
+];
+
+/// How one probe fared.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeStatus {
+    /// `category:name` of the tracepoint.
+    pub tracepoint: String,
+    /// Attached and running.
+    pub attached: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The in-kernel kill policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillPolicy {
+    /// SIGKILL on PTRACE_ATTACH / PTRACE_SEIZE.
+    pub ptrace: bool,
+    /// SIGKILL on a W+X mprotect / pkey_mprotect / mmap.
+    pub wx_mem: bool,
+    /// Executables (by exec'd path) exempt, with their descendants.
+    pub allow_exe_paths: Vec<PathBuf>,
+}
+
+/// Options for loading the eBPF sensor.
+#[derive(Debug, Clone)]
+pub struct EbpfOptions {
+    /// Ring buffer size in bytes (a power of two multiple of the page size).
+    pub ring_bytes: u32,
+    /// Event kinds wanted; probes serving none of them are not attached.
+    pub kinds: BTreeSet<EventKind>,
+    /// Kill policy to install before the first event.
+    pub kill: KillPolicy,
+}
+
+impl Default for EbpfOptions {
+    fn default() -> Self {
+        Self {
+            ring_bytes: DEFAULT_RING_BYTES,
+            kinds: EventKind::ALL.into_iter().collect(),
+            kill: KillPolicy::default(),
+        }
+    }
+}
+
+/// The loaded eBPF sensor. Owns the programs (dropping it detaches them) and the policy maps.
+pub struct EbpfSensor {
+    ebpf: Ebpf,
+    probes: Vec<ProbeStatus>,
+}
+
+impl EbpfSensor {
+    /// Loads the object, configures it, and attaches the probes `opts.kinds` need.
+    pub fn load(opts: &EbpfOptions) -> Result<Self, EbpfError> {
+        raise_memlock_limit();
+        let tracefs_root = tracefs::ensure_mounted()?;
+        if OBJECT.is_empty() {
+            return Err(EbpfError::Load(
+                "this binary was built without an eBPF object".into(),
+            ));
+        }
+        let ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| classify_load_error(&e.to_string()))?;
+
+        let mut sensor = Self {
+            ebpf,
+            probes: Vec::new(),
+        };
+        sensor.write_config(config::SELF_TGID, u64::from(std::process::id()))?;
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() };
+        sensor.write_config(config::PARENT_TGID, u64::try_from(parent).unwrap_or(0))?;
+        let group_dead =
+            tracefs::field_offset(&tracefs_root, "sched", "sched_process_exit", "group_dead");
+        match group_dead {
+            Some(off) => sensor.write_config(config::EXIT_GROUP_DEAD_OFFSET, off)?,
+            None => warn!(
+                "sched_process_exit has no group_dead field; a leader's exit stands for its process"
+            ),
+        }
+        sensor.set_kill_policy(&opts.kill)?;
+
+        let mut attached = 0usize;
+        for spec in PROBES {
+            if !spec.kinds.iter().any(|k| opts.kinds.contains(k)) {
+                continue;
+            }
+            let tracepoint = format!("{}:{}", spec.category, spec.program);
+            let result = attach(&mut sensor.ebpf, spec);
+            match &result {
+                Ok(()) => {
+                    attached += 1;
+                    debug!(%tracepoint, "attached");
+                }
+                Err(e) => {
+                    warn!(%tracepoint, error = %e, "probe not attached; continuing without it")
+                }
+            }
+            sensor.probes.push(ProbeStatus {
+                tracepoint,
+                attached: result.is_ok(),
+                error: result.err(),
+            });
+        }
+        if attached == 0 {
+            let reasons: Vec<String> = sensor
+                .probes
+                .iter()
+                .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.tracepoint)))
+                .collect();
+            return Err(EbpfError::NothingAttached(reasons.join("; ")));
+        }
+        info!(attached, of = sensor.probes.len(), "eBPF sensor loaded");
+        Ok(sensor)
+    }
+
+    /// Which probes are attached and why others are not.
+    pub fn probes(&self) -> &[ProbeStatus] {
+        &self.probes
+    }
+
+    fn write_config(&mut self, slot: u32, value: u64) -> Result<(), EbpfError> {
+        let map = self.ebpf.map_mut("CONFIG").ok_or(EbpfError::Map {
+            name: "CONFIG",
+            detail: "missing".into(),
+        })?;
+        let mut array: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(|e| EbpfError::Map {
+                name: "CONFIG",
+                detail: e.to_string(),
+            })?;
+        array.set(slot, value, 0).map_err(|e| EbpfError::Map {
+            name: "CONFIG",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Installs a kill policy; takes effect for the next syscall.
+    pub fn set_kill_policy(&mut self, policy: &KillPolicy) -> Result<(), EbpfError> {
+        let map_err = |e: aya::maps::MapError| EbpfError::Map {
+            name: "ALLOW_EXE",
+            detail: e.to_string(),
+        };
+        let map = self.ebpf.map_mut("ALLOW_EXE").ok_or(EbpfError::Map {
+            name: "ALLOW_EXE",
+            detail: "missing".into(),
+        })?;
+        let mut allow: BpfHashMap<&mut MapData, PathKey, u8> =
+            BpfHashMap::try_from(map).map_err(map_err)?;
+        let old: Vec<PathKey> = allow.keys().filter_map(Result::ok).collect();
+        for key in old {
+            allow.remove(&key).map_err(map_err)?;
+        }
+        let mut count = 0u64;
+        for path in &policy.allow_exe_paths {
+            match path_key(path) {
+                Some(key) => {
+                    allow.insert(key, 1, 0).map_err(map_err)?;
+                    count += 1;
+                }
+                None => {
+                    warn!(path = %path.display(), "allowlisted path longer than {} bytes ignored", PATH_LEN - 1)
+                }
+            }
+        }
+        // Flip the switches last so a policy never runs against a half-written allowlist.
+        self.write_config(config::ALLOW_COUNT, count)?;
+        self.write_config(config::KILL_PTRACE, u64::from(policy.ptrace))?;
+        self.write_config(config::KILL_WX, u64::from(policy.wx_mem))?;
+        Ok(())
+    }
+
+    /// Starts the task that drains the ring buffer into `tx` until `stop` fires, then drains
+    /// what is left, refreshes the loss counters, and ends.
+    pub fn spawn_reader(
+        &mut self,
+        tx: mpsc::Sender<Event>,
+        stats: Arc<SensorStats>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, EbpfError> {
+        let ring = self.ebpf.take_map("EVENTS").ok_or(EbpfError::Map {
+            name: "EVENTS",
+            detail: "missing or taken".into(),
+        })?;
+        let ring = RingBuf::try_from(ring).map_err(|e| EbpfError::Map {
+            name: "EVENTS",
+            detail: e.to_string(),
+        })?;
+        let lost = self.ebpf.take_map("LOST").ok_or(EbpfError::Map {
+            name: "LOST",
+            detail: "missing or taken".into(),
+        })?;
+        let lost: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(lost).map_err(|e| EbpfError::Map {
+                name: "LOST",
+                detail: e.to_string(),
+            })?;
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
+        // (which owns the RingBuf) is dropped.
+        let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Map {
+            name: "EVENTS",
+            detail: e.to_string(),
+        })?;
+        Ok(tokio::spawn(read_loop(fd, lost, tx, stats, stop)))
+    }
+}
+
+async fn read_loop(
+    mut fd: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<SensorStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut loss_poll = tokio::time::interval(Duration::from_millis(500));
+    loss_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = match guard {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!(error = %e, "ring buffer poll failed; eBPF reader stops");
+                        break;
+                    }
+                };
+                if !drain(guard.get_inner_mut(), &tx, &stats).await {
+                    break;
+                }
+                guard.clear_ready();
+            }
+            _ = loss_poll.tick() => refresh_lost(&lost, &stats),
+            _ = stop.changed() => break,
+        }
+    }
+    // Whatever was submitted before the stop is still delivered.
+    let _ = drain(fd.get_mut(), &tx, &stats).await;
+    refresh_lost(&lost, &stats);
+}
+
+/// Decodes every record available now. Returns false when the consumer has gone away.
+async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &SensorStats) -> bool {
+    // Decode under the ring borrow, send after: a send may wait for the consumer.
+    let mut batch = Vec::new();
+    loop {
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(event) => batch.push(event),
+                Err(e) => {
+                    stats.malformed();
+                    debug!(error = %e, "malformed ring buffer record skipped");
+                }
+            }
+            if batch.len() >= 256 {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        for event in batch.drain(..) {
+            let kind = event.kind();
+            if tx.send(event).await.is_err() {
+                return false;
+            }
+            stats.received(kind);
+        }
+    }
+}
+
+fn refresh_lost(lost: &PerCpuArray<MapData, u64>, stats: &SensorStats) {
+    for kind in EventKind::ALL {
+        match lost.get(&kind.tag(), 0) {
+            Ok(per_cpu) => stats.set_kernel_lost(kind, per_cpu.iter().sum()),
+            Err(e) => debug!(error = %e, "reading LOST failed"),
+        }
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), String> {
+    let program = ebpf
+        .program_mut(spec.program)
+        .ok_or_else(|| format!("program {} missing from the object", spec.program))?;
+    let tp: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+    tp.load()
+        .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
+    tp.attach(spec.category, spec.program)
+        .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn classify_load_error(message: &str) -> EbpfError {
+    let lower = message.to_lowercase();
+    if lower.contains("operation not permitted") || lower.contains("permission denied") {
+        EbpfError::Permission(message.to_string())
+    } else {
+        EbpfError::Load(message.to_string())
+    }
+}
+
+/// The zero-padded map key for an allowlisted path; `None` when it does not fit.
+pub fn path_key(path: &Path) -> Option<PathKey> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= PATH_LEN {
+        return None;
+    }
+    let mut key = PathKey {
+        path: [0; PATH_LEN],
+    };
+    key.path[..bytes.len()].copy_from_slice(bytes);
+    Some(key)
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memory cgroup,
+/// where failing to raise the limit (no CAP_SYS_RESOURCE) is harmless.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to an initialised rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!(
+            error = %std::io::Error::last_os_error(),
+            "could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11 (memory cgroup accounting)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_key_pads_with_zeros_and_rejects_long_paths() {
+        let key = path_key(Path::new("/usr/bin/node")).expect("fits");
+        assert_eq!(&key.path[..13], b"/usr/bin/node");
+        assert!(key.path[13..].iter().all(|&b| b == 0));
+        let long = "/x".repeat(PATH_LEN);
+        assert!(path_key(Path::new(&long)).is_none());
+    }
+
+    #[test]
+    fn every_kind_has_a_probe() {
+        for kind in EventKind::ALL {
+            assert!(
+                PROBES.iter().any(|p| p.kinds.contains(&kind)),
+                "{kind:?} has no probe"
+            );
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The decoded event model every sensor produces and every consumer reads.
+//!
+//! Strings that come from the kernel or from /proc (comm, paths, argv) are raw bytes; they are
+//! kept as bytes ([`OsString`] / [`PathBuf`]) so heuristics see exactly what the process used,
+//! and turned into JSON only in [`crate::text`], which never fails on invalid UTF-8.
+use std::{ffi::OsString, net::IpAddr, path::PathBuf};
+
+use serde::Serialize;
+
+use crate::text;
+
+/// Which sensor produced an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    /// The eBPF tracepoint programs.
+    Ebpf,
+    /// The netlink process connector (fallback when eBPF cannot load).
+    ProcConnector,
+    /// A /proc sweep (fallback, and the seed of the process table).
+    Sweep,
+}
+
+impl SensorKind {
+    /// Stable name used in JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorKind::Ebpf => "ebpf",
+            SensorKind::ProcConnector => "proc_connector",
+            SensorKind::Sweep => "sweep",
+        }
+    }
+}
+
+/// Event kinds, in the same numbering as the kernel's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A successful exec.
+    Exec,
+    /// A new process.
+    Fork,
+    /// A process exited.
+    Exit,
+    /// ptrace attach/seize/traceme.
+    Ptrace,
+    /// connect() to an IP address.
+    Connect,
+    /// W+X memory requested.
+    WxMem,
+    /// memfd_create().
+    Memfd,
+}
+
+impl EventKind {
+    /// Every kind, in tag order.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Ptrace,
+        EventKind::Connect,
+        EventKind::WxMem,
+        EventKind::Memfd,
+    ];
+
+    /// Stable name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Ptrace => "ptrace",
+            EventKind::Connect => "connect",
+            EventKind::WxMem => "wx_mem",
+            EventKind::Memfd => "memfd",
+        }
+    }
+
+    /// The kernel tag.
+    pub fn tag(self) -> u32 {
+        use procwatch_common::kind;
+        match self {
+            EventKind::Exec => kind::EXEC,
+            EventKind::Fork => kind::FORK,
+            EventKind::Exit => kind::EXIT,
+            EventKind::Ptrace => kind::PTRACE,
+            EventKind::Connect => kind::CONNECT,
+            EventKind::WxMem => kind::WX_MEM,
+            EventKind::Memfd => kind::MEMFD,
+        }
+    }
+
+    /// Index into per-kind counter arrays (0-based).
+    pub fn index(self) -> usize {
+        self.tag() as usize - 1
+    }
+}
+
+/// The error for an unknown kind tag or name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0}")]
+pub struct UnknownKind(pub String);
+
+impl TryFrom<u32> for EventKind {
+    type Error = UnknownKind;
+    fn try_from(tag: u32) -> Result<Self, Self::Error> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.tag() == tag)
+            .ok_or_else(|| UnknownKind(tag.to_string()))
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                UnknownKind(format!(
+                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd)"
+                ))
+            })
+    }
+}
+
+/// What the kernel's kill policy did with the syscall that caused the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelAction {
+    /// SIGKILL was sent before the syscall returned.
+    Killed,
+    /// The policy applied but sending the signal failed.
+    KillFailed,
+    /// The policy applied but the process is exempt.
+    Exempt,
+}
+
+/// One event, decoded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Which sensor saw it.
+    pub sensor: SensorKind,
+    /// CLOCK_MONOTONIC ns when it happened (0 when the sensor has no kernel time).
+    pub ktime_ns: u64,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Task comm.
+    #[serde(serialize_with = "text::serialize_os")]
+    pub comm: OsString,
+    /// Set when the kernel's kill policy acted on this syscall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_action: Option<KernelAction>,
+    /// Kind-specific fields.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
+}
+
+/// Kind-specific part of an event; serialised with a `kind` tag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A successful exec.
+    Exec(Exec),
+    /// A new process.
+    Fork(Fork),
+    /// A process exited.
+    Exit(Exit),
+    /// ptrace attach/seize/traceme.
+    Ptrace(Ptrace),
+    /// connect() to an IP address.
+    Connect(Connect),
+    /// W+X memory requested.
+    WxMem(WxMem),
+    /// memfd_create().
+    Memfd(Memfd),
+}
+
+impl EventBody {
+    /// The kind of this body.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventBody::Exec(_) => EventKind::Exec,
+            EventBody::Fork(_) => EventKind::Fork,
+            EventBody::Exit(_) => EventKind::Exit,
+            EventBody::Ptrace(_) => EventKind::Ptrace,
+            EventBody::Connect(_) => EventKind::Connect,
+            EventBody::WxMem(_) => EventKind::WxMem,
+            EventBody::Memfd(_) => EventKind::Memfd,
+        }
+    }
+}
+
+/// A successful exec.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exec {
+    /// Path as given to exec.
+    #[serde(serialize_with = "text::serialize_path")]
+    pub filename: PathBuf,
+    /// Arguments, as captured (see `args_truncated`).
+    #[serde(serialize_with = "text::serialize_os_list")]
+    pub argv: Vec<OsString>,
+    /// argv was cut to fit the capture limits.
+    pub args_truncated: bool,
+    /// argv could not be captured.
+    pub args_missing: bool,
+    /// Parent pid (0 when unknown to the sensor).
+    pub ppid: u32,
+    /// Thread id that called exec.
+    pub old_pid: u32,
+}
+
+/// A new process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Fork {
+    /// The parent's pid.
+    pub parent_tgid: u32,
+    /// The child's pid.
+    pub child_tgid: u32,
+}
+
+/// A process exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    /// Status passed to exit_group, when known.
+    pub exit_code: Option<i32>,
+}
+
+/// A ptrace request that starts tracing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ptrace {
+    /// Request number.
+    pub request: u64,
+    /// Symbolic request name.
+    pub request_name: &'static str,
+    /// Target pid.
+    pub target_pid: u64,
+}
+
+/// connect() to an IP destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Connect {
+    /// Socket fd.
+    pub fd: u64,
+    /// "inet" or "inet6".
+    pub family: &'static str,
+    /// Destination address.
+    pub addr: IpAddr,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// A request for W+X memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WxMem {
+    /// "mprotect", "pkey_mprotect" or "mmap".
+    pub syscall: &'static str,
+    /// Address argument.
+    pub start: u64,
+    /// Length argument.
+    pub len: u64,
+    /// prot argument.
+    pub prot: u64,
+    /// mmap flags or pkey.
+    pub flags: u64,
+}
+
+/// memfd_create().
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Memfd {
+    /// Name given.
+    #[serde(serialize_with = "text::serialize_os")]
+    pub name: OsString,
+    /// Flags given.
+    pub flags: u32,
+}

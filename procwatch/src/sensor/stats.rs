@@ -1,0 +1,99 @@
+//! Counters of what the sensors delivered and what was lost, shared without locks.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+use super::event::EventKind;
+
+const KINDS: usize = EventKind::ALL.len();
+
+/// Lock-free counters: written by the sensor tasks, read by whoever reports.
+#[derive(Debug, Default)]
+pub struct SensorStats {
+    received: [AtomicU64; KINDS],
+    kernel_lost: [AtomicU64; KINDS],
+    malformed: AtomicU64,
+    fallback_lost: AtomicU64,
+}
+
+impl SensorStats {
+    /// Counts one event delivered.
+    pub fn received(&self, kind: EventKind) {
+        self.received[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one record rejected by the decoder.
+    pub fn malformed(&self) {
+        self.malformed.fetch_add(1, Relaxed);
+    }
+
+    /// Stores the kernel's running total of events of `kind` that found the ring buffer full.
+    pub fn set_kernel_lost(&self, kind: EventKind, total: u64) {
+        self.kernel_lost[kind.index()].store(total, Relaxed);
+    }
+
+    /// Counts events the fallback sensor knows it missed (netlink ENOBUFS overruns).
+    pub fn fallback_lost(&self, n: u64) {
+        self.fallback_lost.fetch_add(n, Relaxed);
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let per_kind = |a: &[AtomicU64; KINDS]| {
+            EventKind::ALL
+                .iter()
+                .map(|k| (k.as_str(), a[k.index()].load(Relaxed)))
+                .collect::<Vec<_>>()
+        };
+        let received = per_kind(&self.received);
+        let kernel_lost = per_kind(&self.kernel_lost);
+        StatsSnapshot {
+            received_total: received.iter().map(|(_, n)| n).sum(),
+            lost_total: kernel_lost.iter().map(|(_, n)| n).sum::<u64>()
+                + self.fallback_lost.load(Relaxed),
+            received: received.into_iter().collect(),
+            kernel_lost: kernel_lost.into_iter().collect(),
+            fallback_lost: self.fallback_lost.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+        }
+    }
+}
+
+/// Counters at one moment, as printed and served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Events delivered, all kinds.
+    pub received_total: u64,
+    /// Events lost anywhere (kernel ring buffer full, netlink overrun).
+    pub lost_total: u64,
+    /// Events delivered, per kind.
+    pub received: std::collections::BTreeMap<&'static str, u64>,
+    /// Events the kernel could not put in the ring buffer, per kind.
+    pub kernel_lost: std::collections::BTreeMap<&'static str, u64>,
+    /// Events the netlink fallback missed (ENOBUFS).
+    pub fallback_lost: u64,
+    /// Records rejected by the decoder.
+    pub malformed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums_per_kind() {
+        let s = SensorStats::default();
+        s.received(EventKind::Exec);
+        s.received(EventKind::Exec);
+        s.received(EventKind::Connect);
+        s.set_kernel_lost(EventKind::Exec, 5);
+        s.fallback_lost(2);
+        s.malformed();
+        let snap = s.snapshot();
+        assert_eq!(snap.received_total, 3);
+        assert_eq!(snap.received["exec"], 2);
+        assert_eq!(snap.kernel_lost["exec"], 5);
+        assert_eq!(snap.lost_total, 7);
+        assert_eq!(snap.malformed, 1);
+    }
+}

@@ -1,0 +1,117 @@
+//! Turning untrusted bytes (process names, paths, argv) into text, in one place.
+//!
+//! JSON: invalid UTF-8 becomes U+FFFD and serde_json escapes quotes, newlines and control
+//! characters, so whatever a process calls itself, a record stays one valid JSON line.
+//! Terminal: control characters (ESC, newlines, ...) are shown as `\xNN` so a process name
+//! cannot move the cursor or forge a second line.
+use std::{
+    borrow::Cow,
+    ffi::{OsStr, OsString},
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Serializer, ser::SerializeSeq};
+
+/// Bytes as a string, replacing invalid UTF-8 with U+FFFD.
+pub fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// An `OsStr` as a string, replacing invalid UTF-8 with U+FFFD.
+pub fn os_lossy(s: &OsStr) -> Cow<'_, str> {
+    lossy(s.as_bytes())
+}
+
+/// Bytes safe to print on a terminal: printable UTF-8 kept, everything else as `\xNN`.
+pub fn terminal_safe(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Bytes up to the first NUL (the whole slice when there is none).
+pub fn until_nul(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(end) => &bytes[..end],
+        None => bytes,
+    }
+}
+
+/// An owned `OsString` from raw bytes (lossless on Linux).
+pub fn os_from_bytes(bytes: &[u8]) -> OsString {
+    OsStr::from_bytes(bytes).to_os_string()
+}
+
+/// A `PathBuf` from raw bytes (lossless on Linux).
+pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(os_from_bytes(bytes))
+}
+
+/// serde helper: an `OsString` as a lossy string.
+pub fn serialize_os<S: Serializer>(s: &OsString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&os_lossy(s))
+}
+
+/// serde helper: a path as a lossy string.
+pub fn serialize_path<S: Serializer>(p: &Path, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&os_lossy(p.as_os_str()))
+}
+
+/// serde helper: a list of `OsString`s as lossy strings.
+pub fn serialize_os_list<S: Serializer>(list: &[OsString], ser: S) -> Result<S::Ok, S::Error> {
+    let mut seq = ser.serialize_seq(Some(list.len()))?;
+    for item in list {
+        seq.serialize_element(&os_lossy(item))?;
+    }
+    seq.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_safe_escapes_controls_and_invalid_utf8() {
+        let hostile = b"evil\nname\"\x1b[31m\xff\xfe";
+        let shown = terminal_safe(hostile);
+        assert_eq!(shown, "evil\\x0aname\"\\x1b[31m\\xff\\xfe");
+        assert!(!shown.contains('\n') && !shown.contains('\x1b'));
+    }
+
+    #[test]
+    fn json_of_hostile_bytes_is_one_valid_line() {
+        #[derive(serde::Serialize)]
+        struct T {
+            #[serde(serialize_with = "serialize_os")]
+            name: OsString,
+        }
+        let t = T {
+            name: os_from_bytes(b"a\nb\"c\x1b\xff"),
+        };
+        let line = serde_json::to_string(&t).expect("serialises");
+        assert!(!line.contains('\n'));
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back["name"], "a\nb\"c\u{1b}\u{fffd}");
+    }
+
+    #[test]
+    fn until_nul_stops_at_first_nul() {
+        assert_eq!(until_nul(b"abc\0def"), b"abc");
+        assert_eq!(until_nul(b"abc"), b"abc");
+    }
+}
