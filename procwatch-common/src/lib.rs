@@ -16,6 +16,8 @@ pub const ARGS_LEN: usize = 1024;
 pub const ARG_LEN: usize = 256;
 /// Highest argv offset a new argument may start at; keeps `offset + ARG_LEN` inside [`ARGS_LEN`].
 pub const ARGS_START_LIMIT: usize = ARGS_LEN - ARG_LEN;
+/// How many ancestors the kill-policy scope check follows.
+pub const SCOPE_DEPTH: usize = 16;
 /// Most arguments captured from one exec.
 pub const MAX_ARGS: usize = 32;
 /// Bytes kept of a memfd name (the kernel allows 249).
@@ -80,6 +82,9 @@ pub mod config {
     /// Offset of `group_dead` in `sched_process_exit`'s record, read from its format file;
     /// 0 when the kernel lacks the field (then a leader's exit stands for the group's).
     pub const EXIT_GROUP_DEAD_OFFSET: u32 = 5;
+    /// Non-zero: the kill policy applies only to this process and its descendants
+    /// (followed through the kernel's fork records); 0: to every process.
+    pub const SCOPE_TGID: u32 = 6;
     /// Number of slots.
     pub const LEN: u32 = 8;
 }

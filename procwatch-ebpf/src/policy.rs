@@ -2,7 +2,10 @@
 use aya_ebpf::helpers::generated;
 use procwatch_common::{config, flags};
 
-use crate::{emit, maps::EXEMPT};
+use crate::{
+    emit,
+    maps::{EXEMPT, PARENT},
+};
 
 const SIGKILL: u32 = 9;
 
@@ -10,7 +13,7 @@ const SIGKILL: u32 = 9;
 /// saying what happened (0 when the policy is off).
 #[inline(always)]
 pub fn enforce(switch: u32, tgid: u32) -> u32 {
-    if emit::config(switch) == 0 {
+    if emit::config(switch) == 0 || !in_scope(tgid) {
         return 0;
     }
     // Never pid 1 or procwatch's parent (procwatch itself is filtered before this).
@@ -28,4 +31,27 @@ pub fn enforce(switch: u32, tgid: u32) -> u32 {
     } else {
         flags::KILL_FAILED
     }
+}
+
+/// True when no scope is set, or `tgid` is the scope process or one of its descendants.
+#[inline(always)]
+fn in_scope(tgid: u32) -> bool {
+    let scope = emit::config(config::SCOPE_TGID);
+    if scope == 0 {
+        return true;
+    }
+    let mut cur = tgid;
+    let mut depth = 0;
+    while depth < procwatch_common::SCOPE_DEPTH {
+        if u64::from(cur) == scope {
+            return true;
+        }
+        match PARENT.get_ptr(cur) {
+            // SAFETY: pointer to a u32 map value, read once.
+            Some(parent) => cur = unsafe { *parent },
+            None => return false,
+        }
+        depth += 1;
+    }
+    false
 }

@@ -1,11 +1,6 @@
 //! procwatch: Linux runtime-security monitor.
 use clap::Parser;
-
-mod cli;
-mod clock;
-mod commands;
-mod sensor;
-mod text;
+use procwatch::{cli, commands};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

@@ -162,6 +162,8 @@ pub struct KillPolicy {
     pub wx_mem: bool,
     /// Executables (by exec'd path) exempt, with their descendants.
     pub allow_exe_paths: Vec<PathBuf>,
+    /// Apply the policy only to this process and its descendants (None: every process).
+    pub scope_pid: Option<u32>,
 }
 
 /// Options for loading the eBPF sensor.
@@ -309,6 +311,7 @@ impl EbpfSensor {
         }
         // Flip the switches last so a policy never runs against a half-written allowlist.
         self.write_config(config::ALLOW_COUNT, count)?;
+        self.write_config(config::SCOPE_TGID, policy.scope_pid.map_or(0, u64::from))?;
         self.write_config(config::KILL_PTRACE, u64::from(policy.ptrace))?;
         self.write_config(config::KILL_WX, u64::from(policy.wx_mem))?;
         Ok(())
