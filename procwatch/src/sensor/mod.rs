@@ -16,7 +16,7 @@ use tokio::{
 use tracing::warn;
 
 pub use ebpf::{EbpfOptions, EbpfSensor};
-pub use event::{Event, EventKind, SensorKind};
+pub use event::{Event, EventBody, EventKind, SensorKind};
 pub use stats::SensorStats;
 
 /// A running sensor: keep it alive to keep the probes attached.

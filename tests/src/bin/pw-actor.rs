@@ -1,0 +1,234 @@
+//! Test actor: performs one security-relevant action on command, printing `before` and `after`
+//! around the syscall so a test can tell whether the process survived it.
+//!
+//! Usage: pw-actor [--wait] [--fork] ACTION [ARGS...]
+//!   --wait   print `ready <pid>` and wait for a line on stdin before acting
+//!   --fork   do the action in a forked child; the parent prints `child <pid> exited <code>` or
+//!            `child <pid> killed <signal>` and exits 0
+//! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
+//!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N
+use std::{
+    io::{BufRead, Write},
+    net::{SocketAddr, TcpStream},
+    process::exit,
+    time::{Duration, Instant},
+};
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("pw-actor: {msg}: {}", std::io::Error::last_os_error());
+    exit(2)
+}
+
+fn page() -> *mut libc::c_void {
+    // SAFETY: anonymous private mapping, no pointers involved.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        fail("mmap");
+    }
+    p
+}
+
+/// Forks a child that sleeps until its parent dies (PDEATHSIG) so nothing outlives the test.
+/// Returns only once the child has armed PDEATHSIG: a ptrace attach stops the child, and a
+/// child stopped before arming it would outlive a killed parent.
+fn sleeping_child() -> libc::pid_t {
+    let mut fds = [0; 2];
+    // SAFETY: valid array of two fds.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        fail("pipe");
+    }
+    // SAFETY: plain fork; the child only calls async-signal-safe functions.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: prctl/write/pause are async-signal-safe; stdout is closed so a stopped
+        // child never holds the test's pipe open.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::close(1);
+            libc::write(fds[1], b"k".as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    if pid < 0 {
+        fail("fork");
+    }
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a valid buffer.
+    unsafe {
+        libc::close(fds[1]);
+        libc::read(fds[0], (&raw mut byte).cast(), 1);
+        libc::close(fds[0]);
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    // SAFETY: signalling and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+fn ptrace_attach(request: libc::c_uint) {
+    let child = sleeping_child();
+    say(&format!("target {child}"));
+    say("before");
+    // SAFETY: ptrace on our own child.
+    let rc = unsafe { libc::ptrace(request, child, 0, 0) };
+    say("after");
+    if rc != 0 {
+        eprintln!("pw-actor: ptrace: {}", std::io::Error::last_os_error());
+    }
+    reap(child);
+}
+
+fn act(args: &[String]) {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| fail("missing argument"));
+    match arg(0) {
+        "exit" => exit(arg(1).parse().unwrap_or_else(|_| fail("exit code"))),
+        "sleep" => std::thread::sleep(Duration::from_secs_f64(arg(1).parse().unwrap_or(1.0))),
+        "busy" => {
+            let until = Instant::now() + Duration::from_secs_f64(arg(1).parse().unwrap_or(1.0));
+            let mut x: u64 = 0;
+            while Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        "threads" => {
+            let n: usize = arg(1).parse().unwrap_or(4);
+            let handles: Vec<_> = (0..n).map(|i| std::thread::spawn(move || i * 2)).collect();
+            let sum: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+            say(&format!("threads {n} {sum}"));
+        }
+        "fork" => {
+            // SAFETY: plain fork; the child exits at once.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: async-signal-safe exit in the child.
+                unsafe { libc::_exit(0) };
+            }
+            say(&format!("child {pid}"));
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        "mprotect-wx" => {
+            let p = page();
+            say("before");
+            // SAFETY: changing protection of our own mapping.
+            let rc = unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) };
+            say(&format!("after {rc}"));
+        }
+        "mmap-wx" => {
+            say("before");
+            // SAFETY: anonymous mapping.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    8192,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            say(&format!("after {}", p != libc::MAP_FAILED));
+        }
+        "pkey-mprotect-wx" => {
+            let p = page();
+            say("before");
+            // SAFETY: pkey_mprotect with pkey -1 (no key) on our own mapping.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pkey_mprotect,
+                    p,
+                    4096usize,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    -1,
+                )
+            };
+            say(&format!("after {rc}"));
+        }
+        "ptrace-attach" => ptrace_attach(libc::PTRACE_ATTACH),
+        "ptrace-seize" => ptrace_attach(libc::PTRACE_SEIZE),
+        "connect" => {
+            let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))
+                .parse()
+                .or_else(|_| format!("[{}]:{}", arg(1), arg(2)).parse())
+                .unwrap_or_else(|_| fail("address"));
+            say("before");
+            let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+            say(&format!("after {ok}"));
+        }
+        "memfd" => {
+            let name = std::ffi::CString::new(arg(1)).unwrap_or_else(|_| fail("name"));
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+            say(&format!("memfd {fd}"));
+        }
+        other => {
+            eprintln!("pw-actor: unknown action {other}");
+            exit(2)
+        }
+    }
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut wait = false;
+    let mut fork = false;
+    while let Some(flag) = args.first().filter(|a| a.starts_with("--")).cloned() {
+        match flag.as_str() {
+            "--wait" => wait = true,
+            "--fork" => fork = true,
+            other => {
+                eprintln!("pw-actor: unknown flag {other}");
+                exit(2)
+            }
+        }
+        args.remove(0);
+    }
+    if wait {
+        say(&format!("ready {}", std::process::id()));
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    }
+    if !fork {
+        act(&args);
+        return;
+    }
+    // SAFETY: fork; the child runs the action and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail("fork");
+    }
+    if pid == 0 {
+        act(&args);
+        exit(0);
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFSIGNALED(status) {
+        say(&format!("child {pid} killed {}", libc::WTERMSIG(status)));
+    } else {
+        say(&format!("child {pid} exited {}", libc::WEXITSTATUS(status)));
+    }
+}

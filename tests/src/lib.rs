@@ -1,0 +1,215 @@
+//! Shared harness for procwatch's root-only tests: a live eBPF sensor in the test process, and
+//! helpers to run the `pw-actor` test program and read what it printed.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use procwatch::sensor::{
+    EbpfOptions, EbpfSensor, Event, SensorStats,
+    ebpf::KillPolicy,
+};
+use tokio::sync::{mpsc, watch};
+
+/// True when running as root; eBPF and end-to-end tests need it.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns early from a test (printing why) when not root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("SKIP {}: needs root (eBPF programs and real processes)", module_path!());
+            return;
+        }
+    };
+}
+
+/// The eBPF sensor loaded inside the test process, with its event channel.
+pub struct LiveSensor {
+    /// The loaded sensor (keeps the probes attached).
+    pub sensor: EbpfSensor,
+    /// Loss and receive counters.
+    pub stats: Arc<SensorStats>,
+    rx: mpsc::Receiver<Event>,
+    stop: watch::Sender<bool>,
+    /// Every event received so far, for assertions and failure messages.
+    pub seen: Vec<Event>,
+}
+
+impl LiveSensor {
+    /// Loads and attaches every probe with `policy` installed; panics with the reason on failure.
+    pub fn start(policy: KillPolicy) -> Self {
+        let opts = EbpfOptions { kill: policy, ..EbpfOptions::default() };
+        let mut sensor = EbpfSensor::load(&opts).unwrap_or_else(|e| panic!("eBPF sensor failed to load: {e}"));
+        let unattached: Vec<_> = sensor.probes().iter().filter(|p| !p.attached).collect();
+        assert!(unattached.is_empty(), "probes not attached: {unattached:?}");
+        let stats = Arc::new(SensorStats::default());
+        let (tx, rx) = mpsc::channel(65536);
+        let (stop, stop_rx) = watch::channel(false);
+        sensor.spawn_reader(tx, stats.clone(), stop_rx).unwrap_or_else(|e| panic!("reader: {e}"));
+        Self { sensor, stats, rx, stop, seen: Vec::new() }
+    }
+
+    /// Waits up to `timeout` for an event matching `pred` (earlier matches count too).
+    pub async fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return Some(e.clone());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(event)) => {
+                    let hit = pred(&event);
+                    self.seen.push(event);
+                    if hit {
+                        return self.seen.last().cloned();
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Like `wait_for`, but panics with the events of `tgid` seen so far when nothing matches.
+    pub async fn expect(&mut self, what: &str, tgid: u32, pred: impl Fn(&Event) -> bool) -> Event {
+        match self.wait_for(Duration::from_secs(5), pred).await {
+            Some(e) => e,
+            None => {
+                let related: Vec<&Event> = self.seen.iter().filter(|e| e.tgid == tgid).collect();
+                panic!("no {what} event for pid {tgid} within 5 s; its events: {related:#?}")
+            }
+        }
+    }
+}
+
+impl Drop for LiveSensor {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A running actor whose stdout is read line by line (by a thread, so a grandchild that keeps
+/// the pipe open cannot hang a test).
+pub struct Actor {
+    /// The child process.
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: std::sync::mpsc::Receiver<String>,
+    /// Lines printed so far.
+    pub lines: Vec<String>,
+}
+
+fn line_reader(stdout: ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Actor {
+    /// Starts `program args...` with piped stdin/stdout.
+    pub fn spawn(program: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        let stdin = child.stdin.take();
+        let stdout = line_reader(child.stdout.take().expect("piped stdout"));
+        Self { child, stdin, stdout, lines: Vec::new() }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the next line (None at end of output, or after 10 s of silence).
+    pub fn read_line(&mut self) -> Option<String> {
+        let line = self.stdout.recv_timeout(Duration::from_secs(10)).ok()?;
+        self.lines.push(line.clone());
+        Some(line)
+    }
+
+    /// Tells a `--wait` actor to go ahead.
+    pub fn go(&mut self) {
+        let mut stdin = self.stdin.take().expect("stdin still open");
+        stdin.write_all(b"go\n").expect("write go");
+    }
+
+    /// Waits for exit, then collects what it printed.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("wait for actor");
+        // The pipe may stay open in a (stopped) grandchild: take what arrives promptly.
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(300)) {
+            self.lines.push(line);
+        }
+        (status, self.lines)
+    }
+}
+
+/// Runs an actor to completion off the async runtime's threads.
+pub async fn run_actor(program: PathBuf, args: Vec<String>) -> (u32, ExitStatus, Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let actor = Actor::spawn(&program, &refs);
+        let pid = actor.pid();
+        let (status, lines) = actor.finish();
+        (pid, status, lines)
+    })
+    .await
+    .expect("actor thread")
+}
+
+/// A private temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `/<base>/procwatch-test-<tag>-<pid>-<n>`.
+    pub fn new_in(base: &str, tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = PathBuf::from(base).join(format!("procwatch-test-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    /// Copies `src` into the directory as `name` (mode preserved) and returns the new path.
+    pub fn copy_exe(&self, src: &Path, name: &str) -> PathBuf {
+        let dst = self.0.join(name);
+        std::fs::copy(src, &dst).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", src.display(), dst.display()));
+        dst
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
