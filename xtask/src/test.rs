@@ -1,0 +1,30 @@
+//! `cargo xtask test`: everything the tests need, then every test of the workspace.
+use crate::{
+    setup::Setup,
+    sh::{self, Result},
+};
+
+/// Needs root: the eBPF and end-to-end tests load and attach BPF programs.
+pub fn command() -> Result<u8> {
+    if !sh::is_root() {
+        return Err(
+            "cargo xtask test must run as root: the eBPF and end-to-end tests load \
+                    and attach BPF programs (CAP_BPF, CAP_PERFMON), read tracefs and install \
+                    Debian packages. Run it as root, e.g. `sudo -E env \"PATH=$PATH\" cargo \
+                    xtask test`."
+                .into(),
+        );
+    }
+    let mut setup = Setup::new(false);
+    setup.toolchain()?;
+    setup.tracefs()?;
+    setup.packages()?;
+    setup.finish()?;
+    sh::run(sh::cargo().args(["build", "--workspace", "--all-targets"]))?;
+    sh::run(sh::cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    eprintln!(
+        "xtask test: PASSED (cargo build --workspace --all-targets; \
+         cargo test --workspace --no-fail-fast)"
+    );
+    Ok(0)
+}
