@@ -13,6 +13,8 @@ pub const NIGHTLY: &str = "nightly";
 pub const BPF_TARGET: &str = "bpfel-unknown-none";
 /// LLVM major version bpf-linker must be built for: rustc's own LLVM on these machines.
 pub const LLVM_FEATURE: &str = "llvm-22";
+/// bpf-linker release line that supports [`LLVM_FEATURE`].
+pub const BPF_LINKER_VERSION: &str = "0.13";
 /// Name of the eBPF crate and of its binary.
 pub const EBPF_PACKAGE: &str = "procwatch-ebpf";
 
@@ -96,7 +98,7 @@ pub fn has_rust_src() -> bool {
 pub fn bpf_linker_problem() -> Option<Missing> {
     let bin = cargo_home().join("bin/bpf-linker");
     let fix = format!(
-        "cargo xtask setup (installs bpf-linker --no-default-features --features {LLVM_FEATURE})"
+        "cargo xtask setup (installs bpf-linker {BPF_LINKER_VERSION} --no-default-features --features {LLVM_FEATURE})"
     );
     if !bin.exists() {
         return Some(Missing {
@@ -122,6 +124,12 @@ pub fn bpf_linker_problem() -> Option<Missing> {
         });
     };
     let entry = &text[start..];
+    if !entry.starts_with(&format!("\"bpf-linker {BPF_LINKER_VERSION}.")) {
+        return Some(Missing {
+            what: format!("the installed bpf-linker is not version {BPF_LINKER_VERSION}"),
+            fix,
+        });
+    }
     let entry = &entry[..entry.find('}').unwrap_or(entry.len())];
     let has_feature = entry.contains(&format!("\"{LLVM_FEATURE}\""));
     let no_default = entry.contains("\"no_default_features\":true");
