@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the live raw event stream of the sensor as JSONL (one object per event).
     Events(EventsArgs),
+    /// Show the effective configuration or check config files.
+    Config(ConfigArgs),
 }
 
 /// Arguments of `procwatch events`.
@@ -39,4 +41,29 @@ pub struct EventsArgs {
     /// Write the events to this file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
+}
+
+/// Arguments of `procwatch config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// What to do with the configuration.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// Subcommands of `procwatch config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration (defaults, /etc/procwatch.yaml, ~/.procwatch.yaml, --config).
+    Show {
+        /// Config file layered last, over the system and user files.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate config files, each on its own over the defaults.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }

@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod sensor;
 pub mod text;

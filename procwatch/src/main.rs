@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Events(args) => commands::events::run(args).await,
+            cli::Command::Config(args) => commands::config::run(args),
         }
     });
     match result {

@@ -1,0 +1,359 @@
+//! One config file as parsed on its own: every key optional, unknown keys refused.
+//!
+//! Each file is deserialized alone into these all-`Option` structs, so serde_yaml's errors carry the
+//! file's own line and column and serde_path_to_error the key path; the layers are then applied in
+//! order onto the built-in defaults, each setting only the keys it has.
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    Config,
+    error::{self, ConfigError},
+    values::{
+        AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, Span,
+        SyslogTarget, Token, User,
+    },
+};
+
+/// Deserializes a key that may not be null: present means `Some(value)`.
+fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Deserializes a key whose null is meaningful ("off"): present means `Some(Option<value>)`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The whole file. Sections may be empty or null (all their keys commented out).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of procwatch settings")]
+pub(crate) struct PartialConfig {
+    #[serde(default, deserialize_with = "required")]
+    cpu_high: Option<Positive>,
+    #[serde(default, deserialize_with = "required")]
+    min_score: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    ml_weight: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    ports: Option<PortSet>,
+    #[serde(default)]
+    weights: Option<PartialWeights>,
+    #[serde(default)]
+    whitelist: Option<PartialWhitelist>,
+    #[serde(default, deserialize_with = "required")]
+    temp_dirs: Option<Vec<AbsPath>>,
+    #[serde(default, deserialize_with = "required")]
+    sweep_interval: Option<Interval>,
+    #[serde(default, deserialize_with = "required")]
+    cpu_window: Option<Interval>,
+    #[serde(default, deserialize_with = "required")]
+    exited_grace: Option<Span>,
+    #[serde(default, deserialize_with = "required")]
+    max_processes: Option<Count>,
+    #[serde(default)]
+    enforce: Option<PartialEnforce>,
+    #[serde(default)]
+    dump: Option<PartialDump>,
+    #[serde(default)]
+    outputs: Option<PartialOutputs>,
+    #[serde(default)]
+    baseline: Option<PartialBaseline>,
+    #[serde(default)]
+    api: Option<PartialApi>,
+}
+
+/// `weights:`, one key per rule id.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of rule ids to weights")]
+struct PartialWeights {
+    #[serde(default, deserialize_with = "required")]
+    deleted_exe: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    tmp_exe: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    wx_mem: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    ptrace: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    high_cpu: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    empty_cmdline: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    suspicious_port: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    fileless_exe: Option<NonNegative>,
+    #[serde(default, deserialize_with = "required")]
+    reverse_shell: Option<NonNegative>,
+}
+
+/// `whitelist:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with exe_paths and users")]
+struct PartialWhitelist {
+    #[serde(default, deserialize_with = "required")]
+    exe_paths: Option<Vec<AbsPath>>,
+    #[serde(default, deserialize_with = "required")]
+    users: Option<Vec<User>>,
+}
+
+/// `enforce:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with ptrace, wx_mem and allow_exe_paths"
+)]
+struct PartialEnforce {
+    #[serde(default, deserialize_with = "required")]
+    ptrace: Option<bool>,
+    #[serde(default, deserialize_with = "required")]
+    wx_mem: Option<bool>,
+    #[serde(default, deserialize_with = "required")]
+    allow_exe_paths: Option<Vec<AbsPath>>,
+}
+
+/// `dump:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with max_exe_bytes and max_total_bytes"
+)]
+struct PartialDump {
+    #[serde(default, deserialize_with = "required")]
+    max_exe_bytes: Option<Bytes>,
+    #[serde(default, deserialize_with = "required")]
+    max_total_bytes: Option<Bytes>,
+}
+
+/// `outputs:`; null turns a sink off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with jsonl, log_file, syslog and stdout"
+)]
+struct PartialOutputs {
+    #[serde(default, deserialize_with = "nullable")]
+    jsonl: Option<Option<AbsPath>>,
+    #[serde(default, deserialize_with = "nullable")]
+    log_file: Option<Option<AbsPath>>,
+    #[serde(default, deserialize_with = "nullable")]
+    syslog: Option<Option<SyslogTarget>>,
+    #[serde(default, deserialize_with = "required")]
+    stdout: Option<bool>,
+}
+
+/// `baseline:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with learning_period and model_path"
+)]
+struct PartialBaseline {
+    #[serde(default, deserialize_with = "required")]
+    learning_period: Option<Span>,
+    #[serde(default, deserialize_with = "required")]
+    model_path: Option<AbsPath>,
+}
+
+/// `api:`; a null token turns authentication off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with listen and token")]
+struct PartialApi {
+    #[serde(default, deserialize_with = "required")]
+    listen: Option<Listen>,
+    #[serde(default, deserialize_with = "nullable")]
+    token: Option<Option<Token>>,
+}
+
+/// One parsed config file (or in-memory text), ready to be applied over the layers below it.
+#[derive(Debug)]
+pub struct Layer {
+    origin: String,
+    text: String,
+    partial: PartialConfig,
+}
+
+impl Layer {
+    /// Parses and validates `text` on its own; `origin` names it in errors (usually its path).
+    pub fn parse(origin: impl Into<String>, text: impl Into<String>) -> Result<Self, ConfigError> {
+        let origin = origin.into();
+        let text = text.into();
+        // Syntax first, against a schema-free target, so malformed YAML is reported as such and
+        // not as whatever schema error the parser happened to reach before the bad line.
+        if let Err(e) = serde_yaml::from_str::<serde::de::IgnoredAny>(&text) {
+            return Err(error::syntax(&origin, &text, &e).into());
+        }
+        let de = serde_yaml::Deserializer::from_str(&text);
+        let partial: PartialConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigError::from(error::from_serde(&origin, &text, &e)))?;
+        Ok(Self {
+            origin,
+            text,
+            partial,
+        })
+    }
+
+    /// The name this layer is reported under.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The source text, for locating keys in cross-key checks.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Writes every key this layer sets into `cfg`, and returns their dotted paths.
+    pub(crate) fn apply(&self, cfg: &mut Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        // Assigns the converted value when the layer has the key, and records that it did.
+        macro_rules! take {
+            ($key:literal, $slot:expr, $value:expr, $conv:expr) => {
+                if let Some(v) = &$value {
+                    $slot = ($conv)(v);
+                    keys.push($key);
+                }
+            };
+        }
+        let p = &self.partial;
+        take!("cpu_high", cfg.cpu_high, p.cpu_high, |v: &Positive| v.0);
+        take!(
+            "min_score",
+            cfg.min_score,
+            p.min_score,
+            |v: &NonNegative| v.0
+        );
+        take!(
+            "ml_weight",
+            cfg.ml_weight,
+            p.ml_weight,
+            |v: &NonNegative| v.0
+        );
+        take!("ports", cfg.ports, p.ports, PortSet::clone);
+        if let Some(w) = &p.weights {
+            let c = &mut cfg.weights;
+            let n = |v: &NonNegative| v.0;
+            take!("weights.deleted_exe", c.deleted_exe, w.deleted_exe, n);
+            take!("weights.tmp_exe", c.tmp_exe, w.tmp_exe, n);
+            take!("weights.wx_mem", c.wx_mem, w.wx_mem, n);
+            take!("weights.ptrace", c.ptrace, w.ptrace, n);
+            take!("weights.high_cpu", c.high_cpu, w.high_cpu, n);
+            take!("weights.empty_cmdline", c.empty_cmdline, w.empty_cmdline, n);
+            take!(
+                "weights.suspicious_port",
+                c.suspicious_port,
+                w.suspicious_port,
+                n
+            );
+            take!("weights.fileless_exe", c.fileless_exe, w.fileless_exe, n);
+            take!("weights.reverse_shell", c.reverse_shell, w.reverse_shell, n);
+        }
+        if let Some(w) = &p.whitelist {
+            let c = &mut cfg.whitelist;
+            take!("whitelist.exe_paths", c.exe_paths, w.exe_paths, paths);
+            take!("whitelist.users", c.users, w.users, |v: &Vec<User>| v
+                .iter()
+                .map(|u| u.0.clone())
+                .collect());
+        }
+        take!("temp_dirs", cfg.temp_dirs, p.temp_dirs, paths);
+        take!(
+            "sweep_interval",
+            cfg.sweep_interval,
+            p.sweep_interval,
+            |v: &Interval| v.0
+        );
+        take!(
+            "cpu_window",
+            cfg.cpu_window,
+            p.cpu_window,
+            |v: &Interval| v.0
+        );
+        take!(
+            "exited_grace",
+            cfg.exited_grace,
+            p.exited_grace,
+            |v: &Span| v.0
+        );
+        take!(
+            "max_processes",
+            cfg.max_processes,
+            p.max_processes,
+            |v: &Count| v.0
+        );
+        if let Some(e) = &p.enforce {
+            let c = &mut cfg.enforce;
+            take!("enforce.ptrace", c.ptrace, e.ptrace, |v: &bool| *v);
+            take!("enforce.wx_mem", c.wx_mem, e.wx_mem, |v: &bool| *v);
+            take!(
+                "enforce.allow_exe_paths",
+                c.allow_exe_paths,
+                e.allow_exe_paths,
+                paths
+            );
+        }
+        if let Some(d) = &p.dump {
+            let c = &mut cfg.dump;
+            take!(
+                "dump.max_exe_bytes",
+                c.max_exe_bytes,
+                d.max_exe_bytes,
+                |v: &Bytes| v.0
+            );
+            take!(
+                "dump.max_total_bytes",
+                c.max_total_bytes,
+                d.max_total_bytes,
+                |v: &Bytes| v.0
+            );
+        }
+        if let Some(o) = &p.outputs {
+            let c = &mut cfg.outputs;
+            let path = |v: &Option<AbsPath>| v.as_ref().map(|p| p.0.clone());
+            take!("outputs.jsonl", c.jsonl, o.jsonl, path);
+            take!("outputs.log_file", c.log_file, o.log_file, path);
+            take!(
+                "outputs.syslog",
+                c.syslog,
+                o.syslog,
+                Option::<SyslogTarget>::clone
+            );
+            take!("outputs.stdout", c.stdout, o.stdout, |v: &bool| *v);
+        }
+        if let Some(b) = &p.baseline {
+            let c = &mut cfg.baseline;
+            take!(
+                "baseline.learning_period",
+                c.learning_period,
+                b.learning_period,
+                |v: &Span| v.0
+            );
+            take!(
+                "baseline.model_path",
+                c.model_path,
+                b.model_path,
+                |v: &AbsPath| v.0.clone()
+            );
+        }
+        if let Some(a) = &p.api {
+            let c = &mut cfg.api;
+            take!("api.listen", c.listen, a.listen, |v: &Listen| v.0);
+            take!("api.token", c.token, a.token, |v: &Option<Token>| v
+                .as_ref()
+                .map(|t| t.0.clone()));
+        }
+        keys
+    }
+}
+
+/// Unwraps a list of validated absolute paths.
+fn paths(v: &[AbsPath]) -> Vec<std::path::PathBuf> {
+    v.iter().map(|p| p.0.clone()).collect()
+}
