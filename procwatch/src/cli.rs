@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::sensor::EventKind;
+use crate::sensor::{EventKind, SensorMode};
 
 /// Linux runtime-security monitor.
 #[derive(Debug, Parser)]
@@ -41,6 +41,13 @@ pub struct EventsArgs {
     /// Write the events to this file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Sensor: auto (eBPF, else the fallback), ebpf (fail without it), or fallback (netlink
+    /// process connector + /proc sweeps; exec, fork and exit only).
+    #[arg(long, default_value = "auto")]
+    pub sensor: SensorMode,
+    /// Seconds between /proc sweeps when the fallback sensor runs.
+    #[arg(long, default_value_t = 5.0)]
+    pub sweep_interval: f64,
 }
 
 /// Arguments of `procwatch config`.

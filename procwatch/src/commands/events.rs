@@ -9,7 +9,7 @@ use tracing::info;
 use crate::{
     cli::EventsArgs,
     clock,
-    sensor::{self, EbpfOptions, Event, EventKind, SensorStats},
+    sensor::{self, EbpfOptions, Event, EventKind, SensorOptions, SensorStats},
 };
 
 /// One output line: the event with a wall-clock timestamp in front.
@@ -45,10 +45,18 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 
     let stats = Arc::new(SensorStats::default());
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
-    let opts = EbpfOptions {
-        ring_bytes,
-        kinds: kinds.clone(),
-        ..EbpfOptions::default()
+    let sweep_interval = Duration::try_from_secs_f64(args.sweep_interval)
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(100))
+        .context("--sweep-interval must be at least 0.1 seconds")?;
+    let opts = SensorOptions {
+        mode: args.sensor,
+        ebpf: EbpfOptions {
+            ring_bytes,
+            kinds: kinds.clone(),
+            ..EbpfOptions::default()
+        },
+        sweep_interval,
     };
     let running = sensor::start(&opts, tx, stats.clone())?;
     info!(

@@ -4,20 +4,99 @@
 pub mod decode;
 pub mod ebpf;
 pub mod event;
+pub mod proc_connector;
 pub mod stats;
+pub mod sweep;
 pub mod tracefs;
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use anyhow::Context;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use ebpf::{EbpfOptions, EbpfSensor};
 pub use event::{Event, EventBody, EventKind, SensorKind};
 pub use stats::SensorStats;
+
+use proc_connector::{ConnectorContext, ProcConnector};
+use sweep::SweeperContext;
+
+/// Default time between two /proc sweeps in fallback mode.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// The kinds the fallback sensor can produce.
+pub const FALLBACK_KINDS: [EventKind; 3] = [EventKind::Exec, EventKind::Fork, EventKind::Exit];
+/// Connector-to-sweeper notes in flight; a full queue costs at most a duplicate sweep event.
+const SEEN_QUEUE: usize = 16 * 1024;
+
+/// Which sensor to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SensorMode {
+    /// eBPF, or the fallback when eBPF cannot load.
+    #[default]
+    Auto,
+    /// eBPF only: fail when it cannot load.
+    Ebpf,
+    /// The fallback (netlink process connector + /proc sweeps) even when eBPF would work.
+    Fallback,
+}
+
+impl SensorMode {
+    /// Stable name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorMode::Auto => "auto",
+            SensorMode::Ebpf => "ebpf",
+            SensorMode::Fallback => "fallback",
+        }
+    }
+}
+
+/// The error for an unknown sensor mode name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sensor '{0}' (known: auto, ebpf, fallback)")]
+pub struct UnknownSensorMode(pub String);
+
+impl std::str::FromStr for SensorMode {
+    type Err = UnknownSensorMode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [SensorMode::Auto, SensorMode::Ebpf, SensorMode::Fallback]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownSensorMode(s.to_string()))
+    }
+}
+
+/// Options for starting a sensor.
+#[derive(Debug, Clone)]
+pub struct SensorOptions {
+    /// Which sensor to run.
+    pub mode: SensorMode,
+    /// eBPF options; `ebpf.kinds` are the kinds wanted from either sensor.
+    pub ebpf: EbpfOptions,
+    /// Time between /proc sweeps in fallback mode.
+    pub sweep_interval: Duration,
+}
+
+impl Default for SensorOptions {
+    fn default() -> Self {
+        Self {
+            mode: SensorMode::Auto,
+            ebpf: EbpfOptions::default(),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+}
+
+impl SensorOptions {
+    /// The kinds wanted.
+    pub fn kinds(&self) -> &BTreeSet<EventKind> {
+        &self.ebpf.kinds
+    }
+}
 
 /// A running sensor: keep it alive to keep the probes attached.
 pub struct RunningSensor {
@@ -42,27 +121,98 @@ impl RunningSensor {
     }
 }
 
-/// Starts the eBPF sensor, or explains why it could not.
+/// Starts the sensor `opts.mode` asks for: eBPF, falling back to the netlink process connector
+/// and /proc sweeps when eBPF cannot load (unless the mode is `Ebpf`).
 pub fn start(
-    opts: &EbpfOptions,
+    opts: &SensorOptions,
     tx: mpsc::Sender<Event>,
     stats: Arc<SensorStats>,
 ) -> anyhow::Result<RunningSensor> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    match EbpfSensor::load(opts) {
-        Ok(mut sensor) => {
-            let task = sensor.spawn_reader(tx, stats, stop_rx)?;
-            Ok(RunningSensor {
-                kind: SensorKind::Ebpf,
-                ebpf: Some(sensor),
-                ebpf_error: None,
-                tasks: vec![task],
-                stop: stop_tx,
-            })
+    let reason = match opts.mode {
+        SensorMode::Fallback => {
+            info!("fallback sensor forced; eBPF not tried");
+            "fallback forced (--sensor fallback)".to_string()
         }
-        Err(e) => {
-            warn!(error = %e, "eBPF sensor unavailable");
-            Err(anyhow::anyhow!(e))
-        }
+        SensorMode::Auto | SensorMode::Ebpf => match EbpfSensor::load(&opts.ebpf) {
+            Ok(mut sensor) => {
+                let task = sensor.spawn_reader(tx, stats, stop_rx)?;
+                return Ok(RunningSensor {
+                    kind: SensorKind::Ebpf,
+                    ebpf: Some(sensor),
+                    ebpf_error: None,
+                    tasks: vec![task],
+                    stop: stop_tx,
+                });
+            }
+            Err(e) if opts.mode == SensorMode::Ebpf => {
+                return Err(anyhow::anyhow!(e).context("eBPF sensor unavailable (--sensor ebpf)"));
+            }
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    "eBPF sensor unavailable; falling back to the netlink process connector \
+                     and /proc sweeps (exec, fork, exit only)"
+                );
+                e.to_string()
+            }
+        },
+    };
+    let tasks = start_fallback(opts, tx, stats, &stop_rx)
+        .with_context(|| format!("no sensor could start; eBPF: {reason}"))?;
+    Ok(RunningSensor {
+        kind: SensorKind::ProcConnector,
+        ebpf: None,
+        ebpf_error: Some(reason),
+        tasks,
+        stop: stop_tx,
+    })
+}
+
+/// Subscribes to the process connector and starts its reader and the sweeper.
+fn start_fallback(
+    opts: &SensorOptions,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<SensorStats>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let kinds = opts.kinds();
+    let unavailable: Vec<&str> = kinds
+        .iter()
+        .filter(|k| !FALLBACK_KINDS.contains(k))
+        .map(|k| k.as_str())
+        .collect();
+    if !unavailable.is_empty() {
+        warn!(
+            kinds = %unavailable.join(","),
+            "the fallback sensor cannot produce these kinds; they will not appear"
+        );
     }
+    if !FALLBACK_KINDS.iter().any(|k| kinds.contains(k)) {
+        warn!("none of the requested kinds is available from the fallback sensor");
+        return Ok(Vec::new());
+    }
+    let connector = ProcConnector::subscribe()?;
+    let sweeps = kinds.contains(&EventKind::Exec) || kinds.contains(&EventKind::Exit);
+    let (seen_tx, seen_rx) = mpsc::channel(SEEN_QUEUE);
+    let mut tasks = Vec::with_capacity(2);
+    let ctx = ConnectorContext {
+        tx: tx.clone(),
+        stats: stats.clone(),
+        kinds: kinds.clone(),
+        seen: sweeps.then_some(seen_tx),
+    };
+    tasks.push(connector.spawn(ctx, stop.clone())?);
+    if sweeps {
+        let ctx = SweeperContext {
+            tx,
+            stats,
+            kinds: kinds.clone(),
+            interval: opts.sweep_interval,
+            seen: seen_rx,
+        };
+        tasks.push(sweep::spawn_sweeper(ctx, stop.clone()));
+    }
+    info!(sweeps, "fallback sensor running: netlink process connector");
+    Ok(tasks)
 }
