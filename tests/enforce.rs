@@ -3,7 +3,7 @@
 //! survive. The policy is scoped to the actor's own pid so no other process on the host is at risk.
 use std::path::{Path, PathBuf};
 
-use procwatch::sensor::{EventBody, event::KernelAction, ebpf::KillPolicy};
+use procwatch::sensor::{EventBody, ebpf::KillPolicy, event::KernelAction};
 use procwatch_tests::{Actor, LiveSensor, TempDir, require_root};
 
 fn actor() -> PathBuf {
@@ -30,16 +30,26 @@ async fn run_under_policy(
     let pid = actor.pid();
     let sensor = LiveSensor::start(policy(pid));
     actor.go();
-    let (status, lines) = tokio::task::spawn_blocking(move || actor.finish()).await.expect("actor");
+    let (status, lines) = tokio::task::spawn_blocking(move || actor.finish())
+        .await
+        .expect("actor");
     (sensor, pid, status, lines)
 }
 
 fn wx_policy(scope: u32) -> KillPolicy {
-    KillPolicy { wx_mem: true, scope_pid: Some(scope), ..KillPolicy::default() }
+    KillPolicy {
+        wx_mem: true,
+        scope_pid: Some(scope),
+        ..KillPolicy::default()
+    }
 }
 
 fn ptrace_policy(scope: u32) -> KillPolicy {
-    KillPolicy { ptrace: true, scope_pid: Some(scope), ..KillPolicy::default() }
+    KillPolicy {
+        ptrace: true,
+        scope_pid: Some(scope),
+        ..KillPolicy::default()
+    }
 }
 
 fn killed_by_sigkill(status: &std::process::ExitStatus) -> bool {
@@ -51,11 +61,19 @@ fn killed_by_sigkill(status: &std::process::ExitStatus) -> bool {
 async fn wx_mprotect_is_killed_before_the_next_line() {
     require_root!();
     for action in ["mprotect-wx", "mmap-wx", "pkey-mprotect-wx"] {
-        let (mut sensor, pid, status, lines) = run_under_policy(&actor(), &[action], wx_policy).await;
+        let (mut sensor, pid, status, lines) =
+            run_under_policy(&actor(), &[action], wx_policy).await;
         assert!(lines.iter().any(|l| l == "before"), "{action}: {lines:?}");
-        assert!(!lines.iter().any(|l| l.starts_with("after")), "{action} returned to user space: {lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("after")),
+            "{action} returned to user space: {lines:?}"
+        );
         assert!(killed_by_sigkill(&status), "{action}: {status:?}");
-        let e = sensor.expect(action, pid, |e| e.tgid == pid && matches!(e.body, EventBody::WxMem(_))).await;
+        let e = sensor
+            .expect(action, pid, |e| {
+                e.tgid == pid && matches!(e.body, EventBody::WxMem(_))
+            })
+            .await;
         assert_eq!(e.kernel_action, Some(KernelAction::Killed));
     }
 }
@@ -64,11 +82,19 @@ async fn wx_mprotect_is_killed_before_the_next_line() {
 async fn ptrace_attach_is_killed_before_the_next_line() {
     require_root!();
     for action in ["ptrace-attach", "ptrace-seize"] {
-        let (mut sensor, pid, status, lines) = run_under_policy(&actor(), &[action], ptrace_policy).await;
+        let (mut sensor, pid, status, lines) =
+            run_under_policy(&actor(), &[action], ptrace_policy).await;
         assert!(lines.iter().any(|l| l == "before"), "{action}: {lines:?}");
-        assert!(!lines.iter().any(|l| l == "after"), "{action} returned to user space: {lines:?}");
+        assert!(
+            !lines.iter().any(|l| l == "after"),
+            "{action} returned to user space: {lines:?}"
+        );
         assert!(killed_by_sigkill(&status), "{action}: {status:?}");
-        let e = sensor.expect(action, pid, |e| e.tgid == pid && matches!(e.body, EventBody::Ptrace(_))).await;
+        let e = sensor
+            .expect(action, pid, |e| {
+                e.tgid == pid && matches!(e.body, EventBody::Ptrace(_))
+            })
+            .await;
         assert_eq!(e.kernel_action, Some(KernelAction::Killed));
     }
 }
@@ -76,9 +102,15 @@ async fn ptrace_attach_is_killed_before_the_next_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn descendants_of_the_scope_are_killed_too() {
     require_root!();
-    let (_sensor, _, status, lines) = run_under_policy(&actor(), &["--fork", "mprotect-wx"], wx_policy).await;
+    let (_sensor, _, status, lines) =
+        run_under_policy(&actor(), &["--fork", "mprotect-wx"], wx_policy).await;
     assert!(status.success(), "the parent did nothing wrong: {lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("child ") && l.ends_with("killed 9")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("child ") && l.ends_with("killed 9")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,17 +125,32 @@ async fn allowlisted_executable_and_its_children_survive() {
         scope_pid: Some(scope),
     };
     let (mut sensor, pid, status, lines) = run_under_policy(&jit, &["mprotect-wx"], allow).await;
-    assert!(status.success(), "allowlisted W+X was killed: {status:?} {lines:?}");
+    assert!(
+        status.success(),
+        "allowlisted W+X was killed: {status:?} {lines:?}"
+    );
     assert!(lines.iter().any(|l| l == "after 0"), "{lines:?}");
-    let e = sensor.expect("wx_mem", pid, |e| e.tgid == pid && matches!(e.body, EventBody::WxMem(_))).await;
+    let e = sensor
+        .expect("wx_mem", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::WxMem(_))
+        })
+        .await;
     assert_eq!(e.kernel_action, Some(KernelAction::Exempt));
 
     let (_s, _, status, lines) = run_under_policy(&jit, &["ptrace-attach"], allow).await;
-    assert!(status.success() && lines.iter().any(|l| l == "after"), "{status:?} {lines:?}");
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after"),
+        "{status:?} {lines:?}"
+    );
 
     let (_s, _, status, lines) = run_under_policy(&jit, &["--fork", "mprotect-wx"], allow).await;
     assert!(status.success(), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("child ") && l.ends_with("exited 0")), "exemption not inherited: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("child ") && l.ends_with("exited 0")),
+        "exemption not inherited: {lines:?}"
+    );
 
     // The same bytes under a path that is not allowlisted are killed.
     let other = dir.copy_exe(&actor(), "pw-not-allowed");
@@ -114,13 +161,24 @@ async fn allowlisted_executable_and_its_children_survive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_off_or_out_of_scope_kills_nothing() {
     require_root!();
-    let (_s, _, status, lines) = run_under_policy(&actor(), &["mprotect-wx"], |_| KillPolicy::default()).await;
-    assert!(status.success() && lines.iter().any(|l| l == "after 0"), "{lines:?}");
+    let (_s, _, status, lines) =
+        run_under_policy(&actor(), &["mprotect-wx"], |_| KillPolicy::default()).await;
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after 0"),
+        "{lines:?}"
+    );
     // Scoped to an unrelated process (a sleeper we started): the actor is not in its tree.
-    let mut sleeper = std::process::Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
+    let mut sleeper = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
     let unrelated = sleeper.id();
-    let (_s, _, status, lines) = run_under_policy(&actor(), &["mprotect-wx"], |_| wx_policy(unrelated)).await;
+    let (_s, _, status, lines) =
+        run_under_policy(&actor(), &["mprotect-wx"], |_| wx_policy(unrelated)).await;
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    assert!(status.success() && lines.iter().any(|l| l == "after 0"), "{lines:?}");
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after 0"),
+        "{lines:?}"
+    );
 }

@@ -24,18 +24,39 @@ async fn exec_of_copied_binary_carries_filename_argv_and_ppid() {
     let dir = TempDir::new_in("/tmp", "exec");
     let copy = dir.copy_exe(&actor(), "pw-copied");
     let marker = "marker-\u{e9}-arg";
-    let (pid, status, _) =
-        run_actor(copy.clone(), args(&["exit", "0", marker, "", "last"])).await;
+    let (pid, status, _) = run_actor(copy.clone(), args(&["exit", "0", marker, "", "last"])).await;
     assert!(status.success());
     let e = sensor
-        .expect("exec", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Exec(_)))
+        .expect("exec", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exec(_))
+        })
         .await;
-    let EventBody::Exec(x) = &e.body else { unreachable!() };
+    let EventBody::Exec(x) = &e.body else {
+        unreachable!()
+    };
     assert_eq!(x.filename, copy);
-    let argv: Vec<String> = x.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    assert_eq!(argv, [copy.to_string_lossy().as_ref(), "exit", "0", marker, "", "last"]);
+    let argv: Vec<String> = x
+        .argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            copy.to_string_lossy().as_ref(),
+            "exit",
+            "0",
+            marker,
+            "",
+            "last"
+        ]
+    );
     assert!(!x.args_truncated && !x.args_missing);
-    assert_eq!(x.ppid, std::process::id(), "ppid comes from the kernel's fork record");
+    assert_eq!(
+        x.ppid,
+        std::process::id(),
+        "ppid comes from the kernel's fork record"
+    );
     assert_eq!(e.comm.to_string_lossy(), "pw-copied");
     assert_eq!(e.uid, 0);
 }
@@ -49,13 +70,21 @@ async fn exec_of_long_argv_is_truncated_and_flagged() {
     list.extend((0..40).map(|i| format!("a{i}")));
     let (pid, _, _) = run_actor(actor(), list).await;
     let e = sensor
-        .expect("exec", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Exec(_)))
+        .expect("exec", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exec(_))
+        })
         .await;
-    let EventBody::Exec(x) = &e.body else { unreachable!() };
+    let EventBody::Exec(x) = &e.body else {
+        unreachable!()
+    };
     assert!(x.args_truncated, "{x:?}");
     assert!(x.argv.len() <= procwatch_common::MAX_ARGS);
     assert_eq!(x.argv[1], "exit");
-    assert_eq!(x.argv[3].len(), procwatch_common::ARG_LEN - 1, "a long argument is cut, not dropped");
+    assert_eq!(
+        x.argv[3].len(),
+        procwatch_common::ARG_LEN - 1,
+        "a long argument is cut, not dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,17 +97,28 @@ async fn fork_and_exit_with_status() {
         .find_map(|l| l.strip_prefix("child ").and_then(|p| p.parse().ok()))
         .expect("actor prints its child's pid");
     let e = sensor
-        .expect("fork", pid, |e| matches!(e.body, EventBody::Fork(f) if f.child_tgid == child))
+        .expect(
+            "fork",
+            pid,
+            |e| matches!(e.body, EventBody::Fork(f) if f.child_tgid == child),
+        )
         .await;
-    let EventBody::Fork(f) = e.body else { unreachable!() };
+    let EventBody::Fork(f) = e.body else {
+        unreachable!()
+    };
     assert_eq!((f.parent_tgid, e.tgid), (pid, pid));
 
     let (pid, status, _) = run_actor(actor(), args(&["exit", "7"])).await;
     assert_eq!(status.code(), Some(7));
     let e = sensor
-        .expect("exit", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Exit(_)))
+        .expect("exit", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exit(_))
+        })
         .await;
-    assert_eq!(e.body, EventBody::Exit(procwatch::sensor::event::Exit { exit_code: Some(7) }));
+    assert_eq!(
+        e.body,
+        EventBody::Exit(procwatch::sensor::event::Exit { exit_code: Some(7) })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,8 +127,15 @@ async fn threads_are_not_reported_as_forks() {
     let mut sensor = LiveSensor::start(KillPolicy::default());
     // std::thread::spawn goes through pthread_create: clone3(CLONE_THREAD | ...).
     let (pid, status, lines) = run_actor(actor(), args(&["threads", "16"])).await;
-    assert!(status.success() && lines.iter().any(|l| l.starts_with("threads 16")), "{lines:?}");
-    sensor.expect("exit", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Exit(_))).await;
+    assert!(
+        status.success() && lines.iter().any(|l| l.starts_with("threads 16")),
+        "{lines:?}"
+    );
+    sensor
+        .expect("exit", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exit(_))
+        })
+        .await;
     let forks = sensor
         .seen
         .iter()
@@ -101,18 +148,28 @@ async fn threads_are_not_reported_as_forks() {
 async fn ptrace_attach_and_seize_name_the_target() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
-    for (action, request) in [("ptrace-attach", "PTRACE_ATTACH"), ("ptrace-seize", "PTRACE_SEIZE")] {
+    for (action, request) in [
+        ("ptrace-attach", "PTRACE_ATTACH"),
+        ("ptrace-seize", "PTRACE_SEIZE"),
+    ] {
         let (pid, _, lines) = run_actor(actor(), args(&[action])).await;
         let target: u64 = lines
             .iter()
             .find_map(|l| l.strip_prefix("target ").and_then(|p| p.parse().ok()))
             .expect("actor prints its target");
         let e = sensor
-            .expect(action, pid, |e| e.tgid == pid && matches!(e.body, EventBody::Ptrace(_)))
+            .expect(action, pid, |e| {
+                e.tgid == pid && matches!(e.body, EventBody::Ptrace(_))
+            })
             .await;
-        let EventBody::Ptrace(p) = e.body else { unreachable!() };
+        let EventBody::Ptrace(p) = e.body else {
+            unreachable!()
+        };
         assert_eq!((p.request_name, p.target_pid), (request, target));
-        assert!(lines.iter().any(|l| l == "after"), "policy is off: the actor survives");
+        assert!(
+            lines.iter().any(|l| l == "after"),
+            "policy is off: the actor survives"
+        );
         assert_eq!(e.kernel_action, None);
     }
 }
@@ -121,15 +178,29 @@ async fn ptrace_attach_and_seize_name_the_target() {
 async fn connect_over_ipv4_and_ipv6_loopback() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
-    for ip in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
         let listener = TcpListener::bind((ip, 0)).expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
-        let (pid, _, lines) = run_actor(actor(), args(&["connect", &ip.to_string(), &port.to_string()])).await;
-        assert!(lines.iter().any(|l| l == "after true"), "connect failed: {lines:?}");
+        let (pid, _, lines) = run_actor(
+            actor(),
+            args(&["connect", &ip.to_string(), &port.to_string()]),
+        )
+        .await;
+        assert!(
+            lines.iter().any(|l| l == "after true"),
+            "connect failed: {lines:?}"
+        );
         let e = sensor
-            .expect("connect", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Connect(_)))
+            .expect("connect", pid, |e| {
+                e.tgid == pid && matches!(e.body, EventBody::Connect(_))
+            })
             .await;
-        let EventBody::Connect(c) = e.body else { unreachable!() };
+        let EventBody::Connect(c) = e.body else {
+            unreachable!()
+        };
         assert_eq!((c.addr, c.port), (ip, port));
         assert_eq!(c.family, if ip.is_ipv4() { "inet" } else { "inet6" });
         assert!(c.fd >= 3, "fd {}", c.fd);
@@ -148,9 +219,13 @@ async fn wx_memory_via_mprotect_mmap_and_pkey_mprotect() {
         let (pid, status, lines) = run_actor(actor(), args(&[action])).await;
         assert!(status.success(), "{action}: {lines:?}");
         let e = sensor
-            .expect(action, pid, |e| e.tgid == pid && matches!(e.body, EventBody::WxMem(_)))
+            .expect(action, pid, |e| {
+                e.tgid == pid && matches!(e.body, EventBody::WxMem(_))
+            })
             .await;
-        let EventBody::WxMem(w) = e.body else { unreachable!() };
+        let EventBody::WxMem(w) = e.body else {
+            unreachable!()
+        };
         assert_eq!(w.syscall, syscall);
         assert_eq!(w.prot & 0x6, 0x6, "W and X requested");
         assert!(w.len == 4096 || w.len == 8192, "len {}", w.len);
@@ -170,9 +245,13 @@ async fn memfd_create_carries_its_name() {
     let mut sensor = LiveSensor::start(KillPolicy::default());
     let (pid, _, _) = run_actor(actor(), args(&["memfd", "pw-test-memfd"])).await;
     let e = sensor
-        .expect("memfd", pid, |e| e.tgid == pid && matches!(e.body, EventBody::Memfd(_)))
+        .expect("memfd", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Memfd(_))
+        })
         .await;
-    let EventBody::Memfd(m) = e.body else { unreachable!() };
+    let EventBody::Memfd(m) = e.body else {
+        unreachable!()
+    };
     assert_eq!(m.name, "pw-test-memfd");
     assert_eq!(m.flags, libc::MFD_CLOEXEC);
 }
@@ -187,11 +266,18 @@ async fn no_event_is_lost_or_malformed_in_a_burst_of_execs() {
         pids.push(pid);
     }
     let last = *pids.last().expect("ran");
-    sensor.expect("exit", last, |e| e.tgid == last && matches!(e.body, EventBody::Exit(_))).await;
+    sensor
+        .expect("exit", last, |e| {
+            e.tgid == last && matches!(e.body, EventBody::Exit(_))
+        })
+        .await;
     let _ = sensor.wait_for(Duration::from_millis(200), |_| false).await;
     for pid in &pids {
         assert!(
-            sensor.seen.iter().any(|e| e.tgid == *pid && matches!(e.body, EventBody::Exec(_))),
+            sensor
+                .seen
+                .iter()
+                .any(|e| e.tgid == *pid && matches!(e.body, EventBody::Exec(_))),
             "exec of {pid} missing"
         );
     }

@@ -80,15 +80,18 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
         argc += 1;
         i += 1;
     }
-    if i == MAX_ARGS {
-        // SAFETY: as above.
-        if let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) } {
-            if !next.is_null() {
-                arg_flags |= flags::ARGS_TRUNCATED;
-            }
-        }
+    // SAFETY: as above.
+    if i == MAX_ARGS
+        && let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) }
+        && !next.is_null()
+    {
+        arg_flags |= flags::ARGS_TRUNCATED;
     }
     // SAFETY: scratch is this CPU's slot; the fields are plain integers.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value would copy 1 KiB onto the 512-byte BPF stack"
+    )]
     unsafe {
         (*scratch).argc = argc;
         (*scratch).args_len = if off > ARGS_LEN {
@@ -188,7 +191,12 @@ fn update_exemption(tgid: u32, filename: *const u8) {
             PATH_LEN as u32,
             filename.cast(),
         );
-        if ALLOW_EXE.get(&*key).is_some() {
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value would copy the 256-byte key onto the BPF stack"
+        )]
+        let allowed = ALLOW_EXE.get(&*key).is_some();
+        if allowed {
             let _ = EXEMPT.insert(tgid, 1u8, 0);
         } else {
             let _ = EXEMPT.remove(tgid);
@@ -210,11 +218,11 @@ pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
     // clone3(struct clone_args *uargs, size_t size); `flags` is the first u64 of clone_args.
     // SAFETY: argument slot, then a fault-tolerant user read.
-    if let Ok(uargs) = unsafe { ctx.read_at::<*const u64>(ARG0) } {
-        if let Ok(clone_flags) = unsafe { bpf_probe_read_user(uargs) } {
-            let (pid_tgid, _) = current();
-            let _ = CLONE_FLAGS.insert(pid_tgid as u32, clone_flags, 0);
-        }
+    if let Ok(uargs) = unsafe { ctx.read_at::<*const u64>(ARG0) }
+        && let Ok(clone_flags) = unsafe { bpf_probe_read_user(uargs) }
+    {
+        let (pid_tgid, _) = current();
+        let _ = CLONE_FLAGS.insert(pid_tgid as u32, clone_flags, 0);
     }
     0
 }

@@ -8,10 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use procwatch::sensor::{
-    EbpfOptions, EbpfSensor, Event, SensorStats,
-    ebpf::KillPolicy,
-};
+use procwatch::sensor::{EbpfOptions, EbpfSensor, Event, SensorStats, ebpf::KillPolicy};
 use tokio::sync::{mpsc, watch};
 
 /// True when running as root; eBPF and end-to-end tests need it.
@@ -25,7 +22,10 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!("SKIP {}: needs root (eBPF programs and real processes)", module_path!());
+            eprintln!(
+                "SKIP {}: needs root (eBPF programs and real processes)",
+                module_path!()
+            );
             return;
         }
     };
@@ -46,19 +46,35 @@ pub struct LiveSensor {
 impl LiveSensor {
     /// Loads and attaches every probe with `policy` installed; panics with the reason on failure.
     pub fn start(policy: KillPolicy) -> Self {
-        let opts = EbpfOptions { kill: policy, ..EbpfOptions::default() };
-        let mut sensor = EbpfSensor::load(&opts).unwrap_or_else(|e| panic!("eBPF sensor failed to load: {e}"));
+        let opts = EbpfOptions {
+            kill: policy,
+            ..EbpfOptions::default()
+        };
+        let mut sensor =
+            EbpfSensor::load(&opts).unwrap_or_else(|e| panic!("eBPF sensor failed to load: {e}"));
         let unattached: Vec<_> = sensor.probes().iter().filter(|p| !p.attached).collect();
         assert!(unattached.is_empty(), "probes not attached: {unattached:?}");
         let stats = Arc::new(SensorStats::default());
         let (tx, rx) = mpsc::channel(65536);
         let (stop, stop_rx) = watch::channel(false);
-        sensor.spawn_reader(tx, stats.clone(), stop_rx).unwrap_or_else(|e| panic!("reader: {e}"));
-        Self { sensor, stats, rx, stop, seen: Vec::new() }
+        sensor
+            .spawn_reader(tx, stats.clone(), stop_rx)
+            .unwrap_or_else(|e| panic!("reader: {e}"));
+        Self {
+            sensor,
+            stats,
+            rx,
+            stop,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits up to `timeout` for an event matching `pred` (earlier matches count too).
-    pub async fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Option<Event> {
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
         if let Some(e) = self.seen.iter().find(|e| pred(e)) {
             return Some(e.clone());
         }
@@ -130,7 +146,12 @@ impl Actor {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         let stdin = child.stdin.take();
         let stdout = line_reader(child.stdout.take().expect("piped stdout"));
-        Self { child, stdin, stdout, lines: Vec::new() }
+        Self {
+            child,
+            stdin,
+            stdout,
+            lines: Vec::new(),
+        }
     }
 
     /// The child's pid.
@@ -183,7 +204,8 @@ impl TempDir {
     pub fn new_in(base: &str, tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = PathBuf::from(base).join(format!("procwatch-test-{tag}-{}-{n}", std::process::id()));
+        let dir =
+            PathBuf::from(base).join(format!("procwatch-test-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         Self(dir)
     }
@@ -191,7 +213,8 @@ impl TempDir {
     /// Copies `src` into the directory as `name` (mode preserved) and returns the new path.
     pub fn copy_exe(&self, src: &Path, name: &str) -> PathBuf {
         let dst = self.0.join(name);
-        std::fs::copy(src, &dst).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", src.display(), dst.display()));
+        std::fs::copy(src, &dst)
+            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", src.display(), dst.display()));
         dst
     }
 }

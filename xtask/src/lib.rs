@@ -211,7 +211,7 @@ pub fn build_ebpf(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf, S
     let object = target_dir
         .join(BPF_TARGET)
         .join("release")
-        .join("procwatch");
+        .join(EBPF_PACKAGE);
     if !object.exists() {
         return Err(format!(
             "the build succeeded but {} is missing",

@@ -101,7 +101,11 @@ fn ptrace_attach(request: libc::c_uint) {
 }
 
 fn act(args: &[String]) {
-    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| fail("missing argument"));
+    let arg = |i: usize| {
+        args.get(i)
+            .map(String::as_str)
+            .unwrap_or_else(|| fail("missing argument"))
+    };
     match arg(0) {
         "exit" => exit(arg(1).parse().unwrap_or_else(|_| fail("exit code"))),
         "sleep" => std::thread::sleep(Duration::from_secs_f64(arg(1).parse().unwrap_or(1.0))),
@@ -133,7 +137,13 @@ fn act(args: &[String]) {
             let p = page();
             say("before");
             // SAFETY: changing protection of our own mapping.
-            let rc = unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) };
+            let rc = unsafe {
+                libc::mprotect(
+                    p,
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                )
+            };
             say(&format!("after {rc}"));
         }
         "mmap-wx" => {
