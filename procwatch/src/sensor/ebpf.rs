@@ -391,13 +391,7 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Se
     let mut batch = Vec::new();
     loop {
         while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(event) => batch.push(event),
-                Err(e) => {
-                    stats.malformed();
-                    debug!(error = %e, "malformed ring buffer record skipped");
-                }
-            }
+            batch.extend(decode_counted(&item, stats));
             if batch.len() >= 256 {
                 break;
             }
@@ -411,6 +405,18 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Se
                 return false;
             }
             stats.received(kind);
+        }
+    }
+}
+
+/// Decodes one record; a bad one is counted as malformed and skipped, never a panic.
+fn decode_counted(bytes: &[u8], stats: &SensorStats) -> Option<Event> {
+    match decode(bytes) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            stats.malformed();
+            debug!(error = %e, "malformed ring buffer record skipped");
+            None
         }
     }
 }
@@ -497,6 +503,17 @@ mod tests {
         assert!(key.path[13..].iter().all(|&b| b == 0));
         let long = "/x".repeat(PATH_LEN);
         assert!(path_key(Path::new(&long)).is_none());
+    }
+
+    #[test]
+    fn bad_records_are_counted_and_skipped() {
+        let stats = SensorStats::default();
+        assert!(decode_counted(&[0u8; 3], &stats).is_none());
+        let mut unknown = [0u8; 64];
+        unknown[..4].copy_from_slice(&77u32.to_ne_bytes());
+        assert!(decode_counted(&unknown, &stats).is_none());
+        assert_eq!(stats.snapshot().malformed, 2);
+        assert_eq!(stats.snapshot().received_total, 0);
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! `procwatch events` with the eBPF sensor, end to end: JSONL on stdout limited to the requested
+//! kinds, and on SIGINT a clean exit with the counts (received per kind, lost, malformed).
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+#[test]
+fn events_stream_is_jsonl_of_requested_kinds_and_sigint_prints_counts() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: procwatch events needs root to load eBPF programs");
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_procwatch"))
+        .args(["events", "--sensor", "ebpf", "--kinds", "exec,connect"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("procwatch starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut err_lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("procwatch reports readiness");
+        let ready = line.contains("streaming events");
+        err_lines.push(line);
+        if ready {
+            break;
+        }
+    }
+
+    let marker = "pw-events-cli-marker";
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let status = Command::new("/bin/true").arg(marker).spawn().expect("true");
+        pids.push(status.id());
+        let _ = { status }.wait();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("procwatch exits");
+    assert!(status.success(), "exit status {status:?}");
+    let stdout = out.join().expect("stdout thread");
+    err_lines.extend(rx.try_iter());
+
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for e in &events {
+        let kind = e["kind"].as_str().expect("kind");
+        assert!(
+            kind == "exec" || kind == "connect",
+            "unrequested kind {kind}"
+        );
+        assert_eq!(e["sensor"], "ebpf");
+        assert!(e["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    for pid in &pids {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "exec" && e["tgid"] == *pid && e["argv"][1] == marker),
+            "exec of {pid} missing"
+        );
+    }
+    // The connect came from this test process's own pid; only the test's pid is not filtered.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "connect" && e["port"] == port && e["addr"] == "127.0.0.1"),
+        "connect to {port} missing"
+    );
+
+    let summary = err_lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("procwatch events: "))
+        .unwrap_or_else(|| panic!("no summary on stderr: {err_lines:#?}"));
+    let summary: Value = serde_json::from_str(summary).expect("summary is JSON");
+    assert_eq!(summary["stopped"], "SIGINT");
+    let stats = &summary["stats"];
+    assert!(
+        stats["received"]["exec"].as_u64().is_some_and(|n| n >= 20),
+        "{stats}"
+    );
+    assert!(
+        stats["received"]["connect"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{stats}"
+    );
+    assert_eq!(stats["lost_total"], 0);
+    assert_eq!(stats["malformed"], 0);
+    assert!(stats["kernel_lost"].is_object());
+}
