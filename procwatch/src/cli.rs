@@ -20,6 +20,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: watch every process in real time (eBPF events) and alert on suspicious ones.
+    Monitor(MonitorArgs),
+    /// Sweep /proc once (or every `--interval` seconds) and alert on suspicious processes; no eBPF needed.
+    Scan(ScanArgs),
     /// Print the live raw event stream of the sensor as JSONL (one object per event).
     Events(EventsArgs),
     /// Show the effective configuration or check config files.
@@ -73,4 +77,52 @@ pub enum ConfigAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// Options shared by `monitor` and `scan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DetectArgs {
+    /// Config file layered over /etc/procwatch.yaml and ~/.procwatch.yaml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Append alerts as JSONL to this file (`-` for stdout).
+    #[arg(long)]
+    pub jsonl: Option<PathBuf>,
+    /// Alert threshold, overriding `min_score` from the config.
+    #[arg(long)]
+    pub min_score: Option<f64>,
+    /// No alert output on stdout (other sinks still get every alert).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `procwatch monitor`.
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// Shared detection options.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// Which sensor: auto (eBPF, else the netlink fallback), ebpf, or fallback.
+    #[arg(long, default_value = "auto")]
+    pub sensor: SensorMode,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Restrict the in-kernel kill policy to this process and its descendants.
+    #[arg(long)]
+    pub enforce_scope_pid: Option<u32>,
+}
+
+/// Arguments of `procwatch scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Shared detection options.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// Repeat the sweep every N seconds until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub interval: Option<f64>,
+    /// Stop after this many sweeps (with --interval).
+    #[arg(long)]
+    pub count: Option<u64>,
 }

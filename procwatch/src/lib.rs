@@ -2,9 +2,15 @@
 //!
 //! Data flows one way: [`sensor`] → process table → detectors → scorer → actions. The binary
 //! (`main.rs`) only parses the command line and calls into [`commands`].
+pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod detect;
+pub mod engine;
+pub mod output;
+pub mod process;
+pub mod score;
 pub mod sensor;
 pub mod text;

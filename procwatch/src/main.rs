@@ -24,6 +24,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            cli::Command::Monitor(args) => commands::monitor::run(args).await,
+            cli::Command::Scan(args) => commands::scan::run(args).await,
             cli::Command::Events(args) => commands::events::run(args).await,
             cli::Command::Config(args) => commands::config::run(args),
         }

@@ -236,3 +236,176 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// The procwatch binary built by cargo for this workspace.
+pub fn procwatch_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROCWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/procwatch");
+    assert!(bin.exists(), "{} missing: build it first (cargo build -p procwatch)", bin.display());
+    bin
+}
+
+/// The alert JSON Schema, compiled once.
+pub fn alert_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/procwatch.alert.v1.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+        jsonschema::validator_for(&schema).expect("schema compiles")
+    })
+}
+
+/// Panics with every violation when `alert` does not match the alert schema.
+pub fn assert_valid_alert(alert: &serde_json::Value) {
+    let errors: Vec<String> = alert_schema().iter_errors(alert).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "alert violates procwatch.alert/v1: {errors:#?}\n{alert:#}");
+}
+
+/// A running `procwatch monitor` writing JSONL to a file of its own.
+pub struct Monitor {
+    child: Child,
+    /// The JSONL alert file.
+    pub jsonl: PathBuf,
+    stderr: std::sync::mpsc::Receiver<String>,
+    /// stderr lines read so far.
+    pub log: Vec<String>,
+    _dir: TempDir,
+}
+
+impl Monitor {
+    /// Starts `procwatch monitor` with `config` (YAML) and `extra` arguments, and waits until
+    /// it reports that it is monitoring.
+    pub fn start(config: &str, extra: &[&str]) -> Self {
+        Self::start_cmd("monitor", config, extra)
+    }
+
+    /// Like `start`, for another subcommand that prints the same readiness line.
+    pub fn start_cmd(cmd: &str, config: &str, extra: &[&str]) -> Self {
+        let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "monitor");
+        let config_path = dir.0.join("procwatch.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let jsonl = dir.0.join("alerts.jsonl");
+        let mut child = Command::new(procwatch_bin())
+            .arg(cmd)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--jsonl")
+            .arg(&jsonl)
+            .arg("--quiet")
+            .args(extra)
+            // ~/.procwatch.yaml of whoever runs the tests must not change the outcome.
+            .env("HOME", &dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("procwatch starts");
+        let stderr = line_reader_err(child.stderr.take().expect("stderr"));
+        let mut m = Self { child, jsonl, stderr, log: Vec::new(), _dir: dir };
+        m.wait_log(Duration::from_secs(60), "monitoring");
+        m
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_log(&mut self, timeout: Duration, needle: &str) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("procwatch never logged {needle:?}; log so far: {:#?}", self.log),
+            }
+        }
+    }
+
+    /// Every alert written so far (each line must be valid JSON and match the schema).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.jsonl).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line ({e}): {l}"));
+                assert_valid_alert(&v);
+                v
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an alert matching `pred`.
+    pub fn wait_alert(&self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.alerts().into_iter().find(|a| pred(a)) {
+                return Some(a);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Like `wait_alert` for `pid` and `rule`, panicking with all alerts when none comes.
+    pub fn expect_rule(&self, pid: u32, rule: &str) -> serde_json::Value {
+        self.wait_alert(Duration::from_secs(15), |a| a["pid"] == pid && has_rule(a, rule)).unwrap_or_else(|| {
+            panic!("no {rule} alert for pid {pid}; alerts: {:#?}", self.alerts())
+        })
+    }
+
+    /// The pid of the procwatch process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, waits, and returns the exit status with the final summary line.
+    pub fn stop(mut self) -> (ExitStatus, Option<serde_json::Value>) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("procwatch exits");
+        self.log.extend(self.stderr.try_iter());
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(line);
+        }
+        let summary = self.log.iter().rev().find_map(|l| {
+            let (_, json) = l.split_once(": {")?;
+            serde_json::from_str(&format!("{{{json}")).ok()
+        });
+        (status, summary)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when the alert lists `rule` among its reasons.
+pub fn has_rule(alert: &serde_json::Value, rule: &str) -> bool {
+    alert["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x["rule"] == rule))
+}
+
+fn line_reader_err(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

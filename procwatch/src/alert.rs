@@ -1,0 +1,213 @@
+//! The alert record (`procwatch.alert/v1`), as written to JSONL, syslog and the API.
+//! The JSON Schema is `docs/schema/procwatch.alert.v1.json`; a test validates alerts against it.
+use serde::Serialize;
+
+use crate::{
+    clock,
+    process::table::Process,
+    score::Verdict,
+    sensor::{Event, SensorKind},
+    text::{os_lossy, serialize_os},
+};
+
+/// Schema id written in every alert.
+pub const SCHEMA: &str = "procwatch.alert/v1";
+
+/// One reason in an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    /// Rule id.
+    pub rule: crate::config::Rule,
+    /// The rule's weight.
+    pub score: f64,
+    /// What was seen.
+    pub reason: String,
+    /// MITRE ATT&CK technique id.
+    pub attack: &'static str,
+}
+
+/// What procwatch did about the alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Reported only.
+    Alert,
+    /// The process was killed.
+    Killed,
+    /// Killing was attempted and failed.
+    KillFailed,
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionBy {
+    /// The eBPF program, before the syscall returned.
+    Kernel,
+    /// procwatch from user space.
+    Userspace,
+}
+
+/// The sensor that produced the trigger, and what it has lost so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SensorInfo {
+    /// Sensor name.
+    pub name: SensorKind,
+    /// Events lost so far (kernel ring buffer full, netlink overruns, channel drops).
+    pub events_lost: u64,
+}
+
+/// A `procwatch.alert/v1` record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// RFC 3339 with milliseconds, UTC.
+    pub timestamp: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Parent pid.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// User name, when known.
+    pub user: Option<String>,
+    /// Process name (comm).
+    #[serde(serialize_with = "serialize_os")]
+    pub name: std::ffi::OsString,
+    /// Executable path.
+    pub exe: Option<String>,
+    /// Command line.
+    pub cmdline: Vec<String>,
+    /// sha256 of the executable, when hashed.
+    pub sha256: Option<String>,
+    /// What made procwatch look: the event (its kind and fields) or `{"kind":"sweep"}`.
+    pub trigger: serde_json::Value,
+    /// `heuristic_score + ml_weight × ml_score`.
+    pub total_score: f64,
+    /// Sum of rule weights.
+    pub heuristic_score: f64,
+    /// Baseline-anomaly score.
+    pub ml_score: f64,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// CPU % over the last window.
+    pub cpu_pct: f64,
+    /// Distinct outbound connections.
+    pub conns_outbound: usize,
+    /// Their remote ports.
+    pub remote_ports: Vec<u16>,
+    /// What was done.
+    pub action: Action,
+    /// Who did it (absent for a plain alert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_by: Option<ActionBy>,
+    /// Sensor and loss.
+    pub sensor: SensorInfo,
+}
+
+/// What triggered an evaluation.
+#[derive(Debug, Clone)]
+pub enum Trigger<'a> {
+    /// A sensor event.
+    Event(&'a Event),
+    /// A periodic /proc sample.
+    Sweep,
+}
+
+impl Trigger<'_> {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Trigger::Event(e) => {
+                let mut v = serde_json::to_value(&e.body).unwrap_or_else(|_| serde_json::json!({}));
+                if let (Some(obj), Some(action)) = (v.as_object_mut(), e.kernel_action) {
+                    obj.insert("kernel_action".into(), serde_json::to_value(action).unwrap_or_default());
+                }
+                v
+            }
+            Trigger::Sweep => serde_json::json!({ "kind": "sweep" }),
+        }
+    }
+
+    /// When the trigger happened (the event's kernel time, or now).
+    pub fn time(&self) -> String {
+        match self {
+            Trigger::Event(e) => clock::rfc3339_ms(clock::wall_from_ktime(e.ktime_ns)),
+            Trigger::Sweep => clock::rfc3339_ms(chrono::Utc::now()),
+        }
+    }
+}
+
+/// Builds an alert for `p` from its verdict.
+pub fn build(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>, user: Option<String>, sensor: SensorInfo) -> Alert {
+    Alert {
+        schema: SCHEMA,
+        timestamp: trigger.time(),
+        host: hostname().to_string(),
+        pid: p.pid,
+        ppid: p.ppid,
+        uid: p.uid,
+        user,
+        name: p.name.clone(),
+        exe: p.exe.as_deref().map(|e| os_lossy(e.as_os_str()).into_owned()),
+        cmdline: p.cmdline.iter().map(|a| os_lossy(a).into_owned()).collect(),
+        sha256: p.sha256.clone(),
+        trigger: trigger.to_json(),
+        total_score: verdict.total_score,
+        heuristic_score: verdict.heuristic_score,
+        ml_score: verdict.ml_score,
+        reasons: verdict
+            .findings
+            .iter()
+            .map(|(f, w)| Reason { rule: f.rule, score: *w, reason: f.reason.clone(), attack: f.attack })
+            .collect(),
+        cpu_pct: (p.cpu_pct * 10.0).round() / 10.0,
+        conns_outbound: p.conns_outbound(),
+        remote_ports: p.remote_ports(),
+        action: Action::Alert,
+        action_by: None,
+        sensor,
+    }
+}
+
+/// This machine's host name (read once).
+pub fn hostname() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return "unknown".into();
+        }
+        os_lossy(std::ffi::OsStr::new(std::str::from_utf8(crate::text::until_nul(&buf)).unwrap_or("unknown")))
+            .into_owned()
+    })
+}
+
+/// One readable line for a terminal: control characters escaped, never more than one line.
+pub fn terminal_line(a: &Alert) -> String {
+    use crate::text::terminal_safe;
+    use std::os::unix::ffi::OsStrExt;
+    let rules: Vec<&str> = a.reasons.iter().map(|r| r.rule.as_str()).collect();
+    let why: Vec<String> = a.reasons.iter().map(|r| terminal_safe(r.reason.as_bytes())).collect();
+    let action = match a.action {
+        Action::Alert => String::new(),
+        Action::Killed => " [killed]".into(),
+        Action::KillFailed => " [kill failed]".into(),
+    };
+    format!(
+        "{} ALERT score={:.1} pid={} user={} name={} exe={} rules={}{} :: {}",
+        a.timestamp,
+        a.total_score,
+        a.pid,
+        terminal_safe(a.user.as_deref().unwrap_or("?").as_bytes()),
+        terminal_safe(a.name.as_bytes()),
+        terminal_safe(a.exe.as_deref().unwrap_or("?").as_bytes()),
+        rules.join(","),
+        action,
+        why.join("; ")
+    )
+}

@@ -1,0 +1,55 @@
+//! `suspicious_port`: an outbound connection to a remote port not in `ports` — C2 channels and
+//! reverse shells rarely use the ports a host normally talks to.
+use super::Finding;
+use crate::{
+    config::{Config, Rule},
+    process::table::{ConnectFact, Process},
+};
+
+/// Non-Standard Port.
+pub const ATTACK: &str = "T1571";
+
+/// Fires for the first recorded connect (sensor) or /proc/net connection to a port not allowed.
+pub fn check(p: &Process, cfg: &Config) -> Option<Finding> {
+    let bad: Vec<&ConnectFact> =
+        p.connects.iter().chain(&p.conns).filter(|c| c.port != 0 && !cfg.port_allowed(c.port)).collect();
+    let first = bad.first()?;
+    let addr = match first.addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        v4 => v4.to_string(),
+    };
+    Some(Finding {
+        rule: Rule::SuspiciousPort,
+        reason: format!("outbound connection to {addr}:{} (port not in `ports`)", first.port),
+        attack: ATTACK,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::benign;
+    use std::net::IpAddr;
+
+    fn fact(port: u16) -> ConnectFact {
+        ConnectFact { addr: IpAddr::from([10, 0, 0, 1]), port }
+    }
+
+    #[test]
+    fn fires_on_unlisted_port() {
+        let mut p = benign();
+        p.connects.push(fact(4444));
+        let f = check(&p, &Config::default()).expect("fires");
+        assert!(f.reason.contains("10.0.0.1:4444"), "{}", f.reason);
+        let mut p = benign();
+        p.conns.push(fact(6667));
+        assert!(check(&p, &Config::default()).is_some());
+    }
+
+    #[test]
+    fn near_miss_listed_ports() {
+        let mut p = benign();
+        p.connects.extend([fact(80), fact(443), fact(53)]);
+        assert!(check(&p, &Config::default()).is_none());
+    }
+}

@@ -1,0 +1,377 @@
+//! The engine: sole owner of the process table and detector state. Sensor events and /proc
+//! samples go in, alerts come out. Everything here runs on one task; /proc reads done here
+//! are the cheap per-event ones (one readlink); full samples are taken elsewhere and merged.
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use crate::{
+    alert::{self, Alert, SensorInfo, Trigger},
+    config::Config,
+    detect::{self, reverse_shell::is_shell_or_interpreter},
+    process::{
+        hash::{HashCache, HashOutcome},
+        sample::{self, Sample},
+        table::{ConnectFact, ExeState, Process, ProcessTable, PtraceFact, WxFact, push_bounded},
+        users::UserNames,
+    },
+    score::{self, Decision},
+    sensor::{Event, EventBody, SensorKind, SensorStats},
+};
+
+/// Executables at most this large are hashed inline when they first alert; larger ones are
+/// reported without a digest rather than stall detection.
+pub const INLINE_HASH_MAX: u64 = 16 * 1024 * 1024;
+
+/// What the engine counts about itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Alerts emitted.
+    pub alerts: u64,
+    /// Alerts suppressed by the whitelist.
+    pub whitelisted: u64,
+    /// Processes evicted from a full table.
+    pub evicted: u64,
+    /// Processes tracked now.
+    pub tracked: usize,
+}
+
+/// The detection engine.
+pub struct Engine {
+    cfg: Config,
+    table: ProcessTable,
+    users: UserNames,
+    hashes: HashCache,
+    sensor: SensorKind,
+    stats: Arc<SensorStats>,
+    counts: EngineStats,
+    /// Pids whose stdio should be re-read soon (a shell that just connected somewhere).
+    recheck: Vec<(u32, Instant)>,
+}
+
+impl Engine {
+    /// An engine with an empty table.
+    pub fn new(cfg: Config, sensor: SensorKind, stats: Arc<SensorStats>) -> Self {
+        let table = ProcessTable::new(cfg.max_processes, cfg.exited_grace);
+        Self {
+            cfg,
+            table,
+            users: UserNames::system(),
+            hashes: HashCache::default(),
+            sensor,
+            stats,
+            counts: EngineStats::default(),
+            recheck: Vec::new(),
+        }
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Replaces the config (SIGHUP); the table and dedup state are kept.
+    pub fn set_config(&mut self, cfg: Config) {
+        self.cfg = cfg;
+    }
+
+    /// The process table (read-only).
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats { evicted: self.table.evicted(), tracked: self.table.len(), ..self.counts }
+    }
+
+    /// Applies one sensor event and returns the alerts it causes.
+    pub fn on_event(&mut self, ev: &Event, now: Instant) -> Vec<Alert> {
+        let pid = ev.tgid;
+        match &ev.body {
+            EventBody::Exec(x) => {
+                let p = self.table.entry(pid, 0, ev.sensor, now);
+                p.reset_for_exec();
+                p.name = ev.comm.clone();
+                p.uid = ev.uid;
+                p.gid = ev.gid;
+                if x.ppid != 0 {
+                    p.ppid = x.ppid;
+                }
+                p.cmdline = x.argv.clone();
+                let (exe, state) = sample::read_exe(pid);
+                match exe {
+                    Some(exe) => {
+                        p.exe = Some(exe);
+                        p.exe_state = state;
+                    }
+                    // Gone already (a 2 ms process): the kernel's filename is what we have.
+                    None => {
+                        p.exe = Some(absolute(&x.filename, p.cwd.as_deref()));
+                        p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
+                    }
+                }
+                if is_shell_or_interpreter(p.exe_name()) {
+                    p.stdio_net = sample::stdio_net(pid);
+                }
+            }
+            EventBody::Fork(f) => {
+                let parent = self.table.get(f.parent_tgid).cloned();
+                let child = self.table.entry(f.child_tgid, 0, ev.sensor, now);
+                child.ppid = f.parent_tgid;
+                if let Some(parent) = parent {
+                    // A fork runs the parent's image: same exe, argv and what was already reported.
+                    child.uid = parent.uid;
+                    child.gid = parent.gid;
+                    child.name = parent.name;
+                    child.exe = parent.exe;
+                    child.exe_state = parent.exe_state;
+                    child.cmdline = parent.cmdline;
+                    child.sha256 = parent.sha256;
+                    child.reported = parent.reported;
+                }
+                return Vec::new();
+            }
+            EventBody::Exit(_) => {
+                self.table.mark_exited(pid, now);
+                return Vec::new();
+            }
+            EventBody::Ptrace(t) => {
+                let p = self.known(pid, ev, now);
+                if t.request_name != "PTRACE_TRACEME" {
+                    push_bounded(&mut p.ptrace_events, PtraceFact { request: t.request_name, target: t.target_pid });
+                }
+            }
+            EventBody::Connect(c) => {
+                let p = self.known(pid, ev, now);
+                push_bounded(&mut p.connects, ConnectFact { addr: c.addr, port: c.port });
+                if is_shell_or_interpreter(p.exe_name()) {
+                    // The redirection of stdio onto the new socket happens after connect returns.
+                    self.recheck.push((pid, now + std::time::Duration::from_millis(100)));
+                }
+            }
+            EventBody::WxMem(w) => {
+                let p = self.known(pid, ev, now);
+                push_bounded(&mut p.wx_events, WxFact { syscall: w.syscall, start: w.start, len: w.len });
+            }
+            EventBody::Memfd(m) => {
+                let p = self.known(pid, ev, now);
+                push_bounded(&mut p.memfds, m.name.clone());
+                return Vec::new();
+            }
+        }
+        self.evaluate(pid, &Trigger::Event(ev)).into_iter().collect()
+    }
+
+    /// The entry for the process behind `ev`, filled from /proc the first time it is seen
+    /// (it predates procwatch or its exec was not observed).
+    fn known(&mut self, pid: u32, ev: &Event, now: Instant) -> &mut Process {
+        let p = self.table.entry(pid, 0, ev.sensor, now);
+        if p.exe_state == ExeState::Unknown && p.exe.is_none() {
+            p.name = ev.comm.clone();
+            p.uid = ev.uid;
+            p.gid = ev.gid;
+            if let Ok(s) = sample::take(pid, &sample::Depth::Identity) {
+                sample::merge_identity(p, &s);
+            }
+        }
+        p
+    }
+
+    /// Merges a /proc sample of every process and evaluates each one.
+    pub fn on_samples(&mut self, samples: Vec<Sample>, now: Instant) -> Vec<Alert> {
+        let seen: std::collections::HashSet<u32> = samples.iter().map(|s| s.pid).collect();
+        let mut pids = Vec::with_capacity(samples.len());
+        for s in samples {
+            let p = self.table.entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
+            sample::merge(p, s, now);
+            pids.push(p.pid);
+        }
+        // Live entries that the sweep did not find have exited without us seeing it.
+        for pid in self.table.live_pids() {
+            if !seen.contains(&pid) {
+                self.table.mark_exited(pid, now);
+            }
+        }
+        self.table.expire(now);
+        pids.into_iter().filter_map(|pid| self.evaluate(pid, &Trigger::Sweep)).collect()
+    }
+
+    /// Merges a sample of one process (a due recheck) and evaluates it.
+    pub fn on_sample(&mut self, s: Sample, now: Instant) -> Option<Alert> {
+        let pid = s.pid;
+        let p = self.table.entry(pid, s.start_ticks, SensorKind::Sweep, now);
+        sample::merge(p, s, now);
+        self.evaluate(pid, &Trigger::Sweep)
+    }
+
+    /// Pids whose recheck is due, removed from the queue.
+    pub fn due_rechecks(&mut self, now: Instant) -> Vec<u32> {
+        let mut due = Vec::new();
+        self.recheck.retain(|&(pid, at)| {
+            if at <= now {
+                due.push(pid);
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_unstable();
+        due.dedup();
+        due
+    }
+
+    /// When the next recheck is due.
+    pub fn next_recheck(&self) -> Option<Instant> {
+        self.recheck.iter().map(|&(_, at)| at).min()
+    }
+
+    /// Runs every rule on `pid` and returns an alert when the verdict calls for one.
+    fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>) -> Option<Alert> {
+        let cfg = &self.cfg;
+        let p = self.table.get_mut(pid)?;
+        let findings = detect::evaluate(p, cfg);
+        if findings.is_empty() {
+            return None;
+        }
+        let verdict = score::score(findings, 0.0, cfg);
+        let user = self.users.name(p.uid);
+        match score::decide(p, &verdict, user.as_deref(), cfg) {
+            Decision::Alert => {}
+            Decision::Whitelisted => {
+                self.counts.whitelisted += 1;
+                return None;
+            }
+            Decision::BelowThreshold | Decision::AlreadyReported => return None,
+        }
+        if p.sha256.is_none() && p.exited.is_none() {
+            p.sha256 = hash_exe(&mut self.hashes, pid);
+        }
+        self.counts.alerts += 1;
+        let sensor = SensorInfo { name: self.sensor, events_lost: self.stats.snapshot().lost_total };
+        Some(alert::build(p, &verdict, trigger, user, sensor))
+    }
+}
+
+fn hash_exe(cache: &mut HashCache, pid: u32) -> Option<String> {
+    let key = crate::process::hash::exe_key_of_pid(pid).ok()?;
+    if let Some(HashOutcome::Digest(d)) = cache.get(&key) {
+        return Some(d.clone());
+    }
+    let (key, outcome) = crate::process::hash::hash_exe_of_pid(pid, INLINE_HASH_MAX).ok()?;
+    let digest = match &outcome {
+        HashOutcome::Digest(d) => Some(d.clone()),
+        HashOutcome::TooLarge { .. } => None,
+    };
+    cache.insert(key, outcome);
+    digest
+}
+
+/// `filename` made absolute against `cwd` when possible.
+fn absolute(filename: &Path, cwd: Option<&Path>) -> PathBuf {
+    match cwd {
+        Some(cwd) if filename.is_relative() => cwd.join(filename),
+        _ => filename.to_path_buf(),
+    }
+}
+
+/// Best guess at the exe state when the process is gone before /proc could be read: an exec
+/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless.
+fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
+    let through_fd = filename.starts_with("/dev/fd") || filename.starts_with("/proc/self/fd");
+    if through_fd && !memfds.is_empty() { ExeState::Memfd } else { ExeState::Unknown }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensor::event::{Connect, Exec, Fork, WxMem};
+
+    fn event(tgid: u32, body: EventBody) -> Event {
+        Event {
+            sensor: SensorKind::Ebpf,
+            ktime_ns: 0,
+            pid: tgid,
+            tgid,
+            uid: 0,
+            gid: 0,
+            comm: "payload".into(),
+            kernel_action: None,
+            body,
+        }
+    }
+
+    fn exec(tgid: u32, path: &str) -> Event {
+        event(
+            tgid,
+            EventBody::Exec(Exec {
+                filename: path.into(),
+                argv: vec![path.into()],
+                args_truncated: false,
+                args_missing: false,
+                ppid: 1,
+                old_pid: tgid,
+            }),
+        )
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Config::default(), SensorKind::Ebpf, Arc::new(SensorStats::default()))
+    }
+
+    // A pid far above pid_max, so no /proc entry exists and only event data is used.
+    const GONE: u32 = 0x7fff_fff0;
+
+    #[test]
+    fn exec_from_tmp_alerts_once_with_schema_fields() {
+        let mut e = engine();
+        let now = Instant::now();
+        let alerts = e.on_event(&exec(GONE, "/tmp/dropper"), now);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.schema, "procwatch.alert/v1");
+        assert_eq!(a.reasons[0].rule, crate::config::Rule::TmpExe);
+        assert_eq!(a.trigger["kind"], "exec");
+        assert_eq!(a.exe.as_deref(), Some("/tmp/dropper"));
+        assert!(e.on_event(&exec(GONE, "/tmp/dropper"), now).len() == 1, "a new exec is a new image");
+    }
+
+    #[test]
+    fn repeated_connects_alert_once_then_new_reason_alerts_again() {
+        let mut e = engine();
+        let now = Instant::now();
+        assert!(e.on_event(&exec(GONE, "/usr/bin/curl"), now).is_empty());
+        let connect = event(GONE, EventBody::Connect(Connect { fd: 3, family: "inet", addr: [10, 1, 1, 1].into(), port: 4444 }));
+        assert_eq!(e.on_event(&connect, now).len(), 1);
+        for _ in 0..1000 {
+            assert!(e.on_event(&connect, now).is_empty());
+        }
+        let wx = event(GONE, EventBody::WxMem(WxMem { syscall: "mprotect", start: 0, len: 4096, prot: 7, flags: 0 }));
+        let again = e.on_event(&wx, now);
+        assert_eq!(again.len(), 1);
+        let rules: Vec<_> = again[0].reasons.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(rules, ["wx_mem", "suspicious_port"]);
+    }
+
+    #[test]
+    fn fork_inherits_image_and_reported_rules() {
+        let mut e = engine();
+        let now = Instant::now();
+        assert_eq!(e.on_event(&exec(GONE, "/tmp/dropper"), now).len(), 1);
+        let fork = event(GONE, EventBody::Fork(Fork { parent_tgid: GONE, child_tgid: GONE + 1 }));
+        assert!(e.on_event(&fork, now).is_empty());
+        let child = e.table().get(GONE + 1).expect("child tracked");
+        assert_eq!(child.exe.as_deref(), Some(Path::new("/tmp/dropper")));
+        assert_eq!(child.ppid, GONE);
+    }
+
+    #[test]
+    fn memfd_then_exec_through_fd_is_fileless() {
+        assert_eq!(exe_state_from_filename(Path::new("/dev/fd/3"), &["x".into()]), ExeState::Memfd);
+        assert_eq!(exe_state_from_filename(Path::new("/dev/fd/3"), &[]), ExeState::Unknown);
+        assert_eq!(exe_state_from_filename(Path::new("/usr/bin/x"), &["x".into()]), ExeState::Unknown);
+    }
+}

@@ -1,0 +1,380 @@
+//! The process table: what procwatch knows about every process, kept by exec/fork/exit events
+//! and refreshed by /proc samples. One task owns it; nothing else mutates it.
+//!
+//! Memory stays bounded: an exited process is kept for a grace period (late events, the API)
+//! and then dropped; past `max_processes` the oldest exited entries go first, then the oldest
+//! live ones — every eviction is counted.
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    ffi::OsString,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use crate::{config::Rule, sensor::SensorKind};
+
+/// What the executable link says about the file a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExeState {
+    /// Not read yet, or unreadable (kernel thread, vanished).
+    #[default]
+    Unknown,
+    /// A regular file that still exists.
+    OnDisk,
+    /// The file was unlinked after exec (` (deleted)` in the link).
+    Deleted,
+    /// The path now names a different file than the one running.
+    Replaced,
+    /// A memfd (`/memfd:name`): no file on disk at all.
+    Memfd,
+}
+
+/// A W+X request seen by the sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WxFact {
+    /// Which syscall.
+    pub syscall: &'static str,
+    /// Start address.
+    pub start: u64,
+    /// Length.
+    pub len: u64,
+}
+
+/// A ptrace attach/seize seen by the sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtraceFact {
+    /// Request name.
+    pub request: &'static str,
+    /// Target pid.
+    pub target: u64,
+}
+
+/// An outbound connection seen by the sensor or found in /proc/net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectFact {
+    /// Destination address.
+    pub addr: IpAddr,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// Most facts of one kind kept per process (a tight connect loop must not grow memory).
+pub const MAX_FACTS: usize = 16;
+
+/// Everything known about one process.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Parent pid (0 when unknown).
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Short name (`comm`).
+    pub name: OsString,
+    /// Executable path as the kernel reports it, without the ` (deleted)` suffix.
+    pub exe: Option<PathBuf>,
+    /// What the executable link says about the file.
+    pub exe_state: ExeState,
+    /// Command line.
+    pub cmdline: Vec<OsString>,
+    /// Start time in clock ticks since boot (0 when unknown); with `pid` it names the process.
+    pub start_ticks: u64,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// sha256 of the executable, once hashed.
+    pub sha256: Option<String>,
+    /// CPU use over the last sampling window, percent of one core.
+    pub cpu_pct: f64,
+    /// utime + stime at the last sample, and when it was taken.
+    pub cpu_sample: Option<(u64, Instant)>,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// Pid of the tracer, 0 when not traced.
+    pub tracer_pid: u32,
+    /// A kernel thread (never has a command line; never killed).
+    pub kernel_thread: bool,
+    /// Exited but not yet reaped by its parent.
+    pub zombie: bool,
+    /// W+X requests seen by the sensor.
+    pub wx_events: Vec<WxFact>,
+    /// W+X regions found in /proc/PID/maps (as `start-end perms path`).
+    pub wx_maps: Vec<String>,
+    /// ptrace attach/seize requests made by this process.
+    pub ptrace_events: Vec<PtraceFact>,
+    /// Outbound connects seen by the sensor (distinct destinations, bounded).
+    pub connects: Vec<ConnectFact>,
+    /// Outbound connections found in /proc/net at the last sample.
+    pub conns: Vec<ConnectFact>,
+    /// Which of fds 0, 1, 2 are network sockets, as `(fd, remote)`.
+    pub stdio_net: Vec<(u8, Option<ConnectFact>)>,
+    /// memfd names created.
+    pub memfds: Vec<OsString>,
+    /// Who told us about this process first.
+    pub source: SensorKind,
+    /// When the process exited (None while alive).
+    pub exited: Option<Instant>,
+    /// Rules already reported for this process (alert dedup).
+    pub reported: BTreeSet<Rule>,
+}
+
+impl Process {
+    /// A process known only by its pid so far.
+    pub fn new(pid: u32, source: SensorKind) -> Self {
+        Self {
+            pid,
+            ppid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            name: OsString::new(),
+            exe: None,
+            exe_state: ExeState::Unknown,
+            cmdline: Vec::new(),
+            start_ticks: 0,
+            cwd: None,
+            sha256: None,
+            cpu_pct: 0.0,
+            cpu_sample: None,
+            rss_bytes: 0,
+            tracer_pid: 0,
+            kernel_thread: false,
+            zombie: false,
+            wx_events: Vec::new(),
+            wx_maps: Vec::new(),
+            ptrace_events: Vec::new(),
+            connects: Vec::new(),
+            conns: Vec::new(),
+            stdio_net: Vec::new(),
+            memfds: Vec::new(),
+            source,
+            exited: None,
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// Forgets what belonged to the previous program image (exec replaces it).
+    pub fn reset_for_exec(&mut self) {
+        self.exe = None;
+        self.exe_state = ExeState::Unknown;
+        self.cmdline.clear();
+        self.sha256 = None;
+        self.wx_events.clear();
+        self.wx_maps.clear();
+        self.stdio_net.clear();
+        self.reported.clear();
+    }
+
+    /// The executable's file name, falling back to `comm`.
+    pub fn exe_name(&self) -> &std::ffi::OsStr {
+        self.exe.as_deref().and_then(Path::file_name).unwrap_or(&self.name)
+    }
+
+    /// Remote ports of outbound connections, sorted and distinct.
+    pub fn remote_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.connects.iter().chain(&self.conns).map(|c| c.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// Distinct outbound destinations (sensor and /proc/net together).
+    pub fn conns_outbound(&self) -> usize {
+        let all: BTreeSet<&ConnectFact> = self.connects.iter().chain(&self.conns).collect();
+        all.len()
+    }
+}
+
+/// Adds `item` unless present; keeps at most [`MAX_FACTS`] (the oldest are kept: the first
+/// sighting is the one worth reporting).
+pub fn push_bounded<T: PartialEq>(list: &mut Vec<T>, item: T) -> bool {
+    if list.len() >= MAX_FACTS || list.contains(&item) {
+        return false;
+    }
+    list.push(item);
+    true
+}
+
+/// The table itself.
+#[derive(Debug)]
+pub struct ProcessTable {
+    procs: HashMap<u32, Process>,
+    exited: VecDeque<(u32, Instant)>,
+    max: usize,
+    grace: Duration,
+    evicted: u64,
+}
+
+impl ProcessTable {
+    /// An empty table holding at most `max` processes; exited ones linger for `grace`.
+    pub fn new(max: usize, grace: Duration) -> Self {
+        Self { procs: HashMap::new(), exited: VecDeque::new(), max: max.max(1), grace, evicted: 0 }
+    }
+
+    /// Number of processes held (live and recently exited).
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// Processes dropped because the table was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Looks up a process.
+    pub fn get(&self, pid: u32) -> Option<&Process> {
+        self.procs.get(&pid)
+    }
+
+    /// Looks up a process for update.
+    pub fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        self.procs.get_mut(&pid)
+    }
+
+    /// All processes.
+    pub fn iter(&self) -> impl Iterator<Item = &Process> {
+        self.procs.values()
+    }
+
+    /// Pids of live processes.
+    pub fn live_pids(&self) -> Vec<u32> {
+        self.procs.values().filter(|p| p.exited.is_none()).map(|p| p.pid).collect()
+    }
+
+    /// The entry for `pid`, created when missing. A different process that reused the pid
+    /// (start time differs) replaces the old entry.
+    pub fn entry(&mut self, pid: u32, start_ticks: u64, source: SensorKind, now: Instant) -> &mut Process {
+        let stale = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.exited.is_some() || (start_ticks != 0 && p.start_ticks != 0 && p.start_ticks != start_ticks));
+        if stale {
+            self.procs.remove(&pid);
+        }
+        if !self.procs.contains_key(&pid) {
+            self.make_room(now);
+        }
+        let p = self.procs.entry(pid).or_insert_with(|| Process::new(pid, source));
+        if p.start_ticks == 0 {
+            p.start_ticks = start_ticks;
+        }
+        p
+    }
+
+    /// Marks `pid` exited; it is dropped after the grace period.
+    pub fn mark_exited(&mut self, pid: u32, now: Instant) {
+        if let Some(p) = self.procs.get_mut(&pid)
+            && p.exited.is_none()
+        {
+            p.exited = Some(now);
+            self.exited.push_back((pid, now));
+        }
+    }
+
+    /// Drops exited processes whose grace period is over.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(pid, at)) = self.exited.front() {
+            if now.duration_since(at) < self.grace {
+                break;
+            }
+            self.exited.pop_front();
+            // Only drop the entry if it is still that exited process (not a reused pid).
+            if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) {
+                self.procs.remove(&pid);
+            }
+        }
+    }
+
+    fn make_room(&mut self, now: Instant) {
+        self.expire(now);
+        while self.procs.len() >= self.max {
+            // Oldest exited first; if none, the live process with the lowest pid is the
+            // least likely to be the one under attack right now.
+            let victim = loop {
+                match self.exited.pop_front() {
+                    Some((pid, at)) if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) => break Some(pid),
+                    Some(_) => continue,
+                    None => break self.procs.keys().min().copied(),
+                }
+            };
+            match victim {
+                Some(pid) => {
+                    self.procs.remove(&pid);
+                    self.evicted += 1;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_pid_replaces_the_old_process() {
+        let now = Instant::now();
+        let mut t = ProcessTable::new(10, Duration::from_secs(30));
+        t.entry(5, 100, SensorKind::Ebpf, now).name = "old".into();
+        assert_eq!(t.entry(5, 100, SensorKind::Ebpf, now).name, "old");
+        assert_eq!(t.entry(5, 200, SensorKind::Ebpf, now).name, "", "start time differs: new process");
+    }
+
+    #[test]
+    fn exited_processes_expire_after_grace() {
+        let now = Instant::now();
+        let mut t = ProcessTable::new(10, Duration::from_secs(30));
+        t.entry(1, 0, SensorKind::Ebpf, now);
+        t.entry(2, 0, SensorKind::Ebpf, now);
+        t.mark_exited(1, now);
+        t.expire(now + Duration::from_secs(29));
+        assert!(t.get(1).is_some());
+        t.expire(now + Duration::from_secs(31));
+        assert!(t.get(1).is_none() && t.get(2).is_some());
+    }
+
+    #[test]
+    fn a_fork_bomb_cannot_grow_the_table_past_its_cap() {
+        let now = Instant::now();
+        let mut t = ProcessTable::new(100, Duration::from_secs(30));
+        for pid in 1..=10_000 {
+            t.entry(pid, 0, SensorKind::Ebpf, now);
+            if pid % 2 == 0 {
+                t.mark_exited(pid, now);
+            }
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.evicted(), 9_900);
+        assert!(t.get(10_000).is_some(), "the newest process is kept");
+    }
+
+    #[test]
+    fn facts_are_bounded_and_distinct() {
+        let mut v = Vec::new();
+        assert!(push_bounded(&mut v, 1));
+        assert!(!push_bounded(&mut v, 1));
+        for i in 2..100 {
+            push_bounded(&mut v, i);
+        }
+        assert_eq!(v.len(), MAX_FACTS);
+    }
+
+    #[test]
+    fn remote_ports_merge_sensor_and_proc_net() {
+        let mut p = Process::new(1, SensorKind::Ebpf);
+        let c = |port| ConnectFact { addr: IpAddr::from([127, 0, 0, 1]), port };
+        p.connects = vec![c(4444), c(80)];
+        p.conns = vec![c(80), c(22)];
+        assert_eq!(p.remote_ports(), [22, 80, 4444]);
+        assert_eq!(p.conns_outbound(), 3);
+    }
+}

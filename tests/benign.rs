@@ -1,0 +1,64 @@
+//! A benign mix — ls, tar, sha256sum, a local web server on port 80 and its clients — makes
+//! no alert at the default config. Its own test binary, so no other test's offending
+//! processes run at the same time.
+use std::{
+    collections::HashSet,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use procwatch_tests::{Monitor, TempDir, require_root};
+
+fn pids_now() -> HashSet<u64> {
+    std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn benign_mix_makes_no_alert_at_default_config() {
+    require_root!();
+    let before = pids_now();
+    let m = Monitor::start("", &[]);
+    let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "benign");
+    let sh = |script: &str| {
+        let status = Command::new("/bin/sh").args(["-c", script]).current_dir(&dir.0).stdout(Stdio::null()).status();
+        assert!(status.is_ok_and(|s| s.success()), "{script}");
+    };
+    sh("ls -la /usr/bin > listing.txt");
+    sh("tar -cf etc.tar /etc/hostname /etc/passwd 2>/dev/null; tar -tf etc.tar > /dev/null");
+    sh("sha256sum /usr/bin/ls listing.txt etc.tar > sums.txt");
+
+    // A web server on port 80 (loopback) answering a few clients.
+    let server = TcpListener::bind("127.0.0.1:80").expect("port 80 is free on a test machine");
+    let serve = std::thread::spawn(move || {
+        for _ in 0..10 {
+            let Ok((mut s, _)) = server.accept() else { break };
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    for _ in 0..5 {
+        // bash with the socket on fd 3 (not stdio): a near miss for reverse_shell.
+        let status = Command::new("bash")
+            .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3 >/dev/null"])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()));
+        // Also a client from this process.
+        if let Ok(mut c) = TcpStream::connect("127.0.0.1:80") {
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        }
+    }
+    let _ = serve.join();
+    // Two sweep intervals, so state-based rules had their chance too.
+    std::thread::sleep(Duration::from_secs(11));
+    let alerts: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| !a["pid"].as_u64().is_some_and(|p| before.contains(&p)))
+        .collect();
+    assert!(alerts.is_empty(), "benign processes alerted: {alerts:#?}");
+}
