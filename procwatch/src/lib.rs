@@ -6,5 +6,6 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod process;
 pub mod sensor;
 pub mod text;
