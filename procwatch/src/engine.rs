@@ -59,7 +59,7 @@ impl Engine {
         Self {
             cfg,
             table,
-            users: UserNames::system(),
+            users: UserNames::new(),
             hashes: HashCache::default(),
             sensor,
             stats,
@@ -238,7 +238,7 @@ impl Engine {
             return None;
         }
         let verdict = score::score(findings, 0.0, cfg);
-        let user = self.users.name(p.uid);
+        let user = self.users.name(p.uid).map(str::to_owned);
         match score::decide(p, &verdict, user.as_deref(), cfg) {
             Decision::Alert => {}
             Decision::Whitelisted => {
@@ -257,7 +257,7 @@ impl Engine {
 }
 
 fn hash_exe(cache: &mut HashCache, pid: u32) -> Option<String> {
-    let key = crate::process::hash::exe_key_of_pid(pid).ok()?;
+    let key = crate::process::hash::FileKey::of_path(Path::new(&format!("/proc/{pid}/exe"))).ok()?;
     if let Some(HashOutcome::Digest(d)) = cache.get(&key) {
         return Some(d.clone());
     }

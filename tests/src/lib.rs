@@ -237,15 +237,26 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// The workspace's cargo target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// A scratch directory outside every `temp_dirs` entry (so files there are not `tmp_exe`).
+pub fn scratch_base() -> String {
+    let dir = target_dir().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    dir.to_string_lossy().into_owned()
+}
+
 /// The procwatch binary built by cargo for this workspace.
 pub fn procwatch_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PROCWATCH_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/procwatch");
+    let bin = target_dir().join("debug/procwatch");
     assert!(bin.exists(), "{} missing: build it first (cargo build -p procwatch)", bin.display());
     bin
 }
@@ -287,7 +298,7 @@ impl Monitor {
 
     /// Like `start`, for another subcommand that prints the same readiness line.
     pub fn start_cmd(cmd: &str, config: &str, extra: &[&str]) -> Self {
-        let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "monitor");
+        let dir = TempDir::new_in(&scratch_base(), "monitor");
         let config_path = dir.0.join("procwatch.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let jsonl = dir.0.join("alerts.jsonl");

@@ -1,0 +1,688 @@
+//! Fast readers for what the monitor samples every few seconds: `/proc/<pid>/stat` (CPU ticks,
+//! start time, RSS, state, ppid, comm), `/proc/<pid>/status` (tracer, real uid/gid) and W+X
+//! regions of `/proc/<pid>/maps`.
+//!
+//! Public API:
+//! - [`StatReader`] (reuses its buffer): [`StatReader::stat`], [`StatReader::status`],
+//!   [`StatReader::both`] (one `/proc/<pid>` handle, so both describe the same process).
+//! - [`read_stat`], [`read_status`]: one-off versions.
+//! - [`ProcStat`], [`ProcStatus`]: what they return.
+//! - [`cpu_pct`]: CPU % between two samples; [`clk_tck`], [`page_size`].
+//! - [`wx_mappings`] → [`WxMapping`]: writable-and-executable regions.
+//!
+//! Errors are [`ReadError`]; a process that is gone is [`ReadError::Vanished`].
+//!
+//! The crate-internal `PidDir` and `for_each_line` are shared with the other enrichment
+//! modules: every file of one process is opened relative to one `/proc/<pid>` handle, so a
+//! reused pid is never mixed with the process it replaced.
+use std::{
+    ffi::{CStr, OsString},
+    fs::File,
+    io::{self, Read, Write},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::PathBuf,
+    time::Instant,
+};
+
+use tracing::debug;
+
+pub use crate::sensor::sweep::ReadError;
+use crate::text::{os_from_bytes, path_from_bytes};
+
+/// stat and status are a few KiB; everything procwatch reads is in the first lines.
+const SMALL_FILE_MAX: usize = 16 * 1024;
+/// Chunk size for streamed files (maps, net/tcp): large enough for few read syscalls.
+const CHUNK: usize = 64 * 1024;
+/// No line of a /proc file comes near this (a maps line is at most ~4 KiB of escaped path).
+const LINE_MAX: usize = 1024 * 1024;
+
+/// The fields of `/proc/<pid>/stat` procwatch samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// One-letter state (`R`, `S`, `D`, `Z`, `T`, ...).
+    pub state: u8,
+    /// Parent pid.
+    pub ppid: u32,
+    /// User-mode CPU time in clock ticks.
+    pub utime: u64,
+    /// Kernel-mode CPU time in clock ticks.
+    pub stime: u64,
+    /// Start time in clock ticks since boot (with the pid, identifies a process across reuse).
+    pub start_ticks: u64,
+    /// Resident set size in bytes (0 for kernel threads).
+    pub rss_bytes: u64,
+    /// comm, raw bytes.
+    pub comm: OsString,
+}
+
+impl ProcStat {
+    /// Total CPU time (user + kernel) in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.utime.saturating_add(self.stime)
+    }
+}
+
+/// The fields of `/proc/<pid>/status` procwatch samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStatus {
+    /// Pid of the process tracing this one (ptrace), 0 when none.
+    pub tracer_pid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+}
+
+/// A mapping that is both writable and executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WxMapping {
+    /// Start address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// Permissions as the kernel prints them, e.g. `rwxp`.
+    pub perms: String,
+    /// Backing file or pseudo-name (`[heap]`, `/memfd:x (deleted)`); `None` when anonymous.
+    pub path: Option<PathBuf>,
+}
+
+/// Reads stat and status, reusing one buffer between calls.
+#[derive(Debug)]
+pub struct StatReader {
+    buf: Vec<u8>,
+    page_size: u64,
+}
+
+impl Default for StatReader {
+    fn default() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            page_size: page_size(),
+        }
+    }
+}
+
+/// Reads `/proc/<pid>/stat` once.
+pub fn read_stat(pid: u32) -> Result<ProcStat, ReadError> {
+    StatReader::default().stat(pid)
+}
+
+/// Reads `/proc/<pid>/status` once.
+pub fn read_status(pid: u32) -> Result<ProcStatus, ReadError> {
+    StatReader::default().status(pid)
+}
+
+impl StatReader {
+    /// Reads `/proc/<pid>/stat`.
+    pub fn stat(&mut self, pid: u32) -> Result<ProcStat, ReadError> {
+        let dir = PidDir::open(pid)?;
+        self.stat_in(&dir)
+    }
+
+    /// Reads `/proc/<pid>/status`.
+    pub fn status(&mut self, pid: u32) -> Result<ProcStatus, ReadError> {
+        let dir = PidDir::open(pid)?;
+        self.status_in(&dir)
+    }
+
+    /// Reads stat and status of the same process.
+    pub fn both(&mut self, pid: u32) -> Result<(ProcStat, ProcStatus), ReadError> {
+        let dir = PidDir::open(pid)?;
+        Ok((self.stat_in(&dir)?, self.status_in(&dir)?))
+    }
+
+    fn stat_in(&mut self, dir: &PidDir) -> Result<ProcStat, ReadError> {
+        dir.read(c"stat", "stat", &mut self.buf, SMALL_FILE_MAX)?;
+        let f = parse_stat(&self.buf).ok_or_else(|| dir.malformed("stat"))?;
+        Ok(ProcStat {
+            state: f.state,
+            ppid: f.ppid,
+            utime: f.utime,
+            stime: f.stime,
+            start_ticks: f.start_ticks,
+            rss_bytes: f.rss_pages.saturating_mul(self.page_size),
+            comm: os_from_bytes(f.comm),
+        })
+    }
+
+    fn status_in(&mut self, dir: &PidDir) -> Result<ProcStatus, ReadError> {
+        dir.read(c"status", "status", &mut self.buf, SMALL_FILE_MAX)?;
+        parse_status(&self.buf).ok_or_else(|| dir.malformed("status"))
+    }
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on every mainstream kernel).
+pub fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+/// The page size in bytes (`sysconf(_SC_PAGESIZE)`), the unit of RSS in stat.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
+/// CPU use between two samples in percent of one CPU (a busy process with several threads
+/// can exceed 100, as in `top`). 0 when the interval is empty or the ticks went backwards
+/// (the pid now belongs to another process).
+pub fn cpu_pct(
+    prev_ticks: u64,
+    prev_at: Instant,
+    now_ticks: u64,
+    now_at: Instant,
+    clk_tck: u64,
+) -> f64 {
+    let secs = now_at.saturating_duration_since(prev_at).as_secs_f64();
+    if secs <= 0.0 || clk_tck == 0 || now_ticks < prev_ticks {
+        return 0.0;
+    }
+    (now_ticks - prev_ticks) as f64 / clk_tck as f64 / secs * 100.0
+}
+
+/// The writable-and-executable regions of a process (JIT runtimes have some; injected code
+/// usually does too). Streams `/proc/<pid>/maps`, which can be megabytes. A line that does not
+/// parse is skipped rather than failing the whole read, so it cannot hide the others.
+pub fn wx_mappings(pid: u32) -> Result<Vec<WxMapping>, ReadError> {
+    let dir = PidDir::open(pid)?;
+    let file = dir.open_file(c"maps", "maps")?;
+    let mut out = Vec::new();
+    let mut malformed = 0usize;
+    let mut buf = Vec::new();
+    for_each_line(file, &mut buf, |line| match parse_maps_line(line) {
+        Some(Some(m)) => out.push(m),
+        Some(None) => {}
+        None => malformed += 1,
+    })
+    .map_err(|e| dir.classify("maps", e))?;
+    if malformed > 0 {
+        debug!(
+            pid,
+            malformed, "malformed lines in /proc/<pid>/maps skipped"
+        );
+    }
+    Ok(out)
+}
+
+/// One maps line: `Some(None)` when it is not W+X, `None` when malformed.
+fn parse_maps_line(line: &[u8]) -> Option<Option<WxMapping>> {
+    if line.is_empty() {
+        return Some(None);
+    }
+    // "start-end perms offset dev inode   path"; the path (which may hold spaces) is the rest.
+    let mut rest = line;
+    let range = next_field(&mut rest)?;
+    let perms = next_field(&mut rest)?;
+    if perms.len() != 4 {
+        return None;
+    }
+    if !(perms.contains(&b'w') && perms.contains(&b'x')) {
+        return Some(None);
+    }
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let start = parse_hex_u64(range.get(..dash)?)?;
+    let end = parse_hex_u64(range.get(dash + 1..)?)?;
+    for _ in 0..3 {
+        next_field(&mut rest)?;
+    }
+    let path = rest.trim_ascii_start();
+    Some(Some(WxMapping {
+        start,
+        end,
+        perms: String::from_utf8_lossy(perms).into_owned(),
+        path: (!path.is_empty()).then(|| path_from_bytes(path)),
+    }))
+}
+
+/// Takes the next space-separated field off the front of `rest`.
+fn next_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let s = rest.trim_ascii_start();
+    let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
+    let (field, tail) = s.split_at(end);
+    *rest = tail;
+    (!field.is_empty()).then_some(field)
+}
+
+/// The fields of /proc/<pid>/stat procwatch uses, borrowed from the buffer.
+#[derive(Debug, PartialEq, Eq)]
+struct StatFields<'a> {
+    comm: &'a [u8],
+    state: u8,
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    start_ticks: u64,
+    rss_pages: u64,
+}
+
+/// Parses /proc/<pid>/stat. comm may hold anything (spaces, parentheses, newlines), so it is
+/// taken between the first '(' and the *last* ')'.
+fn parse_stat(buf: &[u8]) -> Option<StatFields<'_>> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let comm = buf.get(open + 1..close)?;
+    let mut fields = buf
+        .get(close + 1..)?
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    // Numbered as in proc(5): state(3) ppid(4) ... utime(14) stime(15) ... starttime(22)
+    // vsize(23) rss(24).
+    let state = match fields.next()? {
+        [s] => *s,
+        _ => return None,
+    };
+    let ppid = u32::try_from(parse_u64(fields.next()?)?).ok()?;
+    let utime = parse_u64(fields.nth(9)?)?;
+    let stime = parse_u64(fields.next()?)?;
+    let start_ticks = parse_u64(fields.nth(6)?)?;
+    let rss_pages = parse_i64_clamped(fields.nth(1)?)?;
+    Some(StatFields {
+        comm,
+        state,
+        ppid,
+        utime,
+        stime,
+        start_ticks,
+        rss_pages,
+    })
+}
+
+/// TracerPid and the real uid/gid. The *last* matching lines count: they follow the `Name:`
+/// line, so a name forging such a line could only come before them.
+fn parse_status(buf: &[u8]) -> Option<ProcStatus> {
+    let (mut tracer, mut uid, mut gid) = (None, None, None);
+    for line in buf.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"TracerPid:") {
+            tracer = first_u32(rest);
+        } else if let Some(rest) = line.strip_prefix(b"Uid:") {
+            uid = first_u32(rest);
+        } else if let Some(rest) = line.strip_prefix(b"Gid:") {
+            gid = first_u32(rest);
+        }
+    }
+    Some(ProcStatus {
+        tracer_pid: tracer?,
+        uid: uid?,
+        gid: gid?,
+    })
+}
+
+fn first_u32(fields: &[u8]) -> Option<u32> {
+    let field = fields
+        .split(|b| b.is_ascii_whitespace())
+        .find(|f| !f.is_empty())?;
+    u32::try_from(parse_u64(field)?).ok()
+}
+
+/// A decimal number, without allocating; `None` on anything else or overflow.
+pub(crate) fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// A signed decimal clamped at 0: stat prints rss as a signed long.
+fn parse_i64_clamped(field: &[u8]) -> Option<u64> {
+    match field.strip_prefix(b"-") {
+        Some(digits) => parse_u64(digits).map(|_| 0),
+        None => parse_u64(field),
+    }
+}
+
+/// A hexadecimal number (either case), without allocating; `None` on anything else.
+pub(crate) fn parse_hex_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        let v = char::from(d).to_digit(16)?;
+        Some(acc << 4 | u64::from(v))
+    })
+}
+
+/// Calls `f` with each line of `r` (without its '\n'), reading in chunks into `buf` so a large
+/// file is never held whole.
+pub(crate) fn for_each_line(
+    mut r: impl Read,
+    buf: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    buf.clear();
+    buf.resize(CHUNK, 0);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            // One line fills the whole buffer: grow, within reason.
+            if buf.len() >= LINE_MAX {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match r.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            if filled > 0 {
+                f(&buf[..filled]);
+            }
+            return Ok(());
+        }
+        let mut start = filled;
+        filled += n;
+        // Only the new bytes can hold a newline: everything before was an unfinished line.
+        let mut line_start = 0;
+        while let Some(pos) = buf[start..filled].iter().position(|&b| b == b'\n') {
+            f(&buf[line_start..start + pos]);
+            line_start = start + pos + 1;
+            start = line_start;
+        }
+        buf.copy_within(line_start..filled, 0);
+        filled -= line_start;
+    }
+}
+
+/// An open `/proc/<pid>` directory: every file read through it belongs to the same process.
+#[derive(Debug)]
+pub(crate) struct PidDir {
+    fd: OwnedFd,
+    pid: u32,
+}
+
+/// ENOENT/ESRCH on a file of a process means the process is gone.
+pub(crate) fn classify(pid: u32, file: &'static str, e: io::Error) -> ReadError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ESRCH) => ReadError::Vanished { pid },
+        _ => ReadError::Io {
+            pid,
+            file,
+            source: e,
+        },
+    }
+}
+
+/// `/proc/<pid>/<suffix>` as a C string in a stack buffer.
+pub(crate) fn proc_path<'a>(pid: u32, suffix: &str, out: &'a mut [u8; 64]) -> Option<&'a CStr> {
+    out.fill(0);
+    // The last byte stays NUL: a path that does not fit fails to write.
+    let len = out.len() - 1;
+    write!(&mut out[..len], "/proc/{pid}{suffix}").ok()?;
+    CStr::from_bytes_until_nul(out).ok()
+}
+
+/// open(2) with O_CLOEXEC; the result owns the descriptor.
+pub(crate) fn open_raw(dirfd: Option<&OwnedFd>, path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC;
+    // SAFETY: NUL-terminated path, a valid directory fd when given; the result is checked.
+    let raw = unsafe {
+        match dirfd {
+            Some(d) => libc::openat(d.as_raw_fd(), path.as_ptr(), flags),
+            None => libc::open(path.as_ptr(), flags),
+        }
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// readlinkat(2) into `buf`; the target's length. A result equal to `buf.len()` may be cut.
+pub(crate) fn read_link_at(
+    dirfd: Option<&OwnedFd>,
+    name: &CStr,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: NUL-terminated name, a valid directory fd (or AT_FDCWD), a buffer of `buf.len()`.
+    let n = unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+impl PidDir {
+    /// Opens `/proc/<pid>`; [`ReadError::Vanished`] when there is no such process.
+    pub(crate) fn open(pid: u32) -> Result<Self, ReadError> {
+        let mut path = [0u8; 64];
+        let path = proc_path(pid, "", &mut path).ok_or(ReadError::Vanished { pid })?;
+        let fd = open_raw(None, path, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map_err(|e| classify(pid, "", e))?;
+        Ok(Self { fd, pid })
+    }
+
+    /// A [`ReadError::Malformed`] for `file` of this process.
+    pub(crate) fn malformed(&self, file: &'static str) -> ReadError {
+        ReadError::Malformed {
+            pid: self.pid,
+            file,
+        }
+    }
+
+    /// Classifies an error reading `file` of this process.
+    pub(crate) fn classify(&self, file: &'static str, e: io::Error) -> ReadError {
+        classify(self.pid, file, e)
+    }
+
+    /// Opens `name` (relative; magic links such as `exe` are followed) for reading.
+    pub(crate) fn open_file(&self, name: &CStr, file: &'static str) -> Result<File, ReadError> {
+        open_raw(Some(&self.fd), name, libc::O_RDONLY)
+            .map(File::from)
+            .map_err(|e| self.classify(file, e))
+    }
+
+    /// Reads `name` into `buf` (cleared first), at most `limit` bytes; true when cut.
+    pub(crate) fn read(
+        &self,
+        name: &CStr,
+        file: &'static str,
+        buf: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<bool, ReadError> {
+        buf.clear();
+        let f = self.open_file(name, file)?;
+        f.take(limit as u64 + 1)
+            .read_to_end(buf)
+            .map_err(|e| self.classify(file, e))?;
+        let truncated = buf.len() > limit;
+        buf.truncate(limit);
+        Ok(truncated)
+    }
+
+    /// True while the process still exists (a zombie counts), checked through this handle.
+    pub(crate) fn alive(&self) -> bool {
+        open_raw(Some(&self.fd), c"stat", libc::O_RDONLY).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Cursor, time::Duration};
+
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let line = b"42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 1 0 98765 \
+                     1000 33 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let s = parse_stat(line).expect("parses");
+        assert_eq!(s.comm, b"a) b (c");
+        assert_eq!(
+            (
+                s.state,
+                s.ppid,
+                s.utime,
+                s.stime,
+                s.start_ticks,
+                s.rss_pages
+            ),
+            (b'S', 7, 11, 22, 98765, 33)
+        );
+        let newline = b"1 (x\n) R 0 0 0 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 -1";
+        let s = parse_stat(newline).expect("parses");
+        assert_eq!((s.comm, s.rss_pages), (&b"x\n"[..], 0));
+    }
+
+    #[test]
+    fn stat_rejects_truncated_and_garbage() {
+        assert_eq!(parse_stat(b"42 (abc S 7"), None);
+        assert_eq!(parse_stat(b"42 (abc) S 7 1 1 0"), None);
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b")("), None);
+        let bad_state = b"1 (x) SS 0 0 0 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 1";
+        assert_eq!(parse_stat(bad_state), None);
+        let bad_num = b"1 (x) S 0 0 0 0 -1 0 0 0 0 0 5x 6 0 0 20 0 1 0 9 0 1";
+        assert_eq!(parse_stat(bad_num), None);
+    }
+
+    #[test]
+    fn status_takes_the_real_ids_and_the_last_lines() {
+        let status = b"Name:\tx\nTracerPid:\t9\nUid:\t0\t0\t0\t0\nUmask:\t0022\n\
+                       TracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t5\t5\t5\n";
+        let s = parse_status(status).expect("parses");
+        assert_eq!((s.tracer_pid, s.uid, s.gid), (0, 1000, 100));
+        assert_eq!(parse_status(b"Uid:\t1\nGid:\t1\n"), None);
+        assert_eq!(parse_status(b"TracerPid:\tx\nUid:\t1\nGid:\t1\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        let (stat, status) = StatReader::default().both(me).expect("own process");
+        // SAFETY: getppid/getuid/getgid have no preconditions.
+        let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+        assert_eq!(i64::from(stat.ppid), i64::from(ppid));
+        assert_eq!((status.uid, status.gid), (uid, gid));
+        assert!(stat.rss_bytes > 0 && stat.rss_bytes % page_size() == 0);
+        assert!(stat.start_ticks > 0);
+        assert!(stat.state.is_ascii_uppercase());
+        let comm = std::fs::read("/proc/self/comm").expect("comm");
+        assert_eq!(
+            stat.comm.as_encoded_bytes(),
+            comm.strip_suffix(b"\n").unwrap_or(&comm)
+        );
+    }
+
+    #[test]
+    fn cpu_ticks_grow_when_busy() {
+        let me = std::process::id();
+        let before = read_stat(me).expect("stat").cpu_ticks();
+        let t0 = Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = read_stat(me).expect("stat").cpu_ticks();
+        let pct = cpu_pct(before, t0, after, Instant::now(), clk_tck());
+        assert!(pct > 20.0, "busy loop measured at {pct}%");
+    }
+
+    #[test]
+    fn cpu_pct_maths() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        assert!((cpu_pct(100, t0, 200, t1, 100) - 50.0).abs() < 1e-9);
+        assert!((cpu_pct(0, t0, 400, t1, 100) - 200.0).abs() < 1e-9);
+        assert_eq!(cpu_pct(200, t0, 100, t1, 100), 0.0);
+        assert_eq!(cpu_pct(100, t1, 200, t0, 100), 0.0);
+        assert_eq!(cpu_pct(100, t0, 200, t0, 100), 0.0);
+        assert_eq!(cpu_pct(100, t0, 200, t1, 0), 0.0);
+    }
+
+    #[test]
+    fn vanished_is_typed() {
+        assert!(read_stat(u32::MAX).expect_err("no pid").is_vanished());
+        assert!(wx_mappings(u32::MAX).expect_err("no pid").is_vanished());
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("reaped");
+        assert!(read_status(pid).expect_err("reaped").is_vanished());
+    }
+
+    #[test]
+    fn maps_lines() {
+        let wx = b"7f0000000000-7f0000001000 rwxp 00000000 00:00 0 ";
+        let m = parse_maps_line(wx).expect("valid").expect("w+x");
+        assert_eq!(
+            (m.start, m.end, m.perms.as_str()),
+            (0x7f00_0000_0000, 0x7f00_0000_1000, "rwxp")
+        );
+        assert_eq!(m.path, None);
+        let named = b"55d0-55e0 -wx- 00001000 08:01 1234      /tmp/my lib.so (deleted)";
+        let m = parse_maps_line(named).expect("valid").expect("w+x");
+        assert_eq!(m.path, Some(PathBuf::from("/tmp/my lib.so (deleted)")));
+        assert_eq!(
+            parse_maps_line(b"1000-2000 r-xp 0 08:01 5 /bin/sh"),
+            Some(None)
+        );
+        assert_eq!(parse_maps_line(b""), Some(None));
+        assert_eq!(parse_maps_line(b"1000-zz rwxp 0 00:00 0"), None);
+        assert_eq!(parse_maps_line(b"1000-2000 rwxp 0"), None);
+        assert_eq!(parse_maps_line(b"1000-2000 rwxpq 0 00:00 0"), None);
+    }
+
+    #[test]
+    fn finds_own_wx_mapping() {
+        // SAFETY: anonymous mapping with no address hint; checked and unmapped below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(
+            addr,
+            libc::MAP_FAILED,
+            "mmap W+X refused (SELinux execmem?)"
+        );
+        let start = addr as u64;
+        let found = wx_mappings(std::process::id()).expect("own maps");
+        // SAFETY: the mapping made above, of that length.
+        unsafe { libc::munmap(addr, 4096) };
+        assert!(
+            found.iter().any(|m| m.start <= start && start < m.end),
+            "{start:x} not in {found:x?}"
+        );
+    }
+
+    #[test]
+    fn lines_across_chunks_and_without_final_newline() {
+        let mut text = Vec::new();
+        for i in 0..20_000 {
+            writeln!(text, "line {i}").expect("vec");
+        }
+        text.extend_from_slice(&vec![b'x'; 3 * CHUNK]);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        for_each_line(Cursor::new(&text), &mut buf, |l| lines.push(l.to_vec())).expect("read");
+        assert_eq!(lines.len(), 20_001);
+        assert_eq!(lines[12_345], b"line 12345");
+        assert_eq!(lines[20_000].len(), 3 * CHUNK);
+        let huge = vec![b'y'; LINE_MAX + 1];
+        let err = for_each_line(Cursor::new(huge), &mut buf, |_| {}).expect_err("too long");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_i64_clamped(b"-1"), Some(0));
+        assert_eq!(parse_i64_clamped(b"-x"), None);
+        assert_eq!(parse_hex_u64(b"ffffFFFFffffFFFF"), Some(u64::MAX));
+        assert_eq!(parse_hex_u64(b"1ffffFFFFffffFFFF"), None);
+        assert_eq!(parse_hex_u64(b""), None);
+        assert_eq!(parse_hex_u64(b"0x1"), None);
+    }
+}
