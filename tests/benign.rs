@@ -13,7 +13,10 @@ use procwatch_tests::{Monitor, TempDir, require_root};
 
 fn pids_now() -> HashSet<u64> {
     std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -24,7 +27,11 @@ fn benign_mix_makes_no_alert_at_default_config() {
     let m = Monitor::start("", &[]);
     let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "benign");
     let sh = |script: &str| {
-        let status = Command::new("/bin/sh").args(["-c", script]).current_dir(&dir.0).stdout(Stdio::null()).status();
+        let status = Command::new("/bin/sh")
+            .args(["-c", script])
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .status();
         assert!(status.is_ok_and(|s| s.success()), "{script}");
     };
     sh("ls -la /usr/bin > listing.txt");
@@ -35,7 +42,9 @@ fn benign_mix_makes_no_alert_at_default_config() {
     let server = TcpListener::bind("127.0.0.1:80").expect("port 80 is free on a test machine");
     let serve = std::thread::spawn(move || {
         for _ in 0..10 {
-            let Ok((mut s, _)) = server.accept() else { break };
+            let Ok((mut s, _)) = server.accept() else {
+                break;
+            };
             let mut buf = [0u8; 512];
             let _ = s.read(&mut buf);
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
@@ -61,4 +70,13 @@ fn benign_mix_makes_no_alert_at_default_config() {
         .filter(|a| !a["pid"].as_u64().is_some_and(|p| before.contains(&p)))
         .collect();
     assert!(alerts.is_empty(), "benign processes alerted: {alerts:#?}");
+
+    // Positive control: the same monitor does alert on an offender, so the silence above means
+    // something.
+    let tmp = TempDir::new_in("/tmp", "control");
+    let exe = tmp.copy_exe(std::path::Path::new("/bin/true"), "control");
+    let mut child = Command::new(&exe).spawn().expect("run control");
+    let pid = child.id();
+    let _ = child.wait();
+    m.expect_rule(pid, "tmp_exe");
 }

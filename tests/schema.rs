@@ -23,9 +23,19 @@ fn everything_wrong() -> Process {
     p.cpu_sample = Some((1, Instant::now()));
     p.cpu_pct = 99.0;
     p.tracer_pid = 12;
-    p.wx_events.push(WxFact { syscall: "mprotect", start: 0x1000, len: 4096 });
-    p.ptrace_events.push(PtraceFact { request: "PTRACE_ATTACH", target: 1 });
-    p.connects.push(ConnectFact { addr: IpAddr::from([10, 0, 0, 9]), port: 4444 });
+    p.wx_events.push(WxFact {
+        syscall: "mprotect",
+        start: 0x1000,
+        len: 4096,
+    });
+    p.ptrace_events.push(PtraceFact {
+        request: "PTRACE_ATTACH",
+        target: 1,
+    });
+    p.connects.push(ConnectFact {
+        addr: IpAddr::from([10, 0, 0, 9]),
+        port: 4444,
+    });
     p.stdio_net.push((0, None));
     p
 }
@@ -38,7 +48,16 @@ fn alerts_for_every_rule_match_the_schema() {
     let rules: Vec<Rule> = findings.iter().map(|f| f.rule).collect();
     assert!(rules.len() >= 7, "{rules:?}");
     let verdict = score::score(findings, 0.25, &cfg);
-    let a = alert::build(&p, &verdict, &Trigger::Sweep, Some("root".into()), SensorInfo { name: SensorKind::Ebpf, events_lost: 3 });
+    let a = alert::build(
+        &p,
+        &verdict,
+        &Trigger::Sweep,
+        Some("root".into()),
+        SensorInfo {
+            name: SensorKind::Ebpf,
+            events_lost: 3,
+        },
+    );
     let v = serde_json::to_value(&a).expect("serialises");
     assert_valid_alert(&v);
     let line = serde_json::to_string(&a).expect("line");
@@ -47,7 +66,16 @@ fn alerts_for_every_rule_match_the_schema() {
     p.exe_state = ExeState::Memfd;
     p.exe = Some("/memfd:x".into());
     let verdict = score::score(detect::evaluate(&p, &cfg), 0.0, &cfg);
-    let a = alert::build(&p, &verdict, &Trigger::Sweep, None, SensorInfo { name: SensorKind::Sweep, events_lost: 0 });
+    let a = alert::build(
+        &p,
+        &verdict,
+        &Trigger::Sweep,
+        None,
+        SensorInfo {
+            name: SensorKind::Sweep,
+            events_lost: 0,
+        },
+    );
     assert_valid_alert(&serde_json::to_value(&a).expect("serialises"));
     let _ = Arc::new(SensorStats::default());
 }
@@ -57,7 +85,16 @@ fn the_schema_rejects_what_it_should() {
     let cfg = Config::default();
     let p = everything_wrong();
     let verdict = score::score(detect::evaluate(&p, &cfg), 0.0, &cfg);
-    let a = alert::build(&p, &verdict, &Trigger::Sweep, None, SensorInfo { name: SensorKind::Ebpf, events_lost: 0 });
+    let a = alert::build(
+        &p,
+        &verdict,
+        &Trigger::Sweep,
+        None,
+        SensorInfo {
+            name: SensorKind::Ebpf,
+            events_lost: 0,
+        },
+    );
     let good = serde_json::to_value(&a).expect("serialises");
     let schema = procwatch_tests::alert_schema();
     assert!(schema.is_valid(&good));

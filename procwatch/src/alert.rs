@@ -123,7 +123,10 @@ impl Trigger<'_> {
             Trigger::Event(e) => {
                 let mut v = serde_json::to_value(&e.body).unwrap_or_else(|_| serde_json::json!({}));
                 if let (Some(obj), Some(action)) = (v.as_object_mut(), e.kernel_action) {
-                    obj.insert("kernel_action".into(), serde_json::to_value(action).unwrap_or_default());
+                    obj.insert(
+                        "kernel_action".into(),
+                        serde_json::to_value(action).unwrap_or_default(),
+                    );
                 }
                 v
             }
@@ -141,7 +144,13 @@ impl Trigger<'_> {
 }
 
 /// Builds an alert for `p` from its verdict.
-pub fn build(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>, user: Option<String>, sensor: SensorInfo) -> Alert {
+pub fn build(
+    p: &Process,
+    verdict: &Verdict,
+    trigger: &Trigger<'_>,
+    user: Option<String>,
+    sensor: SensorInfo,
+) -> Alert {
     Alert {
         schema: SCHEMA,
         timestamp: trigger.time(),
@@ -151,7 +160,10 @@ pub fn build(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>, user: Option
         uid: p.uid,
         user,
         name: p.name.clone(),
-        exe: p.exe.as_deref().map(|e| os_lossy(e.as_os_str()).into_owned()),
+        exe: p
+            .exe
+            .as_deref()
+            .map(|e| os_lossy(e.as_os_str()).into_owned()),
         cmdline: p.cmdline.iter().map(|a| os_lossy(a).into_owned()).collect(),
         sha256: p.sha256.clone(),
         trigger: trigger.to_json(),
@@ -161,7 +173,12 @@ pub fn build(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>, user: Option
         reasons: verdict
             .findings
             .iter()
-            .map(|(f, w)| Reason { rule: f.rule, score: *w, reason: f.reason.clone(), attack: f.attack })
+            .map(|(f, w)| Reason {
+                rule: f.rule,
+                score: *w,
+                reason: f.reason.clone(),
+                attack: f.attack,
+            })
             .collect(),
         cpu_pct: (p.cpu_pct * 10.0).round() / 10.0,
         conns_outbound: p.conns_outbound(),
@@ -182,8 +199,10 @@ pub fn hostname() -> &'static str {
         if rc != 0 {
             return "unknown".into();
         }
-        os_lossy(std::ffi::OsStr::new(std::str::from_utf8(crate::text::until_nul(&buf)).unwrap_or("unknown")))
-            .into_owned()
+        os_lossy(std::ffi::OsStr::new(
+            std::str::from_utf8(crate::text::until_nul(&buf)).unwrap_or("unknown"),
+        ))
+        .into_owned()
     })
 }
 
@@ -192,7 +211,11 @@ pub fn terminal_line(a: &Alert) -> String {
     use crate::text::terminal_safe;
     use std::os::unix::ffi::OsStrExt;
     let rules: Vec<&str> = a.reasons.iter().map(|r| r.rule.as_str()).collect();
-    let why: Vec<String> = a.reasons.iter().map(|r| terminal_safe(r.reason.as_bytes())).collect();
+    let why: Vec<String> = a
+        .reasons
+        .iter()
+        .map(|r| terminal_safe(r.reason.as_bytes()))
+        .collect();
     let action = match a.action {
         Action::Alert => String::new(),
         Action::Killed => " [killed]".into(),

@@ -85,7 +85,11 @@ impl Engine {
 
     /// Counters.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { evicted: self.table.evicted(), tracked: self.table.len(), ..self.counts }
+        EngineStats {
+            evicted: self.table.evicted(),
+            tracked: self.table.len(),
+            ..self.counts
+        }
     }
 
     /// Applies one sensor event and returns the alerts it causes.
@@ -142,20 +146,40 @@ impl Engine {
             EventBody::Ptrace(t) => {
                 let p = self.known(pid, ev, now);
                 if t.request_name != "PTRACE_TRACEME" {
-                    push_bounded(&mut p.ptrace_events, PtraceFact { request: t.request_name, target: t.target_pid });
+                    push_bounded(
+                        &mut p.ptrace_events,
+                        PtraceFact {
+                            request: t.request_name,
+                            target: t.target_pid,
+                        },
+                    );
                 }
             }
             EventBody::Connect(c) => {
                 let p = self.known(pid, ev, now);
-                push_bounded(&mut p.connects, ConnectFact { addr: c.addr, port: c.port });
+                push_bounded(
+                    &mut p.connects,
+                    ConnectFact {
+                        addr: c.addr,
+                        port: c.port,
+                    },
+                );
                 if is_shell_or_interpreter(p.exe_name()) {
                     // The redirection of stdio onto the new socket happens after connect returns.
-                    self.recheck.push((pid, now + std::time::Duration::from_millis(100)));
+                    self.recheck
+                        .push((pid, now + std::time::Duration::from_millis(100)));
                 }
             }
             EventBody::WxMem(w) => {
                 let p = self.known(pid, ev, now);
-                push_bounded(&mut p.wx_events, WxFact { syscall: w.syscall, start: w.start, len: w.len });
+                push_bounded(
+                    &mut p.wx_events,
+                    WxFact {
+                        syscall: w.syscall,
+                        start: w.start,
+                        len: w.len,
+                    },
+                );
             }
             EventBody::Memfd(m) => {
                 let p = self.known(pid, ev, now);
@@ -163,7 +187,9 @@ impl Engine {
                 return Vec::new();
             }
         }
-        self.evaluate(pid, &Trigger::Event(ev)).into_iter().collect()
+        self.evaluate(pid, &Trigger::Event(ev))
+            .into_iter()
+            .collect()
     }
 
     /// The entry for the process behind `ev`, filled from /proc the first time it is seen
@@ -186,7 +212,9 @@ impl Engine {
         let seen: std::collections::HashSet<u32> = samples.iter().map(|s| s.pid).collect();
         let mut pids = Vec::with_capacity(samples.len());
         for s in samples {
-            let p = self.table.entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
+            let p = self
+                .table
+                .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             sample::merge(p, s, now);
             pids.push(p.pid);
         }
@@ -197,7 +225,9 @@ impl Engine {
             }
         }
         self.table.expire(now);
-        pids.into_iter().filter_map(|pid| self.evaluate(pid, &Trigger::Sweep)).collect()
+        pids.into_iter()
+            .filter_map(|pid| self.evaluate(pid, &Trigger::Sweep))
+            .collect()
     }
 
     /// Merges a sample of one process (a due recheck) and evaluates it.
@@ -251,13 +281,17 @@ impl Engine {
             p.sha256 = hash_exe(&mut self.hashes, pid);
         }
         self.counts.alerts += 1;
-        let sensor = SensorInfo { name: self.sensor, events_lost: self.stats.snapshot().lost_total };
+        let sensor = SensorInfo {
+            name: self.sensor,
+            events_lost: self.stats.snapshot().lost_total,
+        };
         Some(alert::build(p, &verdict, trigger, user, sensor))
     }
 }
 
 fn hash_exe(cache: &mut HashCache, pid: u32) -> Option<String> {
-    let key = crate::process::hash::FileKey::of_path(Path::new(&format!("/proc/{pid}/exe"))).ok()?;
+    let key =
+        crate::process::hash::FileKey::of_path(Path::new(&format!("/proc/{pid}/exe"))).ok()?;
     if let Some(HashOutcome::Digest(d)) = cache.get(&key) {
         return Some(d.clone());
     }
@@ -282,7 +316,11 @@ fn absolute(filename: &Path, cwd: Option<&Path>) -> PathBuf {
 /// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless.
 fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
     let through_fd = filename.starts_with("/dev/fd") || filename.starts_with("/proc/self/fd");
-    if through_fd && !memfds.is_empty() { ExeState::Memfd } else { ExeState::Unknown }
+    if through_fd && !memfds.is_empty() {
+        ExeState::Memfd
+    } else {
+        ExeState::Unknown
+    }
 }
 
 #[cfg(test)]
@@ -319,7 +357,11 @@ mod tests {
     }
 
     fn engine() -> Engine {
-        Engine::new(Config::default(), SensorKind::Ebpf, Arc::new(SensorStats::default()))
+        Engine::new(
+            Config::default(),
+            SensorKind::Ebpf,
+            Arc::new(SensorStats::default()),
+        )
     }
 
     // A pid far above pid_max, so no /proc entry exists and only event data is used.
@@ -336,7 +378,10 @@ mod tests {
         assert_eq!(a.reasons[0].rule, crate::config::Rule::TmpExe);
         assert_eq!(a.trigger["kind"], "exec");
         assert_eq!(a.exe.as_deref(), Some("/tmp/dropper"));
-        assert!(e.on_event(&exec(GONE, "/tmp/dropper"), now).len() == 1, "a new exec is a new image");
+        assert!(
+            e.on_event(&exec(GONE, "/tmp/dropper"), now).len() == 1,
+            "a new exec is a new image"
+        );
     }
 
     #[test]
@@ -344,12 +389,29 @@ mod tests {
         let mut e = engine();
         let now = Instant::now();
         assert!(e.on_event(&exec(GONE, "/usr/bin/curl"), now).is_empty());
-        let connect = event(GONE, EventBody::Connect(Connect { fd: 3, family: "inet", addr: [10, 1, 1, 1].into(), port: 4444 }));
+        let connect = event(
+            GONE,
+            EventBody::Connect(Connect {
+                fd: 3,
+                family: "inet",
+                addr: [10, 1, 1, 1].into(),
+                port: 4444,
+            }),
+        );
         assert_eq!(e.on_event(&connect, now).len(), 1);
         for _ in 0..1000 {
             assert!(e.on_event(&connect, now).is_empty());
         }
-        let wx = event(GONE, EventBody::WxMem(WxMem { syscall: "mprotect", start: 0, len: 4096, prot: 7, flags: 0 }));
+        let wx = event(
+            GONE,
+            EventBody::WxMem(WxMem {
+                syscall: "mprotect",
+                start: 0,
+                len: 4096,
+                prot: 7,
+                flags: 0,
+            }),
+        );
         let again = e.on_event(&wx, now);
         assert_eq!(again.len(), 1);
         let rules: Vec<_> = again[0].reasons.iter().map(|r| r.rule.as_str()).collect();
@@ -361,7 +423,13 @@ mod tests {
         let mut e = engine();
         let now = Instant::now();
         assert_eq!(e.on_event(&exec(GONE, "/tmp/dropper"), now).len(), 1);
-        let fork = event(GONE, EventBody::Fork(Fork { parent_tgid: GONE, child_tgid: GONE + 1 }));
+        let fork = event(
+            GONE,
+            EventBody::Fork(Fork {
+                parent_tgid: GONE,
+                child_tgid: GONE + 1,
+            }),
+        );
         assert!(e.on_event(&fork, now).is_empty());
         let child = e.table().get(GONE + 1).expect("child tracked");
         assert_eq!(child.exe.as_deref(), Some(Path::new("/tmp/dropper")));
@@ -370,8 +438,17 @@ mod tests {
 
     #[test]
     fn memfd_then_exec_through_fd_is_fileless() {
-        assert_eq!(exe_state_from_filename(Path::new("/dev/fd/3"), &["x".into()]), ExeState::Memfd);
-        assert_eq!(exe_state_from_filename(Path::new("/dev/fd/3"), &[]), ExeState::Unknown);
-        assert_eq!(exe_state_from_filename(Path::new("/usr/bin/x"), &["x".into()]), ExeState::Unknown);
+        assert_eq!(
+            exe_state_from_filename(Path::new("/dev/fd/3"), &["x".into()]),
+            ExeState::Memfd
+        );
+        assert_eq!(
+            exe_state_from_filename(Path::new("/dev/fd/3"), &[]),
+            ExeState::Unknown
+        );
+        assert_eq!(
+            exe_state_from_filename(Path::new("/usr/bin/x"), &["x".into()]),
+            ExeState::Unknown
+        );
     }
 }

@@ -36,13 +36,21 @@ pub enum Decision {
 pub fn score(mut findings: Vec<Finding>, ml_score: f64, cfg: &Config) -> Verdict {
     findings.sort_by_key(|f| f.rule);
     findings.dedup_by_key(|f| f.rule);
-    let findings: Vec<(Finding, f64)> = findings.into_iter().map(|f| {
-        let w = cfg.weight(f.rule);
-        (f, w)
-    }).collect();
+    let findings: Vec<(Finding, f64)> = findings
+        .into_iter()
+        .map(|f| {
+            let w = cfg.weight(f.rule);
+            (f, w)
+        })
+        .collect();
     let heuristic_score: f64 = findings.iter().map(|(_, w)| w).sum();
     let ml_score = ml_score.clamp(0.0, 1.0);
-    Verdict { findings, heuristic_score, ml_score, total_score: heuristic_score + cfg.ml_weight * ml_score }
+    Verdict {
+        findings,
+        heuristic_score,
+        ml_score,
+        total_score: heuristic_score + cfg.ml_weight * ml_score,
+    }
 }
 
 /// Decides whether `verdict` makes an alert for `p`, and records the reported rules when it does.
@@ -50,7 +58,8 @@ pub fn decide(p: &mut Process, verdict: &Verdict, user: Option<&str>, cfg: &Conf
     if verdict.findings.is_empty() || verdict.total_score < cfg.min_score {
         return Decision::BelowThreshold;
     }
-    if p.exe.as_deref().is_some_and(|e| cfg.exe_whitelisted(e)) || cfg.user_whitelisted(user, p.uid) {
+    if p.exe.as_deref().is_some_and(|e| cfg.exe_whitelisted(e)) || cfg.user_whitelisted(user, p.uid)
+    {
         return Decision::Whitelisted;
     }
     let rules: Vec<Rule> = verdict.findings.iter().map(|(f, _)| f.rule).collect();
@@ -67,14 +76,29 @@ mod tests {
     use crate::detect::{attack_of, testing::benign};
 
     fn finding(rule: Rule) -> Finding {
-        Finding { rule, reason: String::new(), attack: attack_of(rule) }
+        Finding {
+            rule,
+            reason: String::new(),
+            attack: attack_of(rule),
+        }
     }
 
     #[test]
     fn score_sums_distinct_rule_weights_and_ml() {
         let cfg = Config::default();
-        let v = score(vec![finding(Rule::TmpExe), finding(Rule::WxMem), finding(Rule::TmpExe)], 0.5, &cfg);
-        assert_eq!(v.heuristic_score, cfg.weight(Rule::TmpExe) + cfg.weight(Rule::WxMem));
+        let v = score(
+            vec![
+                finding(Rule::TmpExe),
+                finding(Rule::WxMem),
+                finding(Rule::TmpExe),
+            ],
+            0.5,
+            &cfg,
+        );
+        assert_eq!(
+            v.heuristic_score,
+            cfg.weight(Rule::TmpExe) + cfg.weight(Rule::WxMem)
+        );
         assert_eq!(v.total_score, v.heuristic_score + cfg.ml_weight * 0.5);
         assert_eq!(v.findings.len(), 2);
     }
@@ -88,7 +112,11 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(decide(&mut p, &port, None, &cfg), Decision::AlreadyReported);
         }
-        let both = score(vec![finding(Rule::SuspiciousPort), finding(Rule::WxMem)], 0.0, &cfg);
+        let both = score(
+            vec![finding(Rule::SuspiciousPort), finding(Rule::WxMem)],
+            0.0,
+            &cfg,
+        );
         assert_eq!(decide(&mut p, &both, None, &cfg), Decision::Alert);
         assert_eq!(decide(&mut p, &both, None, &cfg), Decision::AlreadyReported);
     }
@@ -98,17 +126,28 @@ mod tests {
         let mut cfg = Config::default();
         let mut p = benign();
         let low = score(vec![finding(Rule::EmptyCmdline)], 0.0, &cfg);
-        assert_eq!(decide(&mut p, &low, None, &cfg), Decision::BelowThreshold, "2 < min_score 3");
+        assert_eq!(
+            decide(&mut p, &low, None, &cfg),
+            Decision::BelowThreshold,
+            "2 < min_score 3"
+        );
         cfg.min_score = 2.0;
         assert_eq!(decide(&mut p, &low, None, &cfg), Decision::Alert);
 
-        let cfg = Config::from_yaml("t", "whitelist:\n  exe_paths: [/usr/bin/ls]\n  users: [alice]\n").expect("cfg");
+        let cfg = Config::from_yaml(
+            "t",
+            "whitelist:\n  exe_paths: [/usr/bin/ls]\n  users: [alice]\n",
+        )
+        .expect("cfg");
         let v = score(vec![finding(Rule::Ptrace)], 0.0, &cfg);
         let mut p = benign();
         assert_eq!(decide(&mut p, &v, None, &cfg), Decision::Whitelisted);
         let mut p = benign();
         p.exe = Some("/usr/bin/other".into());
-        assert_eq!(decide(&mut p, &v, Some("alice"), &cfg), Decision::Whitelisted);
+        assert_eq!(
+            decide(&mut p, &v, Some("alice"), &cfg),
+            Decision::Whitelisted
+        );
         assert_eq!(decide(&mut p, &v, Some("bob"), &cfg), Decision::Alert);
     }
 }

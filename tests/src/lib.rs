@@ -257,7 +257,11 @@ pub fn procwatch_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let bin = target_dir().join("debug/procwatch");
-    assert!(bin.exists(), "{} missing: build it first (cargo build -p procwatch)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p procwatch)",
+        bin.display()
+    );
     bin
 }
 
@@ -265,8 +269,10 @@ pub fn procwatch_bin() -> PathBuf {
 pub fn alert_schema() -> &'static jsonschema::Validator {
     static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/procwatch.alert.v1.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/procwatch.alert.v1.json");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
         jsonschema::validator_for(&schema).expect("schema compiles")
     })
@@ -274,8 +280,14 @@ pub fn alert_schema() -> &'static jsonschema::Validator {
 
 /// Panics with every violation when `alert` does not match the alert schema.
 pub fn assert_valid_alert(alert: &serde_json::Value) {
-    let errors: Vec<String> = alert_schema().iter_errors(alert).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "alert violates procwatch.alert/v1: {errors:#?}\n{alert:#}");
+    let errors: Vec<String> = alert_schema()
+        .iter_errors(alert)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "alert violates procwatch.alert/v1: {errors:#?}\n{alert:#}"
+    );
 }
 
 /// A running `procwatch monitor` writing JSONL to a file of its own.
@@ -318,7 +330,13 @@ impl Monitor {
             .spawn()
             .expect("procwatch starts");
         let stderr = line_reader_err(child.stderr.take().expect("stderr"));
-        let mut m = Self { child, jsonl, stderr, log: Vec::new(), _dir: dir };
+        let mut m = Self {
+            child,
+            jsonl,
+            stderr,
+            log: Vec::new(),
+            _dir: dir,
+        };
         m.wait_log(Duration::from_secs(60), "monitoring");
         m
     }
@@ -335,7 +353,10 @@ impl Monitor {
                         return line;
                     }
                 }
-                Err(_) => panic!("procwatch never logged {needle:?}; log so far: {:#?}", self.log),
+                Err(_) => panic!(
+                    "procwatch never logged {needle:?}; log so far: {:#?}",
+                    self.log
+                ),
             }
         }
     }
@@ -346,7 +367,8 @@ impl Monitor {
         text.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line ({e}): {l}"));
+                let v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line ({e}): {l}"));
                 assert_valid_alert(&v);
                 v
             })
@@ -354,7 +376,11 @@ impl Monitor {
     }
 
     /// Waits up to `timeout` for an alert matching `pred`.
-    pub fn wait_alert(&self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    pub fn wait_alert(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(a) = self.alerts().into_iter().find(|a| pred(a)) {
@@ -369,8 +395,14 @@ impl Monitor {
 
     /// Like `wait_alert` for `pid` and `rule`, panicking with all alerts when none comes.
     pub fn expect_rule(&self, pid: u32, rule: &str) -> serde_json::Value {
-        self.wait_alert(Duration::from_secs(15), |a| a["pid"] == pid && has_rule(a, rule)).unwrap_or_else(|| {
-            panic!("no {rule} alert for pid {pid}; alerts: {:#?}", self.alerts())
+        self.wait_alert(Duration::from_secs(15), |a| {
+            a["pid"] == pid && has_rule(a, rule)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {rule} alert for pid {pid}; alerts: {:#?}",
+                self.alerts()
+            )
         })
     }
 
@@ -405,7 +437,9 @@ impl Drop for Monitor {
 
 /// True when the alert lists `rule` among its reasons.
 pub fn has_rule(alert: &serde_json::Value, rule: &str) -> bool {
-    alert["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x["rule"] == rule))
+    alert["reasons"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x["rule"] == rule))
 }
 
 fn line_reader_err(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {

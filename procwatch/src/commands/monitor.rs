@@ -26,14 +26,19 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = SensorOptions {
         mode: args.sensor,
-        ebpf: EbpfOptions { kill, ..EbpfOptions::default() },
+        ebpf: EbpfOptions {
+            kill,
+            ..EbpfOptions::default()
+        },
         sweep_interval: cfg.sweep_interval,
     };
     let outputs = setup::outputs(&cfg, &args.detect)?;
     let running = sensor::start(&opts, tx, stats.clone())?;
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
 
-    let seed = tokio::task::spawn_blocking(sample::sweep_all).await.unwrap_or_default();
+    let seed = tokio::task::spawn_blocking(sample::sweep_all)
+        .await
+        .unwrap_or_default();
     for alert in engine.on_samples(seed, std::time::Instant::now()) {
         outputs.send(alert).await;
     }

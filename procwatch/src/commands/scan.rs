@@ -18,12 +18,16 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     tokio::pin!(terminate);
     let mut sweeps = 0u64;
     let stopped = loop {
-        let samples = tokio::task::spawn_blocking(sample::sweep_all).await.unwrap_or_default();
+        let samples = tokio::task::spawn_blocking(sample::sweep_all)
+            .await
+            .unwrap_or_default();
         for alert in engine.on_samples(samples, std::time::Instant::now()) {
             outputs.send(alert).await;
         }
         sweeps += 1;
-        let Some(interval) = args.interval else { break "single sweep" };
+        let Some(interval) = args.interval else {
+            break "single sweep";
+        };
         if args.count.is_some_and(|n| sweeps >= n) {
             break "count reached";
         }

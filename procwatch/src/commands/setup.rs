@@ -12,9 +12,13 @@ use crate::{
 
 /// Loads the config layers and applies the command-line overrides.
 pub fn load_config(args: &DetectArgs) -> anyhow::Result<Config> {
-    let mut cfg = config::load(&ConfigSources::standard(), args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg = config::load(&ConfigSources::standard(), args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(min) = args.min_score {
-        anyhow::ensure!(min.is_finite() && min >= 0.0, "--min-score must be a number >= 0, got {min}");
+        anyhow::ensure!(
+            min.is_finite() && min >= 0.0,
+            "--min-score must be a number >= 0, got {min}"
+        );
         cfg.min_score = min;
     }
     if let Some(path) = &args.jsonl {
@@ -38,7 +42,9 @@ pub fn sinks(cfg: &Config, args: &DetectArgs) -> anyhow::Result<Vec<Box<dyn Sink
         }
     }
     if let Some(path) = &cfg.outputs.jsonl {
-        sinks.push(Box::new(JsonlSink::open(path).with_context(|| "cannot open the JSONL output")?));
+        sinks.push(Box::new(
+            JsonlSink::open(path).with_context(|| "cannot open the JSONL output")?,
+        ));
     }
     Ok(sinks)
 }

@@ -17,7 +17,11 @@ pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
         _ => return None,
     };
     let exe = p.exe.as_deref().map(show).unwrap_or_default();
-    Some(Finding { rule: Rule::DeletedExe, reason: format!("running executable {exe} {how}"), attack: ATTACK })
+    Some(Finding {
+        rule: Rule::DeletedExe,
+        reason: format!("running executable {exe} {how}"),
+        attack: ATTACK,
+    })
 }
 
 #[cfg(test)]

@@ -12,13 +12,21 @@ pub const ATTACK: &str = "T1564";
 /// Fires for a live user-space process whose arguments are all empty, once its command line
 /// has been read (a process known only by pid has no evidence either way).
 pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
-    if p.kernel_thread || p.zombie || p.exited.is_some() || p.exe_state == crate::process::table::ExeState::Unknown {
+    if p.kernel_thread
+        || p.zombie
+        || p.exited.is_some()
+        || p.exe_state == crate::process::table::ExeState::Unknown
+    {
         return None;
     }
     if p.cmdline.iter().any(|a| !a.is_empty()) {
         return None;
     }
-    Some(Finding { rule: Rule::EmptyCmdline, reason: "user-space process with an empty command line".into(), attack: ATTACK })
+    Some(Finding {
+        rule: Rule::EmptyCmdline,
+        reason: "user-space process with an empty command line".into(),
+        attack: ATTACK,
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
         return None;
     }
     let exe = p.exe.as_deref().map(show).unwrap_or_else(|| "memfd".into());
-    Some(Finding { rule: Rule::FilelessExe, reason: format!("executable {exe} is a memfd with no file on disk"), attack: ATTACK })
+    Some(Finding {
+        rule: Rule::FilelessExe,
+        reason: format!("executable {exe} is a memfd with no file on disk"),
+        attack: ATTACK,
+    })
 }
 
 #[cfg(test)]
@@ -28,7 +32,12 @@ mod tests {
         let mut p = benign();
         p.exe = Some("/memfd:payload".into());
         p.exe_state = ExeState::Memfd;
-        assert!(check(&p, &Config::default()).expect("fires").reason.contains("/memfd:payload"));
+        assert!(
+            check(&p, &Config::default())
+                .expect("fires")
+                .reason
+                .contains("/memfd:payload")
+        );
     }
 
     #[test]

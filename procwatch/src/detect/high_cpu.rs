@@ -16,7 +16,10 @@ pub fn check(p: &Process, cfg: &Config) -> Option<Finding> {
     }
     Some(Finding {
         rule: Rule::HighCpu,
-        reason: format!("CPU {:.1}% over the last window (threshold {:.1}%)", p.cpu_pct, cfg.cpu_high),
+        reason: format!(
+            "CPU {:.1}% over the last window (threshold {:.1}%)",
+            p.cpu_pct, cfg.cpu_high
+        ),
         attack: ATTACK,
     })
 }

@@ -18,7 +18,11 @@ pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
     } else {
         return None;
     };
-    Some(Finding { rule: Rule::Ptrace, reason, attack: ATTACK })
+    Some(Finding {
+        rule: Rule::Ptrace,
+        reason,
+        attack: ATTACK,
+    })
 }
 
 #[cfg(test)]
@@ -29,8 +33,16 @@ mod tests {
     #[test]
     fn fires_on_attach_or_tracer() {
         let mut p = benign();
-        p.ptrace_events.push(PtraceFact { request: "PTRACE_ATTACH", target: 99 });
-        assert!(check(&p, &Config::default()).expect("attach").reason.contains("99"));
+        p.ptrace_events.push(PtraceFact {
+            request: "PTRACE_ATTACH",
+            target: 99,
+        });
+        assert!(
+            check(&p, &Config::default())
+                .expect("attach")
+                .reason
+                .contains("99")
+        );
         let mut p = benign();
         p.tracer_pid = 77;
         assert!(check(&p, &Config::default()).is_some());

@@ -12,15 +12,23 @@ use crate::{
 pub const ATTACK: &str = "T1059.004";
 
 /// Names of shells and interpreters (versioned names like `python3.11` match by prefix).
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash", "busybox"];
-const INTERPRETER_PREFIXES: &[&str] = &["python", "perl", "ruby", "php", "lua", "node", "nodejs", "tclsh", "wish", "awk", "gawk", "mawk"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash", "busybox",
+];
+const INTERPRETER_PREFIXES: &[&str] = &[
+    "python", "perl", "ruby", "php", "lua", "node", "nodejs", "tclsh", "wish", "awk", "gawk",
+    "mawk",
+];
 
 /// True for a shell or script interpreter, judged by executable (or comm) name.
 pub fn is_shell_or_interpreter(name: &OsStr) -> bool {
-    let Some(name) = name.to_str() else { return false };
+    let Some(name) = name.to_str() else {
+        return false;
+    };
     SHELLS.contains(&name)
         || INTERPRETER_PREFIXES.iter().any(|p| {
-            name.strip_prefix(p).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
+            name.strip_prefix(p)
+                .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
         })
 }
 
@@ -54,7 +62,16 @@ mod tests {
 
     #[test]
     fn recognises_shells_and_interpreters() {
-        for n in ["bash", "sh", "dash", "python3", "python3.11", "perl", "node", "busybox"] {
+        for n in [
+            "bash",
+            "sh",
+            "dash",
+            "python3",
+            "python3.11",
+            "perl",
+            "node",
+            "busybox",
+        ] {
             assert!(is_shell_or_interpreter(OsStr::new(n)), "{n}");
         }
         for n in ["sshd", "bashful", "python-config", "nginx"] {
@@ -66,7 +83,16 @@ mod tests {
     fn fires_for_shell_with_socket_stdio() {
         let mut p = benign();
         p.exe = Some("/usr/bin/bash".into());
-        p.stdio_net = vec![(0, Some(ConnectFact { addr: [127, 0, 0, 1].into(), port: 4444 })), (1, None)];
+        p.stdio_net = vec![
+            (
+                0,
+                Some(ConnectFact {
+                    addr: [127, 0, 0, 1].into(),
+                    port: 4444,
+                }),
+            ),
+            (1, None),
+        ];
         let f = check(&p, &Config::default()).expect("fires");
         assert!(f.reason.contains("127.0.0.1:4444"), "{}", f.reason);
     }
@@ -75,7 +101,10 @@ mod tests {
     fn near_miss_non_shell_with_socket_or_shell_without() {
         let mut p = benign();
         p.stdio_net = vec![(0, None)];
-        assert!(check(&p, &Config::default()).is_none(), "ls with a socket is not a shell");
+        assert!(
+            check(&p, &Config::default()).is_none(),
+            "ls with a socket is not a shell"
+        );
         let mut p = benign();
         p.exe = Some("/usr/bin/bash".into());
         assert!(check(&p, &Config::default()).is_none());

@@ -11,8 +11,12 @@ pub const ATTACK: &str = "T1571";
 
 /// Fires for the first recorded connect (sensor) or /proc/net connection to a port not allowed.
 pub fn check(p: &Process, cfg: &Config) -> Option<Finding> {
-    let bad: Vec<&ConnectFact> =
-        p.connects.iter().chain(&p.conns).filter(|c| c.port != 0 && !cfg.port_allowed(c.port)).collect();
+    let bad: Vec<&ConnectFact> = p
+        .connects
+        .iter()
+        .chain(&p.conns)
+        .filter(|c| c.port != 0 && !cfg.port_allowed(c.port))
+        .collect();
     let first = bad.first()?;
     let addr = match first.addr {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
@@ -20,7 +24,10 @@ pub fn check(p: &Process, cfg: &Config) -> Option<Finding> {
     };
     Some(Finding {
         rule: Rule::SuspiciousPort,
-        reason: format!("outbound connection to {addr}:{} (port not in `ports`)", first.port),
+        reason: format!(
+            "outbound connection to {addr}:{} (port not in `ports`)",
+            first.port
+        ),
         attack: ATTACK,
     })
 }
@@ -32,7 +39,10 @@ mod tests {
     use std::net::IpAddr;
 
     fn fact(port: u16) -> ConnectFact {
-        ConnectFact { addr: IpAddr::from([10, 0, 0, 1]), port }
+        ConnectFact {
+            addr: IpAddr::from([10, 0, 0, 1]),
+            port,
+        }
     }
 
     #[test]

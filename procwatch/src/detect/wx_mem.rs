@@ -12,13 +12,20 @@ pub const ATTACK: &str = "T1055";
 /// Fires on a recorded W+X request or a W+X mapping.
 pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
     let reason = if let Some(w) = p.wx_events.first() {
-        format!("{} asked for writable+executable memory at {:#x} ({} bytes)", w.syscall, w.start, w.len)
+        format!(
+            "{} asked for writable+executable memory at {:#x} ({} bytes)",
+            w.syscall, w.start, w.len
+        )
     } else if let Some(m) = p.wx_maps.first() {
         format!("writable+executable mapping {m}")
     } else {
         return None;
     };
-    Some(Finding { rule: Rule::WxMem, reason, attack: ATTACK })
+    Some(Finding {
+        rule: Rule::WxMem,
+        reason,
+        attack: ATTACK,
+    })
 }
 
 #[cfg(test)]
@@ -29,8 +36,17 @@ mod tests {
     #[test]
     fn fires_on_event_or_mapping() {
         let mut p = benign();
-        p.wx_events.push(WxFact { syscall: "mprotect", start: 0x1000, len: 4096 });
-        assert!(check(&p, &Config::default()).expect("event").reason.contains("mprotect"));
+        p.wx_events.push(WxFact {
+            syscall: "mprotect",
+            start: 0x1000,
+            len: 4096,
+        });
+        assert!(
+            check(&p, &Config::default())
+                .expect("event")
+                .reason
+                .contains("mprotect")
+        );
         let mut p = benign();
         p.wx_maps.push("7f00-7f01 rwxp [anon]".into());
         assert!(check(&p, &Config::default()).is_some());

@@ -19,9 +19,15 @@ impl JsonlSink {
     /// Opens `path` for appending (created 0600), or stdout for `-`.
     pub fn open(path: &std::path::Path) -> io::Result<Self> {
         if path.as_os_str() == "-" {
-            return Ok(Self { path: None, out: Box::new(io::stdout()) });
+            return Ok(Self {
+                path: None,
+                out: Box::new(io::stdout()),
+            });
         }
-        Ok(Self { path: Some(path.to_path_buf()), out: Box::new(open_append(path)?) })
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            out: Box::new(open_append(path)?),
+        })
     }
 }
 

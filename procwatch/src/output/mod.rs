@@ -53,7 +53,9 @@ impl Outputs {
     /// Starts the output thread with these sinks.
     pub fn start(sinks: Vec<Box<dyn Sink>>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
-        let thread = std::thread::Builder::new().name("procwatch-out".into()).spawn(move || run(sinks, rx))?;
+        let thread = std::thread::Builder::new()
+            .name("procwatch-out".into())
+            .spawn(move || run(sinks, rx))?;
         Ok(Self { tx, thread })
     }
 
@@ -79,7 +81,10 @@ impl Outputs {
 }
 
 fn run(mut sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<String, SinkStats> {
-    let mut stats: BTreeMap<String, SinkStats> = sinks.iter().map(|s| (s.name(), SinkStats::default())).collect();
+    let mut stats: BTreeMap<String, SinkStats> = sinks
+        .iter()
+        .map(|s| (s.name(), SinkStats::default()))
+        .collect();
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Alert(alert) => {

@@ -1,11 +1,7 @@
 //! Samples of processes from /proc, taken off the engine's task (a sweep of every process) or
 //! for one process (a recheck), and merged into the table by the engine.
 use std::{
-    collections::HashMap,
-    ffi::OsString,
-    os::unix::ffi::OsStrExt,
-    path::PathBuf,
-    time::Instant,
+    collections::HashMap, ffi::OsString, os::unix::ffi::OsStrExt, path::PathBuf, time::Instant,
 };
 
 use super::{
@@ -13,10 +9,7 @@ use super::{
     stat::{self, StatReader},
     table::{ConnectFact, ExeState, Process},
 };
-use crate::{
-    detect::reverse_shell::is_shell_or_interpreter,
-    sensor::sweep::ReadError,
-};
+use crate::{detect::reverse_shell::is_shell_or_interpreter, sensor::sweep::ReadError};
 
 /// Longest command line kept (longer ones are cut).
 const CMDLINE_MAX: usize = 32 * 1024;
@@ -102,7 +95,10 @@ pub fn classify_exe(link: PathBuf) -> (PathBuf, ExeState) {
 /// True when the path now names another file than the one `pid` runs.
 fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(running), Ok(on_disk)) = (std::fs::metadata(format!("/proc/{pid}/exe")), std::fs::metadata(path)) else {
+    let (Ok(running), Ok(on_disk)) = (
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+        std::fs::metadata(path),
+    ) else {
         return false;
     };
     (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino())
@@ -111,10 +107,16 @@ fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
 fn fact(c: &Conn) -> ConnectFact {
     // v4-mapped peers of a v6 socket are reported as the IPv4 address people know.
     let addr = match c.remote.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(std::net::IpAddr::V6(v6)),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(std::net::IpAddr::V6(v6)),
         v4 => v4,
     };
-    ConnectFact { addr, port: c.remote.port() }
+    ConnectFact {
+        addr,
+        port: c.remote.port(),
+    }
 }
 
 /// Network sockets on fds 0, 1, 2 of `pid`, with the peer when known. An fd holding a socket
@@ -124,7 +126,9 @@ pub fn stdio_net(pid: u32) -> Vec<(u8, Option<ConnectFact>)> {
     if inodes.iter().all(Option::is_none) {
         return Vec::new();
     }
-    let Ok(table) = SocketTable::read_for_pid(pid) else { return Vec::new() };
+    let Ok(table) = SocketTable::read_for_pid(pid) else {
+        return Vec::new();
+    };
     stdio_from(&inodes, &table)
 }
 
@@ -161,10 +165,20 @@ impl NetCache {
 
 /// Reads one process.
 pub fn take(pid: u32, depth: &Depth) -> Result<Sample, ReadError> {
-    take_with(pid, *depth, &mut StatReader::default(), &mut NetCache::default())
+    take_with(
+        pid,
+        *depth,
+        &mut StatReader::default(),
+        &mut NetCache::default(),
+    )
 }
 
-fn take_with(pid: u32, depth: Depth, reader: &mut StatReader, net: &mut NetCache) -> Result<Sample, ReadError> {
+fn take_with(
+    pid: u32,
+    depth: Depth,
+    reader: &mut StatReader,
+    net: &mut NetCache,
+) -> Result<Sample, ReadError> {
     let (st, status) = reader.both(pid)?;
     let (exe, mut exe_state) = read_exe(pid);
     let cmdline = read_cmdline(pid);
@@ -198,12 +212,21 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader, net: &mut NetCache
             s.wx_maps = maps
                 .iter()
                 .map(|m| {
-                    let path = m.path.as_deref().map(|p| crate::text::os_lossy(p.as_os_str()).into_owned()).unwrap_or_default();
-                    format!("{:x}-{:x} {} {path}", m.start, m.end, m.perms).trim_end().to_string()
+                    let path = m
+                        .path
+                        .as_deref()
+                        .map(|p| crate::text::os_lossy(p.as_os_str()).into_owned())
+                        .unwrap_or_default();
+                    format!("{:x}-{:x} {} {path}", m.start, m.end, m.perms)
+                        .trim_end()
+                        .to_string()
                 })
                 .collect();
         }
-        let is_shell = exe.as_deref().and_then(|e| e.file_name()).is_some_and(is_shell_or_interpreter)
+        let is_shell = exe
+            .as_deref()
+            .and_then(|e| e.file_name())
+            .is_some_and(is_shell_or_interpreter)
             || is_shell_or_interpreter(&s.name);
         if let Some((table, listening)) = net.for_pid(pid) {
             if is_shell {
@@ -222,7 +245,9 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader, net: &mut NetCache
 fn read_cmdline(pid: u32) -> Vec<OsString> {
     use std::io::Read;
     let mut buf = Vec::new();
-    let Ok(f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) else { return Vec::new() };
+    let Ok(f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
     if f.take(CMDLINE_MAX as u64).read_to_end(&mut buf).is_err() {
         return Vec::new();
     }
@@ -230,18 +255,28 @@ fn read_cmdline(pid: u32) -> Vec<OsString> {
     if body.is_empty() {
         return Vec::new();
     }
-    body.split(|&b| b == 0).map(crate::text::os_from_bytes).collect()
+    body.split(|&b| b == 0)
+        .map(crate::text::os_from_bytes)
+        .collect()
 }
 
 /// Reads every process in /proc (vanished ones are skipped).
 pub fn sweep_all() -> Vec<Sample> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let me = std::process::id();
     let mut reader = StatReader::default();
     let mut net = NetCache::default();
     let mut out = Vec::with_capacity(1024);
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -294,9 +329,18 @@ mod tests {
 
     #[test]
     fn classifies_exe_links() {
-        assert_eq!(classify_exe("/usr/bin/ls".into()), ("/usr/bin/ls".into(), ExeState::OnDisk));
-        assert_eq!(classify_exe("/tmp/x (deleted)".into()), ("/tmp/x".into(), ExeState::Deleted));
-        assert_eq!(classify_exe("/memfd:pay (deleted)".into()), ("/memfd:pay".into(), ExeState::Memfd));
+        assert_eq!(
+            classify_exe("/usr/bin/ls".into()),
+            ("/usr/bin/ls".into(), ExeState::OnDisk)
+        );
+        assert_eq!(
+            classify_exe("/tmp/x (deleted)".into()),
+            ("/tmp/x".into(), ExeState::Deleted)
+        );
+        assert_eq!(
+            classify_exe("/memfd:pay (deleted)".into()),
+            ("/memfd:pay".into(), ExeState::Memfd)
+        );
     }
 
     #[test]

@@ -170,12 +170,20 @@ impl Process {
 
     /// The executable's file name, falling back to `comm`.
     pub fn exe_name(&self) -> &std::ffi::OsStr {
-        self.exe.as_deref().and_then(Path::file_name).unwrap_or(&self.name)
+        self.exe
+            .as_deref()
+            .and_then(Path::file_name)
+            .unwrap_or(&self.name)
     }
 
     /// Remote ports of outbound connections, sorted and distinct.
     pub fn remote_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = self.connects.iter().chain(&self.conns).map(|c| c.port).collect();
+        let mut ports: Vec<u16> = self
+            .connects
+            .iter()
+            .chain(&self.conns)
+            .map(|c| c.port)
+            .collect();
         ports.sort_unstable();
         ports.dedup();
         ports
@@ -211,7 +219,13 @@ pub struct ProcessTable {
 impl ProcessTable {
     /// An empty table holding at most `max` processes; exited ones linger for `grace`.
     pub fn new(max: usize, grace: Duration) -> Self {
-        Self { procs: HashMap::new(), exited: VecDeque::new(), max: max.max(1), grace, evicted: 0 }
+        Self {
+            procs: HashMap::new(),
+            exited: VecDeque::new(),
+            max: max.max(1),
+            grace,
+            evicted: 0,
+        }
     }
 
     /// Number of processes held (live and recently exited).
@@ -246,23 +260,36 @@ impl ProcessTable {
 
     /// Pids of live processes.
     pub fn live_pids(&self) -> Vec<u32> {
-        self.procs.values().filter(|p| p.exited.is_none()).map(|p| p.pid).collect()
+        self.procs
+            .values()
+            .filter(|p| p.exited.is_none())
+            .map(|p| p.pid)
+            .collect()
     }
 
     /// The entry for `pid`, created when missing. A different process that reused the pid
     /// (start time differs) replaces the old entry.
-    pub fn entry(&mut self, pid: u32, start_ticks: u64, source: SensorKind, now: Instant) -> &mut Process {
-        let stale = self
-            .procs
-            .get(&pid)
-            .is_some_and(|p| p.exited.is_some() || (start_ticks != 0 && p.start_ticks != 0 && p.start_ticks != start_ticks));
+    pub fn entry(
+        &mut self,
+        pid: u32,
+        start_ticks: u64,
+        source: SensorKind,
+        now: Instant,
+    ) -> &mut Process {
+        let stale = self.procs.get(&pid).is_some_and(|p| {
+            p.exited.is_some()
+                || (start_ticks != 0 && p.start_ticks != 0 && p.start_ticks != start_ticks)
+        });
         if stale {
             self.procs.remove(&pid);
         }
         if !self.procs.contains_key(&pid) {
             self.make_room(now);
         }
-        let p = self.procs.entry(pid).or_insert_with(|| Process::new(pid, source));
+        let p = self
+            .procs
+            .entry(pid)
+            .or_insert_with(|| Process::new(pid, source));
         if p.start_ticks == 0 {
             p.start_ticks = start_ticks;
         }
@@ -300,7 +327,11 @@ impl ProcessTable {
             // least likely to be the one under attack right now.
             let victim = loop {
                 match self.exited.pop_front() {
-                    Some((pid, at)) if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) => break Some(pid),
+                    Some((pid, at))
+                        if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) =>
+                    {
+                        break Some(pid);
+                    }
                     Some(_) => continue,
                     None => break self.procs.keys().min().copied(),
                 }
@@ -326,7 +357,11 @@ mod tests {
         let mut t = ProcessTable::new(10, Duration::from_secs(30));
         t.entry(5, 100, SensorKind::Ebpf, now).name = "old".into();
         assert_eq!(t.entry(5, 100, SensorKind::Ebpf, now).name, "old");
-        assert_eq!(t.entry(5, 200, SensorKind::Ebpf, now).name, "", "start time differs: new process");
+        assert_eq!(
+            t.entry(5, 200, SensorKind::Ebpf, now).name,
+            "",
+            "start time differs: new process"
+        );
     }
 
     #[test]
@@ -371,7 +406,10 @@ mod tests {
     #[test]
     fn remote_ports_merge_sensor_and_proc_net() {
         let mut p = Process::new(1, SensorKind::Ebpf);
-        let c = |port| ConnectFact { addr: IpAddr::from([127, 0, 0, 1]), port };
+        let c = |port| ConnectFact {
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port,
+        };
         p.connects = vec![c(4444), c(80)];
         p.conns = vec![c(80), c(22)];
         assert_eq!(p.remote_ports(), [22, 80, 4444]);

