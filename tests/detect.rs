@@ -253,7 +253,7 @@ fn sigterm_exits_zero_with_a_summary() {
     let pid = run(&exe, &["exit", "0"]);
     m.expect_rule(pid, "tmp_exe");
     let alerts = m.alerts().len() as u64;
-    let (status, summary) = m.stop();
+    let (status, summary, _) = m.stop();
     assert!(status.success(), "{status:?}");
     let summary = summary.expect("summary line");
     assert_eq!(summary["sensor"]["malformed"], 0);

@@ -10,6 +10,20 @@ fn actor() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
 }
 
+/// Like `spawn_waiting`, but the shell (and so the actor) runs as `uid`.
+fn spawn_waiting_as(uid: u32, program: &Path, args: &[&str]) -> Actor {
+    use std::os::unix::process::CommandExt;
+    let script = "echo ready; read _; exec \"$0\" \"$@\"";
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", script, program.to_str().expect("utf-8 path")])
+        .args(args)
+        .uid(uid)
+        .gid(uid);
+    let mut actor = Actor::spawn_cmd(cmd);
+    assert_eq!(actor.read_line().as_deref(), Some("ready"));
+    actor
+}
+
 /// Starts `sh` waiting on stdin, then exec'ing `program args` — so the exec happens after the
 /// sensor (and its allowlist) is loaded, and the scope pid is known before anything runs.
 fn spawn_waiting(program: &Path, args: &[&str]) -> Actor {
@@ -123,6 +137,7 @@ async fn allowlisted_executable_and_its_children_survive() {
         ptrace: true,
         allow_exe_paths: vec![jit.clone()],
         scope_pid: Some(scope),
+        ..KillPolicy::default()
     };
     let (mut sensor, pid, status, lines) = run_under_policy(&jit, &["mprotect-wx"], allow).await;
     assert!(
@@ -181,4 +196,32 @@ async fn policy_off_or_out_of_scope_kills_nothing() {
         status.success() && lines.iter().any(|l| l == "after 0"),
         "{lines:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whitelisted_users_are_exempt_in_the_kernel() {
+    require_root!();
+    const NOBODY: u32 = 65534;
+    let dir = TempDir::new_in("/tmp", "uid");
+    let exe = dir.copy_exe(&actor(), "pw-user-actor");
+    for (allowed, survives) in [(vec![NOBODY], true), (vec![], false)] {
+        let mut actor = spawn_waiting_as(NOBODY, &exe, &["mprotect-wx"]);
+        let pid = actor.pid();
+        let _sensor = LiveSensor::start(KillPolicy {
+            wx_mem: true,
+            scope_pid: Some(pid),
+            allow_uids: allowed.clone(),
+            ..KillPolicy::default()
+        });
+        actor.go();
+        let (status, lines) = tokio::task::spawn_blocking(move || actor.finish())
+            .await
+            .expect("actor");
+        assert_eq!(
+            status.success(),
+            survives,
+            "allow_uids {allowed:?}: {status:?} {lines:?}"
+        );
+        assert_eq!(killed_by_sigkill(&status), !survives);
+    }
 }

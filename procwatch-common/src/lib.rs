@@ -85,6 +85,8 @@ pub mod config {
     /// Non-zero: the kill policy applies only to this process and its descendants
     /// (followed through the kernel's fork records); 0: to every process.
     pub const SCOPE_TGID: u32 = 6;
+    /// Number of entries in the uid allowlist map (0 lets the policy skip the lookup).
+    pub const ALLOW_UID_COUNT: u32 = 7;
     /// Number of slots.
     pub const LEN: u32 = 8;
 }

@@ -52,3 +52,7 @@ pub static EXEMPT: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 /// Per-CPU scratch for building a zero-padded `PathKey`.
 #[map]
 pub static PATH_SCRATCH: PerCpuArray<PathKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Users exempt from the kill policy (whitelisted users), by uid.
+#[map]
+pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);

@@ -2,9 +2,11 @@
 use aya_ebpf::helpers::generated;
 use procwatch_common::{config, flags};
 
+use aya_ebpf::helpers::bpf_get_current_uid_gid;
+
 use crate::{
     emit,
-    maps::{EXEMPT, PARENT},
+    maps::{ALLOW_UID, EXEMPT, PARENT},
 };
 
 const SIGKILL: u32 = 9;
@@ -22,6 +24,11 @@ pub fn enforce(switch: u32, tgid: u32) -> u32 {
     }
     // SAFETY: lookup result is only tested for presence.
     if emit::config(config::ALLOW_COUNT) != 0 && unsafe { EXEMPT.get(tgid) }.is_some() {
+        return flags::EXEMPT;
+    }
+    let uid = bpf_get_current_uid_gid() as u32;
+    // SAFETY: as above.
+    if emit::config(config::ALLOW_UID_COUNT) != 0 && unsafe { ALLOW_UID.get(uid) }.is_some() {
         return flags::EXEMPT;
     }
     // SAFETY: plain helper call; it signals the current task only.

@@ -106,6 +106,9 @@ pub struct Alert {
     pub action_by: Option<ActionBy>,
     /// Sensor and loss.
     pub sensor: SensorInfo,
+    /// Directory of the forensic dump taken for this alert, when `--dump` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump: Option<String>,
 }
 
 /// What triggered an evaluation.
@@ -186,6 +189,7 @@ pub fn build(
         action: Action::Alert,
         action_by: None,
         sensor,
+        dump: None,
     }
 }
 

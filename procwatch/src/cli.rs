@@ -94,6 +94,16 @@ pub struct DetectArgs {
     /// No alert output on stdout (other sinks still get every alert).
     #[arg(long)]
     pub quiet: bool,
+    /// Kill flagged processes: ptrace and W+X in the kernel before the syscall returns, others
+    /// from user space through a pidfd of the exact process scored.
+    #[arg(long)]
+    pub kill_on_alert: bool,
+    /// Stop after the first alert (written completely, with its dump); exit status 3.
+    #[arg(long)]
+    pub stop_on_alert: bool,
+    /// Restrict every kill (kernel and user space) to this process and its descendants.
+    #[arg(long)]
+    pub enforce_scope_pid: Option<u32>,
 }
 
 /// Arguments of `procwatch monitor`.
@@ -108,9 +118,15 @@ pub struct MonitorArgs {
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Restrict the in-kernel kill policy to this process and its descendants.
-    #[arg(long)]
-    pub enforce_scope_pid: Option<u32>,
+    /// Run in the background (for systems without systemd): detach, write --pid-file.
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+    /// Pid file written in daemon mode (removed on exit).
+    #[arg(long, default_value = "/run/procwatch.pid")]
+    pub pid_file: PathBuf,
+    /// Where diagnostics go in daemon mode (stderr is detached).
+    #[arg(long, default_value = "/var/log/procwatch.log")]
+    pub daemon_log: PathBuf,
 }
 
 /// Arguments of `procwatch scan`.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    alert::{self, Alert, SensorInfo, Trigger},
+    alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
     detect::{self, reverse_shell::is_shell_or_interpreter},
     process::{
@@ -19,12 +19,27 @@ use crate::{
         users::UserNames,
     },
     score::{self, Decision},
-    sensor::{Event, EventBody, SensorKind, SensorStats},
+    sensor::{Event, EventBody, SensorKind, SensorStats, event::KernelAction},
 };
 
 /// Executables at most this large are hashed inline when they first alert; larger ones are
 /// reported without a digest rather than stall detection.
 pub const INLINE_HASH_MAX: u64 = 16 * 1024 * 1024;
+
+/// An alert plus what the action stage needs to act on exactly that process.
+#[derive(Debug, Clone)]
+pub struct Flagged {
+    /// The alert (action still `alert` unless the kernel already acted).
+    pub alert: Alert,
+    /// Start time of the process (pid + start time name it).
+    pub start_ticks: u64,
+    /// A kernel thread: never killed.
+    pub kernel_thread: bool,
+    /// Already exited when flagged.
+    pub exited: bool,
+    /// For a ptrace the kernel killed: the tracee, left stopped by the attach.
+    pub stopped_tracee: Option<u32>,
+}
 
 /// What the engine counts about itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -93,7 +108,7 @@ impl Engine {
     }
 
     /// Applies one sensor event and returns the alerts it causes.
-    pub fn on_event(&mut self, ev: &Event, now: Instant) -> Vec<Alert> {
+    pub fn on_event(&mut self, ev: &Event, now: Instant) -> Vec<Flagged> {
         let pid = ev.tgid;
         match &ev.body {
             EventBody::Exec(x) => {
@@ -208,7 +223,7 @@ impl Engine {
     }
 
     /// Merges a /proc sample of every process and evaluates each one.
-    pub fn on_samples(&mut self, samples: Vec<Sample>, now: Instant) -> Vec<Alert> {
+    pub fn on_samples(&mut self, samples: Vec<Sample>, now: Instant) -> Vec<Flagged> {
         let seen: std::collections::HashSet<u32> = samples.iter().map(|s| s.pid).collect();
         let mut pids = Vec::with_capacity(samples.len());
         for s in samples {
@@ -231,11 +246,33 @@ impl Engine {
     }
 
     /// Merges a sample of one process (a due recheck) and evaluates it.
-    pub fn on_sample(&mut self, s: Sample, now: Instant) -> Option<Alert> {
+    pub fn on_sample(&mut self, s: Sample, now: Instant) -> Option<Flagged> {
         let pid = s.pid;
         let p = self.table.entry(pid, s.start_ticks, SensorKind::Sweep, now);
         sample::merge(p, s, now);
         self.evaluate(pid, &Trigger::Sweep)
+    }
+
+    /// True when `pid` is `root` or descends from it (parents from the table, else /proc).
+    pub fn descends_from(&self, pid: u32, root: u32) -> bool {
+        let mut cur = pid;
+        for _ in 0..64 {
+            if cur == root {
+                return true;
+            }
+            let parent = match self.table.get(cur) {
+                Some(p) if p.ppid != 0 => p.ppid,
+                _ => match crate::process::stat::read_stat(cur) {
+                    Ok(st) => st.ppid,
+                    Err(_) => return false,
+                },
+            };
+            if parent == 0 || parent == cur {
+                return false;
+            }
+            cur = parent;
+        }
+        false
     }
 
     /// Pids whose recheck is due, removed from the queue.
@@ -260,7 +297,7 @@ impl Engine {
     }
 
     /// Runs every rule on `pid` and returns an alert when the verdict calls for one.
-    fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>) -> Option<Alert> {
+    fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>) -> Option<Flagged> {
         let cfg = &self.cfg;
         let p = self.table.get_mut(pid)?;
         let findings = detect::evaluate(p, cfg);
@@ -285,7 +322,31 @@ impl Engine {
             name: self.sensor,
             events_lost: self.stats.snapshot().lost_total,
         };
-        Some(alert::build(p, &verdict, trigger, user, sensor))
+        let mut alert = alert::build(p, &verdict, trigger, user, sensor);
+        let mut stopped_tracee = None;
+        if let Trigger::Event(ev) = trigger {
+            match ev.kernel_action {
+                Some(KernelAction::Killed) => {
+                    alert.action = Action::Killed;
+                    alert.action_by = Some(ActionBy::Kernel);
+                    if let EventBody::Ptrace(t) = &ev.body {
+                        stopped_tracee = u32::try_from(t.target_pid).ok();
+                    }
+                }
+                Some(KernelAction::KillFailed) => {
+                    alert.action = Action::KillFailed;
+                    alert.action_by = Some(ActionBy::Kernel);
+                }
+                Some(KernelAction::Exempt) | None => {}
+            }
+        }
+        Some(Flagged {
+            alert,
+            start_ticks: p.start_ticks,
+            kernel_thread: p.kernel_thread,
+            exited: p.exited.is_some(),
+            stopped_tracee,
+        })
     }
 }
 
@@ -373,7 +434,7 @@ mod tests {
         let now = Instant::now();
         let alerts = e.on_event(&exec(GONE, "/tmp/dropper"), now);
         assert_eq!(alerts.len(), 1);
-        let a = &alerts[0];
+        let a = &alerts[0].alert;
         assert_eq!(a.schema, "procwatch.alert/v1");
         assert_eq!(a.reasons[0].rule, crate::config::Rule::TmpExe);
         assert_eq!(a.trigger["kind"], "exec");
@@ -414,7 +475,12 @@ mod tests {
         );
         let again = e.on_event(&wx, now);
         assert_eq!(again.len(), 1);
-        let rules: Vec<_> = again[0].reasons.iter().map(|r| r.rule.as_str()).collect();
+        let rules: Vec<_> = again[0]
+            .alert
+            .reasons
+            .iter()
+            .map(|r| r.rule.as_str())
+            .collect();
         assert_eq!(rules, ["wx_mem", "suspicious_port"]);
     }
 

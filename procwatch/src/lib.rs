@@ -2,11 +2,13 @@
 //!
 //! Data flows one way: [`sensor`] → process table → detectors → scorer → actions. The binary
 //! (`main.rs`) only parses the command line and calls into [`commands`].
+pub mod actions;
 pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod engine;
 pub mod output;

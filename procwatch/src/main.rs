@@ -4,6 +4,19 @@ use procwatch::{cli, commands};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // Detach before any thread exists; the guard removes the pid file at exit.
+    let _pid_file = match &cli.command {
+        cli::Command::Monitor(args) if args.daemon => {
+            match procwatch::daemon::daemonize(&args.pid_file, &args.daemon_log) {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    eprintln!("procwatch: {e:#}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -138,12 +138,18 @@ fn line_reader(stdout: ChildStdout) -> std::sync::mpsc::Receiver<String> {
 impl Actor {
     /// Starts `program args...` with piped stdin/stdout.
     pub fn spawn(program: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::spawn_cmd(cmd)
+    }
+
+    /// Starts a prepared command with piped stdin/stdout.
+    pub fn spawn_cmd(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stdin = child.stdin.take();
         let stdout = line_reader(child.stdout.take().expect("piped stdout"));
         Self {
@@ -295,6 +301,8 @@ pub struct Monitor {
     child: Child,
     /// The JSONL alert file.
     pub jsonl: PathBuf,
+    /// The config file passed with --config (rewrite it, then `signal(SIGHUP)`).
+    pub config: PathBuf,
     stderr: std::sync::mpsc::Receiver<String>,
     /// stderr lines read so far.
     pub log: Vec<String>,
@@ -333,6 +341,7 @@ impl Monitor {
         let mut m = Self {
             child,
             jsonl,
+            config: config_path,
             stderr,
             log: Vec::new(),
             _dir: dir,
@@ -411,20 +420,54 @@ impl Monitor {
         self.child.id()
     }
 
-    /// Sends SIGTERM, waits, and returns the exit status with the final summary line.
-    pub fn stop(mut self) -> (ExitStatus, Option<serde_json::Value>) {
+    /// Sends `sig` to procwatch.
+    pub fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("procwatch exits");
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for procwatch to exit on its own; returns its status, the summary line and the
+    /// final JSONL text (read before the temporary directory goes).
+    pub fn wait_exit(
+        mut self,
+        timeout: Duration,
+    ) -> (ExitStatus, Option<serde_json::Value>, String) {
+        let end = Instant::now() + timeout;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < end,
+                "procwatch did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let summary = self.collect_summary();
+        let text = std::fs::read_to_string(&self.jsonl).unwrap_or_default();
+        (status, summary, text)
+    }
+
+    fn collect_summary(&mut self) -> Option<serde_json::Value> {
         self.log.extend(self.stderr.try_iter());
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
             self.log.push(line);
         }
-        let summary = self.log.iter().rev().find_map(|l| {
+        self.log.iter().rev().find_map(|l| {
             let (_, json) = l.split_once(": {")?;
             serde_json::from_str(&format!("{{{json}")).ok()
-        });
-        (status, summary)
+        })
+    }
+
+    /// Sends SIGTERM, waits, and returns the exit status, the final summary line and the
+    /// final JSONL text.
+    pub fn stop(mut self) -> (ExitStatus, Option<serde_json::Value>, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("procwatch exits");
+        let summary = self.collect_summary();
+        let text = std::fs::read_to_string(&self.jsonl).unwrap_or_default();
+        (status, summary, text)
     }
 }
 

@@ -71,8 +71,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tokio::pin!(deadline);
-    let terminate = super::signals::terminate();
-    tokio::pin!(terminate);
+    let mut terminate = super::signals::Terminate::install()?;
 
     let mut output_ok = true;
     let mut stop_reason = "end of input";
@@ -94,8 +93,8 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
             }
-            sig = &mut terminate => {
-                stop_reason = match sig { Ok(name) => name, Err(_) => "signal handler failure" };
+            sig = terminate.recv() => {
+                stop_reason = sig;
                 break;
             }
             _ = &mut deadline => {

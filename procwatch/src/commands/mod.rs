@@ -2,6 +2,8 @@
 pub mod config;
 pub mod events;
 pub mod monitor;
+pub mod notify;
+pub mod pipeline;
 pub mod scan;
 pub mod setup;
 pub mod signals;

@@ -1,53 +1,89 @@
 //! `procwatch monitor`: the main job. Sensor events drive detection in real time; a periodic
 //! /proc sweep (off the engine's task) re-checks state-based rules for live processes.
+//!
+//! Signals: SIGINT/SIGTERM finish in-flight alerts, flush every sink, detach the probes and
+//! exit 0. SIGHUP reloads the config (an invalid one is reported and the old one stays) and
+//! reopens the log files.
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
-use tracing::{info, warn};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+    time::Instant,
+};
+use tracing::{error, info, warn};
 
-use super::setup;
+use super::{
+    notify::notify,
+    pipeline::{self, ActPolicy, Tally},
+    setup,
+};
 use crate::{
     cli::MonitorArgs,
+    config::Config,
     engine::Engine,
     process::sample::{self, Sample},
     sensor::{self, EbpfOptions, SensorOptions, SensorStats, ebpf::KillPolicy},
 };
 
-/// Runs until SIGINT/SIGTERM (or `--duration`), then drains the sensor and flushes every sink.
+/// The in-kernel kill policy for a config and the command line.
+fn kill_policy(cfg: &Config, args: &MonitorArgs) -> KillPolicy {
+    let kill = args.detect.kill_on_alert;
+    let mut allow = cfg.enforce.allow_exe_paths.clone();
+    // Whitelisted executables and users are never killed, in the kernel either.
+    allow.extend(cfg.whitelist.exe_paths.iter().cloned());
+    let mut users = crate::process::users::UserNames::new();
+    let allow_uids = cfg
+        .whitelist
+        .users
+        .iter()
+        .filter_map(|u| users.uid_of(u))
+        .collect();
+    KillPolicy {
+        ptrace: cfg.enforce.ptrace || kill,
+        wx_mem: cfg.enforce.wx_mem || kill,
+        allow_exe_paths: allow,
+        scope_pid: args.detect.enforce_scope_pid,
+        allow_uids,
+    }
+}
+
+/// Runs until SIGINT/SIGTERM (or `--duration`, or the first alert with `--stop-on-alert`),
+/// then drains the sensor and flushes every sink.
 pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let cfg = setup::load_config(&args.detect)?;
     let stats = Arc::new(SensorStats::default());
     let (tx, mut events) = mpsc::channel(8192);
-    let kill = KillPolicy {
-        ptrace: cfg.enforce.ptrace,
-        wx_mem: cfg.enforce.wx_mem,
-        allow_exe_paths: cfg.enforce.allow_exe_paths.clone(),
-        scope_pid: args.enforce_scope_pid,
-    };
     let opts = SensorOptions {
         mode: args.sensor,
         ebpf: EbpfOptions {
-            kill,
+            kill: kill_policy(&cfg, &args),
             ..EbpfOptions::default()
         },
         sweep_interval: cfg.sweep_interval,
     };
     let outputs = setup::outputs(&cfg, &args.detect)?;
-    let running = sensor::start(&opts, tx, stats.clone())?;
+    let mut running = sensor::start(&opts, tx, stats.clone())?;
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
+    let policy = ActPolicy::from_args(&args.detect);
+    let mut tally = Tally::default();
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut terminate = super::signals::Terminate::install()?;
 
     let seed = tokio::task::spawn_blocking(sample::sweep_all)
         .await
         .unwrap_or_default();
-    for alert in engine.on_samples(seed, std::time::Instant::now()) {
-        outputs.send(alert).await;
-    }
+    let flagged = engine.on_samples(seed, std::time::Instant::now());
+    pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
     info!(
         sensor = running.kind.as_str(),
         processes = engine.table().len(),
         min_score = cfg.min_score,
-        "monitoring; SIGINT/SIGTERM stops"
+        kill_on_alert = policy.kill,
+        "monitoring; SIGINT/SIGTERM stops, SIGHUP reloads"
     );
+    notify("READY=1\nSTATUS=monitoring");
 
     let mut tick = tokio::time::interval(cfg.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -60,18 +96,18 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tokio::pin!(deadline);
-    let terminate = super::signals::terminate();
-    tokio::pin!(terminate);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let stopped = loop {
+        if tally.stop {
+            break "stopped on alert";
+        }
         let recheck_at = engine.next_recheck().map(Instant::from_std).unwrap_or(far);
         tokio::select! {
             maybe = events.recv() => {
                 let Some(event) = maybe else { break "sensor ended" };
-                for alert in engine.on_event(&event, std::time::Instant::now()) {
-                    outputs.send(alert).await;
-                }
+                let flagged = engine.on_event(&event, std::time::Instant::now());
+                pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
             }
             _ = tick.tick() => {
                 if sweep.is_none() {
@@ -87,9 +123,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 sweep = None;
                 match done {
                     Ok(samples) => {
-                        for alert in engine.on_samples(samples, std::time::Instant::now()) {
-                            outputs.send(alert).await;
-                        }
+                        let flagged = engine.on_samples(samples, std::time::Instant::now());
+                        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
                     }
                     Err(e) => warn!(error = %e, "/proc sweep failed"),
                 }
@@ -97,33 +132,56 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::time::sleep_until(recheck_at) => {
                 let now = std::time::Instant::now();
                 for pid in engine.due_rechecks(now) {
-                    if let Ok(s) = sample::take(pid, &sample::Depth::Full)
-                        && let Some(alert) = engine.on_sample(s, now)
-                    {
-                        outputs.send(alert).await;
+                    if let Ok(s) = sample::take(pid, &sample::Depth::Full) {
+                        let flagged: Vec<_> = engine.on_sample(s, now).into_iter().collect();
+                        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
                     }
                 }
             }
-            sig = &mut terminate => break match sig { Ok(name) => name, Err(_) => "signal handler failure" },
+            _ = hup.recv() => {
+                match setup::load_config(&args.detect) {
+                    Ok(new) => {
+                        if let Some(ebpf) = running.ebpf.as_mut()
+                            && let Err(e) = ebpf.set_kill_policy(&kill_policy(&new, &args))
+                        {
+                            error!(error = %e, "kill policy not updated");
+                        }
+                        engine.set_config(new);
+                        info!("SIGHUP: config reloaded, log files reopened");
+                    }
+                    Err(e) => error!("SIGHUP: config reload failed, keeping the config in force: {e:#}"),
+                }
+                outputs.reopen().await;
+            }
+            sig = terminate.recv() => break sig,
             _ = &mut deadline => break "duration elapsed",
         }
     };
+    notify("STOPPING=1");
 
-    // Stop the sensor, then evaluate every event it had already produced.
+    // Stop the sensor, then evaluate every event it had already produced (unless stopping on
+    // an alert, where the point is to stop).
     let stopper = tokio::spawn(running.stop());
     while let Some(event) = events.recv().await {
-        for alert in engine.on_event(&event, std::time::Instant::now()) {
-            outputs.send(alert).await;
+        if tally.stop {
+            continue;
         }
+        let flagged = engine.on_event(&event, std::time::Instant::now());
+        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
     }
     let _ = stopper.await;
     let sinks = outputs.close().await;
     let summary = serde_json::json!({
         "stopped": stopped,
+        "alerts_written": tally.alerts,
         "sensor": stats.snapshot(),
         "engine": engine.stats(),
         "sinks": sinks,
     });
     eprintln!("procwatch monitor: {summary}");
-    Ok(ExitCode::SUCCESS)
+    Ok(if tally.stop {
+        ExitCode::from(pipeline::EXIT_STOPPED_ON_ALERT)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,7 +1,10 @@
 //! `procwatch scan`: one sweep of /proc (or one every `--interval` seconds), no eBPF needed.
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use super::setup;
+use super::{
+    pipeline::{self, ActPolicy, Tally},
+    setup,
+};
 use crate::{
     cli::ScanArgs,
     engine::Engine,
@@ -9,22 +12,24 @@ use crate::{
     sensor::{SensorKind, SensorStats},
 };
 
-/// Sweeps, alerts, and repeats when asked to.
+/// Sweeps, alerts (and acts), and repeats when asked to.
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let cfg = setup::load_config(&args.detect)?;
     let outputs = setup::outputs(&cfg, &args.detect)?;
     let mut engine = Engine::new(cfg, SensorKind::Sweep, Arc::new(SensorStats::default()));
-    let terminate = super::signals::terminate();
-    tokio::pin!(terminate);
+    let policy = ActPolicy::from_args(&args.detect);
+    let mut tally = Tally::default();
+    let mut terminate = super::signals::Terminate::install()?;
     let mut sweeps = 0u64;
     let stopped = loop {
         let samples = tokio::task::spawn_blocking(sample::sweep_all)
             .await
             .unwrap_or_default();
-        for alert in engine.on_samples(samples, std::time::Instant::now()) {
-            outputs.send(alert).await;
-        }
+        let flagged = engine.on_samples(samples, std::time::Instant::now());
         sweeps += 1;
+        if pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await {
+            break "stopped on alert";
+        }
         let Some(interval) = args.interval else {
             break "single sweep";
         };
@@ -33,11 +38,17 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(interval.max(0.1))) => {}
-            sig = &mut terminate => break match sig { Ok(name) => name, Err(_) => "signal handler failure" },
+            sig = terminate.recv() => break sig,
         }
     };
     let sinks = outputs.close().await;
-    let summary = serde_json::json!({ "stopped": stopped, "sweeps": sweeps, "engine": engine.stats(), "sinks": sinks });
+    let summary = serde_json::json!({
+        "stopped": stopped, "sweeps": sweeps, "alerts_written": tally.alerts, "engine": engine.stats(), "sinks": sinks,
+    });
     tracing::info!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    Ok(if tally.stop {
+        ExitCode::from(pipeline::EXIT_STOPPED_ON_ALERT)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -54,6 +54,17 @@ impl UserNames {
         self.name_at(uid, Instant::now())
     }
 
+    /// The uid of user `name` (for whitelisted users in the kernel's kill policy).
+    pub fn uid_of(&mut self, name: &str) -> Option<u32> {
+        if self.loaded_at.is_none() || !self.names.values().any(|n| n == name) {
+            self.reload(Instant::now());
+        }
+        self.names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(uid, _)| *uid)
+    }
+
     fn name_at(&mut self, uid: u32, now: Instant) -> Option<&str> {
         let stale = self
             .loaded_at
@@ -115,6 +126,18 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+
+    #[test]
+    fn uid_of_finds_names() {
+        let f = TempPasswd::new(
+            "uidof",
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        );
+        let mut u = UserNames::with_path(&f.0);
+        assert_eq!(u.uid_of("alice"), Some(1000));
+        assert_eq!(u.uid_of("root"), Some(0));
+        assert_eq!(u.uid_of("mallory"), None);
     }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\

@@ -164,6 +164,8 @@ pub struct KillPolicy {
     pub allow_exe_paths: Vec<PathBuf>,
     /// Apply the policy only to this process and its descendants (None: every process).
     pub scope_pid: Option<u32>,
+    /// Users (by uid) exempt from the policy.
+    pub allow_uids: Vec<u32>,
 }
 
 /// Options for loading the eBPF sensor.
@@ -309,7 +311,25 @@ impl EbpfSensor {
                 }
             }
         }
+        let uid_err = |e: aya::maps::MapError| EbpfError::Map {
+            name: "ALLOW_UID",
+            detail: e.to_string(),
+        };
+        let map = self.ebpf.map_mut("ALLOW_UID").ok_or(EbpfError::Map {
+            name: "ALLOW_UID",
+            detail: "missing".into(),
+        })?;
+        let mut uids: BpfHashMap<&mut MapData, u32, u8> =
+            BpfHashMap::try_from(map).map_err(uid_err)?;
+        let old: Vec<u32> = uids.keys().filter_map(Result::ok).collect();
+        for uid in old {
+            uids.remove(&uid).map_err(uid_err)?;
+        }
+        for uid in &policy.allow_uids {
+            uids.insert(uid, 1, 0).map_err(uid_err)?;
+        }
         // Flip the switches last so a policy never runs against a half-written allowlist.
+        self.write_config(config::ALLOW_UID_COUNT, policy.allow_uids.len() as u64)?;
         self.write_config(config::ALLOW_COUNT, count)?;
         self.write_config(config::SCOPE_TGID, policy.scope_pid.map_or(0, u64::from))?;
         self.write_config(config::KILL_PTRACE, u64::from(policy.ptrace))?;

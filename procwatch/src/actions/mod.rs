@@ -1,0 +1,4 @@
+//! What procwatch does about an alert beyond reporting it: kill (pidfd, exact process),
+//! and the forensic dump.
+pub mod kill;
+pub mod pidfd;
