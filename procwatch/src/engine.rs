@@ -222,8 +222,13 @@ impl Engine {
         p
     }
 
-    /// Merges a /proc sample of every process and evaluates each one.
-    pub fn on_samples(&mut self, samples: Vec<Sample>, now: Instant) -> Vec<Flagged> {
+    /// Merges a /proc sample of every process, taken from `started` on, and evaluates each one.
+    pub fn on_samples(
+        &mut self,
+        samples: Vec<Sample>,
+        started: Instant,
+        now: Instant,
+    ) -> Vec<Flagged> {
         let seen: std::collections::HashSet<u32> = samples.iter().map(|s| s.pid).collect();
         let mut pids = Vec::with_capacity(samples.len());
         for s in samples {
@@ -233,8 +238,9 @@ impl Engine {
             sample::merge(p, s, now);
             pids.push(p.pid);
         }
-        // Live entries that the sweep did not find have exited without us seeing it.
-        for pid in self.table.live_pids() {
+        // Live entries that the sweep did not find have exited without us seeing it; entries
+        // that appeared while the sweep ran (from events) may simply be newer than it.
+        for pid in self.table.live_pids_before(started) {
             if !seen.contains(&pid) {
                 self.table.mark_exited(pid, now);
             }
@@ -500,6 +506,21 @@ mod tests {
         let child = e.table().get(GONE + 1).expect("child tracked");
         assert_eq!(child.exe.as_deref(), Some(Path::new("/tmp/dropper")));
         assert_eq!(child.ppid, GONE);
+    }
+
+    #[test]
+    fn a_process_born_during_a_sweep_is_not_declared_exited_by_it() {
+        let mut e = engine();
+        let started = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        e.on_event(&exec(GONE, "/usr/bin/true"), Instant::now());
+        e.on_samples(Vec::new(), started, Instant::now());
+        assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_none()));
+        e.on_samples(Vec::new(), Instant::now(), Instant::now());
+        assert!(
+            e.table().get(GONE).is_some_and(|p| p.exited.is_some()),
+            "a later sweep that misses it does"
+        );
     }
 
     #[test]

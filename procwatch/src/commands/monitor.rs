@@ -71,10 +71,11 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut terminate = super::signals::Terminate::install()?;
 
+    let started = std::time::Instant::now();
     let seed = tokio::task::spawn_blocking(sample::sweep_all)
         .await
         .unwrap_or_default();
-    let flagged = engine.on_samples(seed, std::time::Instant::now());
+    let flagged = engine.on_samples(seed, started, std::time::Instant::now());
     pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
     info!(
         sensor = running.kind.as_str(),
@@ -88,7 +89,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut tick = tokio::time::interval(cfg.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut sweep: Option<JoinHandle<Vec<Sample>>> = None;
+    let mut sweep: Option<(std::time::Instant, JoinHandle<Vec<Sample>>)> = None;
     let deadline = async {
         match args.duration {
             Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
@@ -111,19 +112,19 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             }
             _ = tick.tick() => {
                 if sweep.is_none() {
-                    sweep = Some(tokio::task::spawn_blocking(sample::sweep_all));
+                    sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(sample::sweep_all)));
                 }
             }
             done = async {
                 match sweep.as_mut() {
-                    Some(handle) => handle.await,
+                    Some((_, handle)) => handle.await,
                     None => std::future::pending().await,
                 }
             }, if sweep.is_some() => {
-                sweep = None;
+                let started = sweep.take().map_or_else(std::time::Instant::now, |(at, _)| at);
                 match done {
                     Ok(samples) => {
-                        let flagged = engine.on_samples(samples, std::time::Instant::now());
+                        let flagged = engine.on_samples(samples, started, std::time::Instant::now());
                         pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
                     }
                     Err(e) => warn!(error = %e, "/proc sweep failed"),

@@ -22,10 +22,11 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut terminate = super::signals::Terminate::install()?;
     let mut sweeps = 0u64;
     let stopped = loop {
+        let started = std::time::Instant::now();
         let samples = tokio::task::spawn_blocking(sample::sweep_all)
             .await
             .unwrap_or_default();
-        let flagged = engine.on_samples(samples, std::time::Instant::now());
+        let flagged = engine.on_samples(samples, started, std::time::Instant::now());
         sweeps += 1;
         if pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await {
             break "stopped on alert";

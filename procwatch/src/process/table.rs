@@ -120,6 +120,8 @@ pub struct Process {
     pub exited: Option<Instant>,
     /// Rules already reported for this process (alert dedup).
     pub reported: BTreeSet<Rule>,
+    /// When procwatch first learnt of it.
+    pub created_at: Instant,
 }
 
 impl Process {
@@ -153,6 +155,7 @@ impl Process {
             source,
             exited: None,
             reported: BTreeSet::new(),
+            created_at: Instant::now(),
         }
     }
 
@@ -258,11 +261,11 @@ impl ProcessTable {
         self.procs.values()
     }
 
-    /// Pids of live processes.
-    pub fn live_pids(&self) -> Vec<u32> {
+    /// Pids of live processes known since before `before`.
+    pub fn live_pids_before(&self, before: Instant) -> Vec<u32> {
         self.procs
             .values()
-            .filter(|p| p.exited.is_none())
+            .filter(|p| p.exited.is_none() && p.created_at < before)
             .map(|p| p.pid)
             .collect()
     }
