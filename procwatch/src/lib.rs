@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: [`sensor`] → process table → detectors → scorer → actions. The binary
 //! (`main.rs`) only parses the command line and calls into [`commands`].
+pub mod actions;
 pub mod alert;
 pub mod cli;
 pub mod clock;
