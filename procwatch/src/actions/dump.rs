@@ -48,7 +48,6 @@
 //!   skipped. The alert names a pid, not a process: freeze it (or dump at once) so that pid
 //!   still is the process the alert was about.
 use std::{
-    ffi::OsStr,
     fmt::Write as _,
     fs::File,
     io::Read,
@@ -385,7 +384,7 @@ impl Writer {
     }
 
     fn notes_text(&self, alert: &Alert, limits: &DumpLimits, used: u64) -> String {
-        let name = terminal_safe(OsStr::as_encoded_bytes(&alert.name));
+        let name = terminal_safe(alert.name.as_encoded_bytes());
         let mut s = format!(
             "procwatch dump of pid {} ({name}) for the alert of {}\n\
              limits: max_exe_bytes {}, max_total_bytes {} ({used} bytes in the dump directory before)\n\
@@ -507,7 +506,10 @@ mod tests {
         };
         let report = dump_process(&dir, &alert_for(me, b"x/../\n\x1b"), &limits).expect("dump");
         let sub = report.path.clone();
-        let sub_name = sub.file_name().and_then(OsStr::to_str).expect("utf-8 name");
+        let sub_name = sub
+            .file_name()
+            .and_then(std::ffi::OsStr::to_str)
+            .expect("utf-8 name");
         assert!(sub_name.ends_with(&format!("-{me}-x_..___")), "{sub_name}");
         assert_eq!(sub.parent(), Some(dir.as_path()));
         assert_eq!(
