@@ -397,3 +397,138 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze verify: {text}"
     );
 }
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn kill_with_dump_freezes_dumps_the_deleted_executable_then_kills() {
+    require_root!();
+    let dir = TempDir::new_in(&scratch_base(), "dumpkill");
+    let exe = dir.copy_exe(&actor(), "soon-deleted");
+    let original = sha256_of(&exe);
+    let dumps = dir.0.join("dumps");
+    let script = "echo ready; read _; PW_DUMP_MARKER=found-in-environ exec \"$0\" sleep 30";
+    let mut a = Actor::spawn(
+        Path::new("/bin/sh"),
+        &["-c", script, exe.to_str().expect("utf-8")],
+    );
+    assert_eq!(a.read_line().as_deref(), Some("ready"));
+    let pid = a.pid();
+    let m = Monitor::start(
+        FAST,
+        &[
+            "--kill-on-alert",
+            "--dump",
+            dumps.to_str().expect("utf-8"),
+            "--enforce-scope-pid",
+            &pid.to_string(),
+        ],
+    );
+    a.go();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&exe).expect("delete the running executable");
+    let (status, _) = finish(a);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "killed after the dump"
+    );
+    let alert = m.expect_rule(pid, "deleted_exe");
+    assert_eq!(alert["action"], "killed", "{alert:#}");
+    let dump = PathBuf::from(alert["dump"].as_str().expect("alert names its dump"));
+    assert!(dump.starts_with(&dumps), "{}", dump.display());
+    assert_eq!(
+        sha256_of(&dump.join("exe")),
+        original,
+        "the dump holds the real, deleted executable"
+    );
+    let environ = std::fs::read(dump.join("environ")).expect("environ");
+    assert!(String::from_utf8_lossy(&environ).contains("PW_DUMP_MARKER=found-in-environ"));
+    let maps = std::fs::read_to_string(dump.join("maps")).expect("maps");
+    assert!(maps.contains("soon-deleted (deleted)"), "{maps}");
+    let status = std::fs::read_to_string(dump.join("status")).expect("status");
+    assert!(
+        status.contains("T (stopped)"),
+        "frozen while dumped: {status}"
+    );
+    let check = Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&dump)
+        .output()
+        .expect("check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn hostile_names_keep_every_record_whole_and_the_dump_inside_dir() {
+    use std::os::unix::ffi::OsStrExt;
+    require_root!();
+    let dir = TempDir::new_in("/tmp", "hostile");
+    let name = std::ffi::OsStr::from_bytes(b"evil\n\"q\x1b[2J\xff..");
+    let exe = dir.0.join(name);
+    std::fs::copy(actor(), &exe).expect("copy under a hostile name");
+    let dumps = TempDir::new_in(&scratch_base(), "hostile-dumps");
+    let log = dumps.0.join("procwatch.log");
+    let config = format!("{FAST}outputs:\n  log_file: {}\n", log.display());
+    let m = Monitor::start(
+        &config,
+        &["--dump", dumps.0.join("d").to_str().expect("utf-8")],
+    );
+    let mut c = Command::new(&exe)
+        .args(["sleep", "1", "\n{\"forged\":1}"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = c.id();
+    let alert = m.expect_rule(pid, "tmp_exe");
+    let _ = c.wait();
+    // JSONL: every line is one whole, schema-valid record (m.alerts() checks both).
+    assert!(m.alerts().iter().all(|a| a.get("forged").is_none()));
+    assert!(
+        alert["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains("evil\n\"q\u{1b}[2J\u{fffd}")),
+        "{alert:#}"
+    );
+    // The text log: no raw control characters, so no forged entries.
+    assert!(eventually(Duration::from_secs(5), || std::fs::read(&log)
+        .is_ok_and(|t| !t.is_empty())));
+    let text = std::fs::read(&log).expect("log file");
+    assert!(!text.contains(&0x1b), "raw ESC in the log file");
+    let entries = String::from_utf8_lossy(&text)
+        .matches("ANOMALY DETECTED")
+        .count();
+    assert_eq!(entries, m.alerts().len(), "one log entry per alert");
+    // The dump: inside DIR, one directory, sanitised name.
+    let dump = PathBuf::from(alert["dump"].as_str().expect("dump path"));
+    let canon = dump.canonicalize().expect("dump exists");
+    assert!(
+        canon.starts_with(dumps.0.join("d").canonicalize().expect("dir")),
+        "{}",
+        canon.display()
+    );
+    let leaf = dump
+        .file_name()
+        .expect("leaf")
+        .to_str()
+        .expect("sanitised names are ASCII");
+    assert!(
+        leaf.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        "{leaf}"
+    );
+}

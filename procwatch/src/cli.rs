@@ -104,6 +104,9 @@ pub struct DetectArgs {
     /// Restrict every kill (kernel and user space) to this process and its descendants.
     #[arg(long)]
     pub enforce_scope_pid: Option<u32>,
+    /// Write a forensic dump of each flagged process under DIR (created 0700; see docs).
+    #[arg(long, value_name = "DIR")]
+    pub dump: Option<PathBuf>,
 }
 
 /// Arguments of `procwatch monitor`.

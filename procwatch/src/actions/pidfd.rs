@@ -1,94 +1,107 @@
-//! A pidfd for the exact process that was scored: opened by pid, then checked against the
-//! process's start time, so a pid recycled in between is never signalled.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+//! Signalling exactly the process procwatch means. A pidfd is opened by pid and then checked
+//! against the process's start time, so a pid recycled in between is never signalled; kill(2)
+//! is the fallback only on kernels without pidfd (< 5.3). Some processes are never signalled.
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::{Duration, Instant},
+};
 
-/// Why a process could not be targeted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TargetError {
-    /// The process has exited.
-    #[error("process {0} has exited")]
-    Gone(u32),
-    /// The pid now belongs to another process.
-    #[error("pid {0} was reused by another process")]
-    Reused(u32),
-    /// procwatch never signals this process.
+use crate::process::stat::read_stat;
+
+/// How long [`Target::freeze`] waits to see the process stopped.
+pub const FREEZE_WAIT: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(2);
+
+/// Why a process was not signalled.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// A process procwatch must never signal.
     #[error("refusing to signal pid {pid}: {why}")]
-    Protected {
-        /// The pid.
+    Refused {
+        /// The pid asked for.
         pid: u32,
-        /// Why.
+        /// Which rule refused it.
         why: &'static str,
     },
-    /// The kernel said no.
-    #[error("{op} failed for pid {pid}: {err}")]
-    Os {
-        /// The pid.
+    /// The process does not exist (any more).
+    #[error("process {pid} is gone")]
+    Gone {
+        /// The pid asked for.
         pid: u32,
-        /// Which operation.
-        op: &'static str,
-        /// errno text.
-        err: String,
+    },
+    /// The pid now belongs to another process than the one scored.
+    #[error("pid {pid} was reused by another process")]
+    Reused {
+        /// The pid asked for.
+        pid: u32,
+    },
+    /// The kernel refused (EPERM, ...).
+    #[error("signalling pid {pid}: {source}")]
+    Io {
+        /// The pid asked for.
+        pid: u32,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
 }
 
-/// A process procwatch may act on, held by pidfd.
+/// The pid as a kill(2) argument, unless procwatch must never signal it: not a single process
+/// (0, negative), init, kernel threads, procwatch itself or one of its threads, its parent.
+pub fn guard(pid: u32) -> Result<libc::pid_t, SignalError> {
+    let refuse = |why| Err(SignalError::Refused { pid, why });
+    // 0 and negative values address process groups, -1 every process: never a single target.
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return refuse("not a process id");
+    };
+    if raw <= 0 {
+        return refuse("not a process id");
+    }
+    if pid == 1 {
+        return refuse("init");
+    }
+    if pid == std::process::id() {
+        return refuse("procwatch itself");
+    }
+    // SAFETY: getppid has no preconditions.
+    if raw == unsafe { libc::getppid() } {
+        return refuse("procwatch's parent");
+    }
+    if std::path::Path::new(&format!("/proc/self/task/{pid}")).exists() {
+        return refuse("a thread of procwatch");
+    }
+    if pid == 2 || read_stat(pid).is_ok_and(|st| st.ppid == 2) {
+        return refuse("a kernel thread");
+    }
+    Ok(raw)
+}
+
+/// A process procwatch may signal, held by pidfd (or by pid on kernels without pidfd).
 #[derive(Debug)]
 pub struct Target {
     pid: u32,
-    fd: OwnedFd,
-}
-
-/// Pids procwatch never signals: pid 0/1, itself, its parent.
-pub fn protected(pid: u32) -> Option<&'static str> {
-    // SAFETY: getppid has no preconditions.
-    let parent = unsafe { libc::getppid() };
-    if pid <= 1 {
-        Some("pid 1 (init) and pid 0 are never signalled")
-    } else if pid == std::process::id() {
-        Some("it is procwatch itself")
-    } else if i64::from(pid) == i64::from(parent) {
-        Some("it is procwatch's parent")
-    } else {
-        None
-    }
+    raw: libc::pid_t,
+    fd: Option<OwnedFd>,
 }
 
 impl Target {
-    /// Opens a pidfd for `pid` and checks it is still the process that started at
-    /// `start_ticks` (0 skips the check) and is not a kernel thread.
-    pub fn open(pid: u32, start_ticks: u64) -> Result<Self, TargetError> {
-        if let Some(why) = protected(pid) {
-            return Err(TargetError::Protected { pid, why });
-        }
-        let pid_arg = libc::pid_t::try_from(pid).map_err(|_| TargetError::Gone(pid))?;
-        // SAFETY: pidfd_open(pid, flags) has no memory arguments.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid_arg, 0) };
-        if fd < 0 {
-            let err = std::io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ESRCH) => TargetError::Gone(pid),
-                _ => TargetError::Os {
-                    pid,
-                    op: "pidfd_open",
-                    err: err.to_string(),
-                },
-            });
-        }
-        // SAFETY: the syscall returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        // The pidfd pins the process; if /proc/PID now shows another start time, the pid was
+    /// Opens `pid`, checking it is still the process that started at `start_ticks` (0 skips
+    /// the check) and is not one procwatch must never signal.
+    pub fn open(pid: u32, start_ticks: u64) -> Result<Self, SignalError> {
+        let raw = guard(pid)?;
+        let fd = match pidfd_open(raw) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
+            Err(e) => return Err(os_error(pid, e)),
+        };
+        // The pidfd pins the process: if /proc now shows another start time, the pid was
         // recycled before the pidfd was opened.
-        let stat = crate::process::stat::read_stat(pid).map_err(|_| TargetError::Gone(pid))?;
+        let stat = read_stat(pid).map_err(|_| SignalError::Gone { pid })?;
         if start_ticks != 0 && stat.start_ticks != start_ticks {
-            return Err(TargetError::Reused(pid));
+            return Err(SignalError::Reused { pid });
         }
-        if stat.ppid == 2 || pid == 2 {
-            return Err(TargetError::Protected {
-                pid,
-                why: "kernel threads are never signalled",
-            });
-        }
-        Ok(Self { pid, fd })
+        Ok(Self { pid, raw, fd })
     }
 
     /// The pid.
@@ -96,80 +109,156 @@ impl Target {
         self.pid
     }
 
-    /// Sends `sig` through the pidfd.
-    pub fn signal(&self, sig: i32) -> Result<(), TargetError> {
-        // SAFETY: pidfd_send_signal(fd, sig, NULL, 0): null siginfo is allowed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
+    /// Sends `sig`.
+    pub fn signal(&self, sig: libc::c_int) -> Result<(), SignalError> {
+        let sent = match &self.fd {
+            Some(fd) => pidfd_send_signal(fd, sig),
+            None => kill(self.raw, sig),
         };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        Err(match err.raw_os_error() {
-            Some(libc::ESRCH) => TargetError::Gone(self.pid),
-            _ => TargetError::Os {
-                pid: self.pid,
-                op: "pidfd_send_signal",
-                err: err.to_string(),
-            },
-        })
+        sent.map_err(|e| os_error(self.pid, e))
     }
+
+    /// SIGSTOP; `Ok(true)` once /proc shows it stopped, `Ok(false)` when it was signalled but
+    /// not seen stopped within [`FREEZE_WAIT`] (e.g. in uninterruptible sleep).
+    pub fn freeze(&self) -> Result<bool, SignalError> {
+        self.signal(libc::SIGSTOP)?;
+        let end = Instant::now() + FREEZE_WAIT;
+        loop {
+            if is_stopped(self.pid) {
+                return Ok(true);
+            }
+            if Instant::now() >= end {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Stops `pid` (see [`Target::freeze`]).
+pub fn freeze(pid: u32) -> Result<bool, SignalError> {
+    Target::open(pid, 0)?.freeze()
+}
+
+/// Resumes `pid` with SIGCONT.
+pub fn thaw(pid: u32) -> Result<(), SignalError> {
+    Target::open(pid, 0)?.signal(libc::SIGCONT)
+}
+
+/// True when `pid` is in state `T` (stopped) or `t` (tracing stop).
+pub fn is_stopped(pid: u32) -> bool {
+    read_stat(pid).is_ok_and(|s| matches!(s.state, b'T' | b't'))
+}
+
+fn os_error(pid: u32, e: io::Error) -> SignalError {
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => SignalError::Gone { pid },
+        _ => SignalError::Io { pid, source: e },
+    }
+}
+
+fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let raw = libc::c_int::try_from(rc).map_err(|_| io::Error::other("pidfd out of range"))?;
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn pidfd_send_signal(fd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, no siginfo (NULL), no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) on a positive pid that `guard` accepted.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::process::{Command, Stdio};
+
     use super::*;
 
-    #[test]
-    fn pid_1_self_and_parent_are_protected() {
-        assert!(protected(1).is_some());
-        assert!(protected(0).is_some());
-        assert!(protected(std::process::id()).is_some());
-        // SAFETY: getppid has no preconditions.
-        let parent = unsafe { libc::getppid() } as u32;
-        assert!(protected(parent).is_some());
-        assert!(matches!(
-            Target::open(1, 0),
-            Err(TargetError::Protected { .. })
-        ));
+    fn refused(pid: u32) -> bool {
+        matches!(freeze(pid), Err(SignalError::Refused { .. }))
+            && matches!(thaw(pid), Err(SignalError::Refused { .. }))
     }
 
     #[test]
-    fn kernel_threads_are_refused() {
-        assert!(matches!(
-            Target::open(2, 0),
-            Err(TargetError::Protected { .. })
-        ));
+    fn never_signals_init_itself_its_parent_threads_groups_or_kernel_threads() {
+        // SAFETY: getppid and gettid have no preconditions.
+        let (parent, tid) = unsafe { (libc::getppid(), libc::gettid()) };
+        assert!(refused(0));
+        assert!(refused(1));
+        assert!(refused(2), "kthreadd");
+        assert!(refused(u32::MAX), "-1 would be every process");
+        assert!(refused(0x8000_0000));
+        assert!(refused(std::process::id()));
+        assert!(refused(u32::try_from(parent).expect("positive ppid")));
+        let tid = u32::try_from(tid).expect("positive tid");
+        if tid != std::process::id() {
+            assert!(refused(tid));
+        }
     }
 
     #[test]
-    fn a_gone_or_reused_pid_is_not_signalled() {
-        let mut child = std::process::Command::new("/bin/sleep")
-            .arg("5")
-            .spawn()
-            .expect("sleep");
+    fn a_reused_or_gone_pid_is_not_signalled() {
+        let mut child = Command::new("/bin/sleep").arg("5").spawn().expect("sleep");
         let pid = child.id();
-        let start = crate::process::stat::read_stat(pid)
-            .expect("stat")
-            .start_ticks;
-        assert_eq!(
-            Target::open(pid, start + 1).err(),
-            Some(TargetError::Reused(pid))
-        );
+        let start = read_stat(pid).expect("stat").start_ticks;
+        assert!(matches!(
+            Target::open(pid, start + 1),
+            Err(SignalError::Reused { .. })
+        ));
         let t = Target::open(pid, start).expect("same process");
         t.signal(libc::SIGKILL).expect("kill own child");
-        let status = child.wait().expect("wait");
-        assert!(!status.success());
+        assert!(!child.wait().expect("wait").success());
         assert!(matches!(
             Target::open(pid, start),
-            Err(TargetError::Gone(_))
+            Err(SignalError::Gone { .. } | SignalError::Reused { .. })
         ));
+    }
+
+    #[test]
+    fn freezes_and_thaws_a_child() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let frozen = freeze(pid);
+        let stopped_seen = is_stopped(pid);
+        let thawed = thaw(pid);
+        let resumed = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            !is_stopped(pid)
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(frozen, Ok(true)), "{frozen:?}");
+        assert!(stopped_seen);
+        assert!(thawed.is_ok(), "{thawed:?}");
+        assert!(resumed);
     }
 }

@@ -66,7 +66,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let outputs = setup::outputs(&cfg, &args.detect)?;
     let mut running = sensor::start(&opts, tx, stats.clone())?;
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
-    let policy = ActPolicy::from_args(&args.detect);
+    let policy = ActPolicy::new(&args.detect, &cfg);
     let mut tally = Tally::default();
     let mut hup = signal(SignalKind::hangup())?;
     let mut terminate = super::signals::Terminate::install()?;

@@ -2,10 +2,17 @@
 //! (kill, dump), then hand the alert to the sinks; stop after the first one when asked.
 use tracing::{info, warn};
 
+use std::path::PathBuf;
+
 use crate::{
-    actions::{kill, pidfd::Target},
+    actions::{
+        dump::{self, DumpLimits},
+        kill,
+        pidfd::{SignalError, Target},
+    },
     alert::{Action, Alert},
     cli::DetectArgs,
+    config::Config,
     engine::{Engine, Flagged},
     output::Outputs,
 };
@@ -22,15 +29,21 @@ pub struct ActPolicy {
     pub scope: Option<u32>,
     /// Stop after the first alert.
     pub stop_on_alert: bool,
+    /// Dump flagged processes under this directory, within these limits.
+    pub dump: Option<(PathBuf, DumpLimits)>,
 }
 
 impl ActPolicy {
-    /// The policy the command line asks for.
-    pub fn from_args(args: &DetectArgs) -> Self {
+    /// The policy the command line and config ask for.
+    pub fn new(args: &DetectArgs, cfg: &Config) -> Self {
         Self {
             kill: args.kill_on_alert,
             scope: args.enforce_scope_pid,
             stop_on_alert: args.stop_on_alert,
+            dump: args
+                .dump
+                .clone()
+                .map(|dir| (dir, DumpLimits::from(&cfg.dump))),
         }
     }
 }
@@ -69,19 +82,53 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
     if let Some(tracee) = f.stopped_tracee {
         resume_tracee(tracee);
     }
-    if !policy.kill || alert.action != Action::Alert || f.kernel_thread {
-        return alert;
+    let in_scope = policy
+        .scope
+        .is_none_or(|root| engine.descends_from(alert.pid, root));
+    let kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
+    // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
+    let target = (kill && !f.exited).then(|| Target::open(alert.pid, f.start_ticks));
+    if let Some((dir, limits)) = &policy.dump {
+        if let Some(Ok(t)) = &target
+            && let Err(e) = t.freeze()
+        {
+            warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
+        }
+        alert.dump = dump_alert(dir.clone(), limits.clone(), alert.clone()).await;
     }
-    if let Some(root) = policy.scope
-        && !engine.descends_from(alert.pid, root)
-    {
-        return alert;
-    }
-    match kill::kill(&mut alert, f.start_ticks) {
-        Ok(()) => info!(pid = alert.pid, "killed flagged process"),
-        Err(e) => warn!(pid = alert.pid, error = %e, "could not kill flagged process"),
+    if kill {
+        let target = target.unwrap_or(Err(SignalError::Gone { pid: alert.pid }));
+        match kill::kill_target(&mut alert, target) {
+            Ok(()) => info!(pid = alert.pid, "killed flagged process"),
+            Err(e) => warn!(pid = alert.pid, error = %e, "could not kill flagged process"),
+        }
     }
     alert
+}
+
+/// Dumps off the async threads; returns the dump directory when one was written.
+async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<String> {
+    let pid = alert.pid;
+    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, &limits)).await {
+        Ok(Ok(report)) => {
+            if !report.skipped.is_empty() {
+                info!(
+                    pid,
+                    skipped = report.skipped.len(),
+                    "dump written with omissions (see its NOTES)"
+                );
+            }
+            Some(report.path.to_string_lossy().into_owned())
+        }
+        Ok(Err(e)) => {
+            warn!(pid, error = %e, "forensic dump failed");
+            None
+        }
+        Err(e) => {
+            warn!(pid, error = %e, "forensic dump task failed");
+            None
+        }
+    }
 }
 
 /// A ptrace attach stops its target, and when the kernel kills the tracer the target stays in
@@ -92,7 +139,7 @@ fn resume_tracee(pid: u32) {
     if !stopped {
         return;
     }
-    match Target::open(pid, 0).and_then(|t| t.signal(libc::SIGCONT)) {
+    match crate::actions::pidfd::thaw(pid) {
         Ok(()) => info!(pid, "resumed the tracee left stopped by a killed tracer"),
         Err(e) => warn!(pid, error = %e, "could not resume the tracee of a killed tracer"),
     }

@@ -16,8 +16,8 @@ use crate::{
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let cfg = setup::load_config(&args.detect)?;
     let outputs = setup::outputs(&cfg, &args.detect)?;
+    let policy = ActPolicy::new(&args.detect, &cfg);
     let mut engine = Engine::new(cfg, SensorKind::Sweep, Arc::new(SensorStats::default()));
-    let policy = ActPolicy::from_args(&args.detect);
     let mut tally = Tally::default();
     let mut terminate = super::signals::Terminate::install()?;
     let mut sweeps = 0u64;

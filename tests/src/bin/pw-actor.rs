@@ -7,7 +7,8 @@
 //!            `child <pid> killed <signal>` and exits 0
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
 //!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
-//!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH
+//!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
+//!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s)
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -116,6 +117,21 @@ fn act(args: &[String]) {
             while Instant::now() < until {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
+        }
+        "rename" => {
+            // comm holds 15 bytes and a NUL: any bytes, newlines and escapes included.
+            let mut name = [0u8; 16];
+            for (slot, pair) in name.iter_mut().zip(arg(1).as_bytes().chunks(2).take(15)) {
+                *slot = std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .unwrap_or_else(|| fail("hex name"));
+            }
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+            say("renamed");
+            let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30.0);
+            std::thread::sleep(Duration::from_secs_f64(secs));
         }
         "memfd-exec" => {
             // Copy our own executable into a memfd and run it from there (fileless execution).
