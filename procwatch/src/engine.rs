@@ -138,19 +138,30 @@ impl Engine {
                 }
             }
             EventBody::Fork(f) => {
-                let parent = self.table.get(f.parent_tgid).cloned();
+                // A fork runs the parent's image: same exe, argv and what was already reported.
+                let image = self.table.get(f.parent_tgid).map(|p| {
+                    (
+                        p.uid,
+                        p.gid,
+                        p.name.clone(),
+                        p.exe.clone(),
+                        p.exe_state,
+                        p.cmdline.clone(),
+                        p.sha256.clone(),
+                        p.reported.clone(),
+                    )
+                });
                 let child = self.table.entry(f.child_tgid, 0, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                if let Some(parent) = parent {
-                    // A fork runs the parent's image: same exe, argv and what was already reported.
-                    child.uid = parent.uid;
-                    child.gid = parent.gid;
-                    child.name = parent.name;
-                    child.exe = parent.exe;
-                    child.exe_state = parent.exe_state;
-                    child.cmdline = parent.cmdline;
-                    child.sha256 = parent.sha256;
-                    child.reported = parent.reported;
+                if let Some((uid, gid, name, exe, exe_state, cmdline, sha256, reported)) = image {
+                    child.uid = uid;
+                    child.gid = gid;
+                    child.name = name;
+                    child.exe = exe;
+                    child.exe_state = exe_state;
+                    child.cmdline = cmdline;
+                    child.sha256 = sha256;
+                    child.reported = reported;
                 }
                 return Vec::new();
             }
@@ -326,7 +337,7 @@ impl Engine {
         self.counts.alerts += 1;
         let sensor = SensorInfo {
             name: self.sensor,
-            events_lost: self.stats.snapshot().lost_total,
+            events_lost: self.stats.lost_total(),
         };
         let mut alert = alert::build(p, &verdict, trigger, user, sensor);
         let mut stopped_tracee = None;

@@ -37,6 +37,15 @@ impl SensorStats {
         self.fallback_lost.fetch_add(n, Relaxed);
     }
 
+    /// Events lost anywhere so far (cheap: no snapshot).
+    pub fn lost_total(&self) -> u64 {
+        self.kernel_lost
+            .iter()
+            .map(|a| a.load(Relaxed))
+            .sum::<u64>()
+            + self.fallback_lost.load(Relaxed)
+    }
+
     /// A consistent-enough copy for reporting.
     pub fn snapshot(&self) -> StatsSnapshot {
         let per_kind = |a: &[AtomicU64; KINDS]| {
@@ -94,6 +103,7 @@ mod tests {
         assert_eq!(snap.received["exec"], 2);
         assert_eq!(snap.kernel_lost["exec"], 5);
         assert_eq!(snap.lost_total, 7);
+        assert_eq!(s.lost_total(), 7);
         assert_eq!(snap.malformed, 1);
     }
 }
