@@ -169,36 +169,42 @@ impl Engine {
                 self.table.mark_exited(pid, now);
                 return Vec::new();
             }
+            // An event that adds no new fact cannot change the verdict: no evaluation (a
+            // connect storm to one destination costs a lookup per connect, not a scoring).
             EventBody::Ptrace(t) => {
                 let p = self.known(pid, ev, now);
-                if t.request_name != "PTRACE_TRACEME" {
-                    push_bounded(
-                        &mut p.ptrace_events,
-                        PtraceFact {
-                            request: t.request_name,
-                            target: t.target_pid,
-                        },
-                    );
+                let fact = PtraceFact {
+                    request: t.request_name,
+                    target: t.target_pid,
+                };
+                let new =
+                    t.request_name != "PTRACE_TRACEME" && push_bounded(&mut p.ptrace_events, fact);
+                if !new && ev.kernel_action.is_none() {
+                    return Vec::new();
                 }
             }
             EventBody::Connect(c) => {
                 let p = self.known(pid, ev, now);
-                push_bounded(
+                let new = push_bounded(
                     &mut p.connects,
                     ConnectFact {
                         addr: c.addr,
                         port: c.port,
                     },
                 );
-                if is_shell_or_interpreter(p.exe_name()) {
+                let shell = is_shell_or_interpreter(p.exe_name());
+                if shell && !self.recheck.iter().any(|&(q, _)| q == pid) {
                     // The redirection of stdio onto the new socket happens after connect returns.
                     self.recheck
                         .push((pid, now + std::time::Duration::from_millis(100)));
                 }
+                if !new {
+                    return Vec::new();
+                }
             }
             EventBody::WxMem(w) => {
                 let p = self.known(pid, ev, now);
-                push_bounded(
+                let new = push_bounded(
                     &mut p.wx_events,
                     WxFact {
                         syscall: w.syscall,
@@ -206,6 +212,9 @@ impl Engine {
                         len: w.len,
                     },
                 );
+                if !new && ev.kernel_action.is_none() {
+                    return Vec::new();
+                }
             }
             EventBody::Memfd(m) => {
                 let p = self.known(pid, ev, now);
