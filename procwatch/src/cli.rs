@@ -94,6 +94,13 @@ pub struct DetectArgs {
     /// No alert output on stdout (other sinks still get every alert).
     #[arg(long)]
     pub quiet: bool,
+    /// Append readable multi-line alerts to this file, overriding `outputs.log_file`.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Send alerts to syslog, overriding `outputs.syslog`: unix:///dev/log, udp://HOST:PORT
+    /// or tcp://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Option<crate::config::SyslogTarget>,
 }
 
 /// Arguments of `procwatch monitor`.
