@@ -107,6 +107,13 @@ pub struct DetectArgs {
     /// Write a forensic dump of each flagged process under DIR (created 0700; see docs).
     #[arg(long, value_name = "DIR")]
     pub dump: Option<PathBuf>,
+    /// Append readable multi-line alerts to this file, overriding `outputs.log_file`.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Send alerts to syslog, overriding `outputs.syslog`: unix:///dev/log, udp://HOST:PORT
+    /// or tcp://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Option<crate::config::SyslogTarget>,
 }
 
 /// Arguments of `procwatch monitor`.
