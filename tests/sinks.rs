@@ -552,3 +552,94 @@ fn jsonl_and_log_file_are_reopened_on_sighup() {
     let (status, _, _) = m.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// A small tmpfs the test mounts itself, unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_loses_no_alert() {
+    procwatch_tests::require_root!();
+    let base = procwatch_tests::scratch_base();
+    let mnt = std::path::PathBuf::from(&base).join(format!("fullfs-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).expect("mountpoint");
+    let fs = SmallFs(mnt.clone());
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&fs.0)
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mounting a tmpfs for the test");
+    // Fill it to the last byte.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = [0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0u8]).is_ok() {}
+    }
+    let jsonl = mnt.join("alerts.jsonl");
+    let m = procwatch_tests::Monitor::start(
+        "sweep_interval: 1s\n",
+        &["--jsonl", jsonl.to_str().expect("utf-8")],
+    );
+    let tmp = procwatch_tests::TempDir::new_in("/tmp", "fullfs");
+    let exe = tmp.copy_exe(std::path::Path::new("/bin/true"), "payload");
+    let mut pids = Vec::new();
+    let mut run = || {
+        let mut c = std::process::Command::new(&exe).spawn().expect("spawn");
+        pids.push(c.id());
+        let _ = c.wait();
+    };
+    for _ in 0..5 {
+        run();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(&jsonl).unwrap_or_default(),
+        "",
+        "nothing fits yet"
+    );
+    std::fs::remove_file(&filler).expect("free the space");
+    run();
+    let all_there = procwatch_tests::eventually(std::time::Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&jsonl).unwrap_or_default();
+        pids.iter().all(|p| text.contains(&format!("\"pid\":{p},")))
+    });
+    let (status, summary, _) = m.stop();
+    let text = std::fs::read_to_string(&jsonl).unwrap_or_default();
+    assert!(all_there, "alerts written once there was room: {text}");
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line ({e}): {line}"));
+        procwatch_tests::assert_valid_alert(&v);
+    }
+    let order: Vec<u64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["pid"].as_u64())
+        .collect();
+    let expected: Vec<u64> = pids.iter().map(|&p| u64::from(p)).collect();
+    assert_eq!(
+        order
+            .iter()
+            .filter(|p| expected.contains(p))
+            .copied()
+            .collect::<Vec<_>>(),
+        expected,
+        "in order"
+    );
+    assert!(status.success());
+    let sink = &summary.expect("summary")["sinks"][format!("jsonl:{}", jsonl.display())];
+    assert_eq!(sink["dropped"], 0, "{sink}");
+    assert!(
+        sink["failed"].as_u64().is_some_and(|n| n >= 5),
+        "the failures were counted: {sink}"
+    );
+}

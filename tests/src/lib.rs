@@ -317,19 +317,26 @@ impl Monitor {
     }
 
     /// Like `start`, for another subcommand that prints the same readiness line.
-    pub fn start_cmd(cmd: &str, config: &str, extra: &[&str]) -> Self {
+    pub fn start_cmd(cmd_name: &str, config: &str, extra: &[&str]) -> Self {
         let dir = TempDir::new_in(&scratch_base(), "monitor");
         let config_path = dir.0.join("procwatch.yaml");
         std::fs::write(&config_path, config).expect("write config");
-        let jsonl = dir.0.join("alerts.jsonl");
-        let mut child = Command::new(procwatch_bin())
-            .arg(cmd)
+        // A test may name its own JSONL file (e.g. on a filesystem it mounted).
+        let own = extra
+            .iter()
+            .position(|a| *a == "--jsonl")
+            .and_then(|i| extra.get(i + 1));
+        let jsonl = own.map_or_else(|| dir.0.join("alerts.jsonl"), PathBuf::from);
+        let mut cmd = Command::new(procwatch_bin());
+        cmd.arg(cmd_name)
             .arg("--config")
             .arg(&config_path)
-            .arg("--jsonl")
-            .arg(&jsonl)
             .arg("--quiet")
-            .args(extra)
+            .args(extra);
+        if own.is_none() {
+            cmd.arg("--jsonl").arg(&jsonl);
+        }
+        let mut child = cmd
             // ~/.procwatch.yaml of whoever runs the tests must not change the outcome.
             .env("HOME", &dir.0)
             .stdin(Stdio::null())

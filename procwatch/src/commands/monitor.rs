@@ -111,6 +111,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
             }
             _ = tick.tick() => {
+                outputs.retry();
                 if sweep.is_none() {
                     sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(sample::sweep_all)));
                 }

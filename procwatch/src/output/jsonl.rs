@@ -1,18 +1,23 @@
 //! JSONL: one alert per line, appended and flushed per alert — what Filebeat, Vector or
 //! Fluent Bit tail into a SIEM. `-` writes to stdout.
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Write},
     path::PathBuf,
 };
 
-use super::Sink;
+use super::{Sink, append_whole, open_append};
 use crate::alert::Alert;
+
+enum Out {
+    Stdout,
+    File(File),
+}
 
 /// A JSONL file (reopened on SIGHUP) or stdout.
 pub struct JsonlSink {
     path: Option<PathBuf>,
-    out: Box<dyn Write + Send>,
+    out: Out,
 }
 
 impl JsonlSink {
@@ -21,24 +26,14 @@ impl JsonlSink {
         if path.as_os_str() == "-" {
             return Ok(Self {
                 path: None,
-                out: Box::new(io::stdout()),
+                out: Out::Stdout,
             });
         }
         Ok(Self {
             path: Some(path.to_path_buf()),
-            out: Box::new(open_append(path)?),
+            out: Out::File(open_append(path)?),
         })
     }
-}
-
-fn open_append(path: &std::path::Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 impl Sink for JsonlSink {
@@ -54,18 +49,27 @@ impl Sink for JsonlSink {
         let mut line = Vec::with_capacity(json.len() + 1);
         line.extend_from_slice(json.as_bytes());
         line.push(b'\n');
-        self.out.write_all(&line)?;
-        self.out.flush()
+        match &mut self.out {
+            Out::File(f) => append_whole(f, &line),
+            Out::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(&line)?;
+                out.flush()
+            }
+        }
     }
 
     fn reopen(&mut self) -> io::Result<()> {
         if let Some(path) = &self.path {
-            self.out = Box::new(open_append(path)?);
+            self.out = Out::File(open_append(path)?);
         }
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        match &mut self.out {
+            Out::File(f) => f.flush(),
+            Out::Stdout => io::stdout().flush(),
+        }
     }
 }

@@ -15,12 +15,12 @@
 //! `tail`s the file. Appended, one `write` per entry, reopened on SIGHUP; created 0600
 //! because command lines can hold secrets.
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Write},
     path::{Path, PathBuf},
 };
 
-use super::{Severity, Sink};
+use super::{Severity, Sink, append_whole, open_append};
 use crate::{
     alert::{Action, ActionBy, Alert},
     text::terminal_safe,
@@ -44,16 +44,6 @@ impl LogFileSink {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-}
-
 impl Sink for LogFileSink {
     fn name(&self) -> String {
         format!("log_file:{}", self.path.display())
@@ -61,7 +51,7 @@ impl Sink for LogFileSink {
 
     fn write(&mut self, alert: &Alert, _json: &str) -> io::Result<()> {
         // One write call per entry: with O_APPEND another writer cannot interleave with it.
-        self.file.write_all(entry(alert, self.min_score).as_bytes())
+        append_whole(&mut self.file, entry(alert, self.min_score).as_bytes())
     }
 
     fn reopen(&mut self) -> io::Result<()> {

@@ -1,7 +1,7 @@
 //! Alert sinks. One thread owns every sink; the engine hands it alerts through a bounded
 //! channel and waits when it is full (alerts are never dropped between engine and sinks).
-//! Each alert is serialised once and written to every sink; a failing sink is counted and
-//! logged, and never stops the others. A sink that delivers on a thread of its own (syslog)
+//! Each alert is serialised once and written to every sink; a failing sink (full disk) keeps
+//! what it could not write and retries it in order, and never stops the others. A sink that delivers on a thread of its own (syslog)
 //! never blocks this thread: it queues, and reports what it lost through
 //! [`Sink::final_stats`].
 pub mod jsonl;
@@ -9,11 +9,19 @@ pub mod logfile;
 pub mod syslog;
 pub mod terminal;
 
-use std::{collections::BTreeMap, io, sync::Arc, thread::JoinHandle};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    path::Path,
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::alert::Alert;
 
@@ -43,9 +51,10 @@ pub trait Sink: Send {
 pub struct SinkStats {
     /// Alerts written.
     pub written: u64,
-    /// Alerts that failed to be written.
+    /// Write attempts that failed (the alert is kept and retried, in order).
     pub failed: u64,
-    /// Alerts accepted but then lost: queue full, or still unsent when procwatch stopped.
+    /// Alerts lost for good: the retry backlog or the send queue was full, or they were still
+    /// unwritten when procwatch stopped.
     pub dropped: u64,
 }
 
@@ -100,9 +109,16 @@ impl Severity {
     }
 }
 
+/// Alerts kept for a sink that failed (full disk, ...), retried in order; past this many the
+/// oldest is dropped and counted.
+pub const BACKLOG_MAX: usize = 10_000;
+/// At most one warning per sink in this interval while it keeps failing.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 enum Msg {
     Alert(Arc<Alert>),
     Reopen,
+    Retry,
 }
 
 /// The running output thread.
@@ -133,6 +149,11 @@ impl Outputs {
         let _ = self.tx.send(Msg::Reopen).await;
     }
 
+    /// Asks sinks with a backlog to try again (called periodically).
+    pub fn retry(&self) {
+        let _ = self.tx.try_send(Msg::Retry);
+    }
+
     /// Writes everything queued, flushes, and returns the per-sink counts.
     pub async fn close(self) -> BTreeMap<String, SinkStats> {
         drop(self.tx);
@@ -142,55 +163,226 @@ impl Outputs {
     }
 }
 
-fn run(mut sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<String, SinkStats> {
-    let mut stats: BTreeMap<String, SinkStats> = sinks
-        .iter()
-        .map(|s| (s.name(), SinkStats::default()))
+/// Opens `path` for appending, created 0600.
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Appends one record in one write; when the write fails part-way (disk full) the file is cut
+/// back, so a record is either whole or absent and a retry cannot leave half a line behind.
+pub(crate) fn append_whole(file: &mut File, record: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    file.write_all(record).inspect_err(|_| {
+        let _ = file.set_len(before);
+    })
+}
+
+/// One sink with its retry backlog and counters.
+struct Slot {
+    sink: Box<dyn Sink>,
+    backlog: VecDeque<(Arc<Alert>, Arc<str>)>,
+    stats: SinkStats,
+    last_warn: Option<Instant>,
+}
+
+impl Slot {
+    fn push(&mut self, alert: Arc<Alert>, json: Arc<str>) {
+        self.backlog.push_back((alert, json));
+        if self.backlog.len() > BACKLOG_MAX {
+            self.backlog.pop_front();
+            self.stats.dropped += 1;
+        }
+        self.drain();
+    }
+
+    /// Writes the backlog in order until a write fails.
+    fn drain(&mut self) {
+        while let Some((alert, json)) = self.backlog.front() {
+            match self.sink.write(alert, json) {
+                Ok(()) => {
+                    self.stats.written += 1;
+                    self.backlog.pop_front();
+                }
+                Err(e) => {
+                    self.stats.failed += 1;
+                    if self.last_warn.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        self.last_warn = Some(Instant::now());
+                        warn!(
+                            sink = %self.sink.name(),
+                            error = %e,
+                            pending = self.backlog.len(),
+                            "alert not written; kept and retried in order"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn run(sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<String, SinkStats> {
+    let mut slots: Vec<Slot> = sinks
+        .into_iter()
+        .map(|sink| Slot {
+            sink,
+            backlog: VecDeque::new(),
+            stats: SinkStats::default(),
+            last_warn: None,
+        })
         .collect();
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Alert(alert) => {
-                let json = match serde_json::to_string(&*alert) {
-                    Ok(j) => j,
+                let json: Arc<str> = match serde_json::to_string(&*alert) {
+                    Ok(j) => j.into(),
                     Err(e) => {
                         warn!(error = %e, "alert could not be serialised");
                         continue;
                     }
                 };
-                for sink in &mut sinks {
-                    let entry = stats.entry(sink.name()).or_default();
-                    match sink.write(&alert, &json) {
-                        Ok(()) => entry.written += 1,
-                        Err(e) => {
-                            entry.failed += 1;
-                            warn!(sink = %sink.name(), error = %e, "alert not written to sink");
-                        }
-                    }
+                for slot in &mut slots {
+                    slot.push(alert.clone(), json.clone());
                 }
             }
             Msg::Reopen => {
-                for sink in &mut sinks {
-                    if let Err(e) = sink.reopen() {
-                        warn!(sink = %sink.name(), error = %e, "reopen failed");
+                for slot in &mut slots {
+                    if let Err(e) = slot.sink.reopen() {
+                        warn!(sink = %slot.sink.name(), error = %e, "reopen failed");
                     }
+                    slot.drain();
                 }
             }
+            Msg::Retry => slots.iter_mut().for_each(Slot::drain),
         }
     }
-    for sink in &mut sinks {
-        if let Err(e) = sink.flush() {
-            warn!(sink = %sink.name(), error = %e, "final flush failed");
+    let mut stats = BTreeMap::new();
+    for mut slot in slots {
+        slot.drain();
+        if !slot.backlog.is_empty() {
+            error!(sink = %slot.sink.name(), lost = slot.backlog.len(), "alerts still unwritten at exit");
+            slot.stats.dropped += slot.backlog.len() as u64;
         }
-        if let Some(own) = sink.final_stats() {
-            stats.insert(sink.name(), own);
+        if let Err(e) = slot.sink.flush() {
+            warn!(sink = %slot.sink.name(), error = %e, "final flush failed");
         }
+        let own = slot.sink.final_stats();
+        stats.insert(slot.sink.name(), own.unwrap_or(slot.stats));
     }
     stats
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Severity;
+    use super::*;
+
+    /// A sink whose storage is "full" until told otherwise.
+    struct Flaky {
+        full: Arc<std::sync::atomic::AtomicBool>,
+        got: Arc<std::sync::Mutex<Vec<u32>>>,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> String {
+            "flaky".into()
+        }
+        fn write(&mut self, alert: &Alert, _json: &str) -> io::Result<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.got
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?
+                .push(alert.pid);
+            Ok(())
+        }
+    }
+
+    fn alert(pid: u32) -> Arc<Alert> {
+        let mut a = crate::output::logfile::tests::sample_alert();
+        a.pid = pid;
+        Arc::new(a)
+    }
+
+    #[test]
+    fn a_failing_sink_keeps_alerts_and_writes_them_in_order_later() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut slot = Slot {
+            sink: Box::new(Flaky {
+                full: full.clone(),
+                got: got.clone(),
+            }),
+            backlog: VecDeque::new(),
+            stats: SinkStats::default(),
+            last_warn: None,
+        };
+        for pid in 1..=5 {
+            slot.push(alert(pid), "{}".into());
+        }
+        assert_eq!(slot.backlog.len(), 5);
+        assert!(got.lock().expect("lock").is_empty());
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        slot.push(alert(6), "{}".into());
+        assert_eq!(
+            *got.lock().expect("lock"),
+            [1, 2, 3, 4, 5, 6],
+            "all of them, in order"
+        );
+        assert_eq!((slot.stats.written, slot.stats.dropped), (6, 0));
+        assert!(slot.stats.failed >= 5);
+    }
+
+    #[test]
+    fn an_overflowing_backlog_drops_the_oldest_and_counts_them() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut slot = Slot {
+            sink: Box::new(Flaky {
+                full: full.clone(),
+                got: got.clone(),
+            }),
+            backlog: VecDeque::new(),
+            stats: SinkStats::default(),
+            last_warn: None,
+        };
+        let n = BACKLOG_MAX as u32 + 3;
+        for pid in 1..=n {
+            slot.push(alert(pid), "{}".into());
+        }
+        assert_eq!(slot.stats.dropped, 3);
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        slot.drain();
+        let got = got.lock().expect("lock");
+        assert_eq!(got.first(), Some(&4), "the three oldest were dropped");
+        assert_eq!(got.len(), BACKLOG_MAX);
+    }
+
+    #[test]
+    fn append_whole_never_leaves_half_a_record() {
+        let dir = std::env::temp_dir().join(format!("pw-append-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("a.jsonl");
+        let mut f = open_append(&path).expect("open");
+        append_whole(&mut f, b"{\"a\":1}\n").expect("append");
+        let mut ro = std::fs::File::open(&path).expect("reopen read-only");
+        assert!(
+            append_whole(&mut ro, b"{\"b\":2}\n").is_err(),
+            "a failed write..."
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"a\":1}\n",
+            "...leaves the file as it was"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn severity_is_relative_to_min_score() {

@@ -274,7 +274,11 @@ fn act(args: &[String]) {
 }
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // args_os: a hostile argv (invalid UTF-8) must not crash the actor.
+    let mut args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut wait = false;
     let mut fork = false;
     while let Some(flag) = args.first().filter(|a| a.starts_with("--")).cloned() {
