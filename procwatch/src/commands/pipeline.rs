@@ -94,7 +94,7 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
         {
             warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
         }
-        alert.dump = dump_alert(dir.clone(), limits.clone(), alert.clone()).await;
+        alert.dump = dump_alert(dir.clone(), *limits, alert.clone()).await;
     }
     if kill {
         let target = target.unwrap_or(Err(SignalError::Gone { pid: alert.pid }));
