@@ -340,8 +340,15 @@ impl Engine {
             }
             Decision::BelowThreshold | Decision::AlreadyReported => return None,
         }
-        if p.sha256.is_none() && p.exited.is_none() {
-            p.sha256 = hash_exe(&mut self.hashes, pid);
+        if p.exited.is_none() {
+            if p.sha256.is_none() {
+                p.sha256 = hash_exe(&mut self.hashes, pid);
+            }
+            // A sweep only traces suspicious connections; the alert lists them all.
+            let all = sample::outbound_conns(pid);
+            if !all.is_empty() {
+                p.conns = all;
+            }
         }
         self.counts.alerts += 1;
         let sensor = SensorInfo {

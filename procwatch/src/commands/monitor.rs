@@ -72,7 +72,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut terminate = super::signals::Terminate::install()?;
 
     let started = std::time::Instant::now();
-    let seed = tokio::task::spawn_blocking(sample::sweep_all)
+    let ports = cfg.ports.clone();
+    let seed = tokio::task::spawn_blocking(move || sample::sweep_all(&ports))
         .await
         .unwrap_or_default();
     let flagged = engine.on_samples(seed, started, std::time::Instant::now());
@@ -113,7 +114,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             _ = tick.tick() => {
                 outputs.retry();
                 if sweep.is_none() {
-                    sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(sample::sweep_all)));
+                    let ports = engine.config().ports.clone();
+                    sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(move || sample::sweep_all(&ports))));
                 }
             }
             done = async {

@@ -23,7 +23,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut sweeps = 0u64;
     let stopped = loop {
         let started = std::time::Instant::now();
-        let samples = tokio::task::spawn_blocking(sample::sweep_all)
+        let ports = engine.config().ports.clone();
+        let samples = tokio::task::spawn_blocking(move || sample::sweep_all(&ports))
             .await
             .unwrap_or_default();
         let flagged = engine.on_samples(samples, started, std::time::Instant::now());

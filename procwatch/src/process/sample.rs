@@ -1,15 +1,21 @@
 //! Samples of processes from /proc, taken off the engine's task (a sweep of every process) or
 //! for one process (a recheck), and merged into the table by the engine.
 use std::{
-    collections::HashMap, ffi::OsString, os::unix::ffi::OsStrExt, path::PathBuf, time::Instant,
+    collections::{HashMap, HashSet},
+    ffi::OsString,
+    os::unix::ffi::OsStrExt,
+    path::PathBuf,
+    time::Instant,
 };
 
 use super::{
-    sockets::{self, Conn, ListeningPorts, SocketTable},
+    sockets::{self, Conn, SocketTable},
     stat::{self, StatReader},
     table::{ConnectFact, ExeState, Process},
 };
-use crate::{detect::reverse_shell::is_shell_or_interpreter, sensor::sweep::ReadError};
+use crate::{
+    config::PortSet, detect::reverse_shell::is_shell_or_interpreter, sensor::sweep::ReadError,
+};
 
 /// Longest command line kept (longer ones are cut).
 const CMDLINE_MAX: usize = 32 * 1024;
@@ -58,10 +64,15 @@ pub struct Sample {
     pub wx_maps: Vec<String>,
     /// Network sockets on fds 0-2 of a shell/interpreter (Full only).
     pub stdio_net: Vec<(u8, Option<ConnectFact>)>,
-    /// Outbound connections (Full only).
+    /// Outbound connections (Full only): in a sweep, only those to a port not allowed.
     pub conns: Vec<ConnectFact>,
     /// When it was read.
     pub taken_at: Option<Instant>,
+    /// Network namespace (sweep bookkeeping).
+    netns: Option<u64>,
+    /// Socket inodes on fds 0-2 of a shell/interpreter, resolved against its namespace's
+    /// socket table in the second phase of a sweep.
+    stdio_inodes: Option<[Option<u64>; 3]>,
 }
 
 /// Reads `/proc/PID/exe` and classifies it.
@@ -143,42 +154,39 @@ fn stdio_from(inodes: &[Option<u64>; 3], table: &SocketTable) -> Vec<(u8, Option
     out
 }
 
-/// Per-namespace socket tables, read at most once per sweep.
-#[derive(Default)]
-struct NetCache {
-    tables: HashMap<u64, Option<(SocketTable, ListeningPorts)>>,
-}
-
-impl NetCache {
-    fn for_pid(&mut self, pid: u32) -> Option<&(SocketTable, ListeningPorts)> {
-        let ns = sockets::netns_of(pid)?;
-        self.tables
-            .entry(ns)
-            .or_insert_with(|| {
-                let table = SocketTable::read_for_pid(pid).ok()?;
-                let listening = table.listening_ports();
-                Some((table, listening))
-            })
-            .as_ref()
-    }
-}
-
-/// Reads one process.
+/// Reads one process completely (its own socket table included): for rechecks.
 pub fn take(pid: u32, depth: &Depth) -> Result<Sample, ReadError> {
-    take_with(
-        pid,
-        *depth,
-        &mut StatReader::default(),
-        &mut NetCache::default(),
-    )
+    let mut s = take_with(pid, *depth, &mut StatReader::default())?;
+    if *depth == Depth::Full && !s.kernel_thread && !s.zombie {
+        if let Ok(table) = SocketTable::read_for_pid(pid) {
+            let listening = table.listening_ports();
+            if let Some(inodes) = s.stdio_inodes.take() {
+                s.stdio_net = stdio_from(&inodes, &table);
+            }
+            if let Ok(conns) = sockets::conns_of(pid, &table, &listening) {
+                s.conns = conns.outbound.iter().map(fact).collect();
+            }
+        }
+    }
+    Ok(s)
 }
 
-fn take_with(
-    pid: u32,
-    depth: Depth,
-    reader: &mut StatReader,
-    net: &mut NetCache,
-) -> Result<Sample, ReadError> {
+/// The outbound connections of a live process (for an alert's `conns_outbound` and
+/// `remote_ports`). Cheap when it holds no socket: the socket table is read only if it does.
+pub fn outbound_conns(pid: u32) -> Vec<ConnectFact> {
+    if sockets::socket_inodes(pid).map_or(true, |s| s.is_empty()) {
+        return Vec::new();
+    }
+    let Ok(table) = SocketTable::read_for_pid(pid) else {
+        return Vec::new();
+    };
+    let listening = table.listening_ports();
+    sockets::conns_of(pid, &table, &listening)
+        .map_or_else(|_| Vec::new(), |c| c.outbound.iter().map(fact).collect())
+}
+
+/// Everything from /proc/PID itself (no socket tables).
+fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, ReadError> {
     let (st, status) = reader.both(pid)?;
     let (exe, mut exe_state) = read_exe(pid);
     let cmdline = read_cmdline(pid);
@@ -195,8 +203,6 @@ fn take_with(
         tracer_pid: status.tracer_pid,
         kernel_thread,
         zombie: st.state == b'Z',
-        exe: None,
-        exe_state: ExeState::Unknown,
         cmdline,
         taken_at: Some(Instant::now()),
         ..Sample::default()
@@ -228,18 +234,98 @@ fn take_with(
             .and_then(|e| e.file_name())
             .is_some_and(is_shell_or_interpreter)
             || is_shell_or_interpreter(&s.name);
-        if let Some((table, listening)) = net.for_pid(pid) {
-            if is_shell {
-                s.stdio_net = stdio_from(&sockets::stdio_sockets(pid), table);
-            }
-            if let Ok(conns) = sockets::conns_of(pid, table, listening) {
-                s.conns = conns.outbound.iter().map(fact).collect();
-            }
+        if is_shell {
+            let inodes = sockets::stdio_sockets(pid);
+            s.stdio_inodes = inodes.iter().any(Option::is_some).then_some(inodes);
         }
+        s.netns = sockets::netns_of(pid);
     }
     s.exe = exe;
     s.exe_state = exe_state;
     Ok(s)
+}
+
+/// Reads every process in /proc (vanished ones are skipped). Per-process reads are spread
+/// over the CPUs; then each network namespace's socket table is read once, and only the
+/// outbound connections to ports not in `ports` are traced back to their processes — so a
+/// sweep reads no fd tables at all when nothing is suspicious.
+pub fn sweep_all(ports: &PortSet) -> Vec<Sample> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|&pid| pid != me)
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let chunk = pids.len().div_ceil(workers).max(1);
+    let mut samples: Vec<Sample> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pids
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut reader = StatReader::default();
+                    part.iter()
+                        .filter_map(|&pid| take_with(pid, Depth::Full, &mut reader).ok())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    resolve_sockets(&mut samples, ports);
+    samples
+}
+
+/// Second phase of a sweep: per namespace, one socket table; suspicious outbound connections
+/// traced to their owners; stdio sockets of shells resolved.
+fn resolve_sockets(samples: &mut [Sample], ports: &PortSet) {
+    let mut by_ns: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        if let Some(ns) = s.netns {
+            by_ns.entry(ns).or_default().push(i);
+        }
+    }
+    for members in by_ns.values() {
+        let Some(table) = members
+            .iter()
+            .find_map(|&i| SocketTable::read_for_pid(samples[i].pid).ok())
+        else {
+            continue;
+        };
+        let listening = table.listening_ports();
+        let suspicious: HashMap<u64, &Conn> = table
+            .iter()
+            .filter(|c| {
+                c.inode != 0
+                    && sockets::is_outbound(c, &listening)
+                    && !ports.contains(c.remote.port())
+            })
+            .map(|c| (c.inode, c))
+            .collect();
+        if !suspicious.is_empty() {
+            let inodes: HashSet<u64> = suspicious.keys().copied().collect();
+            let owners = sockets::owners(&inodes, members.iter().map(|&i| samples[i].pid));
+            let index: HashMap<u32, usize> = members.iter().map(|&i| (samples[i].pid, i)).collect();
+            for (inode, pid) in owners {
+                if let (Some(&i), Some(conn)) = (index.get(&pid), suspicious.get(&inode)) {
+                    samples[i].conns.push(fact(conn));
+                }
+            }
+        }
+        for &i in members {
+            if let Some(inodes) = samples[i].stdio_inodes.take() {
+                samples[i].stdio_net = stdio_from(&inodes, &table);
+            }
+        }
+    }
 }
 
 fn read_cmdline(pid: u32) -> Vec<OsString> {
@@ -258,33 +344,6 @@ fn read_cmdline(pid: u32) -> Vec<OsString> {
     body.split(|&b| b == 0)
         .map(crate::text::os_from_bytes)
         .collect()
-}
-
-/// Reads every process in /proc (vanished ones are skipped).
-pub fn sweep_all() -> Vec<Sample> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let mut reader = StatReader::default();
-    let mut net = NetCache::default();
-    let mut out = Vec::with_capacity(1024);
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(s) = take_with(pid, Depth::Full, &mut reader, &mut net) {
-            out.push(s);
-        }
-    }
-    out
 }
 
 /// Copies a sample into the table entry, computing CPU % against the previous sample.
@@ -360,7 +419,7 @@ mod tests {
 
     #[test]
     fn sweep_finds_pid_1_and_skips_itself() {
-        let all = sweep_all();
+        let all = sweep_all(&crate::config::Config::default().ports);
         assert!(all.iter().any(|s| s.pid == 1));
         assert!(all.iter().all(|s| s.pid != std::process::id()));
     }
