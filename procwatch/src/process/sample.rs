@@ -10,15 +10,14 @@ use std::{
 
 use super::{
     sockets::{self, Conn, SocketTable},
-    stat::{self, StatReader},
+    stat::{self, PidDir, StatReader},
     table::{ConnectFact, ExeState, Process},
 };
 use crate::{
-    config::PortSet, detect::reverse_shell::is_shell_or_interpreter, sensor::sweep::ReadError,
+    config::PortSet,
+    detect::reverse_shell::is_shell_or_interpreter,
+    sensor::sweep::{CMDLINE_MAX, ReadError},
 };
-
-/// Longest command line kept (longer ones are cut).
-const CMDLINE_MAX: usize = 32 * 1024;
 
 /// How much of a process to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,15 +156,17 @@ fn stdio_from(inodes: &[Option<u64>; 3], table: &SocketTable) -> Vec<(u8, Option
 /// Reads one process completely (its own socket table included): for rechecks.
 pub fn take(pid: u32, depth: &Depth) -> Result<Sample, ReadError> {
     let mut s = take_with(pid, *depth, &mut StatReader::default())?;
-    if *depth == Depth::Full && !s.kernel_thread && !s.zombie {
-        if let Ok(table) = SocketTable::read_for_pid(pid) {
-            let listening = table.listening_ports();
-            if let Some(inodes) = s.stdio_inodes.take() {
-                s.stdio_net = stdio_from(&inodes, &table);
-            }
-            if let Ok(conns) = sockets::conns_of(pid, &table, &listening) {
-                s.conns = conns.outbound.iter().map(fact).collect();
-            }
+    if *depth == Depth::Full
+        && !s.kernel_thread
+        && !s.zombie
+        && let Ok(table) = SocketTable::read_for_pid(pid)
+    {
+        let listening = table.listening_ports();
+        if let Some(inodes) = s.stdio_inodes.take() {
+            s.stdio_net = stdio_from(&inodes, &table);
+        }
+        if let Ok(conns) = sockets::conns_of(pid, &table, &listening) {
+            s.conns = conns.outbound.iter().map(fact).collect();
         }
     }
     Ok(s)
@@ -187,9 +188,22 @@ pub fn outbound_conns(pid: u32) -> Vec<ConnectFact> {
 
 /// Everything from /proc/PID itself (no socket tables).
 fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, ReadError> {
-    let (st, status) = reader.both(pid)?;
-    let (exe, mut exe_state) = read_exe(pid);
-    let cmdline = read_cmdline(pid);
+    // Every file through one handle of /proc/PID: all of it describes the same process.
+    let dir = PidDir::open(pid)?;
+    let st = reader.stat_in(&dir)?;
+    let status = reader.status_in(&dir)?;
+    let mut buf = Vec::new();
+    let (exe, mut exe_state) = match dir.read_link(c"exe", &mut buf) {
+        Some(link) => {
+            let (path, state) = classify_exe(link);
+            (Some(path), state)
+        }
+        None => (None, ExeState::Unknown),
+    };
+    let cmdline = match dir.read(c"cmdline", "cmdline", &mut buf, CMDLINE_MAX) {
+        Ok(_) => crate::sensor::sweep::split_cmdline(&buf),
+        Err(_) => Vec::new(),
+    };
     let kernel_thread = exe.is_none() && (pid == 2 || st.ppid == 2);
     let mut s = Sample {
         pid,
@@ -326,24 +340,6 @@ fn resolve_sockets(samples: &mut [Sample], ports: &PortSet) {
             }
         }
     }
-}
-
-fn read_cmdline(pid: u32) -> Vec<OsString> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let Ok(f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) else {
-        return Vec::new();
-    };
-    if f.take(CMDLINE_MAX as u64).read_to_end(&mut buf).is_err() {
-        return Vec::new();
-    }
-    let body = buf.strip_suffix(&[0]).unwrap_or(&buf);
-    if body.is_empty() {
-        return Vec::new();
-    }
-    body.split(|&b| b == 0)
-        .map(crate::text::os_from_bytes)
-        .collect()
 }
 
 /// Copies a sample into the table entry, computing CPU % against the previous sample.

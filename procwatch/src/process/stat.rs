@@ -29,6 +29,8 @@ use tracing::debug;
 pub use crate::sensor::sweep::ReadError;
 use crate::text::{os_from_bytes, path_from_bytes};
 
+/// Longest link target read (PATH_MAX).
+const LINK_MAX: usize = 4096;
 /// stat and status are a few KiB; everything procwatch reads is in the first lines.
 const SMALL_FILE_MAX: usize = 16 * 1024;
 /// Chunk size for streamed files (maps, net/tcp): large enough for few read syscalls.
@@ -131,7 +133,8 @@ impl StatReader {
         Ok((self.stat_in(&dir)?, self.status_in(&dir)?))
     }
 
-    fn stat_in(&mut self, dir: &PidDir) -> Result<ProcStat, ReadError> {
+    /// stat of the process behind an open `/proc/<pid>` handle.
+    pub(crate) fn stat_in(&mut self, dir: &PidDir) -> Result<ProcStat, ReadError> {
         dir.read(c"stat", "stat", &mut self.buf, SMALL_FILE_MAX)?;
         let f = parse_stat(&self.buf).ok_or_else(|| dir.malformed("stat"))?;
         Ok(ProcStat {
@@ -145,7 +148,8 @@ impl StatReader {
         })
     }
 
-    fn status_in(&mut self, dir: &PidDir) -> Result<ProcStatus, ReadError> {
+    /// status of the process behind an open `/proc/<pid>` handle.
+    pub(crate) fn status_in(&mut self, dir: &PidDir) -> Result<ProcStatus, ReadError> {
         dir.read(c"status", "status", &mut self.buf, SMALL_FILE_MAX)?;
         parse_status(&self.buf).ok_or_else(|| dir.malformed("status"))
     }
@@ -494,6 +498,13 @@ impl PidDir {
         let truncated = buf.len() > limit;
         buf.truncate(limit);
         Ok(truncated)
+    }
+
+    /// The target of a link in the directory (`exe`, `cwd`); `None` when it cannot be read.
+    pub(crate) fn read_link(&self, name: &CStr, buf: &mut Vec<u8>) -> Option<std::path::PathBuf> {
+        buf.resize(LINK_MAX, 0);
+        let n = read_link_at(Some(&self.fd), name, buf).ok()?;
+        buf.get(..n).map(crate::text::path_from_bytes)
     }
 
     /// True while the process still exists (a zombie counts), checked through this handle.

@@ -6,13 +6,9 @@
 //! (or goes while it is read) is [`ReadError::Vanished`], which callers skip.
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    ffi::{CStr, OsString},
-    fs::File,
-    io::{self, Read, Write},
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
+    ffi::OsString,
+    io,
+    os::unix::ffi::OsStrExt,
     path::PathBuf,
     sync::Arc,
     time::Duration,
@@ -32,17 +28,14 @@ use super::{
 };
 use crate::{
     clock,
-    text::{os_from_bytes, path_from_bytes},
+    process::stat::{PidDir, StatReader, parse_u64},
+    text::os_from_bytes,
 };
 
 /// The uid/gid reported when it could not be read (the kernel's `INVALID_UID`, `(uid_t)-1`).
 pub const INVALID_ID: u32 = u32::MAX;
 /// At most this many bytes of a command line are read; longer ones are marked truncated.
 pub const CMDLINE_MAX: usize = 32 * 1024;
-/// stat and status are a few KiB; the fields procwatch reads are in the first lines.
-const SMALL_FILE_MAX: usize = 16 * 1024;
-/// readlink of /proc/<pid>/exe fails with ENAMETOOLONG past a page, so this always fits.
-const LINK_MAX: usize = 4096 + 1;
 /// Cap on the per-generation "seen by the connector" sets; beyond it the sweeper may report a
 /// process twice, never miss one.
 const SEEN_CAP: usize = 1 << 17;
@@ -128,6 +121,7 @@ pub struct ProcessInfo {
 /// Reads processes from /proc, reusing its buffers between calls.
 #[derive(Debug, Default)]
 pub struct ProcReader {
+    stat: StatReader,
     buf: Vec<u8>,
     link: Vec<u8>,
 }
@@ -205,174 +199,20 @@ impl ProcReader {
     }
 
     fn identity(&mut self, dir: &PidDir) -> Result<Identity, ReadError> {
-        let malformed = |file| ReadError::Malformed { pid: dir.pid, file };
-        dir.read(c"stat", "stat", &mut self.buf, SMALL_FILE_MAX)?;
-        let stat = parse_stat(&self.buf).ok_or(malformed("stat"))?;
-        let comm = os_from_bytes(stat.comm);
-        let (ppid, start_ticks) = (stat.ppid, stat.start_ticks);
-        dir.read(c"status", "status", &mut self.buf, SMALL_FILE_MAX)?;
-        let (uid, gid) = parse_status_ids(&self.buf).ok_or(malformed("status"))?;
+        let stat = self.stat.stat_in(dir)?;
+        let status = self.stat.status_in(dir)?;
         Ok(Identity {
-            ppid,
-            uid,
-            gid,
-            comm,
-            start_ticks,
+            ppid: stat.ppid,
+            uid: status.uid,
+            gid: status.gid,
+            comm: stat.comm,
+            start_ticks: stat.start_ticks,
         })
     }
 }
 
-/// An open `/proc/<pid>` directory.
-struct PidDir {
-    fd: OwnedFd,
-    pid: u32,
-}
-
-fn classify(pid: u32, file: &'static str, e: io::Error) -> ReadError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ESRCH) => ReadError::Vanished { pid },
-        _ => ReadError::Io {
-            pid,
-            file,
-            source: e,
-        },
-    }
-}
-
-impl PidDir {
-    fn open(pid: u32) -> Result<Self, ReadError> {
-        // "/proc/4294967295\0" is 17 bytes: formatting into the stack buffer cannot fail.
-        let mut path = [0u8; 24];
-        let _ = write!(&mut path[..], "/proc/{pid}\0");
-        let path = CStr::from_bytes_until_nul(&path).map_err(|_| ReadError::Vanished { pid })?;
-        // SAFETY: NUL-terminated path; the result is checked before use.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(classify(pid, "", io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Self { fd, pid })
-    }
-
-    /// Reads `name` into `buf` (cleared first), at most `limit` bytes; true when cut.
-    fn read(
-        &self,
-        name: &CStr,
-        file: &'static str,
-        buf: &mut Vec<u8>,
-        limit: usize,
-    ) -> Result<bool, ReadError> {
-        buf.clear();
-        // SAFETY: valid directory fd and NUL-terminated name; the result is checked.
-        let raw = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(classify(self.pid, file, io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor owned by nobody else.
-        let f = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-        f.take(limit as u64 + 1)
-            .read_to_end(buf)
-            .map_err(|e| classify(self.pid, file, e))?;
-        let truncated = buf.len() > limit;
-        buf.truncate(limit);
-        Ok(truncated)
-    }
-
-    /// The target of a symlink in the directory; `None` when it cannot be read.
-    fn read_link(&self, name: &CStr, buf: &mut Vec<u8>) -> Option<PathBuf> {
-        buf.resize(LINK_MAX, 0);
-        // SAFETY: valid directory fd, NUL-terminated name, buffer of `buf.len()` bytes.
-        let n = unsafe {
-            libc::readlinkat(
-                self.fd.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        let n = usize::try_from(n).ok()?;
-        buf.get(..n).map(path_from_bytes)
-    }
-}
-
-/// The fields of /proc/<pid>/stat procwatch uses.
-#[derive(Debug, PartialEq, Eq)]
-struct Stat<'a> {
-    comm: &'a [u8],
-    ppid: u32,
-    start_ticks: u64,
-}
-
-/// Parses /proc/<pid>/stat. comm may hold anything (spaces, parentheses, newlines), so it is
-/// taken between the first '(' and the *last* ')'.
-fn parse_stat(buf: &[u8]) -> Option<Stat<'_>> {
-    let open = buf.iter().position(|&b| b == b'(')?;
-    let close = buf.iter().rposition(|&b| b == b')')?;
-    let comm = buf.get(open + 1..close)?;
-    let mut fields = buf
-        .get(close + 1..)?
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty());
-    // After comm: state(3) ppid(4) ... starttime(22), numbered as in proc(5).
-    let _state = fields.next()?;
-    let ppid = u32::try_from(parse_u64(fields.next()?)?).ok()?;
-    let start_ticks = parse_u64(fields.nth(17)?)?;
-    Some(Stat {
-        comm,
-        ppid,
-        start_ticks,
-    })
-}
-
-/// Real uid and gid from /proc/<pid>/status. The *last* `Uid:`/`Gid:` lines count: they follow
-/// the `Name:` line, so a comm forging such a line could only come before them.
-fn parse_status_ids(buf: &[u8]) -> Option<(u32, u32)> {
-    let mut uid = None;
-    let mut gid = None;
-    for line in buf.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(b"Uid:") {
-            uid = first_number(rest);
-        } else if let Some(rest) = line.strip_prefix(b"Gid:") {
-            gid = first_number(rest);
-        }
-    }
-    Some((uid?, gid?))
-}
-
-fn first_number(fields: &[u8]) -> Option<u32> {
-    let field = fields
-        .split(|b| b.is_ascii_whitespace())
-        .find(|f| !f.is_empty())?;
-    u32::try_from(parse_u64(field)?).ok()
-}
-
-/// A decimal number, without allocating; `None` on anything else or overflow.
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
 /// Splits /proc/<pid>/cmdline on NULs (one trailing NUL ends the last argument).
-fn split_cmdline(bytes: &[u8]) -> Vec<OsString> {
+pub(crate) fn split_cmdline(bytes: &[u8]) -> Vec<OsString> {
     if bytes.is_empty() {
         return Vec::new();
     }
@@ -651,34 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn stat_with_hostile_comm() {
-        let line =
-            b"42 (a) b (c\n) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        let s = parse_stat(line).expect("parses");
-        assert_eq!(s.comm, b"a) b (c\n");
-        assert_eq!((s.ppid, s.start_ticks), (7, 98765));
-        assert_eq!(parse_stat(b"42 (abc S 7"), None);
-        assert_eq!(parse_stat(b"42 (abc) S"), None);
-        assert_eq!(parse_stat(b""), None);
-        assert_eq!(parse_stat(b")("), None);
-    }
-
-    #[test]
-    fn status_ids_take_the_real_ids_and_the_last_lines() {
-        let status =
-            b"Name:\tx\nUid:\t0\t0\t0\t0\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t100\t5\t5\t5\n";
-        assert_eq!(parse_status_ids(status), Some((1000, 100)));
-        assert_eq!(parse_status_ids(b"Name:\tx\nUid:\t1\n"), None);
-        assert_eq!(parse_status_ids(b"Uid:\tx\nGid:\t1\n"), None);
-    }
-
-    #[test]
-    fn numbers_and_cmdline() {
-        assert_eq!(parse_u64(b"0"), Some(0));
-        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_u64(b"18446744073709551616"), None);
-        assert_eq!(parse_u64(b"-1"), None);
-        assert_eq!(parse_u64(b""), None);
+    fn cmdline_splits_on_nul() {
         assert_eq!(
             split_cmdline(b"/bin/ls\0-l\0\0x\0"),
             ["/bin/ls", "-l", "", "x"]
@@ -758,7 +571,7 @@ mod tests {
     fn sweep_events_with_hostile_names_stay_one_json_line() {
         let mut p = info(9, 1);
         p.comm = os_from_bytes(b"ev\nil\x1b[2J\xff");
-        p.exe = Some(path_from_bytes(b"/tmp/\xfe\n"));
+        p.exe = Some(crate::text::path_from_bytes(b"/tmp/\xfe\n"));
         p.cmdline = vec![os_from_bytes(b"a\"b\n")];
         for e in [sweep_exec(&p, 5), sweep_exit(&p, 5)] {
             let line = serde_json::to_string(&e).expect("json");
