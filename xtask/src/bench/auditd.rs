@@ -111,6 +111,7 @@ fn has_never_task(rules: &[String]) -> bool {
 #[derive(Debug)]
 pub struct Baseline {
     settings: BTreeMap<String, String>,
+    rules_before: Vec<String>,
     added_never_task: bool,
     /// Set once auditd ran: from then on new tasks get audit contexts unless `never,task`.
     pub auditd_ran: Cell<bool>,
@@ -122,6 +123,7 @@ impl Baseline {
     pub fn prepare() -> Baseline {
         let mut b = Baseline {
             settings: BTreeMap::new(),
+            rules_before: Vec::new(),
             added_never_task: false,
             auditd_ran: Cell::new(false),
             unavailable: None,
@@ -152,6 +154,7 @@ impl Baseline {
             );
         }
         b.settings = settings;
+        b.rules_before = rules;
         b
     }
 
@@ -178,17 +181,28 @@ impl Baseline {
         auditctl(&args)
     }
 
-    /// For the report: what the bench did to the audit state.
+    /// For the report: how the audit state was handled.
     pub fn note(&self) -> String {
-        if self.added_never_task && self.auditd_ran.get() {
-            "The audit rule `-a never,task` was left loaded: after auditd has run, the kernel \
-             gives every new task an audit context (the slower system-call path) until \
-             reboot; with this rule new tasks are back on the fast path. `auditctl -D` removes \
-             it."
-            .into()
-        } else {
-            String::new()
+        if let Some(why) = &self.unavailable {
+            return format!("auditd was not measured: {why}");
         }
+        let mut note = String::from(
+            "Once audit has been enabled, the kernel gives every task forked afterwards an \
+             audit context, which puts it on the slower system-call path until reboot, rules \
+             or not. So that the other rows are measured on the fast path (as on a machine \
+             that never ran auditd), the rule `-a never,task` is loaded whenever auditd is not \
+             being measured.",
+        );
+        if self.added_never_task && self.auditd_ran.get() {
+            note += " It was left loaded at the end, keeping new tasks on the fast path \
+                     (`auditctl -D` removes it).";
+        } else if self.rules_before.len() == 1 && has_never_task(&self.rules_before) {
+            note += " It was already loaded before the bench.";
+        } else if !self.added_never_task {
+            note += " The machine had other audit rules loaded before the bench; they were \
+                     kept, so the baselines may include audit's slow path.";
+        }
+        note
     }
 }
 

@@ -27,7 +27,8 @@ the median of each round's ratio to that round's run without a monitor. *system 
 CPUs (100 % = every CPU busy) from /proc/stat over the storm. *monitor CPU*: utime+stime of \
 the monitor's processes (auditd: auditd plus the kauditd kernel thread) from the start of the \
 storm until the monitor has worked off its backlog; `%` is of one CPU over the storm, `µs/exec` \
-divides by the execs made. Work the BPF programs do runs in the traced tasks and shows in \
+divides by the execs made; procwatch handles every event on the machine, so other processes' \
+activity is included, most visibly at 400/s. Work the BPF programs do runs in the traced tasks and shows in \
 *system busy %* and the exec rate, not in *monitor CPU*. *captured / made* and *lost* are from \
 the round with the most loss: `procwatch monitor` counts every exec on the machine \
 (`sensor.received.exec` of its SIGTERM summary, marked `*`) and *lost* is the kernel's \

@@ -380,17 +380,18 @@ pub fn command(options: &Options) -> Result<u8> {
             .to_owned(),
     ];
     if let Some(audit) = &env.audit {
-        let n = audit.note();
-        if !n.is_empty() {
-            notes.push(n);
-        }
+        notes.push(audit.note());
     }
     let targets = report::targets(&findings);
     print!(
         "\n## Targets\n\n{}",
         report::targets_table(&targets).render()
     );
-    let header = header(&plan, started);
+    let mut header = header(&plan, started);
+    if !options.only.is_empty() {
+        let list: Vec<String> = options.only.iter().map(u8::to_string).collect();
+        header.mode += &format!("; only workloads {}", list.join(", "));
+    }
     let doc = report::document(&header, &sections, &targets, &notes);
     let path = sh::workspace_root().join("docs/BENCHMARKS.md");
     fs::write(&path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
