@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: developer tasks for procwatch. std only; each command is a module
 //! with a `command(...) -> Result<exit code>` entry point.
+mod bench;
 mod build_ebpf;
 mod lint;
 mod run;
@@ -21,16 +22,26 @@ commands:
                        e.g. `cargo xtask run -- monitor`
   test                 (root) setup, then build and test the whole workspace
   lint                 rustfmt, clippy -D warnings on the host crates and on the eBPF crate
+  bench [--quick] [--only N,M] [--runs K]
+                       (root) procwatch vs no monitor, auditd and bpftrace on six workloads
+                       (1 exec storm, 2 connect storm, 3 syscall overhead, 4 alert latency,
+                       5 short-lived recall, 6 scan); tables on stdout and in
+                       docs/BENCHMARKS.md. --quick: short runs for development
 ";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq)]
 enum Task {
-    Setup { dry_run: bool },
+    Setup {
+        dry_run: bool,
+    },
     BuildEbpf,
     Run(Vec<OsString>),
     Test,
     Lint,
+    Bench(bench::Options),
+    /// Hidden: a load generator started by `bench`.
+    BenchWorker(Vec<OsString>),
     Help,
 }
 
@@ -47,6 +58,9 @@ fn parse(args: Vec<OsString>) -> Result<Task, String> {
         }
         return Ok(Task::Run(rest));
     }
+    if name == "bench-worker" {
+        return Ok(Task::BenchWorker(args.collect()));
+    }
     let flags: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
     let task = match name.as_str() {
         "setup" => {
@@ -55,6 +69,11 @@ fn parse(args: Vec<OsString>) -> Result<Task, String> {
                 return Err(format!("unknown option for setup: {other}\n\n{USAGE}"));
             }
             return Ok(Task::Setup { dry_run });
+        }
+        "bench" => {
+            return bench::Options::parse(&flags)
+                .map(Task::Bench)
+                .map_err(|e| format!("{e}\n\n{USAGE}"));
         }
         "build-ebpf" => Task::BuildEbpf,
         "test" => Task::Test,
@@ -83,6 +102,8 @@ fn main() -> ExitCode {
         Task::Run(args) => ("run", run::command(&args)),
         Task::Test => ("test", test::command()),
         Task::Lint => ("lint", lint::command()),
+        Task::Bench(options) => ("bench", bench::command(&options)),
+        Task::BenchWorker(args) => ("bench-worker", bench::worker::command(&args)),
         Task::Help => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -126,6 +147,19 @@ mod tests {
         );
         assert_eq!(parse(args(&["test"])), Ok(Task::Test));
         assert!(parse(args(&["test", "--dry-run"])).is_err());
-        assert!(parse(args(&["bench"])).is_err());
+        assert_eq!(
+            parse(args(&["bench"])),
+            Ok(Task::Bench(bench::Options::default()))
+        );
+        assert!(matches!(
+            parse(args(&["bench", "--quick", "--only", "1,4"])),
+            Ok(Task::Bench(bench::Options { quick: true, .. }))
+        ));
+        assert!(parse(args(&["bench", "--only", "9"])).is_err());
+        assert_eq!(
+            parse(args(&["bench-worker", "exec", "--rate", "400"])),
+            Ok(Task::BenchWorker(args(&["exec", "--rate", "400"])))
+        );
+        assert!(parse(args(&["nonsense"])).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub fn command(args: &[OsString]) -> Result<u8> {
 }
 
 /// The workspace's target directory, as cargo resolves it (CARGO_TARGET_DIR, config, default).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let json = sh::output(sh::cargo().args(["metadata", "--no-deps", "--format-version", "1"]))
         .ok_or("`cargo metadata` failed; run it to see why")?;
     json_string_field(&json, "target_directory")

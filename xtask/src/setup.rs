@@ -15,6 +15,7 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("rsyslog", "syslog sink tests"),
     ("auditd", "benchmarks: auditd as a peer"),
     ("bpftrace", "benchmarks and cross-checks of the probes"),
+    ("procps", "benchmarks: `ps` as the scan baseline"),
 ];
 
 /// Where tracefs is mounted on current kernels.

@@ -1,0 +1,125 @@
+//! Workload 3: what a traced system call costs, mprotect (never W+X) and getppid.
+use super::{
+    Env, Plan,
+    exec_storm::{failure_notes, rounds},
+    measure::Sample,
+    monitors::{self, Monitor},
+    report::{self, Findings, Section, Table},
+};
+use crate::sh::Result;
+
+const MONITORS: [Monitor; 5] = [
+    Monitor::None,
+    Monitor::Procwatch,
+    Monitor::Auditd,
+    Monitor::Bpftrace,
+    Monitor::Bare,
+];
+
+const HOW: &str = "A generator process (`xtask bench-worker syscalls`, started after the \
+monitor) makes the calls with raw `syscall` instructions in a loop timed with a monotonic \
+clock, after 10,000 warm-up calls: `mprotect(page, 4096, PROT_READ)` on a page of its own \
+(never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no monitor \
+traces. Enabling any syscall tracepoint moves every task onto the kernel's slower syscall \
+entry path, so getppid measures that cost alone. auditd must record every mprotect to see a \
+W+X one (audit cannot filter on the flag bits). *bare tracepoint* counts connect and mprotect \
+calls in a per-CPU map and nothing else. Medians over the rounds; `vs none` is the median of \
+each round's ratio minus one.";
+
+pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
+    let mut section = Section::new(
+        3,
+        &format!(
+            "Syscall overhead ({} calls each)",
+            thousands(plan.syscall_calls)
+        ),
+        HOW,
+    );
+    let args = vec![
+        "syscalls".to_owned(),
+        "--count".into(),
+        plan.syscall_calls.to_string(),
+    ];
+    let series = rounds(plan, &MONITORS, "syscall overhead", |m| {
+        let meas = monitors::measure(env, m, &args)?;
+        let mut s = Sample::new();
+        for key in ["mprotect_ns", "getppid_ns"] {
+            let v = meas
+                .result
+                .get(key)
+                .copied()
+                .ok_or_else(|| format!("the worker reported no {key}"))?;
+            s.insert(key, v);
+        }
+        Ok(s)
+    })?;
+    let none = &series[&Monitor::None];
+    let mut table = Table::new(&[
+        "monitor",
+        "mprotect ns/call",
+        "mprotect vs none",
+        "getppid ns/call",
+        "getppid vs none",
+    ]);
+    for (m, s) in &series {
+        let (failed, first) = s.failures();
+        if failed == s.runs.len() {
+            table.row(vec![
+                m.label().into(),
+                format!("failed: {}", first.unwrap_or("")),
+            ]);
+            continue;
+        }
+        let vs = |key: &str| {
+            if *m == Monitor::None {
+                "—".into()
+            } else {
+                report::change(s.ratio(none, key).map(|r| r - 1.0))
+            }
+        };
+        table.row(vec![
+            m.label().into(),
+            report::num(s.median("mprotect_ns"), 1),
+            vs("mprotect_ns"),
+            report::num(s.median("getppid_ns"), 1),
+            vs("getppid_ns"),
+        ]);
+    }
+    section.tables.push((String::new(), table));
+    section
+        .notes
+        .extend(failure_notes("syscall overhead", &series));
+    let over = |m: Monitor, key: &str| series[&m].ratio(none, key).map(|r| r - 1.0);
+    findings.mprotect = Some((
+        over(Monitor::Procwatch, "mprotect_ns"),
+        over(Monitor::Bare, "mprotect_ns"),
+    ));
+    findings.getppid = Some((
+        over(Monitor::Procwatch, "getppid_ns"),
+        over(Monitor::Bare, "getppid_ns"),
+    ));
+    Ok(section)
+}
+
+/// `1000000` as `1,000,000`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands() {
+        assert_eq!(super::thousands(1_000_000), "1,000,000");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+    }
+}
