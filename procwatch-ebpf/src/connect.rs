@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use procwatch_common::{AF_INET, AF_INET6, ConnectEvent, kind};
 
-use crate::emit::{current, fill_header, is_self, reserve};
+use crate::emit::{self, current, fill_header, is_self, reserve};
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -59,6 +59,6 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
             addr.wrapping_add(addr_offset).cast(),
         );
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Bulk);
     Ok(())
 }

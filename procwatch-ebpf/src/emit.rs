@@ -7,6 +7,34 @@ use procwatch_common::{COMM_LEN, EventHeader, config};
 
 use crate::maps::{CONFIG, EVENTS, LOST};
 
+/// `bpf_ringbuf_submit` flags and `bpf_ringbuf_query` selector (uapi bpf.h).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Unread bytes past which even a bulk event wakes the reader (the ring holds 8 MiB).
+const WAKE_AT_BYTES: u64 = 512 * 1024;
+
+/// How soon the reader must see an event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// exec/fork/exit/connect: the reader drains every few milliseconds anyway, so no wakeup
+    /// per record (on a VM every wakeup is an interrupt that traps to the hypervisor).
+    Bulk,
+    /// ptrace, W+X, memfd: rare and security-critical; wake the reader now.
+    Urgent,
+}
+
+/// Commits a reserved record, waking the reader only when it matters.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>, urgency: Urgency) {
+    let flags = if urgency == Urgency::Urgent || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
+}
+
 /// Reads one `CONFIG` slot; 0 when unset.
 #[inline(always)]
 pub fn config(slot: u32) -> u64 {

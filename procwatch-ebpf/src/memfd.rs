@@ -2,7 +2,7 @@
 use aya_ebpf::{helpers::generated, macros::tracepoint, programs::TracePointContext};
 use procwatch_common::{MEMFD_NAME_LEN, MemfdEvent, kind};
 
-use crate::emit::{current, fill_header, is_self, reserve};
+use crate::emit::{self, current, fill_header, is_self, reserve};
 
 #[tracepoint]
 pub fn sys_enter_memfd_create(ctx: TracePointContext) -> u32 {
@@ -35,6 +35,6 @@ fn try_memfd(ctx: &TracePointContext) -> Result<(), i64> {
         );
         (*e).name_len = if n > 0 { (n - 1) as u32 } else { 0 };
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Urgent);
     Ok(())
 }

@@ -164,7 +164,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Bulk);
     Ok(())
 }
 
@@ -264,7 +264,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         (*e).parent_tgid = tgid;
         (*e).child_tgid = child;
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Bulk);
     Ok(())
 }
 
@@ -324,6 +324,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Bulk);
     Ok(())
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use procwatch_common::{PTRACE_ATTACH, PTRACE_SEIZE, PtraceEvent, config, kind};
 
 use crate::{
-    emit::{current, fill_header, is_self, reserve},
+    emit::{self, current, fill_header, is_self, reserve},
     policy,
 };
 
@@ -45,6 +45,6 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
         (*e).request = request;
         (*e).target_pid = target;
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Urgent);
     Ok(())
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use procwatch_common::{PROT_EXEC, PROT_WRITE, WxMemEvent, config, kind, wx_syscall};
 
 use crate::{
-    emit::{current, fill_header, is_self, reserve},
+    emit::{self, current, fill_header, is_self, reserve},
     policy,
 };
 
@@ -65,6 +65,6 @@ fn try_wx(ctx: &TracePointContext, syscall: u32, extra_offset: Option<usize>) ->
         (*e).prot = prot;
         (*e).flags = extra;
     }
-    entry.submit(0);
+    emit::submit(entry, emit::Urgency::Urgent);
     Ok(())
 }

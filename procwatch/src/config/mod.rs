@@ -235,7 +235,7 @@ impl Default for Config {
                 .collect(),
             sweep_interval: Duration::from_secs(5),
             cpu_window: Duration::from_secs(5),
-            exited_grace: Duration::from_secs(30),
+            exited_grace: Duration::from_secs(5),
             max_processes: 65536,
             enforce: Enforce::default(),
             dump: Dump::default(),

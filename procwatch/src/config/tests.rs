@@ -97,7 +97,7 @@ fn defaults_match_the_readme_and_issue() {
     );
     assert_eq!(c.sweep_interval, Duration::from_secs(5));
     assert_eq!(c.cpu_window, Duration::from_secs(5));
-    assert_eq!(c.exited_grace, Duration::from_secs(30));
+    assert_eq!(c.exited_grace, Duration::from_secs(5));
     assert_eq!(c.max_processes, 65536);
     assert!(!c.enforce.ptrace && !c.enforce.wx_mem && c.enforce.allow_exe_paths.is_empty());
     assert_eq!(c.dump.max_exe_bytes, 104_857_600);

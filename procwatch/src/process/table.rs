@@ -299,12 +299,21 @@ impl ProcessTable {
         p
     }
 
-    /// Marks `pid` exited; it is dropped after the grace period.
+    /// Marks `pid` exited; it is dropped after the grace period. What only a live process
+    /// needs (facts, samples) goes now: an exec storm keeps thousands of exited entries.
     pub fn mark_exited(&mut self, pid: u32, now: Instant) {
         if let Some(p) = self.procs.get_mut(&pid)
             && p.exited.is_none()
         {
             p.exited = Some(now);
+            p.wx_events = Vec::new();
+            p.wx_maps = Vec::new();
+            p.ptrace_events = Vec::new();
+            p.connects = Vec::new();
+            p.conns = Vec::new();
+            p.stdio_net = Vec::new();
+            p.memfds = Vec::new();
+            p.cwd = None;
             self.exited.push_back((pid, now));
         }
     }
@@ -320,6 +329,13 @@ impl ProcessTable {
             if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) {
                 self.procs.remove(&pid);
             }
+        }
+        // A burst grows the map; give the memory back once it has passed.
+        if self.procs.capacity() > 4 * self.procs.len().max(256) {
+            self.procs.shrink_to(2 * self.procs.len());
+        }
+        if self.exited.capacity() > 4 * self.exited.len().max(256) {
+            self.exited.shrink_to(2 * self.exited.len());
         }
     }
 
@@ -393,6 +409,28 @@ mod tests {
         assert_eq!(t.len(), 100);
         assert_eq!(t.evicted(), 9_900);
         assert!(t.get(10_000).is_some(), "the newest process is kept");
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_burst() {
+        let now = Instant::now();
+        let mut t = ProcessTable::new(100_000, Duration::from_secs(1));
+        for pid in 1..=20_000 {
+            t.entry(pid, 0, SensorKind::Ebpf, now)
+                .connects
+                .push(ConnectFact {
+                    addr: IpAddr::from([1, 1, 1, 1]),
+                    port: 1,
+                });
+            t.mark_exited(pid, now);
+        }
+        assert!(
+            t.get(7).is_some_and(|p| p.connects.is_empty()),
+            "facts go at exit"
+        );
+        t.expire(now + Duration::from_secs(2));
+        assert!(t.is_empty());
+        assert!(t.procs.capacity() < 4096, "capacity {}", t.procs.capacity());
     }
 
     #[test]

@@ -26,6 +26,10 @@ use super::{
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
 
+/// How often the reader drains records the kernel submitted without waking it (exec, fork,
+/// exit, connect). Urgent kinds (ptrace, W+X, memfd) and a filling ring wake it at once.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(2);
+
 /// Default ring buffer size: room for several thousand exec records between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
 
@@ -381,8 +385,16 @@ async fn read_loop(
 ) {
     let mut loss_poll = tokio::time::interval(Duration::from_millis(500));
     loss_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Bulk events are submitted without a wakeup: drain them on this beat.
+    let mut beat = tokio::time::interval(DRAIN_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                if !drain(fd.get_mut(), &tx, &stats).await {
+                    break;
+                }
+            }
             guard = fd.readable_mut() => {
                 let mut guard = match guard {
                     Ok(g) => g,
