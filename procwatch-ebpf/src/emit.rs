@@ -7,32 +7,29 @@ use procwatch_common::{COMM_LEN, EventHeader, config};
 
 use crate::maps::{CONFIG, EVENTS, LOST};
 
-/// `bpf_ringbuf_submit` flags and `bpf_ringbuf_query` selector (uapi bpf.h).
-const BPF_RB_NO_WAKEUP: u64 = 1;
+/// `bpf_ringbuf_submit` flag (uapi bpf.h): wake the reader whatever its position.
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
-/// Unread bytes past which even a bulk event wakes the reader (the ring holds 8 MiB).
-const WAKE_AT_BYTES: u64 = 512 * 1024;
 
 /// How soon the reader must see an event.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
-    /// exec/fork/exit/connect: the reader drains every few milliseconds anyway, so no wakeup
-    /// per record (on a VM every wakeup is an interrupt that traps to the hypervisor).
+    /// exec/fork/exit/connect: the kernel's adaptive notification wakes the reader only when
+    /// it has caught up (nothing unread); the reader then waits a moment so a batch collects,
+    /// so a storm costs a wakeup per batch, not per record (on a VM each wakeup is an
+    /// interrupt that traps to the hypervisor).
     Bulk,
     /// ptrace, W+X, memfd: rare and security-critical; wake the reader now.
     Urgent,
 }
 
-/// Commits a reserved record, waking the reader only when it matters.
+/// Commits a reserved record, waking the reader as `urgency` says.
 #[inline(always)]
 pub fn submit<T>(entry: RingBufEntry<T>, urgency: Urgency) {
-    let flags = if urgency == Urgency::Urgent || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_AT_BYTES {
+    entry.submit(if urgency == Urgency::Urgent {
         BPF_RB_FORCE_WAKEUP
     } else {
-        BPF_RB_NO_WAKEUP
-    };
-    entry.submit(flags);
+        0
+    });
 }
 
 /// Reads one `CONFIG` slot; 0 when unset.

@@ -24,8 +24,10 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs the sensor reader and the engine: hand-offs between them stay on that
+    // thread instead of waking another one per batch (a futex round trip, and on a VM a trap
+    // to the hypervisor). Blocking work (sweeps, dumps) has its own pool; sinks their thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -26,9 +26,9 @@ use super::{
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
 
-/// How often the reader drains records the kernel submitted without waking it (exec, fork,
-/// exit, connect). Urgent kinds (ptrace, W+X, memfd) and a filling ring wake it at once.
-pub const DRAIN_EVERY: Duration = Duration::from_millis(2);
+/// The reader drains at most once per this interval: in a storm, wakeups are bounded by it;
+/// an event after a quiet spell is read at once.
+pub const BATCH_DELAY: Duration = Duration::from_millis(1);
 
 /// Default ring buffer size: room for several thousand exec records between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
@@ -385,16 +385,9 @@ async fn read_loop(
 ) {
     let mut loss_poll = tokio::time::interval(Duration::from_millis(500));
     loss_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Bulk events are submitted without a wakeup: drain them on this beat.
-    let mut beat = tokio::time::interval(DRAIN_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_drain = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = beat.tick() => {
-                if !drain(fd.get_mut(), &tx, &stats).await {
-                    break;
-                }
-            }
             guard = fd.readable_mut() => {
                 let mut guard = match guard {
                     Ok(g) => g,
@@ -403,7 +396,13 @@ async fn read_loop(
                         break;
                     }
                 };
-                if !drain(guard.get_inner_mut(), &tx, &stats).await {
+                // At most one drain per BATCH_DELAY: in a storm a batch collects meanwhile
+                // (records submitted then do not wake us again: the kernel wakes a reader only
+                // once it has caught up); sparse events are read at once.
+                tokio::time::sleep_until(last_drain + BATCH_DELAY).await;
+                let ok = drain(guard.get_inner_mut(), &tx, &stats).await.is_some();
+                last_drain = tokio::time::Instant::now();
+                if !ok {
                     break;
                 }
                 guard.clear_ready();
@@ -417,10 +416,16 @@ async fn read_loop(
     refresh_lost(&lost, &stats);
 }
 
-/// Decodes every record available now. Returns false when the consumer has gone away.
-async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &SensorStats) -> bool {
+/// Decodes every record available now and returns how many, or `None` when the consumer has
+/// gone away.
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<Event>,
+    stats: &SensorStats,
+) -> Option<usize> {
     // Decode under the ring borrow, send after: a send may wait for the consumer.
     let mut batch = Vec::new();
+    let mut total = 0;
     loop {
         while let Some(item) = ring.next() {
             batch.extend(decode_counted(&item, stats));
@@ -429,12 +434,13 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Se
             }
         }
         if batch.is_empty() {
-            return true;
+            return Some(total);
         }
+        total += batch.len();
         for event in batch.drain(..) {
             let kind = event.kind();
             if tx.send(event).await.is_err() {
-                return false;
+                return None;
             }
             stats.received(kind);
         }
