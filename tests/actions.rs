@@ -16,7 +16,7 @@ use procwatch_tests::{
 const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 /// `sh` that waits for a line on stdin, then execs `program args` (same pid): the scope pid is

@@ -25,7 +25,7 @@ fn benign_mix_makes_no_alert_at_default_config() {
     require_root!();
     let before = pids_now();
     let m = Monitor::start("", &[]);
-    let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "benign");
+    let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "benign");
     let sh = |script: &str| {
         let status = Command::new("/bin/sh")
             .args(["-c", script])

@@ -16,7 +16,7 @@ use procwatch_tests::{Monitor, TempDir, eventually, has_rule, require_root};
 const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 fn run(program: &Path, args: &[&str]) -> u32 {
@@ -57,7 +57,7 @@ fn tmp_exe_in_tmp_var_tmp_and_dev_shm() {
 fn deleted_exe_while_running() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
-    let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR"), "deleted");
+    let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "deleted");
     let exe = dir.copy_exe(&actor(), "soon-gone");
     let mut child = Command::new(&exe)
         .args(["sleep", "20"])

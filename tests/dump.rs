@@ -25,7 +25,7 @@ use procwatch::{
 use procwatch_tests::{TempDir, assert_valid_alert, eventually, require_root, scratch_base};
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 /// A child this test started, killed and reaped on drop (also when an assertion fails).

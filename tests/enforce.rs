@@ -7,7 +7,7 @@ use procwatch::sensor::{EventBody, ebpf::KillPolicy, event::KernelAction};
 use procwatch_tests::{Actor, LiveSensor, TempDir, require_root};
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 /// Like `spawn_waiting`, but the shell (and so the actor) runs as `uid`.

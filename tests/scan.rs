@@ -12,7 +12,7 @@ use procwatch_tests::{
 };
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 struct Sleeper(Child);

@@ -10,7 +10,7 @@ use procwatch::sensor::{EventBody, ebpf::KillPolicy};
 use procwatch_tests::{LiveSensor, TempDir, require_root, run_actor};
 
 fn actor() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pw-actor"))
+    procwatch_tests::stable_actor(std::path::Path::new(env!("CARGO_BIN_EXE_pw-actor")))
 }
 
 fn args(list: &[&str]) -> Vec<String> {

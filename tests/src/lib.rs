@@ -250,9 +250,14 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// A scratch directory outside every `temp_dirs` entry (so files there are not `tmp_exe`).
+/// A scratch directory outside every `temp_dirs` entry (so files there are not `tmp_exe`),
+/// wherever the checkout is (a clone under /tmp would put `target/` in a temp dir).
 pub fn scratch_base() -> String {
-    let dir = target_dir().join("tmp");
+    let dir = if is_root() {
+        PathBuf::from("/var/lib/procwatch-tests")
+    } else {
+        target_dir().join("tmp")
+    };
     let _ = std::fs::create_dir_all(&dir);
     dir.to_string_lossy().into_owned()
 }
@@ -503,4 +508,19 @@ fn line_reader_err(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiv
         }
     });
     rx
+}
+
+/// A copy of the built `pw-actor` outside every temp dir (made once per test binary): run from
+/// `target/` of a checkout under /tmp, the actor would itself be `tmp_exe`.
+pub fn stable_actor(built: &Path) -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dst = PathBuf::from(scratch_base()).join(format!("pw-actor-{}", std::process::id()));
+        let tmp = dst.with_extension("partial");
+        std::fs::copy(built, &tmp)
+            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), tmp.display()));
+        std::fs::rename(&tmp, &dst).expect("rename the actor copy into place");
+        dst
+    })
+    .clone()
 }
