@@ -434,23 +434,17 @@ fn digest_only(file: &mut File, size: u64) -> String {
     }
 }
 
+/// Helpers shared by the dump module's tests.
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
+pub(crate) mod test_support {
+    use std::{os::unix::fs::PermissionsExt, path::PathBuf};
 
-    use super::*;
-    use crate::{
-        alert::{SensorInfo, Trigger},
-        process::{hash::hash_exe_of_pid, table::Process},
-        score::Verdict,
-        sensor::SensorKind,
-    };
-
-    /// A scratch directory for one test, removed on drop.
-    struct Scratch(PathBuf);
+    /// A private (0700) scratch directory for one test, removed on drop.
+    pub(crate) struct Scratch(pub(crate) PathBuf);
 
     impl Scratch {
-        fn new(tag: &str) -> Self {
+        /// Creates it fresh under the system temp dir.
+        pub(crate) fn new(tag: &str) -> Self {
             let p = std::env::temp_dir().join(format!("pw-dump-{}-{tag}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir(&p).expect("mkdir scratch");
@@ -464,6 +458,21 @@ mod tests {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::{
+        alert::{SensorInfo, Trigger},
+        process::{hash::hash_exe_of_pid, table::Process},
+        score::Verdict,
+        sensor::SensorKind,
+    };
+
+    use super::test_support::Scratch;
 
     fn alert_for(pid: u32, name: &[u8]) -> Alert {
         let mut p = Process::new(pid, SensorKind::Sweep);

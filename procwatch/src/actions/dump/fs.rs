@@ -388,24 +388,7 @@ mod tests {
 
     use super::*;
 
-    /// A scratch directory for one test, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("pw-dumpfs-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir(&p).expect("mkdir scratch");
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-            Self(p)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::actions::dump::test_support::Scratch;
 
     fn mode_of(p: &Path) -> u32 {
         std::fs::symlink_metadata(p)
