@@ -513,7 +513,7 @@ mod tests {
 
     #[test]
     fn capped_copy_hashes_or_leaves_nothing() {
-        let s = Scratch::new("cap");
+        let s = Scratch::new("fs-cap");
         let dir = open_dir_at(None, &c_name(s.0.as_os_str().as_bytes()).expect("c")).expect("dir");
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let w = write_capped(&dir, c"ok", &mut &b"abc"[..], 3).expect("fits exactly");
