@@ -149,11 +149,14 @@ impl Engine {
                         p.cmdline.clone(),
                         p.sha256.clone(),
                         p.reported.clone(),
+                        p.cwd.clone(),
                     )
                 });
                 let child = self.table.entry(f.child_tgid, 0, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                if let Some((uid, gid, name, exe, exe_state, cmdline, sha256, reported)) = image {
+                if let Some((uid, gid, name, exe, exe_state, cmdline, sha256, reported, cwd)) =
+                    image
+                {
                     child.uid = uid;
                     child.gid = gid;
                     child.name = name;
@@ -162,6 +165,8 @@ impl Engine {
                     child.cmdline = cmdline;
                     child.sha256 = sha256;
                     child.reported = reported;
+                    // The child starts where its parent is: a relative exec resolves against it.
+                    child.cwd = cwd;
                 }
                 return Vec::new();
             }
@@ -548,6 +553,27 @@ mod tests {
             e.table().get(GONE).is_some_and(|p| p.exited.is_some()),
             "a later sweep that misses it does"
         );
+    }
+
+    #[test]
+    fn a_relative_exec_of_a_gone_child_resolves_against_the_inherited_cwd() {
+        let mut e = engine();
+        let now = Instant::now();
+        e.on_event(&exec(GONE, "/usr/bin/bash"), now);
+        if let Some(shell) = e.table.get_mut(GONE) {
+            shell.cwd = Some("/tmp/work".into());
+        }
+        let fork = event(
+            GONE,
+            EventBody::Fork(Fork {
+                parent_tgid: GONE,
+                child_tgid: GONE + 1,
+            }),
+        );
+        e.on_event(&fork, now);
+        let alerts = e.on_event(&exec(GONE + 1, "./payload"), now);
+        assert_eq!(alerts.len(), 1, "tmp_exe through the inherited cwd");
+        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
     }
 
     #[test]

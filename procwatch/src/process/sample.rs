@@ -59,6 +59,8 @@ pub struct Sample {
     pub exe_state: ExeState,
     /// Command line.
     pub cmdline: Vec<OsString>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
     /// W+X mappings as `start-end perms path` (Full only).
     pub wx_maps: Vec<String>,
     /// Network sockets on fds 0-2 of a shell/interpreter (Full only).
@@ -204,6 +206,7 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         Ok(_) => crate::sensor::sweep::split_cmdline(&buf),
         Err(_) => Vec::new(),
     };
+    let cwd = dir.read_link(c"cwd", &mut buf);
     let kernel_thread = exe.is_none() && (pid == 2 || st.ppid == 2);
     let mut s = Sample {
         pid,
@@ -218,6 +221,7 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         kernel_thread,
         zombie: st.state == b'Z',
         cmdline,
+        cwd,
         taken_at: Some(Instant::now()),
         ..Sample::default()
     };
@@ -376,6 +380,9 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
     if !s.zombie && (s.exe.is_some() || !s.cmdline.is_empty()) {
         p.cmdline = s.cmdline.clone();
     }
+    if s.cwd.is_some() {
+        p.cwd = s.cwd.clone();
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +412,7 @@ mod tests {
         assert_eq!(s.pid, me);
         assert!(s.exe.is_some() && s.exe_state == ExeState::OnDisk);
         assert!(!s.cmdline.is_empty() && s.rss_bytes > 0 && s.start_ticks > 0);
+        assert_eq!(s.cwd, std::env::current_dir().ok());
         assert!(!s.kernel_thread && !s.zombie);
     }
 
