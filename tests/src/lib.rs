@@ -515,8 +515,10 @@ fn line_reader_err(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiv
 pub fn stable_actor(built: &Path) -> PathBuf {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
-        let dst = PathBuf::from(scratch_base()).join(format!("pw-actor-{}", std::process::id()));
-        let tmp = dst.with_extension("partial");
+        // One fixed name, replaced by rename: nothing piles up across runs, and a process still
+        // running the previous copy keeps its own inode.
+        let dst = PathBuf::from(scratch_base()).join("pw-actor");
+        let tmp = dst.with_extension(format!("partial-{}", std::process::id()));
         std::fs::copy(built, &tmp)
             .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), tmp.display()));
         std::fs::rename(&tmp, &dst).expect("rename the actor copy into place");
