@@ -45,9 +45,20 @@ fn benign_mix_makes_no_alert_at_default_config() {
             let Ok((mut s, _)) = server.accept() else {
                 break;
             };
+            // A real server's manners: read the whole request, answer, half-close, and wait for
+            // the client to close — closing with unread bytes would reset the client's read.
+            let mut req = Vec::new();
             let mut buf = [0u8; 512];
-            let _ = s.read(&mut buf);
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         }
     });
     for _ in 0..5 {
