@@ -119,3 +119,33 @@ fn events_stream_is_jsonl_of_requested_kinds_and_sigint_prints_counts() {
     assert_eq!(stats["malformed"], 0);
     assert!(stats["kernel_lost"].is_object());
 }
+
+#[test]
+fn without_privilege_the_error_says_what_is_needed() {
+    use std::os::unix::{fs::PermissionsExt, process::CommandExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to drop to an unprivileged user");
+        return;
+    }
+    // A copy the unprivileged user can execute wherever the checkout lives.
+    let dir = std::env::temp_dir().join(format!("pw-nopriv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let bin = dir.join("procwatch");
+    std::fs::copy(env!("CARGO_BIN_EXE_procwatch"), &bin).expect("copy");
+    let out = Command::new(&bin)
+        .args(["events", "--sensor", "ebpf", "--duration", "1"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("needs root") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+    assert_eq!(err.matches("needs root").count(), 1, "said once: {err}");
+}

@@ -458,6 +458,15 @@ pub(crate) mod test_support {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+
+    /// Permission bits of `p` (not following a symlink).
+    pub(crate) fn mode_of(p: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(p)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
 }
 
 #[cfg(test)]
@@ -494,13 +503,7 @@ mod tests {
         files.iter().map(|f| f.name.as_str()).collect()
     }
 
-    fn mode_of(p: &Path) -> u32 {
-        std::fs::symlink_metadata(p)
-            .expect("stat")
-            .permissions()
-            .mode()
-            & 0o7777
-    }
+    use super::test_support::mode_of;
 
     #[test]
     fn dumps_this_process_with_a_verifiable_manifest() {

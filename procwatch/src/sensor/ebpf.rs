@@ -43,7 +43,7 @@ pub enum EbpfError {
     )]
     Permission(String),
     /// tracefs is not mounted and could not be mounted.
-    #[error("{0}")]
+    #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
     /// The object did not load (verifier, missing BTF, kernel too old, ...).
     #[error("the kernel refused the eBPF object: {0}")]
@@ -202,6 +202,12 @@ pub struct EbpfSensor {
 impl EbpfSensor {
     /// Loads the object, configures it, and attaches the probes `opts.kinds` need.
     pub fn load(opts: &EbpfOptions) -> Result<Self, EbpfError> {
+        // Say so first: without the privilege every later step fails with a misleading error.
+        if !privileged() {
+            return Err(EbpfError::Permission(
+                "not root, and CAP_BPF + CAP_PERFMON are not both held".into(),
+            ));
+        }
         raise_memlock_limit();
         let tracefs_root = tracefs::ensure_mounted()?;
         if OBJECT.is_empty() {
@@ -512,6 +518,21 @@ pub fn path_key(path: &Path) -> Option<PathKey> {
     };
     key.path[..bytes.len()].copy_from_slice(bytes);
     Some(key)
+}
+
+/// Root, or CAP_BPF (39) and CAP_PERFMON (38) in the effective set.
+fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    caps & (1 << 38) != 0 && caps & (1 << 39) != 0
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memory cgroup,

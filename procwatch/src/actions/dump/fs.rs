@@ -390,13 +390,7 @@ mod tests {
 
     use crate::actions::dump::test_support::Scratch;
 
-    fn mode_of(p: &Path) -> u32 {
-        std::fs::symlink_metadata(p)
-            .expect("stat")
-            .permissions()
-            .mode()
-            & 0o7777
-    }
+    use crate::actions::dump::test_support::mode_of;
 
     #[test]
     fn root_is_created_0700_and_reused() {
