@@ -471,7 +471,6 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
     use crate::{
