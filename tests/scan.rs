@@ -25,11 +25,11 @@ impl Drop for Sleeper {
 }
 
 fn sleeper(exe: &Path) -> Sleeper {
-    let child = Command::new(exe)
-        .args(["sleep", "60"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = procwatch_tests::spawn_retrying(
+        Command::new(exe)
+            .args(["sleep", "60"])
+            .stdout(Stdio::null()),
+    );
     std::thread::sleep(std::time::Duration::from_millis(200));
     Sleeper(child)
 }

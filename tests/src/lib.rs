@@ -526,3 +526,17 @@ pub fn stable_actor(built: &Path) -> PathBuf {
     })
     .clone()
 }
+
+/// Spawns `cmd`, retrying while the executable is busy: a file just copied by this test can be
+/// briefly held open for writing by a child another test thread forked meanwhile (ETXTBSY).
+pub fn spawn_retrying(cmd: &mut Command) -> Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => return other.unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        }
+    }
+    panic!("spawn {cmd:?}: executable stayed busy")
+}
