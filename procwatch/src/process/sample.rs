@@ -232,7 +232,7 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         {
             exe_state = ExeState::Replaced;
         }
-        if let Ok(maps) = stat::wx_mappings(pid) {
+        if let Ok(maps) = stat::wx_mappings_in(&dir) {
             s.wx_maps = maps
                 .iter()
                 .map(|m| {

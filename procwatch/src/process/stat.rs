@@ -187,14 +187,26 @@ pub fn cpu_pct(
 }
 
 /// The writable-and-executable regions of a process (JIT runtimes have some; injected code
-/// usually does too). Streams `/proc/<pid>/maps`, which can be megabytes. A line that does not
-/// parse is skipped rather than failing the whole read, so it cannot hide the others.
+/// usually does too).
 pub fn wx_mappings(pid: u32) -> Result<Vec<WxMapping>, ReadError> {
-    let dir = PidDir::open(pid)?;
+    wx_mappings_in(&PidDir::open(pid)?)
+}
+
+/// [`wx_mappings`] through an open `/proc/<pid>` handle. Asks the kernel for W+X regions only
+/// (PROCMAP_QUERY, Linux 6.11+), which skips formatting every line of a maps file that can be
+/// megabytes: most of what a `scan` sweep spent. Older kernels get the text parsed.
+pub(crate) fn wx_mappings_in(dir: &PidDir) -> Result<Vec<WxMapping>, ReadError> {
     let file = dir.open_file(c"maps", "maps")?;
+    match procmap_query::wx(&file) {
+        Ok(found) => return Ok(found),
+        Err(e) if procmap_query::unsupported(&e) => {}
+        Err(e) => return Err(dir.classify("maps", e)),
+    }
     let mut out = Vec::new();
     let mut malformed = 0usize;
     let mut buf = Vec::new();
+    // A line that does not parse is skipped rather than failing the whole read, so it cannot
+    // hide the others.
     for_each_line(file, &mut buf, |line| match parse_maps_line(line) {
         Some(Some(m)) => out.push(m),
         Some(None) => {}
@@ -203,11 +215,143 @@ pub fn wx_mappings(pid: u32) -> Result<Vec<WxMapping>, ReadError> {
     .map_err(|e| dir.classify("maps", e))?;
     if malformed > 0 {
         debug!(
-            pid,
+            pid = dir.pid,
             malformed, "malformed lines in /proc/<pid>/maps skipped"
         );
     }
     Ok(out)
+}
+
+/// The PROCMAP_QUERY ioctl on a `/proc/<pid>/maps` file (`struct procmap_query`,
+/// include/uapi/linux/fs.h).
+mod procmap_query {
+    use std::{fs::File, io, os::fd::AsRawFd};
+
+    use super::{LINK_MAX, WxMapping};
+    use crate::text::path_from_bytes;
+
+    const VMA_READABLE: u64 = 0x01;
+    const VMA_WRITABLE: u64 = 0x02;
+    const VMA_EXECUTABLE: u64 = 0x04;
+    const VMA_SHARED: u64 = 0x08;
+    const COVERING_OR_NEXT_VMA: u64 = 0x10;
+    /// More W+X regions than any real process has; a bound on the loop, not a filter.
+    const MAX_REGIONS: usize = 4096;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProcmapQuery {
+        size: u64,
+        query_flags: u64,
+        query_addr: u64,
+        vma_start: u64,
+        vma_end: u64,
+        vma_flags: u64,
+        vma_page_size: u64,
+        vma_offset: u64,
+        inode: u64,
+        dev_major: u32,
+        dev_minor: u32,
+        vma_name_size: u32,
+        build_id_size: u32,
+        vma_name_addr: u64,
+        build_id_addr: u64,
+    }
+    const _: () = assert!(size_of::<ProcmapQuery>() == 104);
+
+    /// `_IOWR('f', 17, struct procmap_query)`.
+    const PROCMAP_QUERY: libc::c_ulong =
+        (3 << 30) | ((size_of::<ProcmapQuery>() as libc::c_ulong) << 16) | (0x66 << 8) | 17;
+
+    /// True when the kernel has no PROCMAP_QUERY (older than 6.11): read the text instead.
+    pub(super) fn unsupported(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP | libc::ENAMETOOLONG)
+        )
+    }
+
+    /// Every W+X region, walking the address space one matching region per call.
+    pub(super) fn wx(maps: &File) -> io::Result<Vec<WxMapping>> {
+        let mut out = Vec::new();
+        let mut name = vec![0u8; LINK_MAX];
+        let mut addr = 0u64;
+        while out.len() < MAX_REGIONS {
+            let mut q = ProcmapQuery {
+                size: size_of::<ProcmapQuery>() as u64,
+                query_flags: COVERING_OR_NEXT_VMA | VMA_WRITABLE | VMA_EXECUTABLE,
+                query_addr: addr,
+                vma_name_size: name.len() as u32,
+                vma_name_addr: name.as_mut_ptr() as u64,
+                ..ProcmapQuery::default()
+            };
+            // SAFETY: `q` is a correctly sized procmap_query whose name buffer is `name`,
+            // valid for `vma_name_size` bytes; build_id_size 0 means no build-id buffer.
+            let rc = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY, &raw mut q) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                // No (further) matching region.
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    break;
+                }
+                return Err(e);
+            }
+            if q.vma_end <= addr {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            // vma_name_size counts the terminating NUL; 0 when the region has no name.
+            let len = (q.vma_name_size as usize).saturating_sub(1).min(name.len());
+            let path = name.get(..len).filter(|n| !n.is_empty());
+            out.push(WxMapping {
+                start: q.vma_start,
+                end: q.vma_end,
+                perms: perms(q.vma_flags),
+                path: path.map(path_from_bytes),
+            });
+            addr = q.vma_end;
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The kernel's major and minor version from uname.
+        fn kernel_version() -> (u32, u32) {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+            let mut parts = release
+                .trim()
+                .split(|c: char| !c.is_ascii_digit())
+                .map(|p| p.parse::<u32>().unwrap_or(0));
+            (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+        }
+
+        #[test]
+        fn query_is_used_where_the_kernel_has_it() {
+            let maps = File::open("/proc/self/maps").expect("own maps");
+            match wx(&maps) {
+                Ok(_) => {}
+                Err(e) if unsupported(&e) && kernel_version() < (6, 11) => {
+                    eprintln!("skipped: PROCMAP_QUERY needs Linux 6.11 ({e}); text is parsed");
+                }
+                Err(e) => panic!("PROCMAP_QUERY failed on {:?}: {e}", kernel_version()),
+            }
+        }
+    }
+
+    /// The four-letter form /proc/<pid>/maps prints.
+    fn perms(flags: u64) -> String {
+        let bit = |f: u64, c: char| if flags & f != 0 { c } else { '-' };
+        [
+            bit(VMA_READABLE, 'r'),
+            bit(VMA_WRITABLE, 'w'),
+            bit(VMA_EXECUTABLE, 'x'),
+            if flags & VMA_SHARED != 0 { 's' } else { 'p' },
+        ]
+        .into_iter()
+        .collect()
+    }
 }
 
 /// One maps line: `Some(None)` when it is not W+X, `None` when malformed.
@@ -658,13 +802,52 @@ mod tests {
             "mmap W+X refused (SELinux execmem?)"
         );
         let start = addr as u64;
+        // A named one too (a memfd, whose name reads "/memfd:... (deleted)"), so names agree.
+        // SAFETY: a NUL-terminated name; the fd is owned below.
+        let memfd = unsafe { libc::memfd_create(c"pw wx\ttest".as_ptr(), 0) };
+        assert!(memfd >= 0, "memfd_create: {}", io::Error::last_os_error());
+        // SAFETY: the fd was just created and is not owned elsewhere.
+        let memfd = unsafe { OwnedFd::from_raw_fd(memfd) };
+        // SAFETY: a valid fd, grown to one page before it is mapped.
+        assert_eq!(unsafe { libc::ftruncate(memfd.as_raw_fd(), 4096) }, 0);
+        // SAFETY: private mapping of one page of the memfd; unmapped below.
+        let named = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE,
+                memfd.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(named, libc::MAP_FAILED, "mmap of a memfd W+X refused");
         let found = wx_mappings(std::process::id()).expect("own maps");
-        // SAFETY: the mapping made above, of that length.
-        unsafe { libc::munmap(addr, 4096) };
+        // The text of the same maps file, parsed line by line, must say the same.
+        let text = std::fs::read("/proc/self/maps").expect("own maps text");
+        let from_text: Vec<WxMapping> = text
+            .split(|&b| b == b'\n')
+            .filter_map(|l| parse_maps_line(l).flatten())
+            .collect();
+        // SAFETY: the mappings made above, of that length.
+        unsafe {
+            libc::munmap(addr, 4096);
+            libc::munmap(named, 4096);
+        }
         assert!(
-            found.iter().any(|m| m.start <= start && start < m.end),
+            found.iter().any(|m| m
+                .path
+                .as_ref()
+                .is_some_and(|p| p.to_string_lossy().starts_with("/memfd:pw wx"))),
+            "memfd mapping not in {found:x?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.start <= start && start < m.end && m.perms == "rwxp"),
             "{start:x} not in {found:x?}"
         );
+        assert_eq!(found, from_text);
     }
 
     #[test]
