@@ -7,7 +7,7 @@ use procwatch_common::{PathKey, PendingArgs, config, kind};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Events that could not be reserved in `EVENTS`, per kind (summed over CPUs by userspace).
 #[map]

@@ -40,7 +40,7 @@ pub struct EventsArgs {
     #[arg(long)]
     pub duration: Option<f64>,
     /// Ring buffer size in KiB (power of two, at least 4).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 4096)]
     pub ring_kib: u32,
     /// Write the events to this file instead of stdout.
     #[arg(long)]

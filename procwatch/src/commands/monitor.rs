@@ -58,6 +58,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let opts = SensorOptions {
         mode: args.sensor,
         ebpf: EbpfOptions {
+            ring_bytes: cfg.ring_buffer_kib.saturating_mul(1024),
             kill: kill_policy(&cfg, &args),
             ..EbpfOptions::default()
         },
@@ -129,6 +130,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                     Ok(samples) => {
                         let flagged = engine.on_samples(samples, started, std::time::Instant::now());
                         pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+                        // The sweep's samples and the entries that expired with it are freed.
+                        crate::memory::release_free_heap();
                     }
                     Err(e) => warn!(error = %e, "/proc sweep failed"),
                 }

@@ -9,7 +9,7 @@ use super::{
     Config,
     error::{self, ConfigError},
     values::{
-        AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, Span,
+        AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
         SyslogTarget, Token, User,
     },
 };
@@ -58,6 +58,8 @@ pub(crate) struct PartialConfig {
     exited_grace: Option<Span>,
     #[serde(default, deserialize_with = "required")]
     max_processes: Option<Count>,
+    #[serde(default, deserialize_with = "required")]
+    ring_buffer_kib: Option<RingKib>,
     #[serde(default)]
     enforce: Option<PartialEnforce>,
     #[serde(default)]
@@ -287,6 +289,12 @@ impl Layer {
             cfg.max_processes,
             p.max_processes,
             |v: &Count| v.0
+        );
+        take!(
+            "ring_buffer_kib",
+            cfg.ring_buffer_kib,
+            p.ring_buffer_kib,
+            |v: &RingKib| v.0
         );
         if let Some(e) = &p.enforce {
             let c = &mut cfg.enforce;

@@ -53,6 +53,8 @@ pub struct Config {
     pub exited_grace: Duration,
     /// Cap on tracked processes; beyond it the oldest exited ones are dropped first.
     pub max_processes: usize,
+    /// Size of the kernel-to-user ring buffer in KiB (a power of two, at least 4).
+    pub ring_buffer_kib: u32,
     /// In-kernel kill policy.
     pub enforce: Enforce,
     /// Size limits of forensic dumps.
@@ -237,6 +239,7 @@ impl Default for Config {
             cpu_window: Duration::from_secs(5),
             exited_grace: Duration::from_secs(5),
             max_processes: 65536,
+            ring_buffer_kib: 4096,
             enforce: Enforce::default(),
             dump: Dump::default(),
             outputs: Outputs::default(),

@@ -96,6 +96,7 @@ fn defaults_match_the_readme_and_issue() {
         ]
     );
     assert_eq!(c.sweep_interval, Duration::from_secs(5));
+    assert_eq!(c.ring_buffer_kib, 4096);
     assert_eq!(c.cpu_window, Duration::from_secs(5));
     assert_eq!(c.exited_grace, Duration::from_secs(5));
     assert_eq!(c.max_processes, 65536);
@@ -450,6 +451,18 @@ fn impossible_values_are_located() {
     );
     assert_err("exited_grace: -5\n", 1, Some("exited_grace"), "negative");
     assert_err("max_processes: 0\n", 1, Some("max_processes"), "1 or more");
+    assert_err(
+        "ring_buffer_kib: 3000\n",
+        1,
+        Some("ring_buffer_kib"),
+        "power of two",
+    );
+    assert_err(
+        "ring_buffer_kib: 2\n",
+        1,
+        Some("ring_buffer_kib"),
+        "power of two",
+    );
     assert_err(
         "max_processes: 1.5\n",
         1,

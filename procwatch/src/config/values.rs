@@ -612,6 +612,36 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// A ring buffer size in KiB: a power of two of at least 4 (one page), at most 1 GiB.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingKib(pub u32);
+
+impl<'de> Deserialize<'de> for RingKib {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RingKib;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size in KiB that is a power of two from 4 to 1048576")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RingKib, E> {
+                match u32::try_from(n) {
+                    Ok(k) if k.is_power_of_two() && (4..=1 << 20).contains(&k) => Ok(RingKib(k)),
+                    _ => Err(E::custom(format!(
+                        "must be a power of two from 4 to 1048576 (KiB), found {n}"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RingKib, E> {
+                Err(E::custom(format!(
+                    "must be a power of two from 4 to 1048576 (KiB), found {n}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// An absolute filesystem path.
 #[derive(Debug, Clone)]
 pub(crate) struct AbsPath(pub PathBuf);

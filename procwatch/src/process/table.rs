@@ -212,7 +212,9 @@ pub fn push_bounded<T: PartialEq>(list: &mut Vec<T>, item: T) -> bool {
 /// The table itself.
 #[derive(Debug)]
 pub struct ProcessTable {
-    procs: HashMap<u32, Process>,
+    // Boxed: a storm keeps ~10,000 exited entries, and a map of ~480-byte values would grow
+    // (and, while rehashing, briefly double) in steps of megabytes.
+    procs: HashMap<u32, Box<Process>>,
     exited: VecDeque<(u32, Instant)>,
     max: usize,
     grace: Duration,
@@ -248,17 +250,17 @@ impl ProcessTable {
 
     /// Looks up a process.
     pub fn get(&self, pid: u32) -> Option<&Process> {
-        self.procs.get(&pid)
+        self.procs.get(&pid).map(|p| &**p)
     }
 
     /// Looks up a process for update.
     pub fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
-        self.procs.get_mut(&pid)
+        self.procs.get_mut(&pid).map(|p| &mut **p)
     }
 
     /// All processes.
     pub fn iter(&self) -> impl Iterator<Item = &Process> {
-        self.procs.values()
+        self.procs.values().map(|p| &**p)
     }
 
     /// Pids of live processes known since before `before`.
@@ -292,7 +294,7 @@ impl ProcessTable {
         let p = self
             .procs
             .entry(pid)
-            .or_insert_with(|| Process::new(pid, source));
+            .or_insert_with(|| Box::new(Process::new(pid, source)));
         if p.start_ticks == 0 {
             p.start_ticks = start_ticks;
         }
