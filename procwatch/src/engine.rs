@@ -2,6 +2,7 @@
 //! samples go in, alerts come out. Everything here runs on one task; /proc reads done here
 //! are the cheap per-event ones (one readlink); full samples are taken elsewhere and merged.
 use std::{
+    collections::HashMap,
     ffi::OsString,
     path::{Path, PathBuf},
     sync::Arc,
@@ -109,6 +110,30 @@ impl Engine {
 
     /// Applies one sensor event and returns the alerts it causes.
     pub fn on_event(&mut self, ev: &Event, now: Instant) -> Vec<Flagged> {
+        self.apply(ev, now, false)
+    }
+
+    /// Applies a batch of sensor events in order and returns the alerts they cause. Knowing
+    /// the batch lets an exec whose exit follows in it skip /proc: the process is gone, so
+    /// reading its exe link could only fail, and that failed lookup was the largest single
+    /// cost of an exec storm.
+    pub fn on_events(&mut self, events: &[Event], now: Instant) -> Vec<Flagged> {
+        let mut last_exit: HashMap<u32, usize> = HashMap::new();
+        for (i, ev) in events.iter().enumerate() {
+            if matches!(ev.body, EventBody::Exit(_)) {
+                last_exit.insert(ev.tgid, i);
+            }
+        }
+        let mut flagged = Vec::new();
+        for (i, ev) in events.iter().enumerate() {
+            let gone = last_exit.get(&ev.tgid).is_some_and(|&at| at > i);
+            flagged.extend(self.apply(ev, now, gone));
+        }
+        flagged
+    }
+
+    /// One event; `gone` when the process is known to have exited already.
+    fn apply(&mut self, ev: &Event, now: Instant, gone: bool) -> Vec<Flagged> {
         let pid = ev.tgid;
         match &ev.body {
             EventBody::Exec(x) => {
@@ -121,7 +146,11 @@ impl Engine {
                     p.ppid = x.ppid;
                 }
                 p.cmdline = x.argv.clone();
-                let (exe, state) = sample::read_exe(pid);
+                let (exe, state) = if gone {
+                    (None, ExeState::Unknown)
+                } else {
+                    sample::read_exe(pid)
+                };
                 match exe {
                     Some(exe) => {
                         p.exe = Some(exe);
@@ -133,7 +162,7 @@ impl Engine {
                         p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
                     }
                 }
-                if is_shell_or_interpreter(p.exe_name()) {
+                if !gone && is_shell_or_interpreter(p.exe_name()) {
                     p.stdio_net = sample::stdio_net(pid);
                 }
             }

@@ -37,15 +37,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    // The command runs as a task of the runtime, not as the future block_on polls: waking
+    // that future always goes through the driver's eventfd (a write and one more epoll
+    // round per wake), while waking a task on the same thread is a push onto its queue. In an
+    // exec storm the sensor wakes the consumer of its events hundreds of times a second.
+    let result = runtime.block_on(runtime.spawn(async {
         match cli.command {
             cli::Command::Monitor(args) => commands::monitor::run(args).await,
             cli::Command::Scan(args) => commands::scan::run(args).await,
             cli::Command::Events(args) => commands::events::run(args).await,
             cli::Command::Config(args) => commands::config::run(args),
         }
-    });
-    match result {
+    }));
+    match result.unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}"))) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("procwatch: {e:#}");

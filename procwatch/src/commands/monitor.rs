@@ -27,6 +27,9 @@ use crate::{
     sensor::{self, EbpfOptions, SensorOptions, SensorStats, ebpf::KillPolicy},
 };
 
+/// Most events taken off the sensor's queue for one pass of the engine.
+const EVENT_BATCH: usize = 256;
+
 /// The in-kernel kill policy for a config and the command line.
 fn kill_policy(cfg: &Config, args: &MonitorArgs) -> KillPolicy {
     let kill = args.detect.kill_on_alert;
@@ -100,6 +103,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     tokio::pin!(deadline);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
 
     let stopped = loop {
         if tally.stop {
@@ -107,9 +111,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
         let recheck_at = engine.next_recheck().map(Instant::from_std).unwrap_or(far);
         tokio::select! {
-            maybe = events.recv() => {
-                let Some(event) = maybe else { break "sensor ended" };
-                let flagged = engine.on_event(&event, std::time::Instant::now());
+            // Whatever the sensor has queued is taken at once: one pass of this loop per batch,
+            // and the engine sees which of the batch's processes have already exited.
+            n = events.recv_many(&mut batch, EVENT_BATCH) => {
+                if n == 0 {
+                    break "sensor ended";
+                }
+                let flagged = engine.on_events(&batch, std::time::Instant::now());
+                batch.clear();
                 pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
             }
             _ = tick.tick() => {
@@ -169,12 +178,12 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Stop the sensor, then evaluate every event it had already produced (unless stopping on
     // an alert, where the point is to stop).
     let stopper = tokio::spawn(running.stop());
-    while let Some(event) = events.recv().await {
-        if tally.stop {
-            continue;
+    while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        if !tally.stop {
+            let flagged = engine.on_events(&batch, std::time::Instant::now());
+            pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
         }
-        let flagged = engine.on_event(&event, std::time::Instant::now());
-        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+        batch.clear();
     }
     let _ = stopper.await;
     let sinks = outputs.close().await;
