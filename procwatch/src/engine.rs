@@ -573,6 +573,34 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_whose_exit_is_in_the_same_batch_is_not_looked_up_in_proc() {
+        // This test process is alive, so /proc would name its real executable; an exit that
+        // follows in the batch says the process is gone, and the event's filename is used.
+        let me = std::process::id();
+        let exit = event(me, EventBody::Exit(crate::sensor::event::Exit { exit_code: None }));
+        let mut e = engine();
+        let alerts = e.on_events(&[exec(me, "/tmp/dropper"), exit.clone()], Instant::now());
+        assert_eq!(alerts.len(), 1, "tmp_exe from the filename");
+        let p = e.table().get(me).expect("tracked");
+        assert_eq!(p.exe.as_deref(), Some(Path::new("/tmp/dropper")));
+        assert!(p.exited.is_some());
+
+        // Without the exit in the batch, /proc is read and wins over the filename.
+        let mut e = engine();
+        e.on_events(&[exec(me, "/tmp/dropper")], Instant::now());
+        let own = std::fs::read_link("/proc/self/exe").expect("own exe");
+        assert_eq!(e.table().get(me).and_then(|p| p.exe.clone()), Some(own));
+
+        // An exit before the exec (a reused pid) does not count.
+        let mut e = engine();
+        e.on_events(&[exit, exec(me, "/tmp/dropper")], Instant::now());
+        assert_ne!(
+            e.table().get(me).and_then(|p| p.exe.clone()),
+            Some(PathBuf::from("/tmp/dropper"))
+        );
+    }
+
+    #[test]
     fn a_process_born_during_a_sweep_is_not_declared_exited_by_it() {
         let mut e = engine();
         let started = Instant::now();
