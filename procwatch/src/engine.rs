@@ -577,7 +577,10 @@ mod tests {
         // This test process is alive, so /proc would name its real executable; an exit that
         // follows in the batch says the process is gone, and the event's filename is used.
         let me = std::process::id();
-        let exit = event(me, EventBody::Exit(crate::sensor::event::Exit { exit_code: None }));
+        let exit = event(
+            me,
+            EventBody::Exit(crate::sensor::event::Exit { exit_code: None }),
+        );
         let mut e = engine();
         let alerts = e.on_events(&[exec(me, "/tmp/dropper"), exit.clone()], Instant::now());
         assert_eq!(alerts.len(), 1, "tmp_exe from the filename");

@@ -313,6 +313,19 @@ mod procmap_query {
         Ok(out)
     }
 
+    /// The four-letter form /proc/<pid>/maps prints.
+    fn perms(flags: u64) -> String {
+        let bit = |f: u64, c: char| if flags & f != 0 { c } else { '-' };
+        [
+            bit(VMA_READABLE, 'r'),
+            bit(VMA_WRITABLE, 'w'),
+            bit(VMA_EXECUTABLE, 'x'),
+            if flags & VMA_SHARED != 0 { 's' } else { 'p' },
+        ]
+        .into_iter()
+        .collect()
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -338,19 +351,6 @@ mod procmap_query {
                 Err(e) => panic!("PROCMAP_QUERY failed on {:?}: {e}", kernel_version()),
             }
         }
-    }
-
-    /// The four-letter form /proc/<pid>/maps prints.
-    fn perms(flags: u64) -> String {
-        let bit = |f: u64, c: char| if flags & f != 0 { c } else { '-' };
-        [
-            bit(VMA_READABLE, 'r'),
-            bit(VMA_WRITABLE, 'w'),
-            bit(VMA_EXECUTABLE, 'x'),
-            if flags & VMA_SHARED != 0 { 's' } else { 'p' },
-        ]
-        .into_iter()
-        .collect()
     }
 }
 

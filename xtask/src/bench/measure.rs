@@ -159,7 +159,25 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_kib(status, "VmRSS:")
+}
+
+/// Peak resident set of `pid` in KiB (VmHWM) since it started or since [`reset_peak_rss`].
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(
+        &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmHWM:",
+    )
+}
+
+/// Restarts `pid`'s VmHWM from its current RSS (`5` to clear_refs, Linux 4.0+).
+pub fn reset_peak_rss(pid: u32) -> crate::sh::Result<()> {
+    fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .map_err(|e| format!("cannot reset the peak RSS of {pid}: {e}"))
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -258,7 +276,7 @@ mod tests {
     #[test]
     fn vm_rss_and_key_values() {
         assert_eq!(
-            parse_vm_rss("Name:\tx\nVmRSS:\t   12345 kB\nVmSwap: 0 kB\n"),
+            parse_vm_rss("Name:\tx\nVmHWM:\t 99999 kB\nVmRSS:\t   12345 kB\nVmSwap: 0 kB\n"),
             Some(12345)
         );
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);

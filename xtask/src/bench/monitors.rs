@@ -330,6 +330,16 @@ impl Running<'_> {
         measure::rss_kib(*self.cpu_pids.first()?)
     }
 
+    /// Peak resident set of the monitor's main process since the last reset, KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        measure::peak_rss_kib(*self.cpu_pids.first()?)
+    }
+
+    /// Starts a new peak for [`Running::peak_rss_kib`].
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        measure::reset_peak_rss(*self.cpu_pids.first().ok_or("monitor has no pid")?)
+    }
+
     /// Waits until the monitor has worked off what the workload left (at most ~1 tick of CPU
     /// in 250 ms), at most `max`.
     pub fn settle(&self, max: Duration) {

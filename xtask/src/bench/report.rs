@@ -323,7 +323,7 @@ pub fn targets(f: &Findings) -> Vec<TargetRow> {
     rows.push(match f.rss_max_mib {
         Some(r) => row(
             "RSS < 40 MB after the storms",
-            format!("largest {} MiB", num(Some(r), 1)),
+            format!("largest, peaks included: {} MiB", num(Some(r), 1)),
             if r * 1.048_576 < 40.0 {
                 Verdict::Pass
             } else {
@@ -339,7 +339,9 @@ pub fn targets(f: &Findings) -> Vec<TargetRow> {
     rows.push(match f.rss_growth_mib {
         Some(g) => row(
             "no RSS growth over 10 repeated storms",
-            format!("last − first: {g:+.2} MiB (tolerance {RSS_GROWTH_TOLERANCE_MIB} MiB)"),
+            format!(
+                "at rest, last − first: {g:+.2} MiB (tolerance {RSS_GROWTH_TOLERANCE_MIB} MiB)"
+            ),
             if g <= RSS_GROWTH_TOLERANCE_MIB {
                 Verdict::Pass
             } else {
