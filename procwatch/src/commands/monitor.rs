@@ -52,6 +52,25 @@ fn kill_policy(cfg: &Config, args: &MonitorArgs) -> KillPolicy {
     }
 }
 
+/// Warns when the sensor has lost events since `seen` (at most once per sweep interval, as
+/// Falco reports drops) and returns the new total.
+fn report_loss(stats: &SensorStats, seen: u64) -> u64 {
+    let total = stats.lost_total();
+    if total > seen {
+        let snap = stats.snapshot();
+        warn!(
+            lost = total - seen,
+            lost_total = total,
+            kernel_lost = ?snap.kernel_lost,
+            fallback_lost = snap.fallback_lost,
+            "events lost: the sensor delivered fewer events than happened (ring buffer full: \
+             raise ring_buffer_kib, or the machine outran the reader); alerts carry the \
+             running total in sensor.events_lost"
+        );
+    }
+    total
+}
+
 /// Runs until SIGINT/SIGTERM (or `--duration`, or the first alert with `--stop-on-alert`),
 /// then drains the sensor and flushes every sink.
 pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
@@ -104,6 +123,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     tokio::pin!(deadline);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut lost_seen = 0;
 
     let stopped = loop {
         if tally.stop {
@@ -123,6 +143,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             }
             _ = tick.tick() => {
                 outputs.retry();
+                lost_seen = report_loss(&stats, lost_seen);
                 if sweep.is_none() {
                     let ports = engine.config().ports.clone();
                     sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(move || sample::sweep_all(&ports))));

@@ -410,6 +410,12 @@ async fn read_loop(
 ) {
     let mut loss_poll = tokio::time::interval(Duration::from_millis(500));
     loss_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A drain on a clock as well as on wakeups, as libbpf's users poll with a timeout: the
+    // kernel wakes a reader only when a record lands exactly where the reader stands, so a
+    // missed wakeup would otherwise leave records in the ring until the next one. Records
+    // found this way are counted (`missed_wakeups`).
+    let mut safety = tokio::time::interval(SAFETY_DRAIN);
+    safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_drain = tokio::time::Instant::now();
     let mut delay = BATCH_DELAY;
     loop {
@@ -423,71 +429,98 @@ async fn read_loop(
                     }
                 };
                 // At most one drain per `delay`: in a storm a batch collects meanwhile
-                // (records submitted then do not wake us again: the kernel wakes a reader only
-                // once it has caught up); sparse events are read at once. While drains find
-                // records the reader keeps to that pace without going back to the ring's
-                // wakeup, which would cost a second sleep and wakeup per batch; the first
-                // empty drain returns to it.
-                let mut gone = false;
-                loop {
-                    tokio::time::sleep_until(last_drain + delay).await;
-                    let drained = drain(guard.get_inner_mut(), &tx, &stats).await;
-                    last_drain = tokio::time::Instant::now();
-                    match drained {
-                        Some(0) => {
-                            delay = BATCH_DELAY;
-                            break;
-                        }
-                        Some(n) => delay = batch_delay(n),
-                        None => {
-                            gone = true;
-                            break;
-                        }
-                    }
-                }
-                if gone {
+                // (records submitted then do not wake us again: the kernel wakes a reader
+                // only once it has caught up); sparse events are read at once.
+                tokio::time::sleep_until(last_drain + delay).await;
+                let Some(d) = drain(guard.get_inner_mut(), &tx, &stats).await else {
                     break;
+                };
+                last_drain = tokio::time::Instant::now();
+                delay = batch_delay(d.records);
+                // A drain cut short leaves the readiness set, so the next pass (after stop
+                // requests and loss polls have had their turn) reads on at once.
+                if !d.more {
+                    guard.clear_ready();
                 }
-                // Clears only the readiness seen before the drains: a wakeup the runtime
-                // received meanwhile stays, and brings us straight back.
-                guard.clear_ready();
+            }
+            _ = safety.tick(), if last_drain.elapsed() >= SAFETY_DRAIN => {
+                let Some(d) = drain(fd.get_mut(), &tx, &stats).await else {
+                    break;
+                };
+                last_drain = tokio::time::Instant::now();
+                if d.records > 0 {
+                    stats.missed_wakeup();
+                    debug!(records = d.records, "ring buffer records found without a wakeup");
+                }
             }
             _ = loss_poll.tick() => refresh_lost(&lost, &stats),
             _ = stop.changed() => break,
         }
     }
     // Whatever was submitted before the stop is still delivered.
-    let _ = drain(fd.get_mut(), &tx, &stats).await;
+    let end = tokio::time::Instant::now() + FINAL_DRAIN_MAX;
+    while let Some(Drained { more: true, .. }) = drain(fd.get_mut(), &tx, &stats).await
+        && tokio::time::Instant::now() < end
+    {}
     refresh_lost(&lost, &stats);
 }
 
-/// Decodes every record available now and returns how many, or `None` when the consumer has
-/// gone away.
+/// Longest a record can wait in the ring when the reader's wakeup is missed.
+const SAFETY_DRAIN: Duration = Duration::from_millis(100);
+
+/// Most records taken per drain: stop requests and loss polls are served between drains even
+/// when a storm never lets the ring run empty.
+const DRAIN_MAX: usize = 4096;
+
+/// How long the reader goes on delivering what the ring holds after a stop request: in a storm
+/// new records keep arriving, and those submitted after the stop need not be waited for.
+const FINAL_DRAIN_MAX: Duration = Duration::from_secs(1);
+
+/// What one drain did.
+#[derive(Debug, Clone, Copy)]
+struct Drained {
+    /// Records taken off the ring (malformed ones included).
+    records: usize,
+    /// The drain stopped at [`DRAIN_MAX`], not at an empty ring.
+    more: bool,
+}
+
+/// Decodes the records available now, at most [`DRAIN_MAX`], and sends the events on; `None`
+/// when the consumer has gone away.
 async fn drain(
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<Event>,
     stats: &SensorStats,
-) -> Option<usize> {
+) -> Option<Drained> {
     // Decode under the ring borrow, send after: a send may wait for the consumer.
-    let mut batch = Vec::new();
-    let mut total = 0;
+    let mut batch = Vec::with_capacity(256);
+    let mut records = 0;
     loop {
-        while let Some(item) = ring.next() {
-            batch.extend(decode_counted(&item, stats));
-            if batch.len() >= 256 {
-                break;
+        let mut empty = false;
+        while batch.len() < 256 {
+            match ring.next() {
+                Some(item) => {
+                    records += 1;
+                    batch.extend(decode_counted(&item, stats));
+                }
+                None => {
+                    empty = true;
+                    break;
+                }
             }
         }
-        if batch.is_empty() {
-            return Some(total);
-        }
-        total += batch.len();
         for event in batch.drain(..) {
             let kind = event.kind();
             if tx.send(event).await.is_err() {
                 return None;
             }
             stats.received(kind);
+        }
+        if empty || records >= DRAIN_MAX {
+            return Some(Drained {
+                records,
+                more: !empty,
+            });
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct SensorStats {
     kernel_lost: [AtomicU64; KINDS],
     malformed: AtomicU64,
     fallback_lost: AtomicU64,
+    missed_wakeups: AtomicU64,
 }
 
 impl SensorStats {
@@ -30,6 +31,11 @@ impl SensorStats {
     /// Stores the kernel's running total of events of `kind` that found the ring buffer full.
     pub fn set_kernel_lost(&self, kind: EventKind, total: u64) {
         self.kernel_lost[kind.index()].store(total, Relaxed);
+    }
+
+    /// Counts a timed drain of the ring buffer that found records no wakeup had announced.
+    pub fn missed_wakeup(&self) {
+        self.missed_wakeups.fetch_add(1, Relaxed);
     }
 
     /// Counts events the fallback sensor knows it missed (netlink ENOBUFS overruns).
@@ -64,6 +70,7 @@ impl SensorStats {
             kernel_lost: kernel_lost.into_iter().collect(),
             fallback_lost: self.fallback_lost.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
+            missed_wakeups: self.missed_wakeups.load(Relaxed),
         }
     }
 }
@@ -83,6 +90,9 @@ pub struct StatsSnapshot {
     pub fallback_lost: u64,
     /// Records rejected by the decoder.
     pub malformed: u64,
+    /// Timed drains of the ring buffer that found records no wakeup had announced (delivered
+    /// late, not lost).
+    pub missed_wakeups: u64,
 }
 
 #[cfg(test)]

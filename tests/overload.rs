@@ -1,0 +1,248 @@
+//! A deliberate overload (issue 5): with a ring buffer of one page, an exec storm overflows
+//! it. Every event the sensor could not deliver must be counted, in the stats and on alerts,
+//! and the count must account for exactly the execs that went missing.
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use procwatch_tests::{
+    Monitor, TempDir, procwatch_bin, require_root, scratch_base, spawn_retrying,
+};
+use serde_json::Value;
+
+/// Execs per storm: a few hundred exec records a second fit through a one-page ring.
+const EXECS: u64 = 2000;
+
+/// Execs other processes on the machine may make during a storm (the loss counter is
+/// machine-wide); an over-count beyond this fails the test.
+const SLACK: u64 = 300;
+
+/// The loss counters are machine-wide: the tests here storm one at a time.
+static ONE_STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`ONE_STORM`] (a failed test before does not matter).
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_STORM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `path` [`EXECS`] times from two threads, as fast as they go.
+fn storm(path: &Path) {
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..EXECS / 2 {
+                    let mut cmd = Command::new(path);
+                    cmd.stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
+                    let _ = spawn_retrying(&mut cmd).wait();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn an_overflowing_ring_counts_every_exec_it_drops() {
+    require_root!();
+    let _alone = alone();
+    let dir = TempDir::new_in(&scratch_base(), "overload-events");
+    let exe = dir.copy_exe(Path::new("/bin/true"), "pw-overload-true");
+    let out = dir.0.join("events.jsonl");
+    let mut child = Command::new(procwatch_bin())
+        .args([
+            "events",
+            "--sensor",
+            "ebpf",
+            "--kinds",
+            "exec",
+            "--ring-kib",
+            "4",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("procwatch starts");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while !log
+        .last()
+        .is_some_and(|l: &String| l.contains("streaming events"))
+    {
+        log.push(
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("procwatch reports readiness"),
+        );
+    }
+
+    storm(&exe);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("procwatch exits");
+    assert!(status.success(), "exit status {status:?}");
+    log.extend(rx.iter());
+    let summary: Value = log
+        .iter()
+        .find_map(|l| serde_json::from_str(l.split_once(": ")?.1).ok())
+        .unwrap_or_else(|| panic!("no summary in {log:#?}"));
+
+    let text = std::fs::read_to_string(&out).expect("events file");
+    let exe_name = exe.to_str().expect("utf-8");
+    let got = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|e| e["kind"] == "exec" && e["filename"] == exe_name)
+        .count() as u64;
+    let lost = summary["stats"]["kernel_lost"]["exec"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no kernel_lost.exec in {summary}"));
+    assert!(
+        lost > 0 && got < EXECS,
+        "a one-page ring did not overflow ({got} of {EXECS} delivered, {lost} lost): {summary}"
+    );
+    assert!(
+        got + lost >= EXECS,
+        "{} execs went missing uncounted: {got} delivered, {lost} counted lost",
+        EXECS - got - lost
+    );
+    assert!(
+        lost <= EXECS - got + SLACK,
+        "{lost} counted lost but only {} of ours are missing",
+        EXECS - got
+    );
+    assert_eq!(summary["stats"]["malformed"], 0, "{summary}");
+    assert_eq!(
+        summary["stats"]["lost_total"],
+        summary["stats"]["kernel_lost"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
+            .unwrap_or_default()
+    );
+}
+
+#[test]
+fn alerts_after_an_overflow_carry_the_loss_and_the_monitor_reports_it() {
+    require_root!();
+    let _alone = alone();
+    let mut m = Monitor::start("ring_buffer_kib: 4\nsweep_interval: 1s\n", &[]);
+    let dir = TempDir::new_in("/tmp", "overload-monitor");
+    // In /tmp: every one of these processes is a tmp_exe alert, if its exec gets through.
+    let exe = dir.copy_exe(Path::new("/bin/true"), "pw-overload-payload");
+    storm(&exe);
+    // The loss counter is read every 500 ms and the warning comes with the next sweep.
+    let warning = m.wait_log(Duration::from_secs(15), "events lost");
+    assert!(warning.contains("ring_buffer_kib"), "{warning}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (status, summary, text) = m.stop();
+    assert!(status.success(), "{status:?}");
+    let summary = summary.expect("summary");
+    let lost_exec = summary["sensor"]["kernel_lost"]["exec"]
+        .as_u64()
+        .expect("kernel_lost.exec");
+    let total = summary["sensor"]["lost_total"]
+        .as_u64()
+        .expect("lost_total");
+    let exe_name = exe.to_str().expect("utf-8");
+    let alerts: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|a| a["exe"] == exe_name || a["trigger"]["filename"] == exe_name)
+        .collect();
+    let alerted = alerts.len() as u64;
+    assert!(
+        lost_exec > 0 && alerted < EXECS,
+        "no overflow: {alerted} of {EXECS} alerted, {lost_exec} lost"
+    );
+    assert!(
+        alerted + lost_exec >= EXECS,
+        "{} execs neither alerted nor counted lost ({alerted} alerted, {lost_exec} lost)",
+        EXECS - alerted - lost_exec
+    );
+    // The loss counter is read every 500 ms: alerts of the storm's later processes show it,
+    // never more than the final total.
+    let shown = alerts
+        .iter()
+        .filter_map(|a| a["sensor"]["events_lost"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(shown > 0, "none of {alerted} alerts shows the loss");
+    assert!(
+        shown <= total,
+        "an alert shows {shown} lost, the summary {total}"
+    );
+}
+
+#[test]
+fn stops_promptly_in_the_middle_of_a_storm() {
+    require_root!();
+    let _alone = alone();
+    let mut child = Command::new(procwatch_bin())
+        .args(["events", "--sensor", "ebpf", "--kinds", "exec,fork,exit"])
+        .args(["--output", "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("procwatch starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    while !rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("procwatch reports readiness")
+        .contains("streaming events")
+    {}
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < end
+            {
+                let _ = Command::new("/bin/true").status();
+            }
+        })
+    };
+    // The reader is busy draining every few milliseconds by now.
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let exited = procwatch_tests::eventually(Duration::from_secs(5), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    let took = asked.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = storm.join();
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("procwatch exits");
+    assert!(
+        exited,
+        "still running {took:?} after SIGINT, with execs still going on"
+    );
+    assert!(status.success(), "{status:?}");
+}
