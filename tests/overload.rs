@@ -48,6 +48,20 @@ fn storm(path: &Path) {
     });
 }
 
+/// The storm overflowed the ring, and each of its execs was either `delivered` (shown as
+/// `what`) or counted among the `lost`.
+fn assert_every_exec_accounted(delivered: u64, lost: u64, what: &str) {
+    assert!(
+        lost > 0 && delivered < EXECS,
+        "a one-page ring did not overflow: {delivered} of {EXECS} {what}, {lost} lost"
+    );
+    assert!(
+        delivered + lost >= EXECS,
+        "{} execs neither {what} nor counted lost ({delivered} {what}, {lost} lost)",
+        EXECS - delivered - lost
+    );
+}
+
 #[test]
 fn an_overflowing_ring_counts_every_exec_it_drops() {
     require_root!();
@@ -112,15 +126,7 @@ fn an_overflowing_ring_counts_every_exec_it_drops() {
     let lost = summary["stats"]["kernel_lost"]["exec"]
         .as_u64()
         .unwrap_or_else(|| panic!("no kernel_lost.exec in {summary}"));
-    assert!(
-        lost > 0 && got < EXECS,
-        "a one-page ring did not overflow ({got} of {EXECS} delivered, {lost} lost): {summary}"
-    );
-    assert!(
-        got + lost >= EXECS,
-        "{} execs went missing uncounted: {got} delivered, {lost} counted lost",
-        EXECS - got - lost
-    );
+    assert_every_exec_accounted(got, lost, "delivered");
     assert!(
         lost <= EXECS - got + SLACK,
         "{lost} counted lost but only {} of ours are missing",
@@ -166,15 +172,7 @@ fn alerts_after_an_overflow_carry_the_loss_and_the_monitor_reports_it() {
         .filter(|a| a["exe"] == exe_name || a["trigger"]["filename"] == exe_name)
         .collect();
     let alerted = alerts.len() as u64;
-    assert!(
-        lost_exec > 0 && alerted < EXECS,
-        "no overflow: {alerted} of {EXECS} alerted, {lost_exec} lost"
-    );
-    assert!(
-        alerted + lost_exec >= EXECS,
-        "{} execs neither alerted nor counted lost ({alerted} alerted, {lost_exec} lost)",
-        EXECS - alerted - lost_exec
-    );
+    assert_every_exec_accounted(alerted, lost_exec, "alerted");
     // The loss counter is read every 500 ms: alerts of the storm's later processes show it,
     // never more than the final total.
     let shown = alerts
