@@ -304,17 +304,15 @@ mod tests {
         }
     }
 
-    fn alert(pid: u32) -> Arc<Alert> {
-        let mut a = crate::output::logfile::tests::sample_alert();
-        a.pid = pid;
-        Arc::new(a)
-    }
-
-    #[test]
-    fn a_failing_sink_keeps_alerts_and_writes_them_in_order_later() {
+    /// A slot around a [`Flaky`] sink that starts full, with its switch and what it wrote.
+    fn flaky_slot() -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::Mutex<Vec<u32>>>,
+        Slot,
+    ) {
         let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut slot = Slot {
+        let slot = Slot {
             sink: Box::new(Flaky {
                 full: full.clone(),
                 got: got.clone(),
@@ -323,6 +321,18 @@ mod tests {
             stats: SinkStats::default(),
             last_warn: None,
         };
+        (full, got, slot)
+    }
+
+    fn alert(pid: u32) -> Arc<Alert> {
+        let mut a = crate::output::logfile::tests::sample_alert();
+        a.pid = pid;
+        Arc::new(a)
+    }
+
+    #[test]
+    fn a_failing_sink_keeps_alerts_and_writes_them_in_order_later() {
+        let (full, got, mut slot) = flaky_slot();
         for pid in 1..=5 {
             slot.push(alert(pid), "{}".into());
         }
@@ -341,17 +351,7 @@ mod tests {
 
     #[test]
     fn an_overflowing_backlog_drops_the_oldest_and_counts_them() {
-        let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut slot = Slot {
-            sink: Box::new(Flaky {
-                full: full.clone(),
-                got: got.clone(),
-            }),
-            backlog: VecDeque::new(),
-            stats: SinkStats::default(),
-            last_warn: None,
-        };
+        let (full, got, mut slot) = flaky_slot();
         let n = BACKLOG_MAX as u32 + 3;
         for pid in 1..=n {
             slot.push(alert(pid), "{}".into());

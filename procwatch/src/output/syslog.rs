@@ -933,16 +933,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn dead_server_never_blocks_and_drops_are_counted() {
-        // A port where nothing listens: bind one, note it, close it.
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let stats = within(Duration::from_secs(60), move || {
+    /// Writes 100,000 copies of `a` to a TCP syslog sink on `port` with a queue of `capacity`
+    /// and returns its final counts; fails if that takes a minute (a write blocked).
+    fn flood_tcp(port: u16, capacity: usize, a: Alert) -> SinkStats {
+        within(Duration::from_secs(60), move || {
             let opts = SyslogOptions {
-                capacity: 100,
+                capacity,
                 flush_timeout: Duration::from_millis(100),
             };
             let target = SyslogTarget::Tcp {
@@ -950,14 +946,23 @@ mod tests {
                 port,
             };
             let mut sink = SyslogSink::with_options(target, 3.0, opts).unwrap();
-            let a = sample_alert();
             let j = json(&a);
             for _ in 0..100_000 {
                 sink.write(&a, &j).unwrap();
             }
             sink.flush().unwrap();
             sink.final_stats().unwrap()
-        });
+        })
+    }
+
+    #[test]
+    fn dead_server_never_blocks_and_drops_are_counted() {
+        // A port where nothing listens: bind one, note it, close it.
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let stats = flood_tcp(port, 100, sample_alert());
         assert_eq!(stats.written, 0);
         assert_eq!(stats.dropped, 100_000, "every alert counted: {stats:?}");
     }
@@ -967,26 +972,10 @@ mod tests {
         // Accepts (via the backlog) but never reads: the kernel buffers fill, then writes stall.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stats = within(Duration::from_secs(60), move || {
-            let opts = SyslogOptions {
-                capacity: 1000,
-                flush_timeout: Duration::from_millis(100),
-            };
-            let target = SyslogTarget::Tcp {
-                host: "127.0.0.1".into(),
-                port,
-            };
-            let mut sink = SyslogSink::with_options(target, 3.0, opts).unwrap();
-            let mut a = sample_alert();
-            // Big messages fill the socket buffers sooner.
-            a.cmdline = vec!["z".repeat(6000)];
-            let j = json(&a);
-            for _ in 0..100_000 {
-                sink.write(&a, &j).unwrap();
-            }
-            sink.flush().unwrap();
-            sink.final_stats().unwrap()
-        });
+        let mut a = sample_alert();
+        // Big messages fill the socket buffers sooner.
+        a.cmdline = vec!["z".repeat(6000)];
+        let stats = flood_tcp(port, 1000, a);
         drop(listener);
         assert!(stats.dropped > 0, "{stats:?}");
         assert_eq!(stats.written + stats.dropped, 100_000, "{stats:?}");

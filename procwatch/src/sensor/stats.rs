@@ -15,6 +15,7 @@ pub struct SensorStats {
     malformed: AtomicU64,
     fallback_lost: AtomicU64,
     missed_wakeups: AtomicU64,
+    undelivered_at_stop: AtomicU64,
 }
 
 impl SensorStats {
@@ -36,6 +37,11 @@ impl SensorStats {
     /// Counts a timed drain of the ring buffer that found records no wakeup had announced.
     pub fn missed_wakeup(&self) {
         self.missed_wakeups.fetch_add(1, Relaxed);
+    }
+
+    /// Counts records left in the ring when a stop cut the final drain short.
+    pub fn undelivered_at_stop(&self, n: u64) {
+        self.undelivered_at_stop.fetch_add(n, Relaxed);
     }
 
     /// Counts events the fallback sensor knows it missed (netlink ENOBUFS overruns).
@@ -71,6 +77,7 @@ impl SensorStats {
             fallback_lost: self.fallback_lost.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             missed_wakeups: self.missed_wakeups.load(Relaxed),
+            undelivered_at_stop: self.undelivered_at_stop.load(Relaxed),
         }
     }
 }
@@ -93,6 +100,9 @@ pub struct StatsSnapshot {
     /// Timed drains of the ring buffer that found records no wakeup had announced (delivered
     /// late, not lost).
     pub missed_wakeups: u64,
+    /// Records still in the ring when a stop during a storm cut the final drain short (after
+    /// [`super::ebpf`]'s one second of delivering); not delivered, counted here.
+    pub undelivered_at_stop: u64,
 }
 
 #[cfg(test)]

@@ -194,6 +194,16 @@ fn row(target: &str, measured: String, verdict: Verdict) -> TargetRow {
     }
 }
 
+/// A target read off one measurement: `found` is what the run shows and whether it meets the
+/// target; `None` when the run did not measure it.
+fn judged(target: &str, found: Option<(String, bool)>) -> TargetRow {
+    match found {
+        Some((measured, true)) => row(target, measured, Verdict::Pass),
+        Some((measured, false)) => row(target, measured, Verdict::Miss),
+        None => row(target, "—".into(), Verdict::NotMeasured),
+    }
+}
+
 fn loss_target(name: &str, loss: Option<Loss>) -> TargetRow {
     let Some(l) = loss else {
         return row(name, "—".into(), Verdict::NotMeasured);
@@ -240,26 +250,20 @@ pub fn targets(f: &Findings) -> Vec<TargetRow> {
         loss_target("exec storm 1,600/s: zero loss", f.exec_loss_1600),
         loss_target("exec storm fastest: zero loss", f.exec_loss_fastest),
     ];
-    rows.push(match f.fastest_ratio {
-        Some((Some(pw), Some(bt))) => row(
-            "exec storm fastest: wall-time overhead no worse than bpftrace's",
-            format!(
-                "exec/s vs no monitor: procwatch {}, bpftrace {}",
-                ratio(Some(pw)),
-                ratio(Some(bt))
-            ),
-            if pw >= bt {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-        ),
-        _ => row(
-            "exec storm fastest: wall-time overhead no worse than bpftrace's",
-            "—".into(),
-            Verdict::NotMeasured,
-        ),
-    });
+    rows.push(judged(
+        "exec storm fastest: wall-time overhead no worse than bpftrace's",
+        match f.fastest_ratio {
+            Some((Some(pw), Some(bt))) => Some((
+                format!(
+                    "exec/s vs no monitor: procwatch {}, bpftrace {}",
+                    ratio(Some(pw)),
+                    ratio(Some(bt))
+                ),
+                pw >= bt,
+            )),
+            _ => None,
+        },
+    ));
     let cpu: Vec<&(String, Option<f64>)> = f.cpu_us_per_exec.iter().collect();
     rows.push(if cpu.is_empty() || cpu.iter().any(|(_, v)| v.is_none()) {
         row(
@@ -292,68 +296,40 @@ pub fn targets(f: &Findings) -> Vec<TargetRow> {
     ));
     rows.push(overhead_target("getppid ≤ +5 %", 0.05, f.getppid));
     rows.push(overhead_target("connect storm ≤ +5 %", 0.05, f.connect));
-    rows.push(match f.latency_p99_ms {
-        Some(p) => row(
-            "alert latency p99 < 5 ms",
-            format!("p99 {} ms", num(Some(p), 2)),
-            if p < 5.0 {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-        ),
-        None => row("alert latency p99 < 5 ms", "—".into(), Verdict::NotMeasured),
-    });
-    rows.push(match f.recall {
-        Some((seen, made)) => row(
-            "short-lived recall 1000/1000",
-            format!("{seen:.0}/{made:.0} (worst run)"),
-            if seen >= 1000.0 && seen >= made {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-        ),
-        None => row(
-            "short-lived recall 1000/1000",
-            "—".into(),
-            Verdict::NotMeasured,
-        ),
-    });
-    rows.push(match f.rss_max_mib {
-        Some(r) => row(
-            "RSS < 40 MB after the storms",
-            format!("largest, peaks included: {} MiB", num(Some(r), 1)),
-            if r * 1.048_576 < 40.0 {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-        ),
-        None => row(
-            "RSS < 40 MB after the storms",
-            "—".into(),
-            Verdict::NotMeasured,
-        ),
-    });
-    rows.push(match f.rss_growth_mib {
-        Some(g) => row(
-            "no RSS growth over 10 repeated storms",
-            format!(
-                "at rest, last − first: {g:+.2} MiB (tolerance {RSS_GROWTH_TOLERANCE_MIB} MiB)"
-            ),
-            if g <= RSS_GROWTH_TOLERANCE_MIB {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-        ),
-        None => row(
-            "no RSS growth over 10 repeated storms",
-            "—".into(),
-            Verdict::NotMeasured,
-        ),
-    });
+    rows.push(judged(
+        "alert latency p99 < 5 ms",
+        f.latency_p99_ms
+            .map(|p| (format!("p99 {} ms", num(Some(p), 2)), p < 5.0)),
+    ));
+    rows.push(judged(
+        "short-lived recall 1000/1000",
+        f.recall.map(|(seen, made)| {
+            (
+                format!("{seen:.0}/{made:.0} (worst run)"),
+                seen >= 1000.0 && seen >= made,
+            )
+        }),
+    ));
+    rows.push(judged(
+        "RSS < 40 MB after the storms",
+        f.rss_max_mib.map(|r| {
+            (
+                format!("largest, peaks included: {} MiB", num(Some(r), 1)),
+                r * 1.048_576 < 40.0,
+            )
+        }),
+    ));
+    rows.push(judged(
+        "no RSS growth over 10 repeated storms",
+        f.rss_growth_mib.map(|g| {
+            (
+                format!(
+                    "at rest, last − first: {g:+.2} MiB (tolerance {RSS_GROWTH_TOLERANCE_MIB} MiB)"
+                ),
+                g <= RSS_GROWTH_TOLERANCE_MIB,
+            )
+        }),
+    ));
     rows.push(match &f.scan {
         Some((Some(scan), ps)) if !ps.is_empty() && ps.iter().all(|(_, v)| v.is_some()) => {
             let faster = ps.iter().all(|(_, v)| v.is_some_and(|p| *scan < p));
