@@ -10,7 +10,7 @@ use super::{
     error::{self, ConfigError},
     values::{
         AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
-        SyslogTarget, Token, User,
+        SyslogTarget, Token, TotalBytes, User,
     },
 };
 
@@ -131,7 +131,7 @@ struct PartialDump {
     #[serde(default, deserialize_with = "required")]
     max_exe_bytes: Option<Bytes>,
     #[serde(default, deserialize_with = "required")]
-    max_total_bytes: Option<Bytes>,
+    max_total_bytes: Option<TotalBytes>,
 }
 
 /// `outputs:`; null turns a sink off.
@@ -319,7 +319,7 @@ impl Layer {
                 "dump.max_total_bytes",
                 c.max_total_bytes,
                 d.max_total_bytes,
-                |v: &Bytes| v.0
+                |v: &TotalBytes| v.0
             );
         }
         if let Some(o) = &p.outputs {

@@ -596,12 +596,194 @@ fn cross_file_check_blames_the_last_setter() {
     );
     // Flow style falls back to the enclosing key's line.
     let d = assert_err(
-        "\ndump: {max_exe_bytes: 10, max_total_bytes: 5}\n",
+        "\ndump: {max_exe_bytes: 20MiB, max_total_bytes: 10MiB}\n",
         2,
         Some("dump.max_total_bytes"),
         "at least",
     );
     assert_eq!(d.column, Some(1));
+}
+
+// ---- hostile numbers ----
+
+/// `key: value` as block YAML for a dotted key, and the line the value is on.
+fn nested(key: &str, value: &str) -> (String, usize) {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut text = String::new();
+    for (depth, part) in parts.iter().enumerate() {
+        text.push_str(&"  ".repeat(depth));
+        text.push_str(part);
+        text.push(':');
+        if depth + 1 == parts.len() {
+            text.push(' ');
+            text.push_str(value);
+        }
+        text.push('\n');
+    }
+    (text, parts.len())
+}
+
+/// Every numeric key refuses non-finite, negative, overflowing and meaningless values with
+/// its own key and line, and no panic.
+#[test]
+fn every_numeric_key_refuses_hostile_values() {
+    // Refused by every numeric key.
+    const ALWAYS: &[&str] = &[
+        ".inf",
+        "-.inf",
+        ".nan",
+        "-1",
+        "-0.5",
+        "1e30",
+        "99999999999999999999999999",
+        "-99999999999999999999999999",
+        "\"1e30s\"",
+        "\"inf\"",
+        "\"nan\"",
+        "\"\"",
+        "[]",
+        "{}",
+        "true",
+    ];
+    let scores = [
+        "min_score",
+        "ml_weight",
+        "weights.deleted_exe",
+        "weights.tmp_exe",
+        "weights.wx_mem",
+        "weights.ptrace",
+        "weights.high_cpu",
+        "weights.empty_cmdline",
+        "weights.suspicious_port",
+        "weights.fileless_exe",
+        "weights.reverse_shell",
+    ];
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+    for key in scores {
+        cases.extend([(key, "1000001"), (key, "1.0e7")]);
+    }
+    cases.extend([("cpu_high", "0"), ("cpu_high", "0.0"), ("cpu_high", "2e6")]);
+    for key in ["sweep_interval", "cpu_window"] {
+        for v in ["0", "0.0", "0.05", "\"10ms\"", "\"0s\"", "\"99ms\""] {
+            cases.push((key, v));
+        }
+    }
+    for key in [
+        "sweep_interval",
+        "cpu_window",
+        "exited_grace",
+        "baseline.learning_period",
+    ] {
+        for v in [
+            "315360001",
+            "18446744073709551615",
+            "\"3651d\"",
+            "\"3000d3000d\"",
+            "\"100000000000000000000h\"",
+            "\"-5s\"",
+            "\"1e3s\"",
+            "\".s\"",
+            "\"5 parsecs\"",
+        ] {
+            cases.push((key, v));
+        }
+    }
+    cases.extend([
+        ("max_processes", "0"),
+        ("max_processes", "16777217"),
+        ("max_processes", "18446744073709551615"),
+        ("ring_buffer_kib", "0"),
+        ("ring_buffer_kib", "3"),
+        ("ring_buffer_kib", "2097152"),
+        ("ring_buffer_kib", "4294967296"),
+        ("dump.max_exe_bytes", "\"99999999999TiB\""),
+        ("dump.max_exe_bytes", "\"1.5GiB\""),
+        ("dump.max_total_bytes", "0"),
+        ("dump.max_total_bytes", "1000"),
+        ("dump.max_total_bytes", "\"1KiB\""),
+        ("ports", "0"),
+        ("ports", "70000"),
+        ("ports", "\"1-99999999999999999999\""),
+    ]);
+    let every = [
+        "cpu_high",
+        "max_processes",
+        "ring_buffer_kib",
+        "dump.max_exe_bytes",
+        "dump.max_total_bytes",
+        "sweep_interval",
+        "cpu_window",
+        "exited_grace",
+        "baseline.learning_period",
+    ];
+    for key in scores.iter().chain(&every) {
+        for v in ALWAYS {
+            cases.push((key, v));
+        }
+    }
+    for (key, value) in cases {
+        let (text, line) = nested(key, value);
+        let d = match parse(&text) {
+            Ok(c) => panic!("{key}: {value} accepted: {c:?}"),
+            Err(e) => e.diagnostic().cloned().unwrap(),
+        };
+        assert_eq!(d.key.as_deref(), Some(key), "{key}: {value}: {d}");
+        assert_eq!(d.line, Some(line), "{key}: {value}: {d}");
+        assert!(d.to_string().starts_with("test.yaml:"), "{d}");
+    }
+}
+
+#[test]
+fn numeric_limits_accept_their_edges() {
+    let c = parse(
+        "min_score: 1000000\ncpu_high: 0.001\nsweep_interval: 100ms\ncpu_window: 0.1\n\
+         exited_grace: 0\nmax_processes: 16777216\nring_buffer_kib: 1048576\n\
+         baseline:\n  learning_period: 3650d\ndump:\n  max_exe_bytes: 0\n  max_total_bytes: 1MiB\n",
+    )
+    .unwrap();
+    assert_eq!(c.min_score, 1e6);
+    assert_eq!(c.sweep_interval, Duration::from_millis(100));
+    assert_eq!(c.cpu_window, Duration::from_millis(100));
+    assert_eq!(c.max_processes, 1 << 24);
+    assert_eq!(c.baseline.learning_period, crate::bounds::MAX_DURATION);
+    assert_eq!(c.dump.max_total_bytes, 1 << 20);
+}
+
+/// The messages say what is wrong, not just "invalid".
+#[test]
+fn hostile_number_messages_are_clear() {
+    assert_err("min_score: .inf\n", 1, Some("min_score"), "not a finite number");
+    assert_err("min_score: 1e30\n", 1, Some("min_score"), "at most 1000000");
+    assert_err(
+        "sweep_interval: 1e30\n",
+        1,
+        Some("sweep_interval"),
+        "at most 3650d",
+    );
+    assert_err(
+        "sweep_interval: \"10ms\"\n",
+        1,
+        Some("sweep_interval"),
+        "at least 100ms",
+    );
+    assert_err(
+        "exited_grace: .nan\n",
+        1,
+        Some("exited_grace"),
+        "not a finite number",
+    );
+    assert_err(
+        "max_processes: 99999999999\n",
+        1,
+        Some("max_processes"),
+        "at most 16777216",
+    );
+    assert_err(
+        "dump:\n  max_total_bytes: 1000\n",
+        2,
+        Some("dump.max_total_bytes"),
+        "at least 1048576 bytes",
+    );
 }
 
 // ---- syntax ----

@@ -16,6 +16,8 @@ use serde::{
     de::{self, SeqAccess, Visitor},
 };
 
+use crate::bounds::{self, Floor};
+
 /// A set of ports, kept as sorted, merged, inclusive ranges.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PortSet {
@@ -382,13 +384,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total.checked_add(seconds(n * scale)?).ok_or_else(bad)?;
         rest = tail.trim_start();
     }
+    if total > bounds::MAX_DURATION {
+        return Err(bounds::too_long(&format!("'{text}'")));
+    }
     Ok(total)
 }
 
-/// A non-negative, finite number of seconds as a `Duration`.
+/// A finite number of seconds from 0 to [`bounds::MAX_DURATION`] as a `Duration`.
 fn seconds(secs: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{secs} seconds is not a valid duration (negative or too large)"))
+    bounds::seconds(secs)
 }
 
 /// Formats a duration the way the config file writes it: "24h", "15m", "90s", "500ms".
@@ -438,41 +442,19 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
-/// Which numbers a numeric setting accepts.
-#[derive(Clone, Copy)]
-enum Bound {
-    /// Strictly greater than zero.
-    Positive,
-    /// Zero or more.
-    NonNegative,
-}
-
-/// Deserializes a finite number (integer or float) that satisfies `bound`.
-fn number<'de, D: Deserializer<'de>>(d: D, bound: Bound) -> Result<f64, D::Error> {
-    struct V(Bound);
+/// Deserializes a finite number (integer or float) within `floor` and [`bounds::MAX_NUMBER`].
+fn number<'de, D: Deserializer<'de>>(d: D, floor: Floor) -> Result<f64, D::Error> {
+    struct V(Floor);
     impl Visitor<'_> for V {
         type Value = f64;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(match self.0 {
-                Bound::Positive => "a number greater than 0",
-                Bound::NonNegative => "a number (0 or more)",
+                Floor::AboveZero => "a number greater than 0",
+                Floor::Zero => "a number (0 or more)",
             })
         }
         fn visit_f64<E: de::Error>(self, x: f64) -> Result<f64, E> {
-            let ok = match self.0 {
-                Bound::Positive => x > 0.0,
-                Bound::NonNegative => x >= 0.0,
-            };
-            if !x.is_finite() {
-                return Err(E::custom(format!("{x} is not a finite number")));
-            }
-            if !ok {
-                return Err(E::custom(match self.0 {
-                    Bound::Positive => format!("must be greater than 0, found {x}"),
-                    Bound::NonNegative => format!("must not be negative, found {x}"),
-                }));
-            }
-            Ok(x)
+            bounds::number(x, self.0).map_err(E::custom)
         }
         // Integers are converted rather than rejected: `min_score: 3` means 3.0.
         #[allow(clippy::cast_precision_loss)]
@@ -484,7 +466,7 @@ fn number<'de, D: Deserializer<'de>>(d: D, bound: Bound) -> Result<f64, D::Error
             self.visit_f64(n as f64)
         }
     }
-    d.deserialize_any(V(bound))
+    d.deserialize_any(V(floor))
 }
 
 /// A number greater than zero.
@@ -493,7 +475,7 @@ pub(crate) struct Positive(pub f64);
 
 impl<'de> Deserialize<'de> for Positive {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        number(d, Bound::Positive).map(Self)
+        number(d, Floor::AboveZero).map(Self)
     }
 }
 
@@ -503,19 +485,22 @@ pub(crate) struct NonNegative(pub f64);
 
 impl<'de> Deserialize<'de> for NonNegative {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        number(d, Bound::NonNegative).map(Self)
+        number(d, Floor::Zero).map(Self)
     }
 }
 
-/// Deserializes a duration given as seconds (integer or float) or a string like "15m".
-fn duration<'de, D: Deserializer<'de>>(d: D, bound: Bound) -> Result<Duration, D::Error> {
-    struct V(Bound);
+/// Deserializes a duration given as seconds (integer or float) or a string like "15m", within
+/// `floor` and [`bounds::MAX_DURATION`]; a `period` (how often something runs) is at least
+/// [`bounds::MIN_PERIOD`].
+fn duration<'de, D: Deserializer<'de>>(
+    d: D,
+    floor: Floor,
+    period: bool,
+) -> Result<Duration, D::Error> {
+    struct V(Floor, bool);
     impl V {
         fn check<E: de::Error>(&self, d: Duration) -> Result<Duration, E> {
-            if matches!(self.0, Bound::Positive) && d.is_zero() {
-                return Err(E::custom("must be greater than 0"));
-            }
-            Ok(d)
+            bounds::duration(d, self.0, self.1).map_err(E::custom)
         }
     }
     impl Visitor<'_> for V {
@@ -536,16 +521,16 @@ fn duration<'de, D: Deserializer<'de>>(d: D, bound: Bound) -> Result<Duration, D
             Err(E::custom(format!("must not be negative, found {n}")))
         }
     }
-    d.deserialize_any(V(bound))
+    d.deserialize_any(V(floor, period))
 }
 
-/// A duration greater than zero.
+/// How often something runs: at least [`bounds::MIN_PERIOD`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Interval(pub Duration);
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        duration(d, Bound::Positive).map(Self)
+        duration(d, Floor::AboveZero, true).map(Self)
     }
 }
 
@@ -555,7 +540,7 @@ pub(crate) struct Span(pub Duration);
 
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        duration(d, Bound::NonNegative).map(Self)
+        duration(d, Floor::Zero, false).map(Self)
     }
 }
 
@@ -565,27 +550,55 @@ pub(crate) struct Bytes(pub u64);
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size in bytes (an integer, or a string like \"100MiB\")")
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Bytes, E> {
-                Ok(Bytes(n))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Bytes, E> {
-                Err(E::custom(format!("must not be negative, found {n}")))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Bytes, E> {
-                parse_bytes(s).map(Bytes).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        bytes(d, 0).map(Self)
     }
 }
 
-/// A count of one or more.
+/// Deserializes a size of at least `min` bytes. The check runs inside the visitor, where
+/// serde_yaml still knows the position of the scalar.
+fn bytes<'de, D: Deserializer<'de>>(d: D, min: u64) -> Result<u64, D::Error> {
+    struct V(u64);
+    impl V {
+        fn check<E: de::Error>(&self, n: u64) -> Result<u64, E> {
+            if n < self.0 {
+                return Err(E::custom(format!(
+                    "must be at least {} bytes, found {n}",
+                    self.0
+                )));
+            }
+            Ok(n)
+        }
+    }
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size in bytes (an integer, or a string like \"100MiB\")")
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            self.check(n)
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            Err(E::custom(format!("must not be negative, found {n}")))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            self.check(parse_bytes(s).map_err(E::custom)?)
+        }
+    }
+    d.deserialize_any(V(min))
+}
+
+/// The size cap of the dump directory: at least [`bounds::MIN_DUMP_TOTAL_BYTES`] (1 MiB),
+/// below which no dump fits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TotalBytes(pub u64);
+
+impl<'de> Deserialize<'de> for TotalBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bytes(d, bounds::MIN_DUMP_TOTAL_BYTES).map(Self)
+    }
+}
+
+/// A count of processes: 1 to [`bounds::MAX_PROCESSES`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Count(pub usize);
 
@@ -598,11 +611,7 @@ impl<'de> Deserialize<'de> for Count {
                 f.write_str("a whole number of 1 or more")
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Count, E> {
-                match usize::try_from(n) {
-                    Ok(n) if n >= 1 => Ok(Count(n)),
-                    Ok(_) => Err(E::custom("must be 1 or more, found 0")),
-                    Err(_) => Err(E::custom(format!("{n} is too large"))),
-                }
+                bounds::max_processes(n).map(Count).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Count, E> {
                 Err(E::custom(format!("must be 1 or more, found {n}")))
@@ -625,12 +634,7 @@ impl<'de> Deserialize<'de> for RingKib {
                 f.write_str("a size in KiB that is a power of two from 4 to 1048576")
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<RingKib, E> {
-                match u32::try_from(n) {
-                    Ok(k) if k.is_power_of_two() && (4..=1 << 20).contains(&k) => Ok(RingKib(k)),
-                    _ => Err(E::custom(format!(
-                        "must be a power of two from 4 to 1048576 (KiB), found {n}"
-                    ))),
-                }
+                bounds::ring_kib(n).map(RingKib).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<RingKib, E> {
                 Err(E::custom(format!(
