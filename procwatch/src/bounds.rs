@@ -51,7 +51,7 @@ pub fn seconds(secs: f64) -> Result<Duration, String> {
         return Err(format!("must not be negative, found {secs}"));
     }
     if secs > MAX_DURATION.as_secs_f64() {
-        return Err(too_long(&format!("{secs} seconds")));
+        return Err(too_long(&format!("{} seconds", show(secs))));
     }
     // In range, so this cannot fail; the error arm only avoids a panic path.
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{secs} seconds: {e}"))
@@ -79,6 +79,15 @@ pub fn duration(d: Duration, floor: Floor, period: bool) -> Result<Duration, Str
     Ok(d)
 }
 
+/// `x` as a person wrote it: `1e30` rather than thirty-one digits.
+fn show(x: f64) -> String {
+    if x.abs() >= 1e15 {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// A finite number from 0 (or above 0) to [`MAX_NUMBER`].
 pub fn number(x: f64, floor: Floor) -> Result<f64, String> {
     if !x.is_finite() {
@@ -87,7 +96,7 @@ pub fn number(x: f64, floor: Floor) -> Result<f64, String> {
     match floor {
         Floor::AboveZero if x <= 0.0 => Err(format!("must be greater than 0, found {x}")),
         Floor::Zero if x < 0.0 => Err(format!("must not be negative, found {x}")),
-        _ if x > MAX_NUMBER => Err(format!("must be at most 1000000, found {x}")),
+        _ if x > MAX_NUMBER => Err(format!("must be at most 1000000, found {}", show(x))),
         _ => Ok(x),
     }
 }

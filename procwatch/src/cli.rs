@@ -1,16 +1,20 @@
 //! Command-line interface: parsing only, no logic.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::sensor::{EventKind, SensorMode};
+use crate::{
+    bounds::{self, Floor},
+    sensor::{EventKind, SensorMode},
+};
 
 /// Linux runtime-security monitor.
 #[derive(Debug, Parser)]
 #[command(name = "procwatch", version, about)]
 pub struct Cli {
     /// Log filter for procwatch's own diagnostics on stderr (e.g. info, debug, procwatch=trace).
-    #[arg(long, global = true, default_value = "info", env = "PROCWATCH_LOG")]
+    #[arg(long, global = true, default_value = "info", env = "PROCWATCH_LOG",
+          value_parser = log_filter)]
     pub log: String,
     /// What to do.
     #[command(subcommand)]
@@ -36,11 +40,12 @@ pub struct EventsArgs {
     /// Only these kinds (comma-separated): exec, fork, exit, ptrace, connect, wx_mem, memfd.
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<EventKind>,
-    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
-    #[arg(long)]
-    pub duration: Option<f64>,
-    /// Ring buffer size in KiB (power of two, at least 4).
-    #[arg(long, default_value_t = 4096)]
+    /// Stop after this long: seconds, or a number with ms, s, m, h or d (default: until
+    /// SIGINT/SIGTERM).
+    #[arg(long, value_parser = run_time, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Ring buffer size in KiB (a power of two from 4 to 1048576).
+    #[arg(long, default_value = "4096", value_parser = ring_kib, allow_negative_numbers = true)]
     pub ring_kib: u32,
     /// Write the events to this file instead of stdout.
     #[arg(long)]
@@ -49,9 +54,10 @@ pub struct EventsArgs {
     /// process connector + /proc sweeps; exec, fork and exit only).
     #[arg(long, default_value = "auto")]
     pub sensor: SensorMode,
-    /// Seconds between /proc sweeps when the fallback sensor runs.
-    #[arg(long, default_value_t = 5.0)]
-    pub sweep_interval: f64,
+    /// Time between /proc sweeps when the fallback sensor runs (seconds, or with a unit; at
+    /// least 100ms).
+    #[arg(long, default_value = "5", value_parser = period, allow_negative_numbers = true)]
+    pub sweep_interval: Duration,
 }
 
 /// Arguments of `procwatch config`.
@@ -88,8 +94,8 @@ pub struct DetectArgs {
     /// Append alerts as JSONL to this file (`-` for stdout).
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Alert threshold, overriding `min_score` from the config.
-    #[arg(long)]
+    /// Alert threshold, overriding `min_score` from the config (0 to 1000000).
+    #[arg(long, value_parser = score, allow_negative_numbers = true)]
     pub min_score: Option<f64>,
     /// No alert output on stdout (other sinks still get every alert).
     #[arg(long)]
@@ -102,7 +108,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub stop_on_alert: bool,
     /// Restrict every kill (kernel and user space) to this process and its descendants.
-    #[arg(long)]
+    #[arg(long, value_parser = pid, allow_negative_numbers = true)]
     pub enforce_scope_pid: Option<u32>,
     /// Write a forensic dump of each flagged process under DIR (created 0700; see docs).
     #[arg(long, value_name = "DIR")]
@@ -125,9 +131,10 @@ pub struct MonitorArgs {
     /// Which sensor: auto (eBPF, else the netlink fallback), ebpf, or fallback.
     #[arg(long, default_value = "auto")]
     pub sensor: SensorMode,
-    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
-    #[arg(long)]
-    pub duration: Option<f64>,
+    /// Stop after this long: seconds, or a number with ms, s, m, h or d (default: until
+    /// SIGINT/SIGTERM).
+    #[arg(long, value_parser = run_time, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
     /// Run in the background (for systems without systemd): detach, write --pid-file.
     #[arg(short = 'd', long)]
     pub daemon: bool,
@@ -145,10 +152,70 @@ pub struct ScanArgs {
     /// Shared detection options.
     #[command(flatten)]
     pub detect: DetectArgs,
-    /// Repeat the sweep every N seconds until SIGINT/SIGTERM.
-    #[arg(long)]
-    pub interval: Option<f64>,
-    /// Stop after this many sweeps (with --interval).
-    #[arg(long)]
+    /// Repeat the sweep every N seconds (or a number with a unit; at least 100ms) until
+    /// SIGINT/SIGTERM.
+    #[arg(long, value_parser = period, allow_negative_numbers = true)]
+    pub interval: Option<Duration>,
+    /// Stop after this many sweeps (1 or more; needs --interval).
+    #[arg(long, requires = "interval", value_parser = count, allow_negative_numbers = true)]
     pub count: Option<u64>,
+}
+
+// Value parsers: each refuses what its kind cannot mean, and clap names the flag in the error
+// ("invalid value 'inf' for '--duration <DURATION>': ...") and exits with status 2.
+
+/// A duration (seconds or "90s", "15m", ...) from the text of a flag.
+fn duration_text(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+/// How long to run: more than 0, at most 10 years.
+fn run_time(s: &str) -> Result<Duration, String> {
+    bounds::duration(duration_text(s)?, Floor::AboveZero, false)
+}
+
+/// How often to repeat something: at least 100ms, at most 10 years.
+fn period(s: &str) -> Result<Duration, String> {
+    bounds::duration(duration_text(s)?, Floor::AboveZero, true)
+}
+
+/// A score threshold: a finite number from 0 to 1000000.
+fn score(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    bounds::number(x, Floor::Zero)
+}
+
+/// An unsigned integer, with a message that says so.
+fn whole(s: &str) -> Result<u64, String> {
+    if s.trim().starts_with('-') {
+        return Err(format!("must not be negative, found {s}"));
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number of 0 or more"))
+}
+
+/// A process id: 1 to 4194304 (Linux's limit).
+fn pid(s: &str) -> Result<u32, String> {
+    bounds::pid(whole(s)?)
+}
+
+/// A count of 1 or more.
+fn count(s: &str) -> Result<u64, String> {
+    bounds::count(whole(s)?)
+}
+
+/// A ring buffer size in KiB: a power of two from 4 to 1048576.
+fn ring_kib(s: &str) -> Result<u32, String> {
+    bounds::ring_kib(whole(s)?)
+}
+
+/// A log filter `tracing` understands (a bad one would otherwise be replaced by "info" unseen).
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log filter (like info, debug or procwatch=trace): {e}"))
 }

@@ -1,5 +1,5 @@
 //! `procwatch events`: the sensor's raw event stream as JSONL — the debugging and SIEM view.
-use std::{collections::BTreeSet, io::Write, process::ExitCode, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, io::Write, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -45,10 +45,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 
     let stats = Arc::new(SensorStats::default());
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
-    let sweep_interval = Duration::try_from_secs_f64(args.sweep_interval)
-        .ok()
-        .filter(|d| *d >= Duration::from_millis(100))
-        .context("--sweep-interval must be at least 0.1 seconds")?;
+    let sweep_interval = args.sweep_interval;
     let opts = SensorOptions {
         mode: args.sensor,
         ebpf: EbpfOptions {
@@ -66,7 +63,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 
     let deadline = async {
         match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await,
+            Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };

@@ -116,7 +116,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut sweep: Option<(std::time::Instant, JoinHandle<Vec<Sample>>)> = None;
     let deadline = async {
         match args.duration {
-            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+            Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };

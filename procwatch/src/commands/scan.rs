@@ -1,5 +1,5 @@
 //! `procwatch scan`: one sweep of /proc (or one every `--interval` seconds), no eBPF needed.
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
 use super::{
     pipeline::{self, ActPolicy, Tally},
@@ -39,7 +39,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             break "count reached";
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(interval.max(0.1))) => {}
+            _ = tokio::time::sleep(interval) => {}
             sig = terminate.recv() => break sig,
         }
     };

@@ -752,7 +752,12 @@ fn numeric_limits_accept_their_edges() {
 /// The messages say what is wrong, not just "invalid".
 #[test]
 fn hostile_number_messages_are_clear() {
-    assert_err("min_score: .inf\n", 1, Some("min_score"), "not a finite number");
+    assert_err(
+        "min_score: .inf\n",
+        1,
+        Some("min_score"),
+        "not a finite number",
+    );
     assert_err("min_score: 1e30\n", 1, Some("min_score"), "at most 1000000");
     assert_err(
         "sweep_interval: 1e30\n",
