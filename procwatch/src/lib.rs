@@ -18,3 +18,4 @@ pub mod process;
 pub mod score;
 pub mod sensor;
 pub mod text;
+pub mod trusted_file;

@@ -15,6 +15,15 @@ pub enum ConfigError {
         /// The underlying I/O error.
         error: std::io::Error,
     },
+    /// A config file procwatch must not trust (as root: another user could have written it),
+    /// or that is not a regular file.
+    #[error("{}: refused: {why}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: crate::trusted_file::Refusal,
+    },
     /// A config file was read but is not a valid configuration.
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
@@ -25,7 +34,7 @@ impl ConfigError {
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
             Self::Invalid(d) => Some(d),
-            Self::Read { .. } => None,
+            Self::Read { .. } | Self::Refused { .. } => None,
         }
     }
 }

@@ -427,14 +427,14 @@ pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Reads a config file; a missing optional file is `None`, a missing required one an error.
+/// As root, a file another user could have written is refused (see [`crate::trusted_file`]).
 fn read(path: &Path, required: bool) -> Result<Option<String>, ConfigError> {
-    match std::fs::read_to_string(path) {
+    use crate::trusted_file::{self, ReadError};
+    match trusted_file::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        }),
+        Err(e) if !required && e.is_not_found() => Ok(None),
+        Err(ReadError::Io { path, error }) => Err(ConfigError::Read { path, error }),
+        Err(ReadError::Refused { path, why }) => Err(ConfigError::Refused { path, why }),
     }
 }
 

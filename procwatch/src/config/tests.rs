@@ -303,15 +303,22 @@ fn broken_system_file_is_named() {
 #[test]
 fn unreadable_system_file_is_an_error() {
     let dir = Scratch::new();
-    // A directory where the file should be cannot be read, and is not "absent".
+    // A directory where the file should be is not "absent": it is refused.
     let sources = ConfigSources {
         system: Some(dir.0.clone()),
         user: None,
     };
-    assert!(matches!(
-        load(&sources, None),
-        Err(ConfigError::Read { .. })
-    ));
+    let err = load(&sources, None).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Refused {
+                why: crate::trusted_file::Refusal::NotRegular("directory"),
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 // ---- unknown keys ----
