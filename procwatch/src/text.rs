@@ -44,6 +44,12 @@ pub fn terminal_safe(bytes: &[u8]) -> String {
     out
 }
 
+/// A path safe to print in a message: [`terminal_safe`], so a file name holding a newline
+/// (a user's HOME under `sudo -E`) cannot forge a second line in root's logs.
+pub fn path_safe(path: &Path) -> String {
+    terminal_safe(path.as_os_str().as_bytes())
+}
+
 /// Bytes up to the first NUL (the whole slice when there is none).
 pub fn until_nul(bytes: &[u8]) -> &[u8] {
     match bytes.iter().position(|&b| b == 0) {

@@ -31,7 +31,7 @@ pub const MAX_BYTES: u64 = 1 << 20;
 pub enum ReadError {
     /// Opening or reading failed (missing, permission denied, not UTF-8, ...).
     // Not `source`: the message already includes the I/O error, and anyhow would print it twice.
-    #[error("{}: cannot read: {error}", path.display())]
+    #[error("{}: cannot read: {error}", crate::text::path_safe(path))]
     Io {
         /// The file.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum ReadError {
         error: io::Error,
     },
     /// The file was opened but is not one procwatch may trust.
-    #[error("{}: refused: {why}", path.display())]
+    #[error("{}: refused: {why}", crate::text::path_safe(path))]
     Refused {
         /// The file, as named by the caller.
         path: PathBuf,

@@ -8,7 +8,7 @@ use super::locate;
 pub enum ConfigError {
     /// A config file exists (or was named with `--config`) but cannot be read.
     // Not `source`: the message already includes the I/O error, and anyhow would print it twice.
-    #[error("{}: cannot read: {error}", path.display())]
+    #[error("{}: cannot read: {error}", crate::text::path_safe(path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -17,7 +17,7 @@ pub enum ConfigError {
     },
     /// A config file procwatch must not trust (as root: another user could have written it),
     /// or that is not a regular file.
-    #[error("{}: refused: {why}", path.display())]
+    #[error("{}: refused: {why}", crate::text::path_safe(path))]
     Refused {
         /// The file.
         path: PathBuf,
@@ -72,7 +72,24 @@ pub struct Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line without control characters, whatever the file held: messages quote values and
+    /// keys from it, and they end up on terminals and in the journal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::text::terminal_safe(self.raw().as_bytes()))
+    }
+}
+
+impl Diagnostic {
+    /// The text of [`Display`](fmt::Display) before control characters are escaped.
+    fn raw(&self) -> String {
+        let mut f = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_raw(&mut f);
+        f
+    }
+
+    fn write_raw(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write as _;
         f.write_str(&self.origin)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
@@ -206,11 +223,21 @@ pub(crate) fn syntax(origin: &str, text: &str, err: &serde_yaml::Error) -> Diagn
     }
     let (loc, message) = match loc {
         Some(loc) => (Some(loc), format!("invalid YAML: {message}")),
-        // The one location-less syntax error is a second document; point at its `---`.
-        None => (
-            second_document(text),
-            "only one YAML document is allowed per file (remove the extra '---')".to_string(),
-        ),
+        // The one location-less syntax error is "more than one document": an explicit `---`,
+        // or a top-level line that is not `key: value`, after which the parser starts a new
+        // document (`cpu_high 75  # comment`, then more keys).
+        None => match second_document(text) {
+            Some(at) => (
+                Some(at),
+                "only one YAML document is allowed per file (remove the extra '---')".to_string(),
+            ),
+            None => (
+                Some(locate::stray_top_level_line(text).unwrap_or((1, 1))),
+                "this line is not a 'key: value' pair (a missing ':'?), so the lines after it \
+                 cannot belong to the same settings"
+                    .to_string(),
+            ),
+        },
     };
     Diagnostic {
         origin: origin.to_string(),

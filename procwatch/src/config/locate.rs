@@ -86,6 +86,21 @@ fn split_key(line: &str) -> Option<(String, &str)> {
     Some((key, rest))
 }
 
+/// Position of the first top-level line that holds content but is not a `key: value` pair,
+/// a list item, a flow collection or a document marker: a scalar where a mapping belongs.
+pub(crate) fn stray_top_level_line(text: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, raw)| {
+        let line = raw.trim_end_matches('\r');
+        let starts_with_any = |ps: &[&str]| ps.iter().any(|p| line.starts_with(p));
+        let skip = line.trim().is_empty()
+            || line.starts_with([' ', '\t'])
+            || starts_with_any(&["#", "- ", "---", "...", "%", "[", "{"])
+            || line == "-"
+            || split_key(line).is_some();
+        (!skip).then_some((i + 1, 1))
+    })
+}
+
 /// Positions (line, column) of every block-style occurrence of exactly `path`.
 pub(crate) fn locate_all(text: &str, path: &[&str]) -> Vec<(usize, usize)> {
     scan(text)
@@ -148,6 +163,13 @@ dump: {max_exe_bytes: 10}
     fn flow_style_falls_back_to_ancestor() {
         assert_eq!(locate(TEXT, &["dump", "max_exe_bytes"]), Some((12, 1)));
         assert_eq!(locate(TEXT, &["nothing"]), None);
+    }
+
+    #[test]
+    fn stray_scalar_line_is_found() {
+        let t = "# c\n\ncpu_high 75   # typo\nmin_score: 3\n";
+        assert_eq!(stray_top_level_line(t), Some((3, 1)));
+        assert_eq!(stray_top_level_line(TEXT), None);
     }
 
     #[test]

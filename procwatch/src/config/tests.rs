@@ -801,6 +801,29 @@ fn hostile_number_messages_are_clear() {
 // ---- syntax ----
 
 #[test]
+fn top_level_line_without_colon_is_located() {
+    // libyaml reads the stray scalar as a document of its own and the rest as a second one.
+    let d = diag("# c\ncpu_high 75.0   # typo\nmin_score: 3\n");
+    assert_eq!(d.kind, DiagnosticKind::Syntax);
+    assert_eq!((d.line, d.column), (Some(2), Some(1)), "{d}");
+    assert!(d.message.contains("not a 'key: value' pair"), "{d}");
+    assert!(!d.message.contains("---"), "{d}");
+}
+
+#[test]
+fn messages_quoting_the_file_are_one_line_without_control_characters() {
+    for text in [
+        "dump:\n  max_exe_bytes: \"\\u0000\\x1b[2J\\nforged: 1\"\n",
+        "\"a\\nb\\x1b\": 1\n",
+        "ports: \"8\\n0\"\n",
+    ] {
+        let shown = parse(text).unwrap_err().to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.starts_with("test.yaml:"), "{shown}");
+    }
+}
+
+#[test]
 fn bad_indentation_is_a_located_syntax_error() {
     let d = diag("weights:\n  tmp_exe: 1\n ptrace: 2\n");
     assert_eq!(d.kind, DiagnosticKind::Syntax);
