@@ -711,6 +711,9 @@ fn every_numeric_key_refuses_hostile_values() {
         ("ports", "0"),
         ("ports", "70000"),
         ("ports", "\"1-99999999999999999999\""),
+        ("api.listen", "\"127.0.0.1:0\""),
+        ("api.listen", "\"[::1]:0\""),
+        ("api.listen", "\"127.0.0.1:65536\""),
     ]);
     let every = [
         "cpu_high",

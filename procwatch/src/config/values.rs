@@ -717,9 +717,14 @@ pub(crate) struct Listen(pub SocketAddr);
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         parse_str_with(d, "an address like \"127.0.0.1:8080\"", |s| {
-            s.parse().map(Self).map_err(|_| {
+            let addr: SocketAddr = s.parse().map_err(|_| {
                 format!("'{s}' is not an IP address and port (like 127.0.0.1:8080 or [::1]:8080)")
-            })
+            })?;
+            // Port 0 would listen on a port the kernel picks, which no client could know.
+            if addr.port() == 0 {
+                return Err(format!("port 0 in '{s}': give the port to listen on"));
+            }
+            Ok(Self(addr))
         })
     }
 }
