@@ -80,14 +80,17 @@ const ALWAYS_BAD: &[&str] = &[
     "0x10",
 ];
 
-/// Each numeric flag: the command line up to it, the flag, values refused besides
+/// One numeric flag: the command line up to it, the flag, values refused besides
 /// [`ALWAYS_BAD`], and whatever must follow it.
-fn flags() -> Vec<(
+type FlagCase = (
     Vec<&'static str>,
     &'static str,
     Vec<&'static str>,
     Vec<&'static str>,
-)> {
+);
+
+/// Every numeric flag of every subcommand.
+fn flags() -> Vec<FlagCase> {
     let no_sensor = vec!["--sensor", "bogus-on-purpose"];
     vec![
         (
