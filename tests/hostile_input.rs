@@ -82,6 +82,8 @@ const NASTY: &[&[u8]] = &[
     b"\xfe\xff",
     b"\xe2\x80\xa8",
     b"\xe2\x80\xae",
+    b"\xe2\x81\xa6",
+    b"\xe2\x80\x8f",
     b"\xf0\x9f\x92\xa3",
     b"\xed\xa0\x80",
     b"<13>1 - forged - - - ",
@@ -135,6 +137,12 @@ fn small_string() -> impl Strategy<Value = String> {
 }
 
 // ---- alerts ----
+
+/// Unicode line separators and bidi overrides: not control characters, but they break or
+/// reorder a line as a reader sees it.
+fn layout_char(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// A `procwatch.alert/v1` record with hostile text in every field a process or the system
 /// controls (name, exe, argv, user, host, reasons, trigger strings, dump path); the fields
@@ -289,7 +297,7 @@ fn alert_json_is_one_valid_line_matching_the_schema() {
         // The terminal line is one line without control characters.
         let line = procwatch::alert::terminal_line(&a);
         prop_assert!(
-            !line.chars().any(char::is_control),
+            !line.chars().any(|c| c.is_control() || layout_char(c)),
             "terminal line: {line:?}"
         );
         Ok(())
@@ -390,8 +398,10 @@ fn log_file_entries_stay_one_entry_without_control_bytes() {
             }
             prop_assert_eq!(lines[want - 1], "");
             prop_assert!(
-                !text.chars().any(|c| c.is_control() && c != '\n'),
-                "raw control character in {text:?}"
+                !text
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\n') || layout_char(c)),
+                "raw control or layout character in {text:?}"
             );
             Ok(())
         },

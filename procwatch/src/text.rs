@@ -23,12 +23,23 @@ pub fn os_lossy(s: &OsStr) -> Cow<'_, str> {
     lossy(s.as_bytes())
 }
 
-/// Bytes safe to print on a terminal: printable UTF-8 kept, everything else as `\xNN`.
+/// Characters that are not control characters yet still move or reorder text: the Unicode
+/// line and paragraph separators (a new line in many viewers) and the bidirectional marks and
+/// overrides (which make `exe=/tmp/evil` read as something else).
+fn is_layout_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Bytes safe to print on a terminal: printable UTF-8 kept, everything else (controls,
+/// invalid UTF-8, line separators and bidi overrides) as `\xNN`.
 pub fn terminal_safe(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() {
+            if c.is_control() || is_layout_char(c) {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\x{b:02x}"));
@@ -113,6 +124,16 @@ mod tests {
         assert!(!line.contains('\n'));
         let back: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(back["name"], "a\nb\"c\u{1b}\u{fffd}");
+    }
+
+    #[test]
+    fn terminal_safe_escapes_line_separators_and_bidi_overrides() {
+        let shown = terminal_safe("a\u{2028}b\u{202e}fdp.exe\u{2066}".as_bytes());
+        assert_eq!(
+            shown,
+            "a\\xe2\\x80\\xa8b\\xe2\\x80\\xaefdp.exe\\xe2\\x81\\xa6"
+        );
+        assert_eq!(terminal_safe("é日本".as_bytes()), "é日本");
     }
 
     #[test]
