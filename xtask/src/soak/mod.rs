@@ -1,0 +1,516 @@
+//! `cargo xtask soak [--minutes N]` (issue 9): `procwatch monitor` (release build) under N
+//! minutes of mixed load, with alerts going to a JSONL file and to a real rsyslogd. Samples
+//! its RSS, open descriptors and CPU every 10 s and writes docs/SOAK.md with one row per
+//! minute and a verdict computed from the numbers; fails unless the run stayed flat.
+//!
+//! Never kills anything it did not start, and never runs procwatch with a kill option.
+mod load;
+mod report;
+mod rsyslog;
+mod sample;
+mod verdict;
+
+use std::{
+    fs, thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    bench::{self, Env, check_interrupted, json::Json, measure, monitors},
+    sh::{self, Result},
+};
+use load::{Counts, Listener, Load};
+use sample::{AlertCount, OurExes, Sample, Tail};
+
+/// Command-line options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub minutes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { minutes: 30 }
+    }
+}
+
+impl Options {
+    pub fn parse(flags: &[String]) -> std::result::Result<Options, String> {
+        let mut o = Options::default();
+        let mut it = flags.iter();
+        while let Some(flag) = it.next() {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (flag.as_str(), None),
+            };
+            match name {
+                "--minutes" => {
+                    let v = inline
+                        .or_else(|| it.next().cloned())
+                        .ok_or("--minutes needs a value")?;
+                    o.minutes = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (2..=1440).contains(n))
+                        .ok_or_else(|| {
+                            format!("--minutes takes a whole number from 2 to 1440, not {v:?}")
+                        })?;
+                }
+                other => return Err(format!("unknown option for soak: {other}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Seconds between samples.
+const EVERY: f64 = 10.0;
+
+/// `cargo xtask soak ...`.
+pub fn command(o: &Options) -> Result<u8> {
+    if !sh::is_root() {
+        return Err(
+            "cargo xtask soak must run as root: procwatch loads BPF programs and the soak \
+             reads its /proc. Run it as root, e.g. `sudo -E env \"PATH=$PATH\" cargo xtask \
+             soak --minutes 5`."
+                .into(),
+        );
+    }
+    let started = Instant::now();
+    let release = bench::build_release()?;
+    bench::catch_ctrl_c();
+    let env = Env::new(&release, "soak", false)?;
+    let tck = measure::clock_ticks_per_sec();
+    let warmup = verdict::warmup_minutes(o.minutes);
+    eprintln!(
+        "soak: {} minutes of mixed load; judged from minute {warmup} on",
+        o.minutes
+    );
+
+    let mut rs = rsyslog::Rsyslog::start(&env.scratch.join("rsyslog"))?;
+    let listener = Listener::start()?;
+    let allowed = load::free_port()?;
+    let config = env.scratch.join("soak.yaml");
+    // Built-in defaults, plus the connect generator's port among the expected ones.
+    fs::write(&config, format!("ports: \"53,80,443,{allowed}\"\n"))
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    let payload_dir = env.scratch_dir("payload")?;
+    let payload = payload_dir.path().join("soak-payload");
+    fs::copy("/bin/true", &payload).map_err(|e| format!("cannot copy /bin/true: {e}"))?;
+    let ours = OurExes {
+        payload: payload.display().to_string(),
+        worker: env.worker.display().to_string(),
+    };
+
+    let dir = env.scratch_dir("procwatch")?;
+    let syslog_url = format!("tcp://127.0.0.1:{}", rs.port);
+    let mut running = monitors::start_procwatch(
+        &env,
+        dir.path(),
+        &config,
+        &["--syslog".into(), syslog_url.clone()],
+    )?;
+    let pid = running.pid().ok_or("procwatch has no pid")?;
+    eprintln!("soak: procwatch monitor (pid {pid}) alerts to JSONL and {syslog_url}");
+
+    let secs = f64::from(o.minutes) * 60.0;
+    let load = Load::start(&env, &payload, &load::RATES, secs, allowed, listener)?;
+    let mut reader = Reader {
+        pid,
+        ours,
+        t0: Instant::now(),
+        jsonl: Tail::new(running.out()),
+        syslog: Tail::new(&rs.out),
+        alerts: AlertCount::default(),
+        received: AlertCount::default(),
+        log_seen: 0,
+        lost: 0,
+    };
+    let mut samples = Vec::new();
+    let mut load = Some(load);
+    let outcome = sample_until(
+        secs,
+        &mut samples,
+        &mut reader,
+        &mut running,
+        &mut rs,
+        load.as_mut(),
+        tck,
+    );
+    let made = match (load.take(), &outcome) {
+        (Some(l), Ok(())) => l.finish(Duration::from_secs(60)),
+        _ => Ok(Vec::new()),
+    };
+    let outcome = outcome.and(made.as_ref().map(|_| ()).map_err(Clone::clone));
+    check_interrupted()?;
+
+    eprintln!("soak: stopping procwatch (SIGTERM)");
+    running.settle(Duration::from_secs(10));
+    let stopped = if outcome.is_ok() {
+        Some(running.stop())
+    } else {
+        None
+    };
+    let summary = stopped
+        .as_ref()
+        .and_then(|s| s.as_ref().ok())
+        .and_then(|s| s.summary.clone());
+    let exit = stopped
+        .as_ref()
+        .and_then(|s| s.as_ref().ok())
+        .and_then(|s| s.exit);
+    let stop_error = stopped.and_then(|s| s.err());
+    // What was written before the stop, and what rsyslogd still had to write out.
+    reader.read_alerts();
+    let sent = summary
+        .as_ref()
+        .and_then(|s| sink(s, "syslog:"))
+        .and_then(|s| s.get("written"))
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reader.received.alerts + reader.received.malformed < sent && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        reader.read_alerts();
+    }
+
+    let per_minute = verdict::minutes(&samples, tck);
+    let trends = verdict::trends(&samples, f64::from(warmup) * 60.0, tck);
+    let mut checks = verdict::flatness(&trends, &verdict::LIMITS, f64::from(warmup));
+    checks.push(verdict::alerts_flowed(&per_minute));
+    let run_error = outcome.err().or(stop_error);
+    checks.extend(ending_checks(
+        &reader,
+        summary.as_ref(),
+        exit,
+        run_error.as_deref(),
+    ));
+    let made = made.unwrap_or_default();
+    let ending = ending_figures(&reader, summary.as_ref());
+    let mut notes = vec![
+        "Numbers from a shared or busy machine are noisy (other processes' events land on \
+         procwatch's CPU): re-run on a quiet machine before drawing conclusions."
+            .to_owned(),
+    ];
+    if samples.len() < 2 {
+        notes.push("The run ended before two samples were taken.".into());
+    }
+    let header = bench::machine_header(format!(
+        "{} minutes of mixed load (`cargo xtask soak --minutes {}`); took {:.0} min in all",
+        o.minutes,
+        o.minutes,
+        started.elapsed().as_secs_f64() / 60.0
+    ));
+    let doc = report::document(&report::Doc {
+        header: &header,
+        minutes_planned: o.minutes,
+        warmup,
+        rates: &load::RATES,
+        made: &made,
+        checks: &checks,
+        per_minute: &per_minute,
+        ending: &ending,
+        notes: &notes,
+    });
+    let path = sh::workspace_root().join("docs/SOAK.md");
+    fs::write(&path, &doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    print!("{doc}");
+    eprintln!("\nsoak: wrote {}", path.display());
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| format!("{}: {}", c.what, c.measured))
+        .collect();
+    if failed.is_empty() {
+        eprintln!("soak: FLAT");
+        Ok(0)
+    } else {
+        Err(format!("not flat: {}", failed.join("; ")))
+    }
+}
+
+/// Reads what the soak follows: procwatch's /proc entries, its log, its alerts.
+struct Reader {
+    pid: u32,
+    ours: OurExes,
+    t0: Instant,
+    jsonl: Tail,
+    syslog: Tail,
+    alerts: AlertCount,
+    received: AlertCount,
+    log_seen: usize,
+    lost: u64,
+}
+
+impl Reader {
+    fn read_alerts(&mut self) {
+        for line in self.jsonl.lines() {
+            self.alerts.add(&line, &self.ours);
+        }
+        for line in self.syslog.lines() {
+            if let Some(json) = sample::syslog_alert(&line) {
+                self.received.add(json, &self.ours);
+            }
+        }
+    }
+
+    fn sample(&mut self, running: &monitors::Running, counts: Counts) -> Result<Sample> {
+        let at = self.t0.elapsed().as_secs_f64();
+        let pid = self.pid;
+        let gone = |what: &str| format!("cannot read procwatch's {what} (pid {pid})");
+        let rss_kib = measure::rss_kib(pid).ok_or_else(|| gone("VmRSS"))?;
+        let fds = sample::fd_count(pid).ok_or_else(|| gone("fds"))?;
+        let cpu_ticks = measure::process_cpu_ticks(pid).ok_or_else(|| gone("CPU time"))?;
+        let log = running.log_from(self.log_seen);
+        self.log_seen += log.len();
+        if let Some(n) = log.iter().filter_map(|l| sample::lost_total_in(l)).max() {
+            self.lost = self.lost.max(n);
+        }
+        self.read_alerts();
+        Ok(Sample {
+            at,
+            rss_kib,
+            fds,
+            cpu_ticks,
+            execs: counts.execs,
+            connects: counts.connects,
+            tasks: sample::machine_tasks().unwrap_or(0),
+            alerts: self.alerts.alerts,
+            ours: self.alerts.ours,
+            syslog: self.received.alerts,
+            lost: self.lost,
+        })
+    }
+}
+
+/// Samples every [`EVERY`] seconds from the start of the load until `secs`; fails when
+/// procwatch, rsyslogd or a generator stops early.
+fn sample_until(
+    secs: f64,
+    samples: &mut Vec<Sample>,
+    reader: &mut Reader,
+    running: &mut monitors::Running,
+    rs: &mut rsyslog::Rsyslog,
+    mut load: Option<&mut Load>,
+    tck: f64,
+) -> Result {
+    let n = (secs / EVERY).round() as u32;
+    for k in 0..=n {
+        let due = reader.t0 + Duration::from_secs_f64(f64::from(k) * EVERY);
+        while Instant::now() < due {
+            check_interrupted()?;
+            thread::sleep(Duration::from_millis(100).min(due - Instant::now()));
+        }
+        running.check_alive()?;
+        rs.check_alive()?;
+        let counts = match load.as_deref_mut() {
+            Some(l) => {
+                // At the very end the generators are allowed to have finished.
+                if k < n {
+                    l.check_alive()?;
+                }
+                l.counts()
+            }
+            None => Counts::default(),
+        };
+        samples.push(reader.sample(running, counts)?);
+        if k > 0 && k % 6 == 0 {
+            if let Some(m) = verdict::minutes(samples, tck).last() {
+                eprintln!(
+                    "soak: minute {}: {:.0} execs/s, {} alerts, RSS {:.2} MiB, {}–{} fds, \
+                     CPU {:.1} %, {} µs/exec, {} lost",
+                    m.minute,
+                    m.execs_per_s,
+                    m.alerts,
+                    m.rss_mib,
+                    m.fds_min,
+                    m.fds_max,
+                    m.cpu_pct,
+                    bench::report::num(m.us_per_exec, 1),
+                    m.lost
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entry of the summary's `sinks` whose name starts with `prefix`.
+fn sink<'a>(summary: &'a Json, prefix: &str) -> Option<&'a Json> {
+    match summary.get("sinks")? {
+        Json::Obj(members) => members
+            .iter()
+            .find(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn count(summary: Option<&Json>, path: &[&str]) -> Option<u64> {
+    summary?.path(path)?.as_u64()
+}
+
+fn sink_count(summary: Option<&Json>, prefix: &str, key: &str) -> Option<u64> {
+    sink(summary?, prefix)?.get(key)?.as_u64()
+}
+
+/// Checks of the run as a whole: procwatch lived and stopped cleanly, and both outputs hold
+/// exactly the alerts it wrote, each complete.
+fn ending_checks(
+    r: &Reader,
+    summary: Option<&Json>,
+    exit: Option<std::process::ExitStatus>,
+    error: Option<&str>,
+) -> Vec<verdict::Check> {
+    let written = count(summary, &["alerts_written"]);
+    let alive = verdict::Check {
+        what: "procwatch ran throughout, and exited 0 with a summary on SIGTERM".into(),
+        measured: match (error, exit, summary) {
+            (Some(e), _, _) => e.to_owned(),
+            (None, Some(st), Some(_)) if st.success() => "yes".into(),
+            (None, Some(st), _) => format!("exit {st}, summary {}", summary.is_some()),
+            (None, None, _) => "no exit status".into(),
+        },
+        limit: String::new(),
+        pass: error.is_none() && exit.is_some_and(|s| s.success()) && summary.is_some(),
+    };
+    let jsonl = verdict::Check {
+        what: "JSONL: one complete alert per line, as many as written".into(),
+        measured: format!(
+            "{} alerts, {} malformed lines; procwatch wrote {}",
+            r.alerts.alerts,
+            r.alerts.malformed,
+            bench::report::num(written.map(|w| w as f64), 0)
+        ),
+        limit: "0 malformed, all written".into(),
+        pass: r.alerts.malformed == 0 && written == Some(r.alerts.alerts),
+    };
+    let sent = sink_count(summary, "syslog:", "written");
+    let dropped = sink_count(summary, "syslog:", "dropped");
+    let syslog = verdict::Check {
+        what: "syslog: every alert reached rsyslogd complete".into(),
+        measured: format!(
+            "sent {}, dropped {}, received {} ({} malformed)",
+            bench::report::num(sent.map(|w| w as f64), 0),
+            bench::report::num(dropped.map(|w| w as f64), 0),
+            r.received.alerts,
+            r.received.malformed
+        ),
+        limit: "all sent, all received".into(),
+        pass: sent.is_some()
+            && sent == written
+            && dropped == Some(0)
+            && r.received.alerts == sent.unwrap_or(0)
+            && r.received.malformed == 0,
+    };
+    vec![alive, jsonl, syslog]
+}
+
+/// procwatch's own account at the end, for the report.
+fn ending_figures(r: &Reader, summary: Option<&Json>) -> Vec<(String, String)> {
+    let n = |v: Option<u64>| v.map_or_else(|| "—".into(), |v| v.to_string());
+    let Some(s) = summary else {
+        return vec![(
+            "summary".into(),
+            "none (procwatch did not stop cleanly)".into(),
+        )];
+    };
+    let kinds = |key: &str| match s.path(&["sensor", key]) {
+        Some(Json::Obj(m)) => m
+            .iter()
+            .filter_map(|(k, v)| Some(format!("{k} {}", v.as_u64()?)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "—".into(),
+    };
+    vec![
+        (
+            "alerts written".into(),
+            n(count(Some(s), &["alerts_written"])),
+        ),
+        (
+            "events received".into(),
+            format!(
+                "{} ({})",
+                n(count(Some(s), &["sensor", "received_total"])),
+                kinds("received")
+            ),
+        ),
+        (
+            "events lost".into(),
+            format!(
+                "{} ({}); the last warning said {}",
+                n(count(Some(s), &["sensor", "lost_total"])),
+                kinds("kernel_lost"),
+                r.lost
+            ),
+        ),
+        (
+            "malformed records".into(),
+            n(count(Some(s), &["sensor", "malformed"])),
+        ),
+        (
+            "JSONL sink written / dropped".into(),
+            format!(
+                "{} / {}",
+                n(sink_count(Some(s), "jsonl:", "written")),
+                n(sink_count(Some(s), "jsonl:", "dropped"))
+            ),
+        ),
+        (
+            "syslog sink written / dropped".into(),
+            format!(
+                "{} / {}",
+                n(sink_count(Some(s), "syslog:", "written")),
+                n(sink_count(Some(s), "syslog:", "dropped"))
+            ),
+        ),
+        (
+            "alerts in the JSONL file / at rsyslogd".into(),
+            format!("{} / {}", r.alerts.alerts, r.received.alerts),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn options() {
+        assert_eq!(Options::parse(&[]), Ok(Options { minutes: 30 }));
+        assert_eq!(
+            Options::parse(&strings(&["--minutes", "5"])),
+            Ok(Options { minutes: 5 })
+        );
+        assert_eq!(
+            Options::parse(&strings(&["--minutes=45"])),
+            Ok(Options { minutes: 45 })
+        );
+        for bad in [
+            &["--minutes"][..],
+            &["--minutes", "1"],
+            &["--minutes", "x"],
+            &["--minutes", "-3"],
+            &["--quick"],
+        ] {
+            assert!(Options::parse(&strings(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn summary_sinks_by_prefix() {
+        let s = Json::parse(
+            r#"{"alerts_written":3,"sinks":{"jsonl:/x":{"written":3,"dropped":0},"syslog:tcp://127.0.0.1:9":{"written":2,"dropped":1}}}"#,
+        )
+        .expect("json");
+        assert_eq!(sink_count(Some(&s), "syslog:", "dropped"), Some(1));
+        assert_eq!(sink_count(Some(&s), "jsonl:", "written"), Some(3));
+        assert_eq!(sink_count(Some(&s), "stdout", "written"), None);
+        assert_eq!(count(Some(&s), &["alerts_written"]), Some(3));
+    }
+}
