@@ -66,6 +66,31 @@ impl Options {
 /// Seconds between samples.
 const EVERY: f64 = 10.0;
 
+/// A sample is taken up to this many seconds before it is due, at a different point each
+/// time: a fixed 10 s beat would keep landing on the same phase of procwatch's 5 s sweep
+/// (which opens /proc files and allocates while it runs), and a slow drift of that phase
+/// would then pass for a trend.
+const JITTER: f64 = 4.0;
+
+/// Readings of the descriptor count per sample, [`FD_GAP`] apart; the fewest is the sample's
+/// count (a descriptor open for a moment is not one that stays).
+const FD_READINGS: u32 = 5;
+const FD_GAP: Duration = Duration::from_millis(100);
+
+/// Uniform numbers in [0, 1) from xorshift64: enough to spread sample times.
+struct Spread(u64);
+
+impl Spread {
+    fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// `cargo xtask soak ...`.
 pub fn command(o: &Options) -> Result<u8> {
     if !sh::is_root() {
@@ -259,8 +284,15 @@ impl Reader {
         let pid = self.pid;
         let gone = |what: &str| format!("cannot read procwatch's {what} (pid {pid})");
         let rss_kib = measure::rss_kib(pid).ok_or_else(|| gone("VmRSS"))?;
-        let fds = sample::fd_count(pid).ok_or_else(|| gone("fds"))?;
         let cpu_ticks = measure::process_cpu_ticks(pid).ok_or_else(|| gone("CPU time"))?;
+        let mut fds = sample::fd_count(pid).ok_or_else(|| gone("fds"))?;
+        let mut fds_max = fds;
+        for _ in 1..FD_READINGS {
+            thread::sleep(FD_GAP);
+            let n = sample::fd_count(pid).ok_or_else(|| gone("fds"))?;
+            fds = fds.min(n);
+            fds_max = fds_max.max(n);
+        }
         let log = running.log_from(self.log_seen);
         self.log_seen += log.len();
         if let Some(n) = log.iter().filter_map(|l| sample::lost_total_in(l)).max() {
@@ -271,6 +303,7 @@ impl Reader {
             at,
             rss_kib,
             fds,
+            fds_max,
             cpu_ticks,
             execs: counts.execs,
             connects: counts.connects,
@@ -295,8 +328,11 @@ fn sample_until(
     tck: f64,
 ) -> Result {
     let n = (secs / EVERY).round() as u32;
+    let mut spread = Spread(u64::from(std::process::id()) << 20 | 0x9e37_79b9);
     for k in 0..=n {
-        let due = reader.t0 + Duration::from_secs_f64(f64::from(k) * EVERY);
+        // Never after the generators' end: the last interval must hold its share of execs.
+        let early = if k == 0 { 0.0 } else { JITTER * spread.next() };
+        let due = reader.t0 + Duration::from_secs_f64(f64::from(k) * EVERY - early);
         while Instant::now() < due {
             check_interrupted()?;
             thread::sleep(Duration::from_millis(100).min(due - Instant::now()));
@@ -314,22 +350,23 @@ fn sample_until(
             None => Counts::default(),
         };
         samples.push(reader.sample(running, counts)?);
-        if k > 0 && k % 6 == 0 {
-            if let Some(m) = verdict::minutes(samples, tck).last() {
-                eprintln!(
-                    "soak: minute {}: {:.0} execs/s, {} alerts, RSS {:.2} MiB, {}–{} fds, \
+        if k > 0
+            && k.is_multiple_of(6)
+            && let Some(m) = verdict::minutes(samples, tck).last()
+        {
+            eprintln!(
+                "soak: minute {}: {:.0} execs/s, {} alerts, RSS {:.2} MiB, {}–{} fds, \
                      CPU {:.1} %, {} µs/exec, {} lost",
-                    m.minute,
-                    m.execs_per_s,
-                    m.alerts,
-                    m.rss_mib,
-                    m.fds_min,
-                    m.fds_max,
-                    m.cpu_pct,
-                    bench::report::num(m.us_per_exec, 1),
-                    m.lost
-                );
-            }
+                m.minute,
+                m.execs_per_s,
+                m.alerts,
+                m.rss_mib,
+                m.fds_min,
+                m.fds_max,
+                m.cpu_pct,
+                bench::report::num(m.us_per_exec, 1),
+                m.lost
+            );
         }
     }
     Ok(())
@@ -500,6 +537,16 @@ mod tests {
         ] {
             assert!(Options::parse(&strings(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sample_times_spread_over_the_jitter() {
+        let mut s = Spread(12345);
+        let v: Vec<f64> = (0..1000).map(|_| s.next()).collect();
+        assert!(v.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        assert!((0.45..0.55).contains(&mean), "{mean}");
+        assert!(v.iter().any(|x| *x < 0.1) && v.iter().any(|x| *x > 0.9));
     }
 
     #[test]

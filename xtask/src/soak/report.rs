@@ -29,7 +29,9 @@ the clock, all at once for the whole run: `/bin/true` (the exec storm), a copy o
 in a /tmp directory (each run is a `tmp_exe` alert), the release xtask binary as children \
 that make a page W+X with `mprotect` (`wx_mem`) or connect once to a port not in `ports` on \
 127.0.0.1 (`suspicious_port`), and one long-lived process connecting to an allowed loopback \
-port (events, no alert). Every 10 s: procwatch's VmRSS, the entries of /proc/PID/fd, its \
+port (events, no alert). Every 10 s (each sample at a random point of the last 4 s of its \
+interval, so that samples do not keep meeting the same phase of procwatch's 5 s sweep): \
+procwatch's VmRSS, the entries of /proc/PID/fd (the fewest of 5 readings 0.1 s apart), its \
 utime+stime, the generators' counts, the alerts in the JSONL file and in rsyslogd's output, \
 and the loss total of procwatch's last \"events lost\" warning. The verdict fits a \
 least-squares line to the samples after the warm-up; *CPU per exec* is procwatch's CPU per \
@@ -93,7 +95,7 @@ pub fn document(d: &Doc) -> String {
     }
     out += &t.render();
     out += "\n## Per minute\n\nRates are over the minute; *RSS* is the last sample of the \
-            minute; *fds* the fewest and most open descriptors sampled in it; *lost* the \
+            minute; *fds* the fewest and the most open descriptors read in it; *lost* the \
             events procwatch had reported lost so far. *our alerts*: tmp_exe / wx_mem / \
             suspicious_port alerts on the load's own processes.\n\n";
     let mut t = Table::new(&[

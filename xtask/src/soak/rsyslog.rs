@@ -78,7 +78,7 @@ template(name="Fields" type="string" string="%app-name%|%msgid%|%msg%\n")
 
     /// Sends a probe over TCP until rsyslogd has written it out.
     fn wait_ready(&mut self, dir: &Path) -> Result {
-        let probe = b"<13>1 - - probe ready - ready";
+        let probe = b"<13>1 - - probe - ready - ready";
         let mut tail = Tail::new(&self.out);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

@@ -36,8 +36,10 @@ pub struct Sample {
     pub at: f64,
     /// procwatch's VmRSS.
     pub rss_kib: u64,
-    /// Entries of /proc/<procwatch>/fd.
+    /// Entries of /proc/<procwatch>/fd: the fewest of a few readings in a row.
     pub fds: u64,
+    /// The most of those readings.
+    pub fds_max: u64,
     /// procwatch's utime + stime (all threads, live and exited), clock ticks.
     pub cpu_ticks: u64,
     /// Execs the generators made.

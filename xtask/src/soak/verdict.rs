@@ -162,6 +162,15 @@ pub struct Minute {
     pub lost: u64,
 }
 
+/// How late a sample may be taken and still count for the time it was due.
+const LATE: f64 = 5.0;
+
+/// The minute a sample taken at `at` seconds belongs to: minute 1 holds those due after 0 s
+/// up to 60 s, and a sample due at 60 s but taken a little late still counts for minute 1.
+fn minute_of(at: f64) -> u32 {
+    ((at - LATE) / 60.0).ceil().max(0.0) as u32
+}
+
 /// Per-minute figures; `samples[0]` is taken when the load starts.
 pub fn minutes(samples: &[Sample], tck: f64) -> Vec<Minute> {
     let Some(first) = samples.first() else {
@@ -171,10 +180,9 @@ pub fn minutes(samples: &[Sample], tck: f64) -> Vec<Minute> {
     let mut prev = first;
     let mut minute = 1u32;
     loop {
-        let end = f64::from(minute) * 60.0;
         let these: Vec<&Sample> = samples
             .iter()
-            .filter(|s| s.at > end - 60.0 && s.at <= end + 1e-9)
+            .filter(|s| minute_of(s.at) == minute)
             .collect();
         let Some(last) = these.last() else { break };
         let secs = last.at - prev.at;
@@ -197,7 +205,11 @@ pub fn minutes(samples: &[Sample], tck: f64) -> Vec<Minute> {
             syslog: last.syslog.saturating_sub(prev.syslog),
             rss_mib: last.rss_kib as f64 / 1024.0,
             fds_min: these.iter().map(|s| s.fds).min().unwrap_or(0),
-            fds_max: these.iter().map(|s| s.fds).max().unwrap_or(0),
+            fds_max: these
+                .iter()
+                .map(|s| s.fds_max.max(s.fds))
+                .max()
+                .unwrap_or(0),
             cpu_pct: if secs > 0.0 {
                 100.0 * cpu_s / secs
             } else {
@@ -364,7 +376,7 @@ mod tests {
                 let fds = if t == 900.0 { 19 } else { 17 };
                 (rss + (t as u64 / 10) % 3 * 40, fds)
             },
-            |t| 5 + u64::from((t as u64 / 10) % 4 == 0),
+            |t| 5 + u64::from((t as u64 / 10).is_multiple_of(4)),
         );
         let t = trends(&flat, 300.0, 100.0);
         let checks = flatness(&t, &LIMITS, 5.0);
@@ -426,6 +438,20 @@ mod tests {
         let c = alerts_flowed(&quiet);
         assert!(!c.pass && c.measured.contains("minute 2"), "{c:?}");
         assert!(!alerts_flowed(&[]).pass);
+    }
+
+    #[test]
+    fn late_samples_count_for_the_minute_they_were_due() {
+        assert_eq!(minute_of(0.0), 0);
+        assert_eq!(minute_of(0.3), 0);
+        assert_eq!(minute_of(10.0), 1);
+        assert_eq!(minute_of(60.0), 1);
+        assert_eq!(minute_of(61.5), 1);
+        assert_eq!(minute_of(70.2), 2);
+        let samples: Vec<Sample> = (0..=12)
+            .map(|i| sample(f64::from(i) * 10.0 + 0.4, 0, 0, 0, 0))
+            .collect();
+        assert_eq!(minutes(&samples, 100.0).len(), 2);
     }
 
     #[test]
