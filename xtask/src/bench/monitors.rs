@@ -405,6 +405,15 @@ impl Running<'_> {
 
     /// Stops the monitor the way its operator would and collects what it reported.
     pub fn stop(mut self) -> Result<Stopped> {
+        if matches!(self.monitor, Monitor::Procwatch | Monitor::Events) {
+            self.check_alive()?;
+        }
+        self.stop_signalled()
+    }
+
+    /// Like [`Running::stop`] for a monitor that may have been sent SIGTERM already (and may
+    /// have exited on it): its exit status and summary.
+    pub fn stop_signalled(mut self) -> Result<Stopped> {
         let mut stopped = Stopped {
             monitor: self.monitor,
             summary: None,
@@ -415,7 +424,6 @@ impl Running<'_> {
         match self.monitor {
             Monitor::None => {}
             Monitor::Procwatch | Monitor::Events => {
-                self.check_alive()?;
                 let Some(mut child) = self.child.take() else {
                     return Ok(stopped);
                 };

@@ -171,8 +171,13 @@ pub fn command(o: &Options) -> Result<u8> {
 
     eprintln!("soak: stopping procwatch (SIGTERM)");
     running.settle(Duration::from_secs(10));
+    let stuck = if outcome.is_ok() {
+        stop_or_describe(pid, &running)
+    } else {
+        None
+    };
     let stopped = if outcome.is_ok() {
-        Some(running.stop())
+        Some(running.stop_signalled())
     } else {
         None
     };
@@ -236,6 +241,8 @@ pub fn command(o: &Options) -> Result<u8> {
         per_minute: &per_minute,
         ending: &ending,
         notes: &notes,
+        stuck: stuck.as_deref(),
+        activity: verdict::other_activity(&per_minute, warmup).as_deref(),
     });
     let path = sh::workspace_root().join("docs/SOAK.md");
     fs::write(&path, &doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -370,6 +377,70 @@ fn sample_until(
         }
     }
     Ok(())
+}
+
+/// How long procwatch may take to stop on SIGTERM before the soak looks at where it is stuck.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Sends SIGTERM to procwatch (our child) and waits [`STOP_GRACE`] for it to exit; when it
+/// has not, says where each of its threads is (state, wait channel, system call, kernel
+/// stack) and what it logged last, for the report.
+fn stop_or_describe(pid: u32, running: &monitors::Running) -> Option<String> {
+    let raw = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: signalling our own child, not reaped yet (the Running guard holds it).
+    unsafe { libc::kill(raw, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        // Exited (a zombie until the guard reaps it) or gone.
+        if !matches!(process_state(pid), Some(c) if c != 'Z' && c != 'X') {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = format!(
+        "procwatch (pid {pid}) was still running {} s after SIGTERM.\n",
+        STOP_GRACE.as_secs()
+    );
+    let mut tasks: Vec<_> = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    tasks.sort();
+    for task in tasks {
+        let read = |f: &str| {
+            fs::read_to_string(task.join(f))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|e| format!("({e})"))
+        };
+        let stat = read("stat");
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned();
+        out += &format!(
+            "\nthread {} ({}): state {state}, wchan {}, syscall {}\n{}\n",
+            task.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            read("comm"),
+            read("wchan"),
+            read("syscall"),
+            read("stack")
+        );
+    }
+    let log = running.log_from(0);
+    out += "\nits last log lines:\n";
+    for line in &log[log.len().saturating_sub(10)..] {
+        out += line;
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// The state letter of /proc/PID/stat; `None` once the process is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// The entry of the summary's `sinks` whose name starts with `prefix`.

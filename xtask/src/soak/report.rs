@@ -20,6 +20,10 @@ pub struct Doc<'a> {
     /// Figures from procwatch's summary and the outputs, as (what, value).
     pub ending: &'a [(String, String)],
     pub notes: &'a [String],
+    /// What else ran on the machine meanwhile.
+    pub activity: Option<&'a str>,
+    /// Where procwatch was when it did not stop on SIGTERM.
+    pub stuck: Option<&'a str>,
 }
 
 const HOW: &str = "`procwatch monitor` (release build, built-in defaults plus `ports` allowing \
@@ -75,6 +79,9 @@ pub fn document(d: &Doc) -> String {
         ]);
     }
     out += &t.render();
+    if let Some(note) = d.activity {
+        let _ = writeln!(out, "\n{note}");
+    }
     let _ = write!(out, "\n## Load\n\n{HOW}\n\n");
     let mut t = Table::new(&["generator", "rate /s", "made", "failed"]);
     let r = d.rates;
@@ -105,6 +112,7 @@ pub fn document(d: &Doc) -> String {
         "machine tasks/s",
         "alerts",
         "our alerts",
+        "other alerts",
         "syslog msgs",
         "RSS MiB",
         "fds",
@@ -123,6 +131,7 @@ pub fn document(d: &Doc) -> String {
                 "{} / {} / {}",
                 m.ours.tmp_exe, m.ours.wx_mem, m.ours.suspicious_port
             ),
+            m.other_alerts().to_string(),
             m.syslog.to_string(),
             num(Some(m.rss_mib), 2),
             if m.fds_min == m.fds_max {
@@ -146,6 +155,13 @@ pub fn document(d: &Doc) -> String {
         out.push('\n');
         for n in d.notes {
             let _ = writeln!(out, "- {n}");
+        }
+    }
+    if let Some(stuck) = d.stuck {
+        out += "\n## procwatch did not stop on SIGTERM\n\n";
+        // Indented: a code block whatever the text holds.
+        for line in stuck.trim_end().lines() {
+            let _ = writeln!(out, "    {line}");
         }
     }
     out

@@ -316,6 +316,41 @@ pub fn alerts_flowed(minutes: &[Minute]) -> Check {
     }
 }
 
+impl Minute {
+    /// Alerts on processes that are not the load's.
+    pub fn other_alerts(&self) -> u64 {
+        self.alerts
+            .saturating_sub(self.ours.tmp_exe + self.ours.wx_mem + self.ours.suspicious_port)
+    }
+}
+
+/// What else ran on the machine in the judged minutes (after `warmup`): procwatch works for
+/// every process, so this activity is in its CPU and memory too.
+pub fn other_activity(minutes: &[Minute], warmup: u32) -> Option<String> {
+    let judged: Vec<&Minute> = minutes.iter().filter(|m| m.minute > warmup).collect();
+    let range = |v: Vec<f64>| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    if judged.is_empty() {
+        return None;
+    }
+    let (a_lo, a_hi) = range(judged.iter().map(|m| m.other_alerts() as f64).collect());
+    let (t_lo, t_hi) = range(
+        judged
+            .iter()
+            .map(|m| (m.tasks_per_s - m.execs_per_s).max(0.0))
+            .collect(),
+    );
+    Some(format!(
+        "Other activity on the machine in the judged minutes (not the soak's, but procwatch \
+         handles it too): {a_lo:.0}–{a_hi:.0} alerts a minute on other processes, \
+         {t_lo:.0}–{t_hi:.0} other tasks created a second (threads included). When it changes \
+         a lot, so do procwatch's CPU per exec and RSS."
+    ))
+}
+
 /// The minutes of warm-up before the window that is judged: a sixth of the run, at least one
 /// minute and at most five (issue 9: "from the 5th to the 30th minute").
 pub fn warmup_minutes(minutes: u32) -> u32 {
@@ -438,6 +473,17 @@ mod tests {
         let c = alerts_flowed(&quiet);
         assert!(!c.pass && c.measured.contains("minute 2"), "{c:?}");
         assert!(!alerts_flowed(&[]).pass);
+        assert_eq!(m[0].other_alerts(), 0);
+        let mut busy = m.clone();
+        busy[1].alerts += 40;
+        busy[1].tasks_per_s = busy[1].execs_per_s + 25.0;
+        assert_eq!(busy[1].other_alerts(), 40);
+        let note = other_activity(&busy, 1).expect("judged minutes");
+        assert!(
+            note.contains("0–40 alerts") && note.contains("0–25 other tasks"),
+            "{note}"
+        );
+        assert_eq!(other_activity(&busy, 5), None);
     }
 
     #[test]
