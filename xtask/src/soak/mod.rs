@@ -169,54 +169,33 @@ pub fn command(o: &Options) -> Result<u8> {
     let outcome = outcome.and(made.as_ref().map(|_| ()).map_err(Clone::clone));
     check_interrupted()?;
 
-    eprintln!("soak: stopping procwatch (SIGTERM)");
-    running.settle(Duration::from_secs(10));
-    let stuck = if outcome.is_ok() {
-        stop_or_describe(pid, &running)
+    let end = if outcome.is_ok() {
+        stop(running, pid, &mut reader)
     } else {
-        None
+        End::default()
     };
-    let stopped = if outcome.is_ok() {
-        Some(running.stop_signalled())
-    } else {
-        None
-    };
-    let summary = stopped
-        .as_ref()
-        .and_then(|s| s.as_ref().ok())
-        .and_then(|s| s.summary.clone());
-    let exit = stopped
-        .as_ref()
-        .and_then(|s| s.as_ref().ok())
-        .and_then(|s| s.exit);
-    let stop_error = stopped.and_then(|s| s.err());
-    // What was written before the stop, and what rsyslogd still had to write out.
-    reader.read_alerts();
-    let sent = summary
-        .as_ref()
-        .and_then(|s| sink(s, "syslog:"))
-        .and_then(|s| s.get("written"))
-        .and_then(Json::as_u64)
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while reader.received.alerts + reader.received.malformed < sent && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(200));
-        reader.read_alerts();
-    }
 
     let per_minute = verdict::minutes(&samples, tck);
     let trends = verdict::trends(&samples, f64::from(warmup) * 60.0, tck);
     let mut checks = verdict::flatness(&trends, &verdict::LIMITS, f64::from(warmup));
     checks.push(verdict::alerts_flowed(&per_minute));
-    let run_error = outcome.err().or(stop_error);
+    let run_error = outcome.err().or(end.error);
     checks.extend(ending_checks(
         &reader,
-        summary.as_ref(),
-        exit,
+        end.summary.as_ref(),
+        end.exit,
         run_error.as_deref(),
     ));
     let made = made.unwrap_or_default();
-    let ending = ending_figures(&reader, summary.as_ref());
+    let mut ending = ending_figures(&reader, end.summary.as_ref());
+    ending.push((
+        "procwatch's descriptors before the stop".into(),
+        end.fds
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ));
     let mut notes = vec![
         "Numbers from a shared or busy machine are noisy (other processes' events land on \
          procwatch's CPU): re-run on a quiet machine before drawing conclusions."
@@ -241,7 +220,7 @@ pub fn command(o: &Options) -> Result<u8> {
         per_minute: &per_minute,
         ending: &ending,
         notes: &notes,
-        stuck: stuck.as_deref(),
+        stuck: end.stuck.as_deref(),
         activity: verdict::other_activity(&per_minute, warmup).as_deref(),
     });
     let path = sh::workspace_root().join("docs/SOAK.md");
@@ -377,6 +356,50 @@ fn sample_until(
         }
     }
     Ok(())
+}
+
+/// How procwatch ended.
+#[derive(Default)]
+struct End {
+    summary: Option<Json>,
+    exit: Option<std::process::ExitStatus>,
+    /// Why it did not stop as asked.
+    error: Option<String>,
+    /// Where it was stuck, if it did not stop.
+    stuck: Option<String>,
+    /// Its descriptors by kind, just before the stop.
+    fds: Vec<(String, u64)>,
+}
+
+/// Stops procwatch with SIGTERM once it has worked off the load, then reads the last alerts
+/// from both outputs (waiting a little for rsyslogd to write out what procwatch sent).
+fn stop(running: monitors::Running, pid: u32, reader: &mut Reader) -> End {
+    eprintln!("soak: stopping procwatch (SIGTERM)");
+    running.settle(Duration::from_secs(10));
+    let mut end = End {
+        fds: sample::fd_kinds(pid),
+        stuck: stop_or_describe(pid, &running),
+        ..End::default()
+    };
+    match running.stop_signalled() {
+        Ok(stopped) => {
+            end.summary = stopped.summary;
+            end.exit = stopped.exit;
+        }
+        Err(e) => end.error = Some(e),
+    }
+    reader.read_alerts();
+    let sent = end
+        .summary
+        .as_ref()
+        .and_then(|s| sink_count(Some(s), "syslog:", "written"))
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reader.received.alerts + reader.received.malformed < sent && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        reader.read_alerts();
+    }
+    end
 }
 
 /// How long procwatch may take to stop on SIGTERM before the soak looks at where it is stuck.

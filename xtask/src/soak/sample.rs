@@ -62,6 +62,34 @@ pub fn fd_count(pid: u32) -> Option<u64> {
     Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
+/// What the open descriptors of `pid` point to, counted by kind (`socket`, `bpf-map`, a
+/// file's path, ...), most first.
+pub fn fd_kinds(pid: u32) -> Vec<(String, u64)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    for entry in dir.filter_map(|e| e.ok()) {
+        if let Ok(target) = fs::read_link(entry.path()) {
+            *kinds.entry(fd_kind(&target.to_string_lossy())).or_default() += 1;
+        }
+    }
+    let mut out: Vec<(String, u64)> = kinds.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// `socket:[123]` → `socket`, `anon_inode:bpf-map` → `bpf-map`; paths stay as they are.
+fn fd_kind(target: &str) -> String {
+    if let Some(rest) = target.strip_prefix("anon_inode:") {
+        return rest.trim_matches(|c| c == '[' || c == ']').to_owned();
+    }
+    match target.split_once(":[") {
+        Some((kind, _)) if !target.starts_with('/') => kind.to_owned(),
+        _ => target.to_owned(),
+    }
+}
+
 /// Tasks created since boot (`processes` in /proc/stat).
 pub fn machine_tasks() -> Option<u64> {
     parse_processes(&fs::read_to_string("/proc/stat").ok()?)
@@ -270,6 +298,13 @@ mod tests {
         assert_eq!(syslog_alert("probe|ready|x"), None);
         assert_eq!(syslog_alert("procwatch|alert"), None);
         assert!(fd_count(std::process::id()).is_some_and(|n| n >= 3));
+        assert_eq!(fd_kind("socket:[4242]"), "socket");
+        assert_eq!(fd_kind("pipe:[7]"), "pipe");
+        assert_eq!(fd_kind("anon_inode:bpf-map"), "bpf-map");
+        assert_eq!(fd_kind("anon_inode:[eventpoll]"), "eventpoll");
+        assert_eq!(fd_kind("/proc/123/net/tcp6"), "/proc/123/net/tcp6");
+        let mine = fd_kinds(std::process::id());
+        assert!(mine.iter().map(|(_, n)| n).sum::<u64>() >= 3, "{mine:?}");
         assert!(fd_count(u32::MAX).is_none());
     }
 }
