@@ -1,12 +1,17 @@
 //! A deliberate overload (issue 5): with a ring buffer of one page, an exec storm overflows
 //! it. Every event the sensor could not deliver must be counted, in the stats and on alerts,
-//! and the count must account for exactly the execs that went missing.
+//! and the count must account for exactly the execs that went missing. And a fault (issue 9):
+//! procwatch frozen for 10 s in the middle of a storm loses events, counts them, and carries on.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+        mpsc,
+    },
+    time::{Duration, Instant},
 };
 
 use procwatch_tests::{
@@ -48,17 +53,17 @@ fn storm(path: &Path) {
     });
 }
 
-/// The storm overflowed the ring, and each of its execs was either `delivered` (shown as
-/// `what`) or counted among the `lost`.
-fn assert_every_exec_accounted(delivered: u64, lost: u64, what: &str) {
+/// The storm of `execs` overflowed the ring, and each of its execs was either `delivered`
+/// (shown as `what`) or counted among the `lost`.
+fn assert_every_exec_accounted(execs: u64, delivered: u64, lost: u64, what: &str) {
     assert!(
-        lost > 0 && delivered < EXECS,
-        "a one-page ring did not overflow: {delivered} of {EXECS} {what}, {lost} lost"
+        lost > 0 && delivered < execs,
+        "the ring did not overflow: {delivered} of {execs} {what}, {lost} lost"
     );
     assert!(
-        delivered + lost >= EXECS,
+        delivered + lost >= execs,
         "{} execs neither {what} nor counted lost ({delivered} {what}, {lost} lost)",
-        EXECS - delivered - lost
+        execs - delivered - lost
     );
 }
 
@@ -126,7 +131,7 @@ fn an_overflowing_ring_counts_every_exec_it_drops() {
     let lost = summary["stats"]["kernel_lost"]["exec"]
         .as_u64()
         .unwrap_or_else(|| panic!("no kernel_lost.exec in {summary}"));
-    assert_every_exec_accounted(got, lost, "delivered");
+    assert_every_exec_accounted(EXECS, got, lost, "delivered");
     assert!(
         lost <= EXECS - got + SLACK,
         "{lost} counted lost but only {} of ours are missing",
@@ -172,7 +177,7 @@ fn alerts_after_an_overflow_carry_the_loss_and_the_monitor_reports_it() {
         .filter(|a| a["exe"] == exe_name || a["trigger"]["filename"] == exe_name)
         .collect();
     let alerted = alerts.len() as u64;
-    assert_every_exec_accounted(alerted, lost_exec, "alerted");
+    assert_every_exec_accounted(EXECS, alerted, lost_exec, "alerted");
     // The loss counter is read every 500 ms: alerts of the storm's later processes show it,
     // never more than the final total.
     let shown = alerts
@@ -243,4 +248,190 @@ fn stops_promptly_in_the_middle_of_a_storm() {
         "still running {took:?} after SIGINT, with execs still going on"
     );
     assert!(status.success(), "{status:?}");
+}
+
+/// Execs per second of [`PacedStorm`], from each of its two threads.
+const PACED_PER_THREAD: u32 = 250;
+
+/// Runs `path` from two threads, each at up to [`PACED_PER_THREAD`] a second, until stopped.
+struct PacedStorm {
+    stop: Arc<AtomicBool>,
+    resumed: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, Vec<u32>)>>,
+}
+
+impl PacedStorm {
+    fn start(path: &Path) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let resumed = Arc::new(AtomicBool::new(false));
+        let threads = (0..2)
+            .map(|_| {
+                let (stop, resumed, path) = (stop.clone(), resumed.clone(), path.to_owned());
+                std::thread::spawn(move || {
+                    let period = Duration::from_secs(1) / PACED_PER_THREAD;
+                    let (mut made, mut after) = (0u64, Vec::new());
+                    let mut due = Instant::now();
+                    while !stop.load(Relaxed) {
+                        let mut cmd = Command::new(&path);
+                        cmd.stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null());
+                        let mut child = spawn_retrying(&mut cmd);
+                        made += 1;
+                        if resumed.load(Relaxed) {
+                            after.push(child.id());
+                        }
+                        let _ = child.wait();
+                        due += period;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    (made, after)
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            resumed,
+            threads,
+        }
+    }
+
+    /// From now on, the pids started are remembered.
+    fn mark_resumed(&self) {
+        self.resumed.store(true, Relaxed);
+    }
+
+    /// Stops the storm: how many execs it made, and the pids started after the mark.
+    fn stop(self) -> (u64, Vec<u32>) {
+        self.stop.store(true, Relaxed);
+        let mut made = 0;
+        let mut after = Vec::new();
+        for t in self.threads {
+            let (m, a) = t.join().expect("storm thread");
+            made += m;
+            after.extend(a);
+        }
+        (made, after)
+    }
+}
+
+/// Keeps a process stopped (SIGSTOP) until dropped, then continues it (SIGCONT), also when
+/// the test fails in between.
+struct Frozen(i32);
+
+impl Frozen {
+    fn new(pid: u32) -> Self {
+        let pid = i32::try_from(pid).expect("pid fits");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// The state letter of /proc/PID/stat (`T` stopped, `Z` zombie, ...); `None` once reaped.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// How long procwatch stays frozen in the middle of the storm.
+const FROZEN: Duration = Duration::from_secs(10);
+
+#[test]
+fn frozen_for_ten_seconds_mid_storm_it_counts_the_loss_and_alerts_again() {
+    require_root!();
+    let _alone = alone();
+    // 64 KiB hold a few hundred exec records: ten frozen seconds of storm are many more, while
+    // procwatch keeps up with the storm when it runs.
+    let mut m = Monitor::start("ring_buffer_kib: 64\nsweep_interval: 1s\n", &[]);
+    let dir = TempDir::new_in("/tmp", "overload-freeze");
+    // In /tmp: every one of these processes is a tmp_exe alert, if its exec gets through.
+    let exe = dir.copy_exe(Path::new("/bin/true"), "pw-freeze-payload");
+    let storm = PacedStorm::start(&exe);
+    std::thread::sleep(Duration::from_secs(2));
+    {
+        let _frozen = Frozen::new(m.pid());
+        std::thread::sleep(FROZEN);
+        assert_eq!(
+            state_of(m.pid()),
+            Some('T'),
+            "procwatch was not stopped by SIGSTOP"
+        );
+    }
+    storm.mark_resumed();
+    std::thread::sleep(Duration::from_secs(3));
+    let (made, started_after) = storm.stop();
+    assert!(
+        state_of(m.pid()).is_some_and(|s| !matches!(s, 'T' | 'Z' | 'X')),
+        "procwatch did not come back from the freeze: state {:?}",
+        state_of(m.pid())
+    );
+
+    // The loss counter is read every 500 ms and the warning comes with the next sweep.
+    let warning = m.wait_log(Duration::from_secs(15), "events lost");
+    assert!(warning.contains("ring_buffer_kib"), "{warning}");
+    // Alerts resume: a fresh offender once the storm is over is alerted, with the loss on it.
+    let fresh = dir.copy_exe(Path::new("/bin/true"), "pw-freeze-after");
+    let mut child = spawn_retrying(Command::new(&fresh).stdout(Stdio::null()));
+    let fresh_pid = child.id();
+    let _ = child.wait();
+    let fresh_alert = m.expect_rule(fresh_pid, "tmp_exe");
+    let fresh_lost = fresh_alert["sensor"]["events_lost"]
+        .as_u64()
+        .expect("sensor.events_lost");
+    assert!(
+        fresh_lost > 0,
+        "the alert after the freeze hides the loss: {fresh_alert}"
+    );
+
+    let (status, summary, text) = m.stop();
+    assert!(status.success(), "SIGTERM after the freeze: {status:?}");
+    let summary = summary.expect("a summary on SIGTERM");
+    let lost_exec = summary["sensor"]["kernel_lost"]["exec"]
+        .as_u64()
+        .expect("kernel_lost.exec");
+    let total = summary["sensor"]["lost_total"]
+        .as_u64()
+        .expect("lost_total");
+    let exe_name = exe.to_str().expect("utf-8");
+    let alerts: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|a| a["exe"] == exe_name || a["trigger"]["filename"] == exe_name)
+        .collect();
+    eprintln!(
+        "freeze: {made} execs ({} after it), {} alerted, {lost_exec} exec events lost \
+         ({total} events in all), the fresh alert shows {fresh_lost} lost",
+        started_after.len(),
+        alerts.len()
+    );
+    assert_every_exec_accounted(made, alerts.len() as u64, lost_exec, "alerted");
+    // Not only the backlog: processes the storm started after the freeze were alerted too.
+    let resumed = alerts
+        .iter()
+        .filter(|a| {
+            a["pid"]
+                .as_u64()
+                .is_some_and(|p| started_after.iter().any(|s| u64::from(*s) == p))
+        })
+        .count();
+    assert!(
+        resumed > 0,
+        "none of the {} execs after the freeze was alerted ({} alerts in all)",
+        started_after.len(),
+        alerts.len()
+    );
+    assert!(
+        fresh_lost <= total,
+        "an alert shows {fresh_lost} lost, the summary {total}"
+    );
 }

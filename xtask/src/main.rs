@@ -6,6 +6,7 @@ mod lint;
 mod run;
 mod setup;
 mod sh;
+mod soak;
 mod test;
 
 use std::{env, ffi::OsString, process::ExitCode};
@@ -27,6 +28,10 @@ commands:
                        (1 exec storm, 2 connect storm, 3 syscall overhead, 4 alert latency,
                        5 short-lived recall, 6 scan); tables on stdout and in
                        docs/BENCHMARKS.md. --quick: short runs for development
+  soak [--minutes N]   (root) procwatch monitor under N minutes (default 30) of mixed load
+                       (exec storm, alerts to JSONL and a private rsyslogd, connects, W+X);
+                       RSS, fds and CPU per exec sampled every 10 s; docs/SOAK.md; fails
+                       unless flat after the warm-up
 ";
 
 /// A parsed command line.
@@ -40,6 +45,7 @@ enum Task {
     Test,
     Lint,
     Bench(bench::Options),
+    Soak(soak::Options),
     /// Hidden: a load generator started by `bench`.
     BenchWorker(Vec<OsString>),
     Help,
@@ -75,6 +81,11 @@ fn parse(args: Vec<OsString>) -> Result<Task, String> {
                 .map(Task::Bench)
                 .map_err(|e| format!("{e}\n\n{USAGE}"));
         }
+        "soak" => {
+            return soak::Options::parse(&flags)
+                .map(Task::Soak)
+                .map_err(|e| format!("{e}\n\n{USAGE}"));
+        }
         "build-ebpf" => Task::BuildEbpf,
         "test" => Task::Test,
         "lint" => Task::Lint,
@@ -103,6 +114,7 @@ fn main() -> ExitCode {
         Task::Test => ("test", test::command()),
         Task::Lint => ("lint", lint::command()),
         Task::Bench(options) => ("bench", bench::command(&options)),
+        Task::Soak(options) => ("soak", soak::command(&options)),
         Task::BenchWorker(args) => ("bench-worker", bench::worker::command(&args)),
         Task::Help => {
             print!("{USAGE}");
@@ -160,6 +172,11 @@ mod tests {
             parse(args(&["bench-worker", "exec", "--rate", "400"])),
             Ok(Task::BenchWorker(args(&["exec", "--rate", "400"])))
         );
+        assert_eq!(
+            parse(args(&["soak", "--minutes", "5"])),
+            Ok(Task::Soak(soak::Options { minutes: 5 }))
+        );
+        assert!(parse(args(&["soak", "--minutes", "0"])).is_err());
         assert!(parse(args(&["nonsense"])).is_err());
     }
 }

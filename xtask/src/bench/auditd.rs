@@ -320,9 +320,11 @@ impl<'a> Session<'a> {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        if let Some(mut child) = self.child.take() {
-            super::monitors::terminate(&mut child, libc::SIGTERM, Duration::from_secs(20))
-                .unwrap_or_else(|e| errors.push(format!("auditd: {e}")));
+        if let Some(mut child) = self.child.take()
+            && let Err(e) =
+                super::monitors::terminate(&mut child, libc::SIGTERM, Duration::from_secs(20))
+        {
+            errors.push(format!("auditd: {e}"));
         }
         if self.lifted_never_task {
             if let Err(e) = add_rule(&[NEVER_TASK]) {

@@ -7,12 +7,12 @@
 mod auditd;
 mod connect_storm;
 mod exec_storm;
-mod json;
+pub mod json;
 mod latency;
-mod measure;
-mod monitors;
+pub mod measure;
+pub mod monitors;
 mod recall;
-mod report;
+pub mod report;
 mod scan;
 mod syscalls;
 pub mod worker;
@@ -272,18 +272,9 @@ impl Drop for Env {
     }
 }
 
-/// `cargo xtask bench ...`.
-pub fn command(options: &Options) -> Result<u8> {
-    if !sh::is_root() {
-        return Err(
-            "cargo xtask bench must run as root: it loads BPF programs (procwatch, \
-                    bpftrace), starts auditd and changes audit rules, and reads other \
-                    processes' /proc. Run it as root, e.g. `sudo -E env \"PATH=$PATH\" cargo \
-                    xtask bench --quick`."
-                .into(),
-        );
-    }
-    let started = Instant::now();
+/// Checks the toolchain, tracefs and the Debian packages (installing only what is missing),
+/// then builds procwatch and xtask in release; returns the directory of the binaries.
+pub fn build_release() -> Result<PathBuf> {
     let mut setup = Setup::new(false);
     setup.toolchain()?;
     setup.tracefs()?;
@@ -301,10 +292,12 @@ pub fn command(options: &Options) -> Result<u8> {
             ])
             .stdout(std::io::stderr()),
     )?;
-    let target = crate::run::target_dir()?.join("release");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let plan = Plan::new(options, cpus);
+    Ok(crate::run::target_dir()?.join("release"))
+}
 
+/// Ctrl-C from now on only sets a flag that [`check_interrupted`] reports, so the guards on
+/// the way out stop what was started.
+pub fn catch_ctrl_c() {
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         libc::signal(
@@ -312,30 +305,59 @@ pub fn command(options: &Options) -> Result<u8> {
             on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
         );
     }
-    let scratch = std::env::temp_dir().join(format!("procwatch-bench-{}", std::process::id()));
-    let home = scratch.join("home");
-    fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-    let empty_config = scratch.join("empty.yaml");
-    fs::write(&empty_config, "")
-        .map_err(|e| format!("cannot write {}: {e}", empty_config.display()))?;
-    let needs_audit = [1, 2, 3, 5].iter().any(|n| options.wants(*n));
-    let env = Env {
-        procwatch: target.join("procwatch"),
-        worker: target.join("xtask"),
-        scratch,
-        home,
-        empty_config,
-        audit: needs_audit.then(auditd::Baseline::prepare),
-        counter: Cell::new(0),
-    };
-    for bin in [&env.procwatch, &env.worker] {
-        if !bin.is_file() {
-            return Err(format!(
-                "the build succeeded but {} is missing",
-                bin.display()
-            ));
+}
+
+impl Env {
+    /// The release binaries in `release`, and a fresh scratch directory
+    /// `/tmp/procwatch-<label>-<pid>` (with a `home` and an empty config) removed on drop.
+    pub fn new(release: &Path, label: &str, needs_audit: bool) -> Result<Env> {
+        let scratch =
+            std::env::temp_dir().join(format!("procwatch-{label}-{}", std::process::id()));
+        let home = scratch.join("home");
+        fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+        let empty_config = scratch.join("empty.yaml");
+        fs::write(&empty_config, "")
+            .map_err(|e| format!("cannot write {}: {e}", empty_config.display()))?;
+        let env = Env {
+            procwatch: release.join("procwatch"),
+            worker: release.join("xtask"),
+            scratch,
+            home,
+            empty_config,
+            audit: needs_audit.then(auditd::Baseline::prepare),
+            counter: Cell::new(0),
+        };
+        for bin in [&env.procwatch, &env.worker] {
+            if !bin.is_file() {
+                return Err(format!(
+                    "the build succeeded but {} is missing",
+                    bin.display()
+                ));
+            }
         }
+        Ok(env)
     }
+}
+
+/// `cargo xtask bench ...`.
+pub fn command(options: &Options) -> Result<u8> {
+    if !sh::is_root() {
+        return Err(
+            "cargo xtask bench must run as root: it loads BPF programs (procwatch, \
+                    bpftrace), starts auditd and changes audit rules, and reads other \
+                    processes' /proc. Run it as root, e.g. `sudo -E env \"PATH=$PATH\" cargo \
+                    xtask bench --quick`."
+                .into(),
+        );
+    }
+    let started = Instant::now();
+    let release = build_release()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = Plan::new(options, cpus);
+
+    catch_ctrl_c();
+    let needs_audit = [1, 2, 3, 5].iter().any(|n| options.wants(*n));
+    let env = Env::new(&release, "bench", needs_audit)?;
     eprintln!("bench: {}", plan.describe());
 
     let mut findings = report::Findings::default();
@@ -418,6 +440,16 @@ fn git() -> Command {
 }
 
 fn header(plan: &Plan, started: Instant) -> report::Header {
+    machine_header(format!(
+        "{}; took {:.0} min",
+        plan.describe(),
+        started.elapsed().as_secs_f64() / 60.0
+    ))
+}
+
+/// Date, kernel, CPUs and procwatch commit (marked when its sources have uncommitted changes),
+/// with `mode` describing the run.
+pub fn machine_header(mode: String) -> report::Header {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -451,11 +483,7 @@ fn header(plan: &Plan, started: Instant) -> report::Header {
         } else {
             commit
         },
-        mode: format!(
-            "{}; took {:.0} min",
-            plan.describe(),
-            started.elapsed().as_secs_f64() / 60.0
-        ),
+        mode,
     }
 }
 

@@ -84,10 +84,14 @@ pub fn own_group(cmd: &mut Command, signal: libc::c_int) {
     }
 }
 
-/// Sends `signal` to the child and waits up to `timeout`, then kills it.
-pub fn terminate(child: &mut Child, signal: libc::c_int, timeout: Duration) -> Result {
-    if let Ok(Some(_)) = child.try_wait() {
-        return Ok(());
+/// Sends `signal` to the child and waits up to `timeout` for its exit status, then kills it.
+pub fn terminate(
+    child: &mut Child,
+    signal: libc::c_int,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Ok(status);
     }
     let pid = libc::pid_t::try_from(child.id()).map_err(|_| "pid out of range")?;
     // SAFETY: signalling our own child, which has not been reaped (try_wait said so).
@@ -96,8 +100,8 @@ pub fn terminate(child: &mut Child, signal: libc::c_int, timeout: Duration) -> R
     }
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Ok(());
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(status);
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -146,6 +150,13 @@ impl StderrLog {
         self.lines.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    fn lines_from(&self, start: usize) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|v| v.get(start..).unwrap_or_default().to_vec())
+            .unwrap_or_default()
+    }
+
     fn tail(&self) -> String {
         let v = self.lines.lock().map(|v| v.clone()).unwrap_or_default();
         let start = v.len().saturating_sub(5);
@@ -165,6 +176,27 @@ pub struct Running<'e> {
 
 /// Starts `monitor` with its output in `dir`, and returns once it observes the system.
 pub fn start<'e>(env: &'e Env, monitor: Monitor, dir: &Path) -> Result<Running<'e>> {
+    start_with(env, monitor, dir, &env.empty_config, &[])
+}
+
+/// Starts `procwatch monitor` with the config file `config` and `extra` arguments (its alerts
+/// go to `<dir>/procwatch.out` as JSONL), and returns once it monitors.
+pub fn start_procwatch<'e>(
+    env: &'e Env,
+    dir: &Path,
+    config: &Path,
+    extra: &[String],
+) -> Result<Running<'e>> {
+    start_with(env, Monitor::Procwatch, dir, config, extra)
+}
+
+fn start_with<'e>(
+    env: &'e Env,
+    monitor: Monitor,
+    dir: &Path,
+    config: &Path,
+    extra: &[String],
+) -> Result<Running<'e>> {
     let mut running = Running {
         monitor,
         child: None,
@@ -181,7 +213,8 @@ pub fn start<'e>(env: &'e Env, monitor: Monitor, dir: &Path) -> Result<Running<'
                 cmd.args(["monitor", "--quiet", "--jsonl"])
                     .arg(&running.out)
                     .arg("--config")
-                    .arg(&env.empty_config);
+                    .arg(config)
+                    .args(extra);
             } else {
                 cmd.args(["events", "--output"]).arg(&running.out);
             }
@@ -325,6 +358,19 @@ impl Running<'_> {
         )
     }
 
+    /// The pid of the monitor's main process (`None` without a monitor).
+    pub fn pid(&self) -> Option<u32> {
+        self.cpu_pids.first().copied()
+    }
+
+    /// What the monitor has written to stderr so far, from line `start` (0 for all) on.
+    pub fn log_from(&self, start: usize) -> Vec<String> {
+        self.stderr
+            .as_ref()
+            .map(|l| l.lines_from(start))
+            .unwrap_or_default()
+    }
+
     /// Resident set of the monitor's main process, KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         measure::rss_kib(*self.cpu_pids.first()?)
@@ -359,20 +405,33 @@ impl Running<'_> {
 
     /// Stops the monitor the way its operator would and collects what it reported.
     pub fn stop(mut self) -> Result<Stopped> {
+        if matches!(self.monitor, Monitor::Procwatch | Monitor::Events) {
+            self.check_alive()?;
+        }
+        self.stop_signalled()
+    }
+
+    /// Like [`Running::stop`] for a monitor that may have been sent SIGTERM already (and may
+    /// have exited on it): its exit status and summary.
+    pub fn stop_signalled(mut self) -> Result<Stopped> {
         let mut stopped = Stopped {
             monitor: self.monitor,
             summary: None,
+            exit: None,
             out: self.out.clone(),
             audit_lost: None,
         };
         match self.monitor {
             Monitor::None => {}
             Monitor::Procwatch | Monitor::Events => {
-                self.check_alive()?;
                 let Some(mut child) = self.child.take() else {
                     return Ok(stopped);
                 };
-                terminate(&mut child, libc::SIGTERM, Duration::from_secs(60))?;
+                stopped.exit = Some(terminate(
+                    &mut child,
+                    libc::SIGTERM,
+                    Duration::from_secs(60),
+                )?);
                 let lines = self.stderr.as_mut().map(StderrLog::all).unwrap_or_default();
                 let prefix = if self.monitor == Monitor::Procwatch {
                     "procwatch monitor: "
@@ -448,6 +507,8 @@ pub struct Capture {
 pub struct Stopped {
     pub monitor: Monitor,
     pub summary: Option<Json>,
+    /// How procwatch exited on SIGTERM.
+    pub exit: Option<std::process::ExitStatus>,
     pub out: PathBuf,
     audit_lost: Option<u64>,
 }

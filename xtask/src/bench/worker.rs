@@ -1,8 +1,10 @@
 //! `xtask bench-worker <kind> ...`: the load generators, each its own process so that its pid
 //! (the parent of every exec it makes, the caller of every connect) picks its events out of a
 //! monitor's output, and so that it starts after a monitor is in place (auditd only audits
-//! tasks forked after its rules exist). Built in release by `cargo xtask bench`. Prints one line
-//! of `key=value` results on stdout.
+//! tasks forked after its rules exist). Built in release by `cargo xtask bench` and `soak`.
+//! Prints one line of `key=value` results on stdout (with `--progress S`, a `progress ...` line
+//! of the counts so far every S seconds before it). `wx` and `dial` are the short-lived children
+//! the soak's exec generators start: they do one offending thing, print nothing and exit.
 use std::{
     ffi::{CString, OsString},
     io::Write,
@@ -26,12 +28,14 @@ pub fn command(args: &[OsString]) -> Result<u8> {
         .collect();
     let (kind, rest) = args
         .split_first()
-        .ok_or("bench-worker needs a kind: exec, connect or syscalls")?;
+        .ok_or("bench-worker needs a kind: exec, connect, syscalls, wx or dial")?;
     let opts = Flags::parse(rest)?;
     let line = match kind.as_str() {
         "exec" => exec(&opts)?,
         "connect" => connect(&opts)?,
         "syscalls" => syscalls(&opts)?,
+        "wx" => return wx().map(|()| 0),
+        "dial" => return dial(&opts).map(|()| 0),
         other => return Err(format!("unknown bench-worker kind {other}")),
     };
     let mut out = std::io::stdout().lock();
@@ -43,10 +47,16 @@ pub fn command(args: &[OsString]) -> Result<u8> {
 #[derive(Debug, Default, PartialEq)]
 struct Flags {
     path: Option<String>,
+    /// Arguments for the program `exec` starts (`--arg`, repeated, in order).
+    args: Vec<String>,
     rate: Option<f64>,
     duration: Option<f64>,
     count: Option<u64>,
     threads: Option<usize>,
+    /// Loopback port: the one `connect` listens on, the one `dial` connects to.
+    port: Option<u16>,
+    /// Seconds between `progress` lines (none without it).
+    progress: Option<f64>,
 }
 
 impl Flags {
@@ -60,6 +70,9 @@ impl Flags {
             let bad = |e: &dyn std::fmt::Display| format!("bench-worker: {name} {value}: {e}");
             match name.as_str() {
                 "--path" => flags.path = Some(value.clone()),
+                "--arg" => flags.args.push(value.clone()),
+                "--port" => flags.port = Some(value.parse().map_err(|e| bad(&e))?),
+                "--progress" => flags.progress = Some(value.parse().map_err(|e| bad(&e))?),
                 "--rate" => flags.rate = Some(value.parse().map_err(|e| bad(&e))?),
                 "--duration" => flags.duration = Some(value.parse().map_err(|e| bad(&e))?),
                 "--count" => flags.count = Some(value.parse().map_err(|e| bad(&e))?),
@@ -79,16 +92,24 @@ impl Flags {
 /// empty environment.
 struct Spawner {
     path: CString,
-    argv: [*mut libc::c_char; 2],
+    /// Owns the strings `argv` points into.
+    _args: Vec<CString>,
+    argv: Vec<*mut libc::c_char>,
     envp: [*mut libc::c_char; 1],
 }
 
 impl Spawner {
-    fn new(path: &str) -> Result<Spawner> {
-        let path = CString::new(path).map_err(|_| format!("{path:?} contains a NUL byte"))?;
-        let argv = [path.as_ptr().cast_mut(), std::ptr::null_mut()];
+    fn new(path: &str, args: &[String]) -> Result<Spawner> {
+        let c = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+        let path = c(path)?;
+        let args = args.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
+        let argv = std::iter::once(path.as_ptr().cast_mut())
+            .chain(args.iter().map(|a| a.as_ptr().cast_mut()))
+            .chain([std::ptr::null_mut()])
+            .collect();
         Ok(Spawner {
             path,
+            _args: args,
             argv,
             envp: [std::ptr::null_mut()],
         })
@@ -113,8 +134,52 @@ impl Spawner {
     }
 }
 
-// SAFETY: the raw pointers point into `path` (owned, never mutated) or are null.
+// SAFETY: the raw pointers point into `path` or `_args` (owned, never mutated) or are null.
 unsafe impl Sync for Spawner {}
+
+/// One line on stdout, flushed at once (the reader follows a long run as it goes).
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Emits `progress made=N failed=M` every `every` seconds while `work` runs (none without
+/// `every`), so a long run can be followed from outside.
+fn with_progress<T>(
+    every: Option<f64>,
+    made: &AtomicU64,
+    failed: &AtomicU64,
+    emit: impl Fn(&str) + Sync,
+    work: impl FnOnce() -> T,
+) -> T {
+    let Some(every) = every.filter(|s| *s > 0.0) else {
+        return work();
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let period = Duration::from_secs_f64(every);
+            let mut next = Instant::now() + period;
+            while !done.load(Relaxed) {
+                // Short naps, so the end of the work is not held up by a whole period.
+                thread::sleep(Duration::from_millis(50).min(period));
+                if Instant::now() < next {
+                    continue;
+                }
+                next += period;
+                emit(&format!(
+                    "progress made={} failed={}",
+                    made.load(Relaxed),
+                    failed.load(Relaxed)
+                ));
+            }
+        });
+        let result = work();
+        done.store(true, Relaxed);
+        result
+    })
+}
 
 fn wait_for(pid: libc::pid_t, flags: libc::c_int) -> libc::pid_t {
     let mut status = 0;
@@ -124,60 +189,62 @@ fn wait_for(pid: libc::pid_t, flags: libc::c_int) -> libc::pid_t {
 
 /// Fixed rate (`--rate`, one thread, paced by the clock, children reaped as they exit) or as
 /// fast as possible (`--threads` threads, each spawning and waiting), for `--duration` seconds
-/// and/or `--count` execs.
+/// and/or `--count` execs of `--path` with the `--arg`s.
 fn exec(opts: &Flags) -> Result<String> {
     let path = opts.path.as_deref().unwrap_or("/bin/true");
-    let spawner = Spawner::new(path)?;
+    let spawner = Spawner::new(path, &opts.args)?;
     let duration = opts.duration();
     let limit = opts.count.unwrap_or(u64::MAX);
     let made = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let start = Instant::now();
     let end = start + duration;
-    match opts.rate {
-        Some(rate) if rate > 0.0 => {
-            let period = Duration::from_secs_f64(1.0 / rate);
-            let mut i: u32 = 0;
-            loop {
-                let due = start + period * i;
-                if due >= end || made.load(Relaxed) >= limit {
-                    break;
+    with_progress(opts.progress, &made, &failed, print_line, || {
+        match opts.rate {
+            Some(rate) if rate > 0.0 => {
+                let period = Duration::from_secs_f64(1.0 / rate);
+                let mut i: u32 = 0;
+                loop {
+                    let due = start + period * i;
+                    if due >= end || made.load(Relaxed) >= limit {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if due > now {
+                        thread::sleep(due - now);
+                    }
+                    match spawner.spawn() {
+                        Ok(_) => made.fetch_add(1, Relaxed),
+                        Err(_) => failed.fetch_add(1, Relaxed),
+                    };
+                    i += 1;
+                    while wait_for(-1, libc::WNOHANG) > 0 {}
                 }
-                let now = Instant::now();
-                if due > now {
-                    thread::sleep(due - now);
-                }
-                match spawner.spawn() {
-                    Ok(_) => made.fetch_add(1, Relaxed),
-                    Err(_) => failed.fetch_add(1, Relaxed),
-                };
-                i += 1;
-                while wait_for(-1, libc::WNOHANG) > 0 {}
+                while wait_for(-1, 0) > 0 {}
             }
-            while wait_for(-1, 0) > 0 {}
-        }
-        _ => {
-            let threads = opts.threads.unwrap_or(2).max(1);
-            let claimed = AtomicU64::new(0);
-            thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
-                        while Instant::now() < end && claimed.fetch_add(1, Relaxed) < limit {
-                            match spawner.spawn() {
-                                Ok(pid) => {
-                                    wait_for(pid, 0);
-                                    made.fetch_add(1, Relaxed);
-                                }
-                                Err(_) => {
-                                    failed.fetch_add(1, Relaxed);
+            _ => {
+                let threads = opts.threads.unwrap_or(2).max(1);
+                let claimed = AtomicU64::new(0);
+                thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            while Instant::now() < end && claimed.fetch_add(1, Relaxed) < limit {
+                                match spawner.spawn() {
+                                    Ok(pid) => {
+                                        wait_for(pid, 0);
+                                        made.fetch_add(1, Relaxed);
+                                    }
+                                    Err(_) => {
+                                        failed.fetch_add(1, Relaxed);
+                                    }
                                 }
                             }
-                        }
-                    });
-                }
-            });
+                        });
+                    }
+                });
+            }
         }
-    }
+    });
     let elapsed = start.elapsed();
     Ok(format!(
         "made={} failed={} elapsed_ns={}",
@@ -188,12 +255,14 @@ fn exec(opts: &Flags) -> Result<String> {
 }
 
 /// Loopback TCP connects for `--duration` seconds to a listener in this process (an accept
-/// thread takes each connection and drops it). Each client socket closes with SO_LINGER 0 (a
-/// RST), so no TIME_WAIT piles up and the ephemeral ports never run out. The client never runs
-/// more than [`AHEAD`] connections ahead of the accept thread, so the accept queue (4096 deep)
-/// never overflows: an overflow drops the SYN and the client waits a second to retransmit.
+/// thread takes each connection and drops it), as fast as possible or at `--rate` per second
+/// (paced by the clock); the listener's port is `--port`, or an ephemeral one. Each client
+/// socket closes with SO_LINGER 0 (a RST), so no TIME_WAIT piles up and the ephemeral ports
+/// never run out. The client never runs more than [`AHEAD`] connections ahead of the accept
+/// thread, so the accept queue (4096 deep) never overflows: an overflow drops the SYN and the
+/// client waits a second to retransmit.
 fn connect(opts: &Flags) -> Result<String> {
-    let listener = listen_loopback()?;
+    let listener = listen_loopback(opts.port.unwrap_or(0))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener address: {e}"))?;
@@ -210,50 +279,129 @@ fn connect(opts: &Flags) -> Result<String> {
         l_onoff: 1,
         l_linger: 0,
     };
+    let period = opts
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let overflows0 = listen_overflows();
-    let (mut made, mut failed, mut waits) = (0u64, 0u64, 0u64);
+    let made = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let mut waits = 0u64;
     let start = Instant::now();
     let end = start + opts.duration();
-    while Instant::now() < end {
-        if made.saturating_sub(accepted.load(Relaxed)) >= AHEAD {
-            waits += 1;
-            thread::sleep(Duration::from_micros(50));
-            continue;
-        }
-        match TcpStream::connect(addr) {
-            Ok(stream) => {
-                made += 1;
-                // SAFETY: a valid socket fd and a correctly sized `linger`.
-                unsafe {
-                    libc::setsockopt(
-                        stream.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&raw const linger).cast(),
-                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                    );
+    with_progress(opts.progress, &made, &failed, print_line, || {
+        let mut i: u32 = 0;
+        while Instant::now() < end {
+            if made.load(Relaxed).saturating_sub(accepted.load(Relaxed)) >= AHEAD {
+                waits += 1;
+                thread::sleep(Duration::from_micros(50));
+                continue;
+            }
+            if let Some(period) = period {
+                let due = start + period * i;
+                let now = Instant::now();
+                if due >= end {
+                    break;
+                }
+                if due > now {
+                    thread::sleep(due - now);
+                }
+                i += 1;
+            }
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    made.fetch_add(1, Relaxed);
+                    // SAFETY: a valid socket fd and a correctly sized `linger`.
+                    unsafe {
+                        libc::setsockopt(
+                            stream.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&raw const linger).cast(),
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                }
+                Err(_) => {
+                    failed.fetch_add(1, Relaxed);
                 }
             }
-            Err(_) => failed += 1,
         }
-    }
+    });
     let elapsed = start.elapsed();
     let overflows = listen_overflows()
         .zip(overflows0)
         .map_or(0, |(b, a)| b.saturating_sub(a));
     Ok(format!(
-        "made={made} failed={failed} elapsed_ns={} accepted={} waits={waits} \
+        "made={} failed={} elapsed_ns={} accepted={} waits={waits} \
          listen_overflows={overflows}",
+        made.load(Relaxed),
+        failed.load(Relaxed),
         elapsed.as_nanos(),
         accepted.load(Relaxed)
     ))
 }
 
+/// One TCP connect to 127.0.0.1:`--port`, closed at once with a RST (SO_LINGER 0). A refused
+/// connect is fine: the attempt is what a monitor sees.
+fn dial(opts: &Flags) -> Result<()> {
+    let port = opts.port.ok_or("dial needs --port")?;
+    if let Ok(stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket fd and a correctly sized `linger`.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Asks for write+execute memory the way injected code does: a private page made
+/// read-write-execute with `mprotect`.
+fn wx() -> Result<()> {
+    // SAFETY: an anonymous private mapping; checked below.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return Err("mmap of one page failed".into());
+    }
+    // SAFETY: changing the protection of our own page, which nothing else uses.
+    let rc = unsafe {
+        libc::mprotect(
+            page,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("mprotect RWX: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Connections the client may be ahead of the accept thread.
 const AHEAD: u64 = 1024;
 
-/// A listener on 127.0.0.1 with an ephemeral port and a 4096-deep accept queue (std's is 128).
-fn listen_loopback() -> Result<TcpListener> {
+/// A listener on 127.0.0.1:`port` (0: an ephemeral one) with a 4096-deep accept queue (std's
+/// is 128).
+fn listen_loopback(port: u16) -> Result<TcpListener> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     // SAFETY: plain socket call; the fd is owned right below.
@@ -265,7 +413,7 @@ fn listen_loopback() -> Result<TcpListener> {
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
+        sin_port: port.to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
         },
@@ -280,7 +428,7 @@ fn listen_loopback() -> Result<TcpListener> {
         )
     };
     if rc != 0 {
-        return Err(err("bind 127.0.0.1:0"));
+        return Err(err(&format!("bind 127.0.0.1:{port}")));
     }
     // SAFETY: listen on our socket.
     if unsafe { libc::listen(fd, 4096) } != 0 {
@@ -399,6 +547,103 @@ mod tests {
         assert!(Flags::parse(&strings(&["--rate"])).is_err());
         assert!(Flags::parse(&strings(&["--bogus", "1"])).is_err());
         assert!(Flags::parse(&strings(&["--count", "x"])).is_err());
+        let f = Flags::parse(&strings(&[
+            "--arg",
+            "bench-worker",
+            "--port",
+            "4444",
+            "--arg",
+            "wx",
+            "--progress",
+            "2",
+        ]))
+        .expect("parses");
+        assert_eq!(f.args, ["bench-worker", "wx"]);
+        assert_eq!(f.port, Some(4444));
+        assert_eq!(f.progress, Some(2.0));
+        assert!(Flags::parse(&strings(&["--port", "70000"])).is_err());
+    }
+
+    #[test]
+    fn children_get_their_arguments() {
+        let dir = std::env::temp_dir().join(format!("xtask-worker-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("ran");
+        let r = exec(&Flags {
+            path: Some("/bin/sh".into()),
+            args: strings(&["-c", &format!("echo ran > {}", file.display())]),
+            count: Some(1),
+            threads: Some(1),
+            ..Flags::default()
+        })
+        .expect("exec");
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(r.contains("made=1 "), "{r}");
+        assert_eq!(text, "ran\n");
+    }
+
+    #[test]
+    fn progress_lines_count_as_the_work_goes() {
+        let made = AtomicU64::new(0);
+        let failed = AtomicU64::new(0);
+        let lines = std::sync::Mutex::new(Vec::<String>::new());
+        let emit = |l: &str| lines.lock().expect("lock").push(l.to_owned());
+        with_progress(Some(0.05), &made, &failed, emit, || {
+            for _ in 0..4 {
+                made.fetch_add(1, Relaxed);
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let lines = lines.into_inner().expect("lock");
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("progress made=")),
+            "{lines:?}"
+        );
+        let counts: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| {
+                crate::bench::measure::parse_key_values(l)
+                    .get("made")
+                    .copied()
+            })
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        // Without a period the work runs alone.
+        let quiet = std::sync::atomic::AtomicBool::new(true);
+        with_progress(
+            None,
+            &made,
+            &failed,
+            |_: &str| quiet.store(false, Relaxed),
+            || (),
+        );
+        assert!(quiet.load(Relaxed));
+    }
+
+    #[test]
+    fn the_soak_children_do_their_one_thing() {
+        wx().expect("a page of our own can be made W+X");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listen");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        dial(&Flags {
+            port: Some(port),
+            ..Flags::default()
+        })
+        .expect("dial");
+        // The connection was established before it was reset: accept still hands it out.
+        let end = Instant::now() + Duration::from_secs(5);
+        let accepted = loop {
+            match listener.accept() {
+                Ok(_) => break true,
+                Err(_) if Instant::now() < end => thread::sleep(Duration::from_millis(10)),
+                Err(_) => break false,
+            }
+        };
+        assert!(accepted, "dial made no connection to port {port}");
+        assert!(dial(&Flags::default()).is_err(), "dial without a port");
     }
 
     #[test]
@@ -433,5 +678,21 @@ mod tests {
         })
         .expect("connect"));
         assert!(r.get("made").is_some_and(|n| *n > 0.0), "{r:?}");
+        // Paced: never more connects than the clock allowed, on the port asked for.
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let r = kv(connect(&Flags {
+            rate: Some(100.0),
+            duration: Some(0.1),
+            port: Some(port),
+            ..Flags::default()
+        })
+        .expect("connect at a rate"));
+        assert!(
+            r.get("made").is_some_and(|n| (1.0..=10.0).contains(n)),
+            "{r:?}"
+        );
     }
 }
