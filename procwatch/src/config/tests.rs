@@ -109,9 +109,28 @@ fn defaults_match_the_readme_and_issue() {
     assert!(c.outputs.stdout);
     assert_eq!(c.baseline.learning_period, Duration::from_secs(86400));
     assert_eq!(
-        c.baseline.model_path,
-        Path::new("/var/lib/procwatch/baselines.json")
+        c.baseline.model_path, None,
+        "~/.local/share/procwatch/model.json"
     );
+    assert_eq!(c.baseline.stable_after, Duration::from_secs(3600));
+    assert_eq!(c.baseline.min_processes, 2, "more than one process");
+    assert_eq!(
+        c.baseline.watched_prefixes,
+        [
+            "/etc",
+            "/root",
+            "/home",
+            "/var/www",
+            "/boot",
+            "/usr/local/etc",
+            "/proc/*/mem"
+        ]
+        .map(PathBuf::from)
+    );
+    for rule in Rule::ALL {
+        let on = matches!(rule, Rule::WxMem | Rule::SuspiciousPort | Rule::HighCpu);
+        assert_eq!(c.baseline.suppress.get(rule), on, "{rule}");
+    }
     assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.api.token, None);
 }
