@@ -553,7 +553,7 @@ impl Learner {
         let s = sessions.get_mut(&process)?;
         let b = model.executables.get_mut(exe)?;
         let sensitive = paths::is_sensitive(path);
-        let covers = |e: &Entry<FileKey>, p: &FileKey| file_covers(e, &p.path, sensitive);
+        let covers = |e: &Entry<FileKey>, p: &FileKey| e.covers_file(&p.path, sensitive);
         let key = FileKey { path: path.into() };
         if learning || !b.files.is_stable(now, stable_after) {
             if s.tainted {
@@ -568,7 +568,8 @@ impl Learner {
             let ev = learn_at(&mut b.files, Dim::Files, pos, key, None, s, cap, min, now);
             b.evicted.files += ev;
             if !sensitive {
-                generalise(&mut b.files, path, generalize_after, min, now);
+                b.files
+                    .generalise(paths::parent_and_name(path).0, generalize_after, min, now);
             }
             return None;
         }
@@ -1052,18 +1053,6 @@ macro_rules! covers_by_eq {
 }
 covers_by_eq!(ExeKey, UserKey, FlagKey, FileKey);
 
-/// Whether file entry `e` covers the observed path (rule 3: a learned pattern never covers a
-/// sensitive file; only the same path or a pattern a person allowed does).
-fn file_covers(e: &Entry<FileKey>, path: &str, sensitive: bool) -> bool {
-    if e.key.path == path {
-        return true;
-    }
-    if !paths::matches(&e.key.path, path) {
-        return false;
-    }
-    !sensitive || e.origin != super::model::Origin::Learned
-}
-
 /// Learns one observation into entry `pos` (or a new entry for `key`), counting the session
 /// once per entry; returns how many entries were evicted to make room.
 #[allow(clippy::too_many_arguments)]
@@ -1156,48 +1145,6 @@ fn withdraw<K: Key>(d: &mut Dimension<K>, id: &str, count: u64, counted: bool) {
     if e.processes == 0 && e.origin == super::model::Origin::Learned {
         d.entries.swap_remove(i);
     }
-}
-
-/// Rule 2 of `paths`: once `n` exact files of the directory of `path` are normal, they (and
-/// the pending ones beside them) become one pattern `DIR/*`.
-fn generalise(files: &mut Dimension<FileKey>, path: &str, n: usize, min: usize, now: Secs) {
-    let (dir, _) = paths::parent_and_name(path);
-    let in_dir = |e: &Entry<FileKey>| {
-        let (d, name) = paths::parent_and_name(&e.key.path);
-        d == dir && name != paths::WILDCARD && !paths::is_sensitive(&e.key.path)
-    };
-    let normal = files
-        .entries
-        .iter()
-        .filter(|e| in_dir(e) && e.is_normal(min) && e.origin == super::model::Origin::Learned)
-        .count();
-    if normal < n {
-        return;
-    }
-    let pattern = paths::dir_pattern(dir);
-    let (merged, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut files.entries)
-        .into_iter()
-        .partition(|e| in_dir(e) && e.origin == super::model::Origin::Learned);
-    files.entries = kept;
-    let mut target = match files.entries.iter().position(|e| e.key.path == pattern) {
-        Some(i) => files.entries.swap_remove(i),
-        None => Entry {
-            count: 0,
-            processes: 0,
-            first_seen: now,
-            ..Entry::first(FileKey { path: pattern }, now)
-        },
-    };
-    for e in merged {
-        target.count += e.count;
-        // Distinct processes of different files cannot be added up; the largest is a floor.
-        target.processes = target.processes.max(e.processes);
-        target.first_seen = target.first_seen.min(e.first_seen);
-        target.last_seen = target.last_seen.max(e.last_seen);
-        target.add_example(paths::parent_and_name(&e.key.path).1.to_string());
-    }
-    files.entries.push(target);
-    files.changed_at = now;
 }
 
 /// Keeps `a` for the process (highest severities first) and hands it out, once per

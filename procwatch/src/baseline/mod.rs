@@ -12,11 +12,13 @@
 //! `store`, `merge`, `edit`, `view`. See docs/baselines.md.
 pub mod anomaly;
 pub mod learn;
+pub mod merge;
 pub mod model;
 pub mod net;
 pub mod paths;
 pub mod quote;
 pub mod stats;
+pub mod store;
 
 pub use anomaly::{Anomaly, AnomalyRule};
 pub use learn::{Behaviour, Fact, Known, Learner, Observation, ProcessId};

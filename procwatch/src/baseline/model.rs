@@ -355,6 +355,115 @@ impl<K: Key> Dimension<K> {
     }
 }
 
+impl Entry<FileKey> {
+    /// Whether this file entry covers the observed `path` (rule 3 of `paths`: a learned
+    /// pattern never covers a sensitive file; only that very path, or a pattern a person
+    /// allowed, does).
+    pub fn covers_file(&self, path: &str, sensitive: bool) -> bool {
+        if self.key.path == path {
+            return true;
+        }
+        if !paths::matches(&self.key.path, path) {
+            return false;
+        }
+        !sensitive || self.origin != Origin::Learned
+    }
+}
+
+impl Dimension<FileKey> {
+    /// Rule 2 of `paths`: once `n` learned exact files of directory `dir` are normal, they
+    /// (and the pending ones beside them) become one pattern `dir/*`. True when it did.
+    pub fn generalise(&mut self, dir: &str, n: usize, min_processes: usize, now: Secs) -> bool {
+        let in_dir = |e: &Entry<FileKey>| {
+            let (d, name) = paths::parent_and_name(&e.key.path);
+            d == dir
+                && name != paths::WILDCARD
+                && e.origin == Origin::Learned
+                && !paths::is_sensitive(&e.key.path)
+        };
+        let normal = self
+            .entries
+            .iter()
+            .filter(|e| in_dir(e) && e.is_normal(min_processes))
+            .count();
+        if normal < n {
+            return false;
+        }
+        let pattern = paths::dir_pattern(dir);
+        let (merged, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(in_dir);
+        self.entries = kept;
+        let mut target = match self.entries.iter().position(|e| e.key.path == pattern) {
+            Some(i) => self.entries.swap_remove(i),
+            None => Entry {
+                count: 0,
+                processes: 0,
+                ..Entry::first(FileKey { path: pattern }, now)
+            },
+        };
+        for e in merged {
+            target.absorb(&e);
+            target.add_example(paths::parent_and_name(&e.key.path).1.to_string());
+        }
+        self.entries.push(target);
+        self.changed_at = now;
+        true
+    }
+
+    /// Folds exact entries into the patterns that cover them, then generalises every
+    /// directory that qualifies (after a merge or an edit brought new entries together).
+    pub fn tidy(&mut self, n: usize, min_processes: usize, now: Secs) {
+        let patterns: Vec<Entry<FileKey>> = self
+            .entries
+            .iter()
+            .filter(|e| paths::split(&e.key.path).any(|c| c == paths::WILDCARD))
+            .cloned()
+            .collect();
+        let mut i = 0;
+        while i < self.entries.len() {
+            let e = &self.entries[i];
+            let sensitive = paths::is_sensitive(&e.key.path);
+            let cover = patterns
+                .iter()
+                .find(|p| p.key.path != e.key.path && p.covers_file(&e.key.path, sensitive));
+            match cover.map(|p| p.key.path.clone()) {
+                Some(target) if e.origin == Origin::Learned => {
+                    let e = self.entries.swap_remove(i);
+                    if let Some(t) = self.entries.iter_mut().find(|x| x.key.path == target) {
+                        t.absorb(&e);
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        let mut dirs: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| paths::parent_and_name(&e.key.path).0.to_string())
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for d in dirs {
+            self.generalise(&d, n, min_processes, now);
+        }
+    }
+}
+
+impl<K> Entry<K> {
+    /// Adds another entry's counts (same behaviour, seen elsewhere or generalised).
+    pub fn absorb(&mut self, other: &Entry<K>) {
+        self.count += other.count;
+        // Distinct processes behind two entries may overlap; the larger is a floor.
+        self.processes = self.processes.max(other.processes);
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        for x in &other.examples {
+            self.add_example(x.clone());
+        }
+    }
+}
+
 /// CPU and memory use, as running statistics over samples of all its processes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
