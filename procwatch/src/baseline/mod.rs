@@ -11,6 +11,7 @@
 //! Data flows one way: `stats`, `net`, `paths` → `model` → `quote`, `anomaly` → `learn`,
 //! `store`, `merge`, `edit`, `view`. See docs/baselines.md.
 pub mod anomaly;
+pub mod edit;
 pub mod learn;
 pub mod merge;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod paths;
 pub mod quote;
 pub mod stats;
 pub mod store;
+pub mod view;
 
 pub use anomaly::{Anomaly, AnomalyRule};
 pub use learn::{Behaviour, Fact, Known, Learner, Observation, ProcessId};
