@@ -318,6 +318,18 @@ impl AnomalyReport {
     }
 }
 
+/// The `known` object of an alert reason whose heuristic finding the baseline knows as normal.
+pub fn known_json(baseline: &str, c: &Confidence) -> serde_json::Value {
+    serde_json::json!({
+        "baseline": baseline,
+        "confidence": ConfidenceReport {
+            observations: c.observations,
+            processes: c.processes,
+            stable_since: c.stable_since.map(rfc3339),
+        },
+    })
+}
+
 /// RFC 3339 UTC (seconds) of a Unix time.
 pub fn rfc3339(t: Secs) -> String {
     let secs = i64::try_from(t).unwrap_or(i64::MAX);

@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn forget_and_unknown_names() {
         let mut m = model();
-        let e = forget(&mut m, Path::new("/usr/bin/nginx")).unwrap_err();
+        let e = forget(&mut m, Path::new("/usr/bin/nginx")).expect_err("must fail");
         assert_eq!(
             e.to_string(),
             "/usr/bin/nginx is not in the model (did you mean /usr/sbin/nginx?)"
@@ -467,7 +467,9 @@ mod tests {
         );
         m.executables
             .insert("/opt/nginx".into(), ExeBaseline::new("/opt/nginx", 0));
-        let e = find_exe(&m, Path::new("nginx")).unwrap_err().to_string();
+        let e = find_exe(&m, Path::new("nginx"))
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("/opt/nginx, /usr/sbin/nginx"), "{e}");
         forget(&mut m, Path::new("/usr/sbin/../sbin/nginx")).expect("normalised");
         assert_eq!(m.executables.len(), 1);
@@ -626,7 +628,7 @@ mod tests {
         let mut m = model();
         let c = cfg();
         let only_heuristic = alert_with(&[], &["reverse_shell"]);
-        let e = accept(&mut m, &only_heuristic, &c, 1).unwrap_err();
+        let e = accept(&mut m, &only_heuristic, &c, 1).expect_err("must fail");
         assert!(
             e.to_string()
                 .starts_with("nothing in the alert can be accepted"),
@@ -642,14 +644,14 @@ mod tests {
         );
         assert!(
             accept(&mut m, &wrong, &c, 1)
-                .unwrap_err()
+                .expect_err("must fail")
                 .to_string()
                 .contains("does not belong")
         );
         wrong["reasons"][0]["anomaly"]["observed"] = serde_json::json!({"kind": "teleport"});
         assert!(
             accept(&mut m, &wrong, &c, 1)
-                .unwrap_err()
+                .expect_err("must fail")
                 .to_string()
                 .contains("unreadable anomaly")
         );
@@ -673,7 +675,7 @@ mod tests {
         );
         assert!(
             parse_alerts("{\"a\":1}\nnope\n")
-                .unwrap_err()
+                .expect_err("must fail")
                 .to_string()
                 .contains("line 2")
         );

@@ -803,14 +803,18 @@ mod tests {
         let mut b = ExeBaseline::new("/bin/x", 0);
         b.files.entries.push(entry("relative", 1, 1, 0));
         m.executables.insert("/bin/x".into(), b);
-        let e = m.validate().unwrap_err();
+        let e = m.validate().expect_err("must fail");
         assert!(
             e.contains("executables./bin/x: files") && e.contains("absolute"),
             "{e}"
         );
         let mut m = Model::new(0, "h\x1b]0;pwned");
         m.hosts.insert("x".into());
-        assert!(m.validate().unwrap_err().contains("control character"));
+        assert!(
+            m.validate()
+                .expect_err("must fail")
+                .contains("control character")
+        );
         assert_eq!(ExeBaseline::new("/usr/sbin/nginx", 0).name, "nginx");
     }
 }

@@ -309,7 +309,12 @@ mod tests {
         };
         assert_eq!(v6.addr_port(), "[2001:db8::1]:4444");
         assert_eq!("link_local".parse::<AddrClass>(), Ok(AddrClass::LinkLocal));
-        assert!("lan".parse::<AddrClass>().unwrap_err().contains("loopback"));
+        assert!(
+            "lan"
+                .parse::<AddrClass>()
+                .expect_err("must fail")
+                .contains("loopback")
+        );
         assert_eq!("listen".parse::<Direction>(), Ok(Direction::Listen));
     }
 }

@@ -493,12 +493,12 @@ mod tests {
         let text = fs::read_to_string(&path).expect("read");
         let cut = &text[..text.len() / 2];
         fs::write(&path, cut).expect("write");
-        let e = err_text(load(&path).unwrap_err());
+        let e = err_text(load(&path).expect_err("must fail"));
         assert!(
             e.contains("model.json: the model file is corrupt") && e.contains("line"),
             "{e}"
         );
-        let e = err_text(save(&path, &mut good, Expect::Any, 2).unwrap_err());
+        let e = err_text(save(&path, &mut good, Expect::Any, 2).expect_err("must fail"));
         assert!(e.contains("corrupt"), "{e}");
         assert_eq!(
             fs::read_to_string(&path).expect("read"),
@@ -525,7 +525,7 @@ mod tests {
             ),
         ] {
             fs::write(&path, bad).expect("write");
-            let e = err_text(load(&path).unwrap_err());
+            let e = err_text(load(&path).expect_err("must fail"));
             assert!(e.contains(needle), "{bad:?}: {e}");
             assert!(
                 save(&path, &mut good, Expect::Any, 3).is_err(),
@@ -537,11 +537,11 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
         v["surprise"] = serde_json::json!(1);
         fs::write(&path, v.to_string()).expect("write");
-        assert!(err_text(load(&path).unwrap_err()).contains("unknown field `surprise`"));
+        assert!(err_text(load(&path).expect_err("must fail")).contains("unknown field `surprise`"));
         let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
         v["executables"]["/usr/sbin/nginx"]["resources"]["cpu"]["m2"] = serde_json::json!(-5.0);
         fs::write(&path, v.to_string()).expect("write");
-        let e = err_text(load(&path).unwrap_err());
+        let e = err_text(load(&path).expect_err("must fail"));
         assert!(e.contains("executables./usr/sbin/nginx: resources"), "{e}");
     }
 
@@ -554,7 +554,7 @@ mod tests {
             VERSION + 1
         );
         fs::write(&path, &newer).expect("write");
-        let e = err_text(load(&path).unwrap_err());
+        let e = err_text(load(&path).expect_err("must fail"));
         assert!(
             e.contains(&format!("format version {}", VERSION + 1)),
             "{e}"
@@ -575,7 +575,7 @@ mod tests {
         save(&path, &mut mine, Expect::Any, 1).expect("save");
         let mut theirs = load(&path).expect("load");
         save(&path, &mut theirs, Expect::Revision(1), 2).expect("they save");
-        let e = save(&path, &mut mine, Expect::Revision(1), 3).unwrap_err();
+        let e = save(&path, &mut mine, Expect::Revision(1), 3).expect_err("must fail");
         assert!(
             matches!(
                 e,
@@ -597,7 +597,7 @@ mod tests {
         let f = File::create(&path).expect("create");
         // Sparse: no disk space is used.
         f.set_len(MAX_FILE_BYTES + 1).expect("size");
-        let e = err_text(load(&path).unwrap_err());
+        let e = err_text(load(&path).expect_err("must fail"));
         assert!(e.contains("over the limit"), "{e}");
     }
 
@@ -623,7 +623,7 @@ mod tests {
         let s = Scratch::new("lock");
         let path = s.0.join("model.json");
         let held = ModelLock::acquire(&path, Duration::from_millis(10)).expect("lock");
-        let e = ModelLock::acquire(&path, Duration::from_millis(60)).unwrap_err();
+        let e = ModelLock::acquire(&path, Duration::from_millis(60)).expect_err("must fail");
         assert!(e.to_string().contains("another procwatch held"), "{e}");
         drop(held);
         ModelLock::acquire(&path, Duration::from_millis(10)).expect("free again");
