@@ -34,7 +34,7 @@ use super::{
 use crate::config::{self, Rule};
 
 /// A process, named so a recycled pid is another process: pid and start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ProcessId {
     /// Process id.
     pub pid: u32,
@@ -153,6 +153,9 @@ enum Dim {
     Flags,
 }
 
+/// Longest user name learned (login names are at most 32 bytes on Linux).
+const MAX_USER: usize = 64;
+
 /// Most anomalies kept per process (the highest severities stay).
 const MAX_SESSION_ANOMALIES: usize = 32;
 
@@ -160,6 +163,7 @@ const MAX_SESSION_ANOMALIES: usize = 32;
 /// taken back.
 #[derive(Debug, Default)]
 struct Session {
+    id: ProcessId,
     exe: String,
     /// The executable as the engine reported it (compared without re-encoding).
     raw: std::path::PathBuf,
@@ -339,7 +343,7 @@ impl Learner {
                     let key = ExeKey { exe: p };
                     self.set_item(obs.process, Dim::Parents, key, None, learning, now);
                 }
-                if let Some(u) = user {
+                if let Some(u) = user.filter(|u| u.len() <= MAX_USER) {
                     let user = crate::text::terminal_safe(u.as_bytes());
                     let key = UserKey { user };
                     self.set_item(obs.process, Dim::Users, key, None, learning, now);
@@ -442,6 +446,7 @@ impl Learner {
         }
         self.dirty = true;
         let mut s = Session {
+            id: obs.process,
             exe: exe.clone(),
             raw: obs.exe.to_path_buf(),
             last_active: now,
@@ -835,12 +840,12 @@ impl Learner {
         for ((dim, id), count) in s.learned.drain() {
             let counted = s.counted.remove(&(dim, id.clone()));
             match dim {
-                Dim::Network => withdraw(&mut b.network, &id, count, counted),
-                Dim::Children => withdraw(&mut b.children, &id, count, counted),
-                Dim::Parents => withdraw(&mut b.parents, &id, count, counted),
-                Dim::Users => withdraw(&mut b.users, &id, count, counted),
-                Dim::Files => withdraw(&mut b.files, &id, count, counted),
-                Dim::Flags => withdraw(&mut b.flags, &id, count, counted),
+                Dim::Network => withdraw(&mut b.network, &id, count, counted, s.id),
+                Dim::Children => withdraw(&mut b.children, &id, count, counted, s.id),
+                Dim::Parents => withdraw(&mut b.parents, &id, count, counted, s.id),
+                Dim::Users => withdraw(&mut b.users, &id, count, counted, s.id),
+                Dim::Files => withdraw(&mut b.files, &id, count, counted, s.id),
+                Dim::Flags => withdraw(&mut b.flags, &id, count, counted, s.id),
             }
         }
         let r = &mut b.resources;
@@ -1088,12 +1093,26 @@ fn learn_at<K: Key>(
     if let Some(x) = example {
         e.add_example(x);
     }
-    if s.counted.insert((dim, id.clone())) {
-        e.processes += 1;
+    let first_time = s.counted.insert((dim, id.clone()));
+    if was_normal {
+        if first_time {
+            e.processes += 1;
+        }
+    } else {
+        // Pending: the persisted contributors decide, so a process that outlives a restart
+        // of procwatch (and so gets a new session) still counts once.
+        let me = [u64::from(s.id.pid), s.id.start];
+        if !e.contributors.contains(&me) {
+            e.contributors.push(me);
+            e.processes += 1;
+        }
     }
     *s.learned.entry((dim, id)).or_insert(0) += 1;
-    if !was_normal && e.is_normal(min) {
-        d.changed_at = now;
+    if e.is_normal(min) {
+        e.contributors = Vec::new();
+        if !was_normal {
+            d.changed_at = now;
+        }
     }
     evicted
 }
@@ -1132,14 +1151,17 @@ fn judge<K: Key>(
     Some(rarity_of_pending(pending, min))
 }
 
-/// Takes back what one process taught an entry; an entry only it had seen goes.
-fn withdraw<K: Key>(d: &mut Dimension<K>, id: &str, count: u64, counted: bool) {
+/// Takes back what process `me` taught an entry; an entry only it had seen goes.
+fn withdraw<K: Key>(d: &mut Dimension<K>, id: &str, count: u64, counted: bool, me: ProcessId) {
     let Some(i) = d.position_by_id(id) else {
         return;
     };
     let e = &mut d.entries[i];
     e.count = e.count.saturating_sub(count);
-    if counted {
+    let me = [u64::from(me.pid), me.start];
+    let listed = e.contributors.len();
+    e.contributors.retain(|c| *c != me);
+    if counted || e.contributors.len() < listed {
         e.processes = e.processes.saturating_sub(1);
     }
     if e.processes == 0 && e.origin == super::model::Origin::Learned {

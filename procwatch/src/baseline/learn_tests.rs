@@ -890,3 +890,26 @@ fn a_new_image_is_a_new_session_and_sessions_are_bounded() {
     );
     assert_eq!(l.stats().ignored, 1);
 }
+
+#[test]
+fn a_process_that_outlives_a_restart_still_counts_once() {
+    let sh = Behaviour::Spawn {
+        child_exe: Path::new("/bin/sh"),
+    };
+    let mut l = learner();
+    let p = pid(1);
+    l.observe(&obs(p, NGINX, sh), 1);
+    // procwatch restarts: the model survives, the sessions do not.
+    let model = l.into_model();
+    let text = serde_json::to_string(&model).expect("json");
+    let mut l = Learner::new(serde_json::from_str(&text).expect("back"), &cfg(), 16);
+    l.observe(&obs(p, NGINX, sh), 2);
+    let e = &l.model().get(NGINX).expect("b").children.entries[0];
+    assert_eq!((e.count, e.processes), (2, 1), "the same process");
+    assert!(!e.is_normal(2));
+    l.observe(&obs(pid(2), NGINX, sh), 3);
+    let e = &l.model().get(NGINX).expect("b").children.entries[0];
+    assert_eq!(e.processes, 2);
+    assert!(e.is_normal(2));
+    assert!(e.contributors.is_empty(), "no longer needed once normal");
+}

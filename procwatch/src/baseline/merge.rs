@@ -139,6 +139,11 @@ fn merge_entry<K>(a: &mut Entry<K>, b: &Entry<K>) {
     for x in &b.examples {
         a.add_example(x.clone());
     }
+    for c in &b.contributors {
+        if !a.contributors.contains(c) {
+            a.contributors.push(*c);
+        }
+    }
 }
 
 fn merge_resources(a: &mut Resources, b: &Resources) {

@@ -127,6 +127,10 @@ pub struct Entry<K> {
     /// A few concrete values behind a generalised key (addresses of a network class).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<String>,
+    /// The processes (pid, start time) behind a pending entry, so one process counts once
+    /// even across a restart of procwatch; emptied once the entry is normal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributors: Vec<[u64; 2]>,
 }
 
 impl<K> Entry<K> {
@@ -140,6 +144,7 @@ impl<K> Entry<K> {
             last_seen: now,
             origin: Origin::Learned,
             examples: Vec::new(),
+            contributors: Vec::new(),
         }
     }
 
@@ -153,6 +158,7 @@ impl<K> Entry<K> {
             last_seen: now,
             origin,
             examples: Vec::new(),
+            contributors: Vec::new(),
         }
     }
 

@@ -20,6 +20,10 @@ use std::{os::unix::ffi::OsStrExt, path::Path};
 /// The wildcard component.
 pub const WILDCARD: &str = "*";
 
+/// Longest text form kept; longer paths are not learned (counted as ignored), which keeps a
+/// model at its caps loadable (see `store::MAX_FILE_BYTES`).
+pub const MAX_TEXT: usize = 512;
+
 /// Sensitive files: never covered by a learned pattern (rule 3).
 const SENSITIVE: &[&str] = &[
     "/etc/shadow",
@@ -84,6 +88,11 @@ fn components(path: &Path, keep_wildcards: bool) -> Option<Vec<String>> {
     Some(parts)
 }
 
+/// `text` if it is within [`MAX_TEXT`].
+fn bounded(text: String) -> Option<String> {
+    (text.len() <= MAX_TEXT).then_some(text)
+}
+
 fn join(parts: &[String]) -> String {
     if parts.is_empty() {
         return "/".into();
@@ -98,13 +107,13 @@ fn join(parts: &[String]) -> String {
 
 /// The text form of an absolute path (an executable, a child); `None` when relative.
 pub fn encode(path: &Path) -> Option<String> {
-    components(path, false).map(|p| join(&p))
+    components(path, false).and_then(|p| bounded(join(&p)))
 }
 
 /// The text form of a pattern written by a person (config, `baseline allow --file`): like
 /// [`encode`], but a `*` component is the wildcard.
 pub fn encode_pattern(path: &Path) -> Option<String> {
-    components(path, true).map(|p| join(&p))
+    components(path, true).and_then(|p| bounded(join(&p)))
 }
 
 /// The text form of an opened file: [`encode`] with all-digit components made wildcards (rule 1).
@@ -115,7 +124,7 @@ pub fn encode_file(path: &Path) -> Option<String> {
             *p = WILDCARD.to_string();
         }
     }
-    Some(join(&parts))
+    bounded(join(&parts))
 }
 
 /// Splits a text-form path into its components (the root has none).
@@ -223,6 +232,9 @@ mod tests {
         );
         assert_eq!(encode(&p("/../..")).as_deref(), Some("/"));
         assert_eq!(encode(&p("relative/x")), None);
+        let long = format!("/{}x", "d/".repeat(MAX_TEXT / 2));
+        assert_eq!(encode(&p(&long)), None, "over MAX_TEXT");
+        assert!(encode(&p(&long[..MAX_TEXT])).is_some());
         assert_eq!(encode(&p("")), None);
         let hostile = PathBuf::from(OsStr::from_bytes(b"/tmp/a\nb\x1b[31m\xff\\c"));
         assert_eq!(

@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use super::model::{FORMAT, Model, Secs, VERSION};
 
-/// Largest model file read (a model within the default caps is far smaller).
-pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Largest model file read: a model filled to the default caps with the longest paths fits
+/// (a test checks it); anything larger is not one of ours.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Why a model could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -588,6 +589,76 @@ mod tests {
             "{e}"
         );
         assert_eq!(load(&path).expect("load").revision, 2);
+    }
+
+    #[test]
+    fn a_model_full_to_the_default_caps_can_be_loaded_back() {
+        use crate::baseline::{
+            model::{Entry, ExeKey, FileKey, UserKey},
+            net::{AddrClass, Direction, NetKey, Proto},
+            paths::MAX_TEXT,
+        };
+        let caps = crate::config::Caps::default();
+        let long = |i: usize| {
+            let mut s = format!("/{i:08}/");
+            s.push_str(&"x".repeat(MAX_TEXT - s.len()));
+            s
+        };
+        let big = u64::MAX / 2;
+        let mut b = ExeBaseline::new(&long(0), big);
+        b.processes = big;
+        fn fill<K>(e: &mut Entry<K>) {
+            let big = u64::MAX / 2;
+            e.count = big;
+            e.processes = big;
+            e.last_seen = big;
+        }
+        for i in 0..caps.network {
+            let key = NetKey {
+                proto: Proto::Udp,
+                direction: Direction::Outbound,
+                class: AddrClass::LinkLocal,
+                port: 65535 - i as u16,
+            };
+            let mut e = Entry::first(key, big);
+            fill(&mut e);
+            for a in 0..4 {
+                e.add_example(format!("fe80::ffff:ffff:ffff:{a:04x}"));
+            }
+            b.network.entries.push(e);
+        }
+        for i in 0..caps.children {
+            let mut e = Entry::first(ExeKey { exe: long(i) }, big);
+            fill(&mut e);
+            b.children.entries.push(e);
+        }
+        for i in 0..caps.parents {
+            let mut e = Entry::first(ExeKey { exe: long(i) }, big);
+            fill(&mut e);
+            b.parents.entries.push(e);
+        }
+        for i in 0..caps.users {
+            let mut e = Entry::first(
+                UserKey {
+                    user: "u".repeat(60) + &i.to_string(),
+                },
+                big,
+            );
+            fill(&mut e);
+            b.users.entries.push(e);
+        }
+        for i in 0..caps.files {
+            let mut e = Entry::first(FileKey { path: long(i) }, big);
+            fill(&mut e);
+            b.files.entries.push(e);
+        }
+        let one = serde_json::to_vec_pretty(&b).expect("json").len() as u64;
+        let whole = one * caps.executables as u64;
+        assert!(
+            whole < MAX_FILE_BYTES,
+            "{} executables of {one} bytes = {whole} bytes > {MAX_FILE_BYTES}",
+            caps.executables
+        );
     }
 
     #[test]

@@ -101,12 +101,12 @@ pub struct Caps {
 impl Default for Caps {
     fn default() -> Self {
         Self {
-            executables: 4096,
-            network: 256,
-            children: 128,
-            parents: 64,
-            files: 512,
-            users: 32,
+            executables: 2048,
+            network: 128,
+            children: 64,
+            parents: 16,
+            files: 256,
+            users: 16,
         }
     }
 }
