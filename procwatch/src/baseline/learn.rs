@@ -13,34 +13,23 @@
 //! - Poisoning: a learned entry becomes normal only once seen in `min_processes` distinct
 //!   processes; a process flagged by a rule that known behaviour never silences stops
 //!   teaching the model, and what it taught that is not yet normal elsewhere is taken back.
-use std::{
-    collections::{HashMap, HashSet},
-    path::Path,
-};
+use std::{collections::HashMap, path::Path};
 
 use super::{
-    anomaly::{
-        self, Anomaly, AnomalyRule, Confidence, Observed, rarity_of_pending, rarity_of_spike,
-        severity,
-    },
+    anomaly::{self, Anomaly, AnomalyRule, Confidence, Observed, rarity_of_spike, severity},
     model::{
         Dimension, Entry, ExeBaseline, ExeKey, FileKey, Flag, FlagKey, Key, Model, Secs, UserKey,
     },
     net::{Destination, Direction, NetKey},
     paths::{self, Watched},
     quote,
+    session::{
+        CoversKey, Dim, DimAccess, Lists, Recorded, Session, count_evicted, judge, learn_at,
+        record, withdraw,
+    },
     stats::Welford,
 };
 use crate::config::{self, Rule};
-
-/// A process, named so a recycled pid is another process: pid and start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ProcessId {
-    /// Process id.
-    pub pid: u32,
-    /// Start time (clock ticks since boot, as in /proc/PID/stat).
-    pub start: u64,
-}
 
 /// One thing a process did (or is), as the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,42 +75,7 @@ pub struct Observation<'a> {
     pub behaviour: Behaviour<'a>,
 }
 
-/// A heuristic finding's fact, for the "known" query.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fact<'a> {
-    /// W+X memory (`wx_mem`).
-    WxMem,
-    /// ptrace (`ptrace`).
-    Ptrace,
-    /// A connection (`suspicious_port`).
-    Connect(&'a Destination),
-    /// CPU use (`high_cpu`).
-    Cpu(f64),
-    /// The executable itself (`tmp_exe`, `deleted_exe`, `fileless_exe`, `empty_cmdline`).
-    Executable,
-}
-
-/// The answer to "is this heuristic finding known-normal for this executable?".
-#[derive(Debug, Clone, PartialEq)]
-pub enum Known {
-    /// `baseline.suppress` does not let known behaviour silence this rule.
-    NotSuppressible,
-    /// The baseline holds nothing that speaks to this finding.
-    NotTracked,
-    /// The executable has no baseline.
-    NoBaseline,
-    /// The executable or the dimension is still learning.
-    Learning,
-    /// Not normal for this executable.
-    Unknown,
-    /// Normal for this executable, and the dimension is stable.
-    Known {
-        /// The baseline quoted ("java makes W+X memory in 57 of 60 processes").
-        baseline: String,
-        /// How sure the baseline is.
-        confidence: Confidence,
-    },
-}
+pub use super::session::{MAX_REPORTED, MAX_SESSION_ANOMALIES, MAX_TAUGHT, ProcessId};
 
 /// Counters of what the learner did, for stats and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,56 +94,22 @@ pub struct LearnStats {
     pub sessions_evicted: u64,
     /// Anomalies reported.
     pub anomalies: u64,
-}
-
-/// Which list an entry is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Dim {
-    Network,
-    Children,
-    Parents,
-    Users,
-    Files,
-    Flags,
+    /// Anomalies not reported because their process already had [`MAX_REPORTED`] distinct ones.
+    pub anomalies_capped: u64,
 }
 
 /// Longest user name learned (login names are at most 32 bytes on Linux).
 const MAX_USER: usize = 64;
 
-/// Most anomalies kept per process (the highest severities stay).
-const MAX_SESSION_ANOMALIES: usize = 32;
-
-/// What one live process has contributed, so its contributions count once and can be
-/// taken back.
-#[derive(Debug, Default)]
-struct Session {
-    id: ProcessId,
-    exe: String,
-    /// The executable as the engine reported it (compared without re-encoding).
-    raw: std::path::PathBuf,
-    /// Entries this process was counted in (`processes`).
-    counted: HashSet<(Dim, String)>,
-    /// Observations it taught while the dimension was learning (withdrawable).
-    learned: HashMap<(Dim, String), u64>,
-    /// Samples it taught.
-    cpu: Welford,
-    rss: Welford,
-    in_resources: bool,
-    tainted: bool,
-    anomalies: Vec<Anomaly>,
-    reported: HashSet<(AnomalyRule, String)>,
-    last_active: Secs,
-}
-
 /// Settings in the units the learner works in.
 #[derive(Debug, Clone)]
-struct Settings {
-    cfg: config::Baseline,
+pub(super) struct Settings {
+    pub(super) cfg: config::Baseline,
     watched: Watched,
     period: Secs,
-    stable_after: Secs,
+    pub(super) stable_after: Secs,
     new_window: Secs,
-    min: usize,
+    pub(super) min: usize,
 }
 
 impl Settings {
@@ -205,12 +125,12 @@ impl Settings {
     }
 
     /// `mean + spike_sigma × max(σ, floor)`.
-    fn upper(&self, w: &Welford, floor: f64) -> f64 {
+    pub(super) fn upper(&self, w: &Welford, floor: f64) -> f64 {
         w.mean + self.cfg.spike_sigma * w.std_dev().max(floor)
     }
 
     /// Enough samples from enough processes to judge a spike.
-    fn ready(&self, r: &super::model::Resources, w: &Welford) -> bool {
+    pub(super) fn ready(&self, r: &super::model::Resources, w: &Welford) -> bool {
         w.n >= self.cfg.resource_min_samples as u64 && r.processes >= self.min as u64
     }
 }
@@ -218,8 +138,8 @@ impl Settings {
 /// The learner: owns the model while procwatch runs.
 #[derive(Debug)]
 pub struct Learner {
-    model: Model,
-    set: Settings,
+    pub(super) model: Model,
+    pub(super) set: Settings,
     sessions: HashMap<ProcessId, Session>,
     max_sessions: usize,
     stats: LearnStats,
@@ -318,7 +238,7 @@ impl Learner {
     }
 
     /// Whether `b` is inside a learning window at `now`.
-    fn exe_learning(&self, b: &ExeBaseline, now: Secs) -> bool {
+    pub(super) fn exe_learning(&self, b: &ExeBaseline, now: Secs) -> bool {
         self.is_learning(now) || b.learning_until.is_some_and(|u| now < u)
     }
 
@@ -466,7 +386,7 @@ impl Learner {
                     stable_since: None,
                 },
             };
-            record(&mut s, &mut self.stats, a, out);
+            count(&mut self.stats, record(&mut s, a, out));
         }
         self.sessions.insert(obs.process, s);
         Some(exe)
@@ -496,7 +416,7 @@ impl Learner {
         now: Secs,
     ) -> Option<f64>
     where
-        Self: DimAccess<K>,
+        Lists: DimAccess<K>,
     {
         let min = self.set.min;
         let stable_after = self.set.stable_after;
@@ -509,9 +429,9 @@ impl Learner {
         } = self;
         let s = sessions.get_mut(&process)?;
         let b = model.executables.get_mut(&s.exe)?;
-        let d = Self::dim_mut(b, dim);
+        let d = Lists::dim_mut(b, dim);
         if learning || !d.is_stable(now, stable_after) {
-            if s.tainted {
+            if s.tainted || s.learned.len() >= MAX_TAUGHT {
                 stats.not_learned += 1;
                 return None;
             }
@@ -561,7 +481,7 @@ impl Learner {
         let covers = |e: &Entry<FileKey>, p: &FileKey| e.covers_file(&p.path, sensitive);
         let key = FileKey { path: path.into() };
         if learning || !b.files.is_stable(now, stable_after) {
-            if s.tainted {
+            if s.tainted || s.learned.len() >= MAX_TAUGHT {
                 stats.not_learned += 1;
                 return None;
             }
@@ -623,7 +543,7 @@ impl Learner {
         let r = &mut b.resources;
         let rss = rss.map(|x| x as f64);
         if learning || !r.is_stable(now, set.stable_after) {
-            if s.tainted {
+            if s.tainted || s.learned.len() >= MAX_TAUGHT {
                 stats.not_learned += 1;
                 return;
             }
@@ -690,7 +610,7 @@ impl Learner {
             }
         }
         for a in found {
-            record(s, stats, a, out);
+            count(stats, record(s, a, out));
         }
     }
 
@@ -807,7 +727,7 @@ impl Learner {
 
     fn emit(&mut self, process: ProcessId, a: Anomaly, out: &mut Vec<Anomaly>) {
         if let Some(s) = self.sessions.get_mut(&process) {
-            record(s, &mut self.stats, a, out);
+            count(&mut self.stats, record(s, a, out));
         }
     }
 
@@ -878,310 +798,14 @@ impl Learner {
             .map(|a| a.severity)
             .fold(0.0, f64::max)
     }
-
-    /// Whether a heuristic finding of `rule` about `fact` is known-normal for `exe` at `now`.
-    pub fn known(&self, exe: &Path, rule: Rule, fact: Fact<'_>, now: Secs) -> Known {
-        if !self.set.cfg.suppress.get(rule) {
-            return Known::NotSuppressible;
-        }
-        let tracked = matches!(
-            (rule, fact),
-            (Rule::WxMem, Fact::WxMem)
-                | (Rule::Ptrace, Fact::Ptrace)
-                | (Rule::SuspiciousPort, Fact::Connect(_))
-                | (Rule::HighCpu, Fact::Cpu(_))
-                | (
-                    Rule::TmpExe | Rule::DeletedExe | Rule::FilelessExe | Rule::EmptyCmdline,
-                    Fact::Executable
-                )
-        );
-        if !tracked {
-            return Known::NotTracked;
-        }
-        let Some(b) = paths::encode(exe).and_then(|e| self.model.executables.get(&e)) else {
-            return Known::NoBaseline;
-        };
-        if self.exe_learning(b, now) {
-            return Known::Learning;
-        }
-        let (min, after) = (self.set.min, self.set.stable_after);
-        let conf = |observations: u64, stable_since: Secs| Confidence {
-            observations,
-            processes: b.processes,
-            stable_since: Some(stable_since),
-        };
-        match fact {
-            Fact::WxMem | Fact::Ptrace => {
-                let flag = if fact == Fact::WxMem {
-                    Flag::WxMem
-                } else {
-                    Flag::Ptrace
-                };
-                if !b.flags.is_stable(now, after) {
-                    return Known::Learning;
-                }
-                match b
-                    .flags
-                    .entries
-                    .iter()
-                    .find(|e| e.key.flag == flag && e.is_normal(min))
-                {
-                    Some(e) => {
-                        let what = match flag {
-                            Flag::WxMem => "makes W+X memory",
-                            Flag::Ptrace => "ptraces other processes",
-                        };
-                        Known::Known {
-                            baseline: format!(
-                                "{} {what} in {} of {} processes",
-                                b.name, e.processes, b.processes
-                            ),
-                            confidence: conf(b.flags.observations(), b.flags.stable_from(after)),
-                        }
-                    }
-                    None => Known::Unknown,
-                }
-            }
-            Fact::Connect(d) => {
-                if !b.network.is_stable(now, after) {
-                    return Known::Learning;
-                }
-                let key = NetKey::of(d);
-                if b.network
-                    .entries
-                    .iter()
-                    .any(|e| e.key.covers(&key) && e.is_normal(min))
-                {
-                    Known::Known {
-                        baseline: quote::network(b, &key, min),
-                        confidence: conf(b.network.observations(), b.network.stable_from(after)),
-                    }
-                } else {
-                    Known::Unknown
-                }
-            }
-            Fact::Cpu(x) => {
-                let r = &b.resources;
-                if !r.is_stable(now, after) || !self.set.ready(r, &r.cpu) {
-                    return Known::Learning;
-                }
-                let within = x <= self.set.upper(&r.cpu, self.set.cfg.cpu_std_floor)
-                    || r.cpu_ceiling.is_some_and(|c| x <= c);
-                if within {
-                    Known::Known {
-                        baseline: format!("{} uses CPU {}", b.name, quote::cpu(&r.cpu)),
-                        confidence: conf(r.cpu.n, r.stable_from(after)),
-                    }
-                } else {
-                    Known::Unknown
-                }
-            }
-            Fact::Executable => {
-                if b.processes >= min as u64 || b.accepted {
-                    Known::Known {
-                        baseline: format!("{} was learned from {} processes", b.name, b.processes),
-                        confidence: conf(b.processes, b.first_seen),
-                    }
-                } else {
-                    Known::Unknown
-                }
-            }
-        }
-    }
 }
 
-/// Access to one list of a baseline by key type.
-trait DimAccess<K> {
-    /// The list.
-    fn dim_mut(b: &mut ExeBaseline, dim: Dim) -> &mut Dimension<K>;
-}
-
-impl DimAccess<NetKey> for Learner {
-    fn dim_mut(b: &mut ExeBaseline, _: Dim) -> &mut Dimension<NetKey> {
-        &mut b.network
-    }
-}
-
-impl DimAccess<ExeKey> for Learner {
-    fn dim_mut(b: &mut ExeBaseline, dim: Dim) -> &mut Dimension<ExeKey> {
-        match dim {
-            Dim::Parents => &mut b.parents,
-            _ => &mut b.children,
-        }
-    }
-}
-
-impl DimAccess<UserKey> for Learner {
-    fn dim_mut(b: &mut ExeBaseline, _: Dim) -> &mut Dimension<UserKey> {
-        &mut b.users
-    }
-}
-
-impl DimAccess<FlagKey> for Learner {
-    fn dim_mut(b: &mut ExeBaseline, _: Dim) -> &mut Dimension<FlagKey> {
-        &mut b.flags
-    }
-}
-
-/// Adds `n` evictions to the counter of list `dim`.
-fn count_evicted(ev: &mut super::model::ListEvictions, dim: Dim, n: u64) {
-    match dim {
-        Dim::Network => ev.network += n,
-        Dim::Children => ev.children += n,
-        Dim::Parents => ev.parents += n,
-        Dim::Users => ev.users += n,
-        Dim::Files => ev.files += n,
-        // Two flags exist and their cap is larger, so nothing is ever evicted from them.
-        Dim::Flags => {}
-    }
-}
-
-/// How an entry's key covers an observed key of the same list.
-trait CoversKey {
-    fn covers_key(&self, seen: &Self) -> bool;
-}
-
-impl CoversKey for NetKey {
-    fn covers_key(&self, seen: &Self) -> bool {
-        self.covers(seen)
-    }
-}
-
-macro_rules! covers_by_eq {
-    ($($t:ty),*) => {$(
-        impl CoversKey for $t {
-            fn covers_key(&self, seen: &Self) -> bool {
-                self == seen
-            }
-        }
-    )*};
-}
-covers_by_eq!(ExeKey, UserKey, FlagKey, FileKey);
-
-/// Learns one observation into entry `pos` (or a new entry for `key`), counting the session
-/// once per entry; returns how many entries were evicted to make room.
-#[allow(clippy::too_many_arguments)]
-fn learn_at<K: Key>(
-    d: &mut Dimension<K>,
-    dim: Dim,
-    pos: Option<usize>,
-    key: K,
-    example: Option<String>,
-    s: &mut Session,
-    cap: usize,
-    min: usize,
-    now: Secs,
-) -> u64 {
-    let mut evicted = 0;
-    let i = match pos {
-        Some(i) => i,
-        None => {
-            evicted = d.make_room(cap, min);
-            d.entries.push(Entry {
-                count: 0,
-                processes: 0,
-                ..Entry::first(key, now)
-            });
-            d.entries.len() - 1
-        }
-    };
-    let e = &mut d.entries[i];
-    let id = e.key.id();
-    let was_normal = e.is_normal(min);
-    e.count += 1;
-    e.last_seen = now;
-    if let Some(x) = example {
-        e.add_example(x);
-    }
-    let first_time = s.counted.insert((dim, id.clone()));
-    if was_normal {
-        if first_time {
-            e.processes += 1;
-        }
-    } else {
-        // Pending: the persisted contributors decide, so a process that outlives a restart
-        // of procwatch (and so gets a new session) still counts once.
-        let me = [u64::from(s.id.pid), s.id.start];
-        if !e.contributors.contains(&me) {
-            e.contributors.push(me);
-            e.processes += 1;
-        }
-    }
-    *s.learned.entry((dim, id)).or_insert(0) += 1;
-    if e.is_normal(min) {
-        e.contributors = Vec::new();
-        if !was_normal {
-            d.changed_at = now;
-        }
-    }
-    evicted
-}
-
-/// Checks a member against a frozen list. A normal entry that covers it is counted (known
-/// behaviour); otherwise returns its rarity: by how close a pending entry came to normal, 1
-/// when never seen.
-fn judge<K: Key>(
-    d: &mut Dimension<K>,
-    dim: Dim,
-    key: &K,
-    covers: impl Fn(&Entry<K>, &K) -> bool,
-    s: &mut Session,
-    min: usize,
-    now: Secs,
-) -> Option<f64> {
-    if let Some(e) = d
-        .entries
-        .iter_mut()
-        .find(|e| e.is_normal(min) && covers(e, key))
-    {
-        e.count += 1;
-        e.last_seen = now;
-        if s.counted.insert((dim, e.key.id())) {
-            e.processes += 1;
-        }
-        return None;
-    }
-    let pending = d
-        .entries
-        .iter()
-        .filter(|e| covers(e, key))
-        .map(|e| e.processes)
-        .max()
-        .unwrap_or(0);
-    Some(rarity_of_pending(pending, min))
-}
-
-/// Takes back what process `me` taught an entry; an entry only it had seen goes.
-fn withdraw<K: Key>(d: &mut Dimension<K>, id: &str, count: u64, counted: bool, me: ProcessId) {
-    let Some(i) = d.position_by_id(id) else {
-        return;
-    };
-    let e = &mut d.entries[i];
-    e.count = e.count.saturating_sub(count);
-    let me = [u64::from(me.pid), me.start];
-    let listed = e.contributors.len();
-    e.contributors.retain(|c| *c != me);
-    if counted || e.contributors.len() < listed {
-        e.processes = e.processes.saturating_sub(1);
-    }
-    if e.processes == 0 && e.origin == super::model::Origin::Learned {
-        d.entries.swap_remove(i);
-    }
-}
-
-/// Keeps `a` for the process (highest severities first) and hands it out, once per
-/// rule and observed key.
-fn record(s: &mut Session, stats: &mut LearnStats, a: Anomaly, out: &mut Vec<Anomaly>) {
-    if !s.reported.insert((a.rule, a.observed.dedup_key())) {
-        return;
-    }
-    stats.anomalies += 1;
-    out.push(a.clone());
-    s.anomalies.push(a);
-    if s.anomalies.len() > MAX_SESSION_ANOMALIES {
-        s.anomalies
-            .sort_by(|x, y| y.severity.total_cmp(&x.severity));
-        s.anomalies.truncate(MAX_SESSION_ANOMALIES);
+/// Counts what [`record`] did.
+fn count(stats: &mut LearnStats, r: Recorded) {
+    match r {
+        Recorded::New => stats.anomalies += 1,
+        Recorded::Capped => stats.anomalies_capped += 1,
+        Recorded::Repeat => {}
     }
 }
 

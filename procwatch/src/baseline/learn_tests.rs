@@ -2,6 +2,7 @@
 use std::{net::IpAddr, path::Path, time::Duration};
 
 use super::*;
+use crate::baseline::known::{Fact, Known};
 use crate::baseline::net::Proto;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -912,4 +913,38 @@ fn a_process_that_outlives_a_restart_still_counts_once() {
     assert_eq!(e.processes, 2);
     assert!(e.is_normal(2));
     assert!(e.contributors.is_empty(), "no longer needed once normal");
+}
+
+#[test]
+fn a_scanning_process_is_bounded_and_counted() {
+    let mut l = trained(3);
+    let scanner = pid(66);
+    let mut reported = 0;
+    for port in 1..=2000u16 {
+        reported += l
+            .observe(
+                &obs(scanner, NGINX, Behaviour::Connect(dest("10.0.0.9", port))),
+                300,
+            )
+            .len();
+    }
+    assert_eq!(reported, MAX_REPORTED);
+    assert_eq!(l.stats().anomalies_capped, 2000 - MAX_REPORTED as u64);
+    assert_eq!(l.anomalies(scanner).len(), 32, "the most severe are kept");
+
+    // While learning, one process stops teaching after MAX_TAUGHT distinct things.
+    let mut l = learner();
+    for port in 1..=1500u16 {
+        l.observe(
+            &obs(scanner, NGINX, Behaviour::Connect(dest("10.0.0.9", port))),
+            1,
+        );
+    }
+    assert_eq!(l.stats().not_learned, 1500 - MAX_TAUGHT as u64);
+    let b = l.model().get(NGINX).expect("b");
+    assert_eq!(b.network.entries.len(), config::Caps::default().network);
+    assert_eq!(
+        b.evicted.network,
+        (MAX_TAUGHT - config::Caps::default().network) as u64
+    );
 }

@@ -8,20 +8,23 @@
 //! ([`learn::Learner::known`]). Models live in one JSON file ([`store`]), combine across hosts
 //! ([`merge`]) and are edited by `procwatch baseline` ([`edit`], [`view`]).
 //!
-//! Data flows one way: `stats`, `net`, `paths` → `model` → `quote`, `anomaly` → `learn`,
-//! `store`, `merge`, `edit`, `view`. See docs/baselines.md.
+//! Data flows one way: `stats`, `net`, `paths` → `model` → `quote`, `anomaly` → `session` →
+//! `learn` → `known`; `store`, `merge`, `edit`, `view` work on `model`. See docs/baselines.md.
 pub mod anomaly;
 pub mod edit;
+pub mod known;
 pub mod learn;
 pub mod merge;
 pub mod model;
 pub mod net;
 pub mod paths;
 pub mod quote;
+mod session;
 pub mod stats;
 pub mod store;
 pub mod view;
 
 pub use anomaly::{Anomaly, AnomalyRule};
-pub use learn::{Behaviour, Fact, Known, Learner, Observation, ProcessId};
+pub use known::{Fact, Known};
+pub use learn::{Behaviour, Learner, Observation, ProcessId};
 pub use model::Model;
