@@ -113,3 +113,117 @@ fn the_schema_rejects_what_it_should() {
     v["surprise"] = serde_json::json!(1);
     assert!(!schema.is_valid(&v), "unknown fields are rejected");
 }
+
+/// Baseline anomalies and known findings, as the engine will list them in `reasons`, match the
+/// schema; `baseline accept` reads exactly these objects back.
+#[test]
+fn alerts_with_baseline_anomalies_match_the_schema() {
+    use procwatch::baseline::{
+        Behaviour, Learner, Model, Observation, ProcessId,
+        anomaly::known_json,
+        net::{Destination, Direction, Proto},
+    };
+    use std::path::Path;
+
+    let cfg = Config::default();
+    let mut l = Learner::new(Model::new(0, "h"), &cfg.baseline, 16);
+    let exe = Path::new("/usr/sbin/nginx");
+    for pid in 1..=2 {
+        let p = ProcessId { pid, start: 1 };
+        for _ in 0..40 {
+            l.observe(
+                &Observation {
+                    process: p,
+                    exe,
+                    behaviour: Behaviour::Sample {
+                        cpu_pct: Some(2.0 + f64::from(pid)),
+                        rss_bytes: Some(1 << 20),
+                    },
+                },
+                10,
+            );
+        }
+        l.observe(
+            &Observation {
+                process: p,
+                exe,
+                behaviour: Behaviour::FileOpen(Path::new("/etc/nginx/nginx.conf")),
+            },
+            10,
+        );
+    }
+    l.finish_training(20);
+    let p = ProcessId { pid: 9, start: 1 };
+    let mut found = Vec::new();
+    for b in [
+        Behaviour::Connect(Destination {
+            addr: "2001:db8::1".parse().expect("addr"),
+            port: 4444,
+            proto: Proto::Udp,
+            direction: Direction::Outbound,
+        }),
+        Behaviour::Spawn {
+            child_exe: Path::new("/bin/sh"),
+        },
+        Behaviour::FileOpen(Path::new("/etc/shadow")),
+        Behaviour::Sample {
+            cpu_pct: Some(99.0),
+            rss_bytes: Some(900 << 20),
+        },
+    ] {
+        found.extend(l.observe(
+            &Observation {
+                process: p,
+                exe,
+                behaviour: b,
+            },
+            30,
+        ));
+    }
+    found.extend(l.observe(
+        &Observation {
+            process: p,
+            exe: Path::new("/opt/new"),
+            behaviour: Behaviour::WxMem,
+        },
+        30,
+    ));
+    assert_eq!(found.len(), 6, "{found:#?}");
+
+    let p_heur = everything_wrong();
+    let verdict = score::score(detect::evaluate(&p_heur, &cfg), l.ml_score(p), &cfg);
+    let a = alert::build(
+        &p_heur,
+        &verdict,
+        &Trigger::Sweep,
+        None,
+        SensorInfo {
+            name: SensorKind::Ebpf,
+            events_lost: 0,
+        },
+    );
+    let mut v = serde_json::to_value(&a).expect("serialises");
+    let reasons = v["reasons"].as_array_mut().expect("reasons");
+    for x in reasons.iter_mut() {
+        if x["rule"] == "wx_mem" {
+            x["score"] = serde_json::json!(0.0);
+            let c = found[0].confidence;
+            x["known"] = known_json("java makes W+X memory in 5 of 5 processes", &c);
+        }
+    }
+    for an in &found {
+        reasons.push(an.to_reason(cfg.ml_weight * an.severity));
+    }
+    assert_valid_alert(&v);
+    let schema = procwatch_tests::alert_schema();
+    let mut bad = v.clone();
+    let last = bad["reasons"].as_array().expect("r").len() - 1;
+    bad["reasons"][last]["anomaly"]["observed"]["kind"] = serde_json::json!("teleport");
+    assert!(
+        !schema.is_valid(&bad),
+        "unknown observation kinds are rejected"
+    );
+    let mut bad = v;
+    bad["reasons"][last]["anomaly"]["severity"] = serde_json::json!(1.5);
+    assert!(!schema.is_valid(&bad), "severity is at most 1");
+}

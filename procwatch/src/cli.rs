@@ -32,6 +32,98 @@ pub enum Command {
     Events(EventsArgs),
     /// Show the effective configuration or check config files.
     Config(ConfigArgs),
+    /// Inspect and edit learned per-executable baselines (the model file).
+    Baseline(BaselineArgs),
+}
+
+/// Arguments of `procwatch baseline`.
+#[derive(Debug, clap::Args)]
+pub struct BaselineArgs {
+    /// The model file (default: baseline.model_path, else ~/.local/share/procwatch/model.json).
+    #[arg(long, global = true, env = "PROCWATCH_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Config file layered over /etc/procwatch.yaml and ~/.procwatch.yaml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: BaselineAction,
+}
+
+/// Subcommands of `procwatch baseline`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineAction {
+    /// One line per executable in the model.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the baseline of one executable holds.
+    Show {
+        /// The executable: its path, or its name when only one has it.
+        exe: PathBuf,
+        /// JSON (the pWarden example baseline's shape).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an executable's baseline (it is learned afresh when seen again).
+    Forget {
+        /// The executable.
+        exe: PathBuf,
+    },
+    /// Make a port, child or file normal for an executable.
+    Allow(AllowArgs),
+    /// Add exactly what an alert reported (one alert JSON object, or JSONL).
+    Accept {
+        /// The alert file.
+        alert: PathBuf,
+    },
+    /// Combine models learned on several hosts into one.
+    Merge {
+        /// Model files to combine.
+        #[arg(required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the result.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+/// Arguments of `procwatch baseline allow`.
+#[derive(Debug, clap::Args)]
+pub struct AllowArgs {
+    /// The executable.
+    pub exe: PathBuf,
+    /// What to allow.
+    #[command(flatten)]
+    pub what: AllowWhat,
+    /// Protocol of --port [default: tcp].
+    #[arg(long)]
+    pub proto: Option<crate::baseline::net::Proto>,
+    /// Direction of --port: outbound (its peer's port), inbound or listen (its own port)
+    /// [default: outbound].
+    #[arg(long)]
+    pub direction: Option<crate::baseline::net::Direction>,
+    /// Address class of --port: any, loopback, private, link_local, multicast, unspecified,
+    /// public [default: any].
+    #[arg(long)]
+    pub class: Option<crate::baseline::net::AddrClass>,
+}
+
+/// Exactly one thing to allow.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct AllowWhat {
+    /// A port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// A child executable (absolute path).
+    #[arg(long, value_name = "PATH")]
+    pub child: Option<PathBuf>,
+    /// A file, or a pattern with `*` for one whole path component (/var/www/*).
+    #[arg(long, value_name = "PATTERN")]
+    pub file: Option<PathBuf>,
 }
 
 /// Arguments of `procwatch events`.

@@ -4,6 +4,7 @@
 //! (`main.rs`) only parses the command line and calls into [`commands`].
 pub mod actions;
 pub mod alert;
+pub mod baseline;
 pub mod bounds;
 pub mod cli;
 pub mod clock;

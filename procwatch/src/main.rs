@@ -47,6 +47,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Scan(args) => commands::scan::run(args).await,
             cli::Command::Events(args) => commands::events::run(args).await,
             cli::Command::Config(args) => commands::config::run(args),
+            cli::Command::Baseline(args) => commands::baseline::run(args),
         }
     }));
     match result.unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}"))) {

@@ -1,4 +1,5 @@
 //! One module per subcommand; each turns parsed arguments into a running pipeline.
+pub mod baseline;
 pub mod config;
 pub mod events;
 pub mod monitor;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     Config,
+    baseline::PartialBaseline,
     error::{self, ConfigError},
     values::{
         AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
@@ -149,19 +150,6 @@ struct PartialOutputs {
     syslog: Option<Option<SyslogTarget>>,
     #[serde(default, deserialize_with = "required")]
     stdout: Option<bool>,
-}
-
-/// `baseline:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with learning_period and model_path"
-)]
-struct PartialBaseline {
-    #[serde(default, deserialize_with = "required")]
-    learning_period: Option<Span>,
-    #[serde(default, deserialize_with = "required")]
-    model_path: Option<AbsPath>,
 }
 
 /// `api:`; a null token turns authentication off.
@@ -336,19 +324,7 @@ impl Layer {
             take!("outputs.stdout", c.stdout, o.stdout, |v: &bool| *v);
         }
         if let Some(b) = &p.baseline {
-            let c = &mut cfg.baseline;
-            take!(
-                "baseline.learning_period",
-                c.learning_period,
-                b.learning_period,
-                |v: &Span| v.0
-            );
-            take!(
-                "baseline.model_path",
-                c.model_path,
-                b.model_path,
-                |v: &AbsPath| v.0.clone()
-            );
+            b.apply(&mut cfg.baseline, &mut keys);
         }
         if let Some(a) = &p.api {
             let c = &mut cfg.api;

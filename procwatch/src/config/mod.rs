@@ -3,6 +3,7 @@
 //! Order, later overriding earlier key by key: built-in defaults, `/etc/procwatch.yaml`,
 //! `~/.procwatch.yaml`, then `--config FILE`. Mappings merge; lists and scalars replace. See
 //! `docs/config.md` for every key.
+mod baseline;
 mod error;
 mod layer;
 mod locate;
@@ -20,6 +21,7 @@ use std::{
 
 use serde::Serialize;
 
+pub use baseline::{Baseline, Caps, Suppress};
 pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use layer::Layer;
 pub use rule::{Rule, UnknownRule};
@@ -181,25 +183,6 @@ impl Default for Outputs {
             log_file: None,
             syslog: None,
             stdout: true,
-        }
-    }
-}
-
-/// Baseline learning (`baseline:`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Baseline {
-    /// How long to learn before baseline anomalies are reported.
-    #[serde(serialize_with = "values::ser_duration")]
-    pub learning_period: Duration,
-    /// Where the learned baselines are stored.
-    pub model_path: PathBuf,
-}
-
-impl Default for Baseline {
-    fn default() -> Self {
-        Self {
-            learning_period: Duration::from_secs(24 * 3600),
-            model_path: PathBuf::from("/var/lib/procwatch/baselines.json"),
         }
     }
 }

@@ -109,9 +109,28 @@ fn defaults_match_the_readme_and_issue() {
     assert!(c.outputs.stdout);
     assert_eq!(c.baseline.learning_period, Duration::from_secs(86400));
     assert_eq!(
-        c.baseline.model_path,
-        Path::new("/var/lib/procwatch/baselines.json")
+        c.baseline.model_path, None,
+        "~/.local/share/procwatch/model.json"
     );
+    assert_eq!(c.baseline.stable_after, Duration::from_secs(3600));
+    assert_eq!(c.baseline.min_processes, 2, "more than one process");
+    assert_eq!(
+        c.baseline.watched_prefixes,
+        [
+            "/etc",
+            "/root",
+            "/home",
+            "/var/www",
+            "/boot",
+            "/usr/local/etc",
+            "/proc/*/mem"
+        ]
+        .map(PathBuf::from)
+    );
+    for rule in Rule::ALL {
+        let on = matches!(rule, Rule::WxMem | Rule::SuspiciousPort | Rule::HighCpu);
+        assert_eq!(c.baseline.suppress.get(rule), on, "{rule}");
+    }
     assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.api.token, None);
 }
@@ -1068,4 +1087,96 @@ fn edit_distance_basics() {
     assert_eq!(edit_distance("tmp_ex", "tmp_exe"), 1);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
+
+// ---- baseline ----
+
+#[test]
+fn baseline_keys_parse_and_layer() {
+    let c = parse(
+        "baseline:\n  learning_period: 2h\n  stable_after: 15m\n  min_processes: 3\n  \
+         watched_prefixes: [/etc, /srv/*/conf]\n  model_path: /var/lib/procwatch/model.json\n  \
+         unknown_executable: 0.5\n  rss_std_floor: 64MiB\n  caps:\n    files: 100\n  \
+         suppress:\n    ptrace: true\n    wx_mem: false\n",
+    )
+    .unwrap();
+    let b = &c.baseline;
+    assert_eq!(b.learning_period, Duration::from_secs(7200));
+    assert_eq!(b.stable_after, Duration::from_secs(900));
+    assert_eq!(b.min_processes, 3);
+    assert_eq!(
+        b.watched_prefixes,
+        [Path::new("/etc"), Path::new("/srv/*/conf")]
+    );
+    assert_eq!(
+        b.model_path.as_deref(),
+        Some(Path::new("/var/lib/procwatch/model.json"))
+    );
+    assert_eq!(b.unknown_executable, 0.5);
+    assert_eq!(b.rss_std_floor, 64 << 20);
+    assert_eq!(b.caps.files, 100);
+    assert_eq!(
+        b.caps.network,
+        Caps::default().network,
+        "other caps keep their default"
+    );
+    assert!(b.suppress.get(Rule::Ptrace) && !b.suppress.get(Rule::WxMem));
+    assert!(b.suppress.get(Rule::SuspiciousPort));
+    // null brings back the default model path.
+    let c = parse("baseline:\n  model_path: null\n").unwrap();
+    assert_eq!(c.baseline.model_path, None);
+    let yaml = Config::default().to_yaml().unwrap();
+    assert!(yaml.contains("model_path: null"), "{yaml}");
+}
+
+#[test]
+fn bad_baseline_values_are_located() {
+    assert_err(
+        "baseline:\n  unknown_executable: 1.5\n",
+        2,
+        Some("baseline.unknown_executable"),
+        "between 0 and 1",
+    );
+    assert_err(
+        "baseline:\n  min_processes: 0\n",
+        2,
+        Some("baseline.min_processes"),
+        "1 or more",
+    );
+    assert_err(
+        "baseline:\n  watched_prefixes:\n    - /etc\n    - /proc/*x/mem\n",
+        4,
+        Some("baseline.watched_prefixes[1]"),
+        "whole path component",
+    );
+    assert_err(
+        "baseline:\n  watched_prefixes: [etc]\n",
+        2,
+        Some("baseline.watched_prefixes[0]"),
+        "must be absolute",
+    );
+    assert_err(
+        "baseline:\n  caps:\n    files: 0\n",
+        3,
+        Some("baseline.caps.files"),
+        "1 or more",
+    );
+    assert_err(
+        "baseline:\n  suppress:\n    reverse_shel: true\n",
+        3,
+        Some("baseline.suppress.reverse_shel"),
+        "reverse_shell",
+    );
+    assert_err(
+        "baseline:\n  spike_sigma: 0\n",
+        2,
+        Some("baseline.spike_sigma"),
+        "greater than 0",
+    );
+    assert_err(
+        "baseline:\n  model_path: model.json\n",
+        2,
+        Some("baseline.model_path"),
+        "must be absolute",
+    );
 }

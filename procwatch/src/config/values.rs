@@ -326,7 +326,7 @@ impl<'de> Deserialize<'de> for SyslogTarget {
 }
 
 /// Deserializes a string and converts it with `parse`, reporting `expecting` on a type mismatch.
-fn parse_str_with<'de, D, T>(
+pub(crate) fn parse_str_with<'de, D, T>(
     d: D,
     expecting: &'static str,
     parse: impl FnOnce(&str) -> Result<T, String>,
@@ -486,6 +486,22 @@ pub(crate) struct NonNegative(pub f64);
 impl<'de> Deserialize<'de> for NonNegative {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         number(d, Floor::Zero).map(Self)
+    }
+}
+
+/// A number from 0 to 1 (a severity).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fraction(pub f64);
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = number(d, Floor::Zero)?;
+        if x > 1.0 {
+            return Err(de::Error::custom(format!(
+                "must be between 0 and 1, found {x}"
+            )));
+        }
+        Ok(Self(x))
     }
 }
 
