@@ -10,7 +10,7 @@ use crate::{
         kill,
         pidfd::{SignalError, Target},
     },
-    alert::{Action, Alert},
+    alert::{Action, ActionBy, Alert},
     cli::DetectArgs,
     config::Config,
     engine::{Engine, Flagged},
@@ -78,38 +78,69 @@ pub async fn deliver(
 }
 
 async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
+    let exemption = engine.kill_exemption(&f);
     let mut alert = f.alert;
-    if let Some(tracee) = f.stopped_tracee {
-        resume_tracee(tracee);
+    if let Some((pid, start)) = f.stopped_tracee {
+        resume_tracee(pid, start);
     }
     let in_scope = policy
         .scope
         .is_none_or(|root| engine.descends_from(alert.pid, root));
-    let kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
+    let mut kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
+    if kill && let Some(why) = exemption {
+        alert.action = Action::Exempt;
+        alert.action_by = Some(ActionBy::Userspace);
+        alert.action_reason = Some(why);
+        kill = false;
+    }
+    // Without a start time the pid cannot be tied to the flagged process: nothing acts on it.
+    const UNKNOWN: &str = "start time unknown: the pid cannot be told from a process that \
+                           reused it, so nothing acts on it (no kill, no dump)";
+    let known = f.start_ticks != 0;
+    if kill && !known {
+        alert.action = Action::KillRefused;
+        alert.action_by = Some(ActionBy::Userspace);
+        alert.action_reason = Some(UNKNOWN.into());
+        kill = false;
+    }
     // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
     let target = (kill && !f.exited).then(|| Target::open(alert.pid, f.start_ticks));
     if let Some((dir, limits)) = &policy.dump {
-        if let Some(Ok(t)) = &target
-            && let Err(e) = t.freeze()
-        {
-            warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
+        if known {
+            if let Some(Ok(t)) = &target
+                && let Err(e) = t.freeze()
+            {
+                warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
+            }
+            match dump_alert(dir.clone(), *limits, alert.clone(), f.start_ticks).await {
+                Ok(path) => alert.dump = Some(path),
+                Err(why) => alert.dump_error = Some(why),
+            }
+        } else {
+            alert.dump_error = Some(UNKNOWN.into());
         }
-        alert.dump = dump_alert(dir.clone(), *limits, alert.clone()).await;
     }
     if kill {
         let target = target.unwrap_or(Err(SignalError::Gone { pid: alert.pid }));
         match kill::kill_target(&mut alert, target) {
             Ok(()) => info!(pid = alert.pid, "killed flagged process"),
-            Err(e) => warn!(pid = alert.pid, error = %e, "could not kill flagged process"),
+            Err(e) => warn!(pid = alert.pid, error = %e, "did not kill flagged process"),
         }
     }
     alert
 }
 
-/// Dumps off the async threads; returns the dump directory when one was written.
-async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<String> {
+/// Dumps off the async threads; returns the dump directory, or why there is none.
+async fn dump_alert(
+    dir: PathBuf,
+    limits: DumpLimits,
+    alert: Alert,
+    start_ticks: u64,
+) -> Result<String, String> {
     let pid = alert.pid;
-    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, &limits)).await {
+    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, start_ticks, &limits))
+        .await
+    {
         Ok(Ok(report)) => {
             if !report.skipped.is_empty() {
                 info!(
@@ -118,28 +149,34 @@ async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<St
                     "dump written with omissions (see its NOTES)"
                 );
             }
-            Some(report.path.to_string_lossy().into_owned())
+            Ok(report.path.to_string_lossy().into_owned())
         }
         Ok(Err(e)) => {
             warn!(pid, error = %e, "forensic dump failed");
-            None
+            Err(e.to_string())
         }
         Err(e) => {
             warn!(pid, error = %e, "forensic dump task failed");
-            None
+            Err(format!("dump task failed: {e}"))
         }
     }
 }
 
-/// A ptrace attach stops its target, and when the kernel kills the tracer the target stays in
-/// that stop. Continue it, but only when it is in a stopped state.
-fn resume_tracee(pid: u32) {
-    let stopped =
-        crate::process::stat::read_stat(pid).is_ok_and(|st| st.state == b'T' || st.state == b't');
-    if !stopped {
+/// A `PTRACE_ATTACH` stops its target, and when the kernel kills the tracer the target stays
+/// in that stop. Continue it: only the process the kernel reported as really attached (pid
+/// and start time), and only while it is stopped.
+fn resume_tracee(pid: u32, start_ticks: u64) {
+    let target = match Target::open(pid, start_ticks) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(pid, error = %e, "not resuming the tracee of a killed tracer");
+            return;
+        }
+    };
+    if !crate::actions::pidfd::is_stopped(pid) {
         return;
     }
-    match crate::actions::pidfd::thaw(pid) {
+    match target.signal(libc::SIGCONT) {
         Ok(()) => info!(pid, "resumed the tracee left stopped by a killed tracer"),
         Err(e) => warn!(pid, error = %e, "could not resume the tracee of a killed tracer"),
     }

@@ -29,6 +29,14 @@ impl Target {
         })
     }
 
+    /// Start time (clock ticks) of the process behind the handle.
+    pub fn start_ticks(&self) -> Option<u64> {
+        crate::process::stat::StatReader::default()
+            .stat_in(&self.dir)
+            .ok()
+            .map(|s| s.start_ticks)
+    }
+
     /// True while the process exists (a zombie counts).
     pub fn alive(&self) -> bool {
         self.dir.alive()
