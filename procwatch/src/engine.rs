@@ -182,7 +182,13 @@ impl Engine {
                 let (exe, state) = if gone {
                     (None, ExeState::Unknown)
                 } else {
-                    sample::read_exe(pid)
+                    let (exe, state) = sample::read_exe(pid);
+                    // /proc names whoever holds the pid now: if the kernel said which file was
+                    // exec'd and /proc runs another, the process is gone and the pid reused.
+                    match x.exe {
+                        Some(id) if exe.is_some() && !runs(pid, id) => (None, ExeState::Unknown),
+                        _ => (exe, state),
+                    }
                 };
                 match exe {
                     Some(exe) => {
@@ -311,7 +317,14 @@ impl Engine {
             p.name = ev.comm.clone();
             p.uid = ev.uid;
             p.gid = ev.gid;
-            if let Ok(s) = sample::take(pid, &sample::Depth::Identity) {
+            // Only the process the event names: a pid reused since is another process.
+            if let Ok(s) = sample::take(pid, &sample::Depth::Identity)
+                && if p.start_ticks != 0 {
+                    s.start_ticks == p.start_ticks
+                } else {
+                    ev.ktime_ns != 0 && crate::identity::started_by(s.start_ticks, ev.ktime_ns)
+                }
+            {
                 sample::merge_identity(p, &s);
             }
         }
@@ -494,6 +507,11 @@ fn identify(p: &mut Process, trigger: &Trigger<'_>) {
     if p.start_ticks == start && p.exe_id.is_none() {
         p.exe_id = exe;
     }
+}
+
+/// True when the process holding `pid` now runs the file `id`.
+fn runs(pid: u32, id: ExeId) -> bool {
+    std::fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| ExeId::from_metadata(&m) == id)
 }
 
 /// The process a killed `PTRACE_ATTACH` really stopped, as the kernel reported it at syscall

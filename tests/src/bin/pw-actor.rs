@@ -8,7 +8,10 @@
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
 //!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
 //!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
-//!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s)
+//!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s) |
+//!          ptrace-attach-pid PID (PTRACE_ATTACH to a process the test names) |
+//!          recycle EXE (run `EXE exit 0`, reap it, then start `sleep 30` under the very same
+//!          pid with clone3 set_tid; prints `first <pid>` and `impostor <pid>`)
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -100,6 +103,69 @@ fn ptrace_attach(request: libc::c_uint) {
         eprintln!("pw-actor: ptrace: {}", std::io::Error::last_os_error());
     }
     reap(child);
+}
+
+/// `struct clone_args` of clone3(2), up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// Runs `exe exit 0` as pid P, reaps it, then starts `/bin/sleep 30` with the same pid P
+/// (clone3 with set_tid; root may choose a free pid): a recycled pid on demand.
+fn recycle(exe: &str) {
+    let child = std::process::Command::new(exe)
+        .args(["exit", "0"])
+        .spawn()
+        .unwrap_or_else(|_| fail("spawn"));
+    let first = child.id();
+    let mut child = child;
+    let _ = child.wait();
+    say(&format!("first {first}"));
+    let tid: libc::pid_t = first as libc::pid_t;
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: (&raw const tid) as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with a valid clone_args; the child only execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: async-signal-safe exec in the child, with valid C strings.
+        unsafe {
+            libc::execl(
+                c"/bin/sleep".as_ptr(),
+                c"sleep".as_ptr(),
+                c"30".as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+            );
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        fail("clone3 set_tid");
+    }
+    say(&format!("impostor {pid}"));
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
 }
 
 fn act(args: &[String]) {
@@ -250,6 +316,15 @@ fn act(args: &[String]) {
             say(&format!("after {rc}"));
         }
         "ptrace-attach" => ptrace_attach(libc::PTRACE_ATTACH),
+        "ptrace-attach-pid" => {
+            let pid: libc::pid_t = arg(1).parse().unwrap_or_else(|_| fail("pid"));
+            say("before");
+            // SAFETY: ptrace on a pid the test named; the test owns that process.
+            let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+            let err = std::io::Error::last_os_error();
+            say(&format!("after {rc} {}", err.raw_os_error().unwrap_or(0)));
+        }
+        "recycle" => recycle(arg(1)),
         "ptrace-seize" => ptrace_attach(libc::PTRACE_SEIZE),
         "connect" => {
             let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))
