@@ -163,21 +163,108 @@ async fn dump_alert(
 }
 
 /// A `PTRACE_ATTACH` stops its target, and when the kernel kills the tracer the target stays
-/// in that stop. Continue it: only the process the kernel reported as really attached (pid
-/// and start time), and only while it is stopped.
+/// in that stop. Continue it: only the process the kernel reported as really attached by the
+/// killed tracer (pid and start time, read in the kernel at the attach's syscall exit), never
+/// the pid the tracer passed. Sent whether or not the stop has happened yet: the attach
+/// queued a SIGSTOP that may still be pending, and SIGCONT cancels a pending stop too.
 fn resume_tracee(pid: u32, start_ticks: u64) {
-    let target = match Target::open(pid, start_ticks) {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(pid, error = %e, "not resuming the tracee of a killed tracer");
-            return;
-        }
-    };
-    if !crate::actions::pidfd::is_stopped(pid) {
-        return;
+    match Target::open(pid, start_ticks).and_then(|t| t.signal(libc::SIGCONT)) {
+        Ok(()) => info!(pid, "resumed the tracee of a killed tracer"),
+        Err(e) => warn!(pid, error = %e, "did not resume the tracee of a killed tracer"),
     }
-    match target.signal(libc::SIGCONT) {
-        Ok(()) => info!(pid, "resumed the tracee left stopped by a killed tracer"),
-        Err(e) => warn!(pid, error = %e, "could not resume the tracee of a killed tracer"),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    use super::*;
+    use crate::{
+        alert::{SensorInfo, Trigger},
+        config::Config,
+        process::table::Process,
+        score::Verdict,
+        sensor::{SensorKind, SensorStats},
+    };
+
+    fn flagged(pid: u32, start_ticks: u64) -> Flagged {
+        let p = Process::new(pid, SensorKind::Ebpf);
+        let verdict = Verdict {
+            findings: Vec::new(),
+            heuristic_score: 0.0,
+            ml_score: 0.0,
+            total_score: 0.0,
+        };
+        let sensor = SensorInfo {
+            name: SensorKind::Ebpf,
+            events_lost: 0,
+            probes_missing: Vec::new(),
+        };
+        Flagged {
+            alert: crate::alert::build(&p, &verdict, &Trigger::Sweep, None, sensor),
+            start_ticks,
+            exe_id: None,
+            kernel_thread: false,
+            exited: false,
+            stopped_tracee: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_start_time_nothing_is_killed_or_dumped() {
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        let dir = std::env::temp_dir().join(format!("pw-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Engine::new(
+            Config::default(),
+            SensorKind::Ebpf,
+            std::sync::Arc::new(SensorStats::default()),
+        );
+        let policy = ActPolicy {
+            kill: true,
+            scope: Some(std::process::id()),
+            stop_on_alert: false,
+            dump: Some((dir.join("d"), DumpLimits::default())),
+        };
+        let alert = act(flagged(pid, 0), &engine, &policy).await;
+        let alive = child.try_wait().expect("try_wait").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(alive, "a process of unknown start time was killed");
+        assert_eq!(alert.action, Action::KillRefused);
+        assert!(
+            alert
+                .action_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("start time unknown")),
+            "{alert:?}"
+        );
+        assert!(alert.dump.is_none());
+        assert!(alert.dump_error.is_some());
+        assert!(!dir.join("d").exists(), "nothing dumped");
+
+        // With its start time, the same process is killed.
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        let start = crate::process::stat::read_stat(pid).expect("stat").start_ticks;
+        let policy = ActPolicy {
+            dump: None,
+            ..policy
+        };
+        let alert = act(flagged(pid, start), &engine, &policy).await;
+        let status = child.wait().expect("wait");
+        assert_eq!(alert.action, Action::Killed, "{alert:?}");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
