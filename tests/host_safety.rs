@@ -74,14 +74,33 @@ impl Drop for Sleeper {
 #[test]
 fn a_recycled_pid_is_neither_killed_nor_dumped() {
     require_root!();
+    // The pid is handed on at once (within the 10 ms of /proc's start-time tick: the file
+    // tells them apart) and after a pause (the start time does).
+    for delay_ms in ["0", "30"] {
+        recycled_pid_round(delay_ms);
+    }
+}
+
+fn recycled_pid_round(delay_ms: &str) {
     let dir = TempDir::new_in("/tmp", "recycle");
     let dropper = dir.copy_exe(&actor(), "dropper");
     let dumps = TempDir::new_in(&scratch_base(), "recycle-dumps");
     let dump_dir = dumps.0.join("d");
-    let mut w = waiting(&actor(), &["recycle", dropper.to_str().expect("utf-8")]);
+    let mut w = waiting(
+        &actor(),
+        &["recycle", dropper.to_str().expect("utf-8"), delay_ms],
+    );
     let scope = w.pid().to_string();
+    // A large ring: other work on the machine goes on while procwatch is held still. Only
+    // tmp_exe counts, and dumps copy no executable: every alert on the machine is dumped, and
+    // a busy machine must not delay the one this test waits for.
+    let config = format!(
+        "{FAST}ring_buffer_kib: 131072\ndump:\n  max_exe_bytes: 4096\nweights:\n  deleted_exe: 0\n  \
+         wx_mem: 0\n  ptrace: 0\n  high_cpu: 0\n  empty_cmdline: 0\n  suspicious_port: 0\n  \
+         fileless_exe: 0\n  reverse_shell: 0\n"
+    );
     let m = Monitor::start(
-        FAST,
+        &config,
         &[
             "--kill-on-alert",
             "--enforce-scope-pid",
@@ -93,10 +112,15 @@ fn a_recycled_pid_is_neither_killed_nor_dumped() {
     // procwatch is held still while the flagged process exits and its pid goes to another
     // process of the same tree: when it acts, the pid names the impostor.
     m.signal(libc::SIGSTOP);
+    assert!(
+        eventually(Duration::from_secs(5), || state(m.pid()) == Some(b'T')),
+        "procwatch stopped"
+    );
     w.go();
     let first: Option<u32> = w
         .read_line()
         .and_then(|l| l.strip_prefix("first ").and_then(|p| p.parse().ok()));
+    let held = state(m.pid());
     let impostor: Option<u32> = w
         .read_line()
         .and_then(|l| l.strip_prefix("impostor ").and_then(|p| p.parse().ok()));
@@ -104,7 +128,12 @@ fn a_recycled_pid_is_neither_killed_nor_dumped() {
     let (first, impostor) = (first.expect("first pid"), impostor.expect("impostor pid"));
     assert_eq!(first, impostor, "clone3 set_tid reused the pid");
     let alert = m.expect_rule(first, "tmp_exe");
-    assert_eq!(alert["action"], "kill_refused", "{alert:#}");
+    assert_eq!(held, Some(b'T'), "procwatch was resumed by someone while held");
+    if alert["action"] != "kill_refused" {
+        let mut m = m;
+        let _ = m.wait_log(Duration::from_millis(300), "no-such-line-expected-here");
+        panic!("delay {delay_ms} ms: {alert:#}\nlog: {:#?}", m.log);
+    }
     assert!(
         alert["action_reason"]
             .as_str()
@@ -239,7 +268,7 @@ fn an_allowlisted_executable_is_never_killed_from_user_space_either() {
         &format!("{FAST}whitelist:\n  exe_paths: [{}]\n", dropper.display()),
         &[],
     );
-    let mut run = |exe: &Path| {
+    let run = |exe: &Path| {
         let mut c = procwatch_tests::spawn_retrying(
             Command::new(exe).args(["exit", "0"]).stdout(Stdio::null()),
         );
@@ -263,7 +292,8 @@ fn sighup_turning_enforcement_on_exempts_processes_already_running() {
     let jit = dir.copy_exe(&actor(), "pw-jit");
     // Two processes running before procwatch starts, in one tree: the allowlisted one and
     // another; both ask for W+X once enforcement has been turned on by SIGHUP.
-    let script = "\"$0\" --wait mprotect-wx <&0 & \"$1\" --wait mprotect-wx; wait";
+    // The background job reads the test's pipe through fd 3 (a plain `&` gives it /dev/null).
+    let script = "exec 3<&0; \"$0\" --wait mprotect-wx <&3 & \"$1\" --wait mprotect-wx; wait";
     let mut tree = Actor::spawn(
         Path::new("/bin/sh"),
         &[
@@ -285,7 +315,10 @@ fn sighup_turning_enforcement_on_exempts_processes_already_running() {
     let jit_pid = *pids
         .iter()
         .find(|&&p| exe_of(p).as_deref() == Some(jit.as_path()))
-        .expect("the allowlisted actor");
+        .unwrap_or_else(|| {
+            let seen: Vec<_> = pids.iter().map(|&p| (p, exe_of(p))).collect();
+            panic!("the allowlisted actor {} is not among {seen:?}", jit.display())
+        });
     let other_pid = *pids.iter().find(|&&p| p != jit_pid).expect("the other");
     let mut m = Monitor::start(FAST, &["--enforce-scope-pid", &tree.pid().to_string()]);
     std::fs::write(

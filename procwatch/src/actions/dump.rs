@@ -202,7 +202,25 @@ pub enum DumpError {
     },
 }
 
-/// Dumps the process of `alert`, the one that started at `start_ticks`, into a new directory
+/// Which process a dump is of, beyond its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// Start time in clock ticks; 0 (unknown) means no process is read.
+    pub start_ticks: u64,
+    /// The executable file it runs, when known.
+    pub exe: Option<crate::identity::ExeId>,
+}
+
+impl From<u64> for Expect {
+    fn from(start_ticks: u64) -> Self {
+        Self {
+            start_ticks,
+            exe: None,
+        }
+    }
+}
+
+/// Dumps the process of `alert`, the one `expect` describes, into a new directory
 /// under `dir` (see the module docs for the files and the safety policy). Errors only when no
 /// dump directory could be made; a missing artifact is in [`DumpReport::skipped`]. When the
 /// pid now names another process (or `start_ticks` is 0, unknown), nothing is read from it:
@@ -210,9 +228,10 @@ pub enum DumpError {
 pub fn dump_process(
     dir: &Path,
     alert: &Alert,
-    start_ticks: u64,
+    expect: impl Into<Expect>,
     limits: &DumpLimits,
 ) -> Result<DumpReport, DumpError> {
+    let expect = expect.into();
     let root = fs::open_root(dir)?;
     let used = fs::dir_usage(&root).map_err(|source| DumpError::Io {
         path: dir.to_path_buf(),
@@ -233,12 +252,13 @@ pub fn dump_process(
     w.put_alert(alert);
     match collect::Target::open(alert.pid) {
         // Every file is read through this handle: checked once, it is that process for good.
-        Ok(target) if start_ticks == 0 || target.start_ticks() != Some(start_ticks) => {
-            let why = if start_ticks == 0 {
+        Ok(target) if !target.is(&expect) => {
+            let why = if expect.start_ticks == 0 {
                 "start time unknown: the pid cannot be tied to the flagged process".to_string()
             } else {
                 format!(
-                    "pid {} now names another process (the flagged one is gone)",
+                    "pid {} now names another process (or another program than the one \
+                     flagged)",
                     alert.pid
                 )
             };

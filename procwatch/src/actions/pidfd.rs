@@ -31,7 +31,10 @@ pub enum SignalError {
         pid: u32,
     },
     /// The pid now belongs to another process than the one scored.
-    #[error("pid {pid} now names another process (the flagged one is gone): not signalled")]
+    #[error(
+        "pid {pid} now names another process (or another program than the one flagged): \
+         not signalled"
+    )]
     Reused {
         /// The pid asked for.
         pid: u32,
@@ -115,6 +118,28 @@ impl Target {
             return Err(SignalError::Reused { pid });
         }
         Ok(Self { pid, raw, fd })
+    }
+
+    /// Like [`Target::open`], and also checks the process runs the executable file `exe`
+    /// (when given). A start time is in clock ticks (10 ms): a pid handed to a new process
+    /// within the same tick (which takes the privilege to choose pids) is still told apart
+    /// when it runs another file.
+    pub fn open_exact(
+        pid: u32,
+        start_ticks: u64,
+        exe: Option<crate::identity::ExeId>,
+    ) -> Result<Self, SignalError> {
+        let t = Self::open(pid, start_ticks)?;
+        if let Some(want) = exe {
+            // The pidfd pins the process: this is the exe of the one just checked.
+            let now = std::fs::metadata(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|m| crate::identity::ExeId::from_metadata(&m));
+            if now != Some(want) {
+                return Err(SignalError::Reused { pid });
+            }
+        }
+        Ok(t)
     }
 
     /// Opens whatever process holds `pid` right now (its start time read first): for a caller
@@ -255,6 +280,13 @@ mod tests {
             Target::open(pid, 0),
             Err(SignalError::UnknownStart { .. })
         ));
+        let own = crate::identity::ExeId::of_path(std::path::Path::new("/bin/true")).ok();
+        assert!(matches!(
+            Target::open_exact(pid, start, own),
+            Err(SignalError::Reused { .. })
+        ), "same start time, another executable");
+        let sleep = crate::identity::ExeId::of_path(std::path::Path::new("/bin/sleep")).ok();
+        assert!(Target::open_exact(pid, start, sleep).is_ok());
         let t = Target::open(pid, start).expect("same process");
         t.signal(libc::SIGKILL).expect("kill own child");
         assert!(!child.wait().expect("wait").success());

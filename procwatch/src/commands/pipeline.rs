@@ -104,7 +104,8 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
         kill = false;
     }
     // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
-    let target = (kill && !f.exited).then(|| Target::open(alert.pid, f.start_ticks));
+    let target =
+        (kill && !f.exited).then(|| Target::open_exact(alert.pid, f.start_ticks, f.exe_id));
     if let Some((dir, limits)) = &policy.dump {
         if known {
             if let Some(Ok(t)) = &target
@@ -112,7 +113,11 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
             {
                 warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
             }
-            match dump_alert(dir.clone(), *limits, alert.clone(), f.start_ticks).await {
+            let expect = dump::Expect {
+                start_ticks: f.start_ticks,
+                exe: f.exe_id,
+            };
+            match dump_alert(dir.clone(), *limits, alert.clone(), expect).await {
                 Ok(path) => alert.dump = Some(path),
                 Err(why) => alert.dump_error = Some(why),
             }
@@ -135,10 +140,10 @@ async fn dump_alert(
     dir: PathBuf,
     limits: DumpLimits,
     alert: Alert,
-    start_ticks: u64,
+    expect: dump::Expect,
 ) -> Result<String, String> {
     let pid = alert.pid;
-    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, start_ticks, &limits))
+    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, expect, &limits))
         .await
     {
         Ok(Ok(report)) => {

@@ -10,8 +10,9 @@
 //!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
 //!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s) |
 //!          ptrace-attach-pid PID (PTRACE_ATTACH to a process the test names) |
-//!          recycle EXE (run `EXE exit 0`, reap it, then start `sleep 30` under the very same
-//!          pid with clone3 set_tid; prints `first <pid>` and `impostor <pid>`)
+//!          recycle EXE [MS] (run `EXE exit 0`, reap it, wait MS milliseconds, then start
+//!          `sleep 30` under the very same pid with clone3 set_tid; prints `first <pid>` and
+//!          `impostor <pid>`)
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -123,7 +124,7 @@ struct CloneArgs {
 
 /// Runs `exe exit 0` as pid P, reaps it, then starts `/bin/sleep 30` with the same pid P
 /// (clone3 with set_tid; root may choose a free pid): a recycled pid on demand.
-fn recycle(exe: &str) {
+fn recycle(exe: &str, delay_ms: u64) {
     let child = std::process::Command::new(exe)
         .args(["exit", "0"])
         .spawn()
@@ -132,6 +133,7 @@ fn recycle(exe: &str) {
     let mut child = child;
     let _ = child.wait();
     say(&format!("first {first}"));
+    std::thread::sleep(Duration::from_millis(delay_ms));
     let tid: libc::pid_t = first as libc::pid_t;
     let mut args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,
@@ -324,7 +326,7 @@ fn act(args: &[String]) {
             let err = std::io::Error::last_os_error();
             say(&format!("after {rc} {}", err.raw_os_error().unwrap_or(0)));
         }
-        "recycle" => recycle(arg(1)),
+        "recycle" => recycle(arg(1), args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0)),
         "ptrace-seize" => ptrace_attach(libc::PTRACE_SEIZE),
         "connect" => {
             let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))
