@@ -165,13 +165,13 @@ fn dump_holds_the_deleted_executable_its_environ_and_maps() {
     let (victim, exe, original) = deleted_victim(&work, &["sleep", "30"], &marker);
 
     let dir = work.0.join("dumps");
-    let report =
-        dump::dump_process(
-            &dir,
-            &alert_for(victim.pid()),
-            start_of(victim.pid()),
-            &DumpLimits::default(),
-        ).expect("dump");
+    let report = dump::dump_process(
+        &dir,
+        &alert_for(victim.pid()),
+        start_of(victim.pid()),
+        &DumpLimits::default(),
+    )
+    .expect("dump");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     assert_eq!(mode_of(&dir), 0o700, "DIR created private");
 
@@ -212,13 +212,13 @@ fn dump_of_a_memfd_process_holds_the_memfd_contents() {
             .as_deref()
             .is_some_and(|e| e.starts_with("/memfd:"))
     );
-    let report =
-        dump::dump_process(
-            &work.0.join("d"),
-            &alert,
-            start_of(alert.pid),
-            &DumpLimits::default(),
-        ).expect("dump");
+    let report = dump::dump_process(
+        &work.0.join("d"),
+        &alert,
+        start_of(alert.pid),
+        &DumpLimits::default(),
+    )
+    .expect("dump");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     assert_eq!(sha256_of(&report.path.join("exe")), sha256_of(&actor()));
     assert_verified_and_private(&report);
@@ -249,7 +249,8 @@ fn a_hostile_name_stays_inside_dir_and_one_valid_record() {
     let dir = work.0.join("dumps");
     let alert = alert_for(victim.pid());
     assert_eq!(alert.name.as_bytes(), hostile);
-    let report = dump::dump_process(&dir, &alert, start_of(alert.pid), &DumpLimits::default()).expect("dump");
+    let report = dump::dump_process(&dir, &alert, start_of(alert.pid), &DumpLimits::default())
+        .expect("dump");
 
     let root = std::fs::canonicalize(&dir).expect("canonicalize DIR");
     let entries: Vec<_> = std::fs::read_dir(&dir).expect("ls").collect();
@@ -314,21 +315,24 @@ fn a_symlinked_dir_is_refused_and_its_target_untouched() {
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     let limits = DumpLimits::default();
     for dir in [link.clone(), PathBuf::from(format!("{}/", link.display()))] {
-        let err = dump::dump_process(&dir, &alert, start_of(alert.pid), &limits).expect_err("a link is refused");
+        let err = dump::dump_process(&dir, &alert, start_of(alert.pid), &limits)
+            .expect_err("a link is refused");
         assert!(matches!(err, DumpError::Symlink { .. }), "{err}");
     }
     assert_eq!(std::fs::read_dir(&target).expect("ls").count(), 0);
     // A dangling link: nothing is created where it points.
     let dangling = work.0.join("dangling");
     std::os::unix::fs::symlink(work.0.join("nowhere"), &dangling).expect("symlink");
-    let err = dump::dump_process(&dangling, &alert, start_of(alert.pid), &limits).expect_err("refused");
+    let err =
+        dump::dump_process(&dangling, &alert, start_of(alert.pid), &limits).expect_err("refused");
     assert!(matches!(err, DumpError::Symlink { .. }), "{err}");
     assert!(!work.0.join("nowhere").exists());
     // World-writable (like /tmp itself): refused too.
     let shared = work.0.join("shared");
     std::fs::create_dir(&shared).expect("mkdir");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-    let err = dump::dump_process(&shared, &alert, start_of(alert.pid), &limits).expect_err("refused");
+    let err =
+        dump::dump_process(&shared, &alert, start_of(alert.pid), &limits).expect_err("refused");
     assert!(matches!(err, DumpError::Writable { .. }), "{err}");
     assert_eq!(std::fs::read_dir(&shared).expect("ls").count(), 0);
 }
@@ -349,7 +353,7 @@ fn freeze_dump_thaw_a_live_process() {
         start_of(pid),
         &DumpLimits::default(),
     )
-        .expect("dump of a stopped process");
+    .expect("dump of a stopped process");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     let status = std::fs::read_to_string(report.path.join("status")).expect("status");
     assert!(status.contains("State:\tT (stopped)"), "{status}");

@@ -42,7 +42,9 @@ fn waiting(program: &Path, args: &[&str]) -> Actor {
 
 /// One-letter state of `pid` (`T` stopped), or None when gone.
 fn state(pid: u32) -> Option<u8> {
-    procwatch::process::stat::read_stat(pid).ok().map(|s| s.state)
+    procwatch::process::stat::read_stat(pid)
+        .ok()
+        .map(|s| s.state)
 }
 
 /// A `sleep 60` of ours, killed on drop.
@@ -128,7 +130,11 @@ fn recycled_pid_round(delay_ms: &str) {
     let (first, impostor) = (first.expect("first pid"), impostor.expect("impostor pid"));
     assert_eq!(first, impostor, "clone3 set_tid reused the pid");
     let alert = m.expect_rule(first, "tmp_exe");
-    assert_eq!(held, Some(b'T'), "procwatch was resumed by someone while held");
+    assert_eq!(
+        held,
+        Some(b'T'),
+        "procwatch was resumed by someone while held"
+    );
     if alert["action"] != "kill_refused" {
         let mut m = m;
         let _ = m.wait_log(Duration::from_millis(300), "no-such-line-expected-here");
@@ -141,7 +147,9 @@ fn recycled_pid_round(delay_ms: &str) {
         "{alert:#}"
     );
     assert!(
-        alert["exe"].as_str().is_some_and(|e| e.ends_with("/dropper")),
+        alert["exe"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("/dropper")),
         "the alert is about the dropper, not the impostor: {alert:#}"
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -182,7 +190,11 @@ fn a_killed_tracer_resumes_only_the_process_it_really_attached() {
     let tracer_pid = tracer.pid();
     let m = Monitor::start(
         FAST,
-        &["--kill-on-alert", "--enforce-scope-pid", &tracer_pid.to_string()],
+        &[
+            "--kill-on-alert",
+            "--enforce-scope-pid",
+            &tracer_pid.to_string(),
+        ],
     );
     tracer.go();
     let (status, lines) = tracer.finish();
@@ -206,7 +218,11 @@ fn a_killed_tracer_resumes_only_the_process_it_really_attached() {
     let tracer_pid = tracer.pid();
     let m = Monitor::start(
         FAST,
-        &["--kill-on-alert", "--enforce-scope-pid", &tracer_pid.to_string()],
+        &[
+            "--kill-on-alert",
+            "--enforce-scope-pid",
+            &tracer_pid.to_string(),
+        ],
     );
     tracer.go();
     let (status, lines) = tracer.finish();
@@ -317,7 +333,10 @@ fn sighup_turning_enforcement_on_exempts_processes_already_running() {
         .find(|&&p| exe_of(p).as_deref() == Some(jit.as_path()))
         .unwrap_or_else(|| {
             let seen: Vec<_> = pids.iter().map(|&p| (p, exe_of(p))).collect();
-            panic!("the allowlisted actor {} is not among {seen:?}", jit.display())
+            panic!(
+                "the allowlisted actor {} is not among {seen:?}",
+                jit.display()
+            )
         });
     let other_pid = *pids.iter().find(|&&p| p != jit_pid).expect("the other");
     let mut m = Monitor::start(FAST, &["--enforce-scope-pid", &tree.pid().to_string()]);
@@ -393,7 +412,13 @@ fn a_kill_policy_without_ebpf_refuses_to_start_unless_fallback_is_explicit() {
     }
     // Asked for explicitly: it runs, and says in-kernel kills are off.
     let out = without_ebpf(
-        &["--kill-on-alert", "--sensor", "fallback", "--enforce-scope-pid", &scope],
+        &[
+            "--kill-on-alert",
+            "--sensor",
+            "fallback",
+            "--enforce-scope-pid",
+            &scope,
+        ],
         FAST,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -403,7 +428,10 @@ fn a_kill_policy_without_ebpf_refuses_to_start_unless_fallback_is_explicit() {
     let out = without_ebpf(&[], FAST);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("sensor=\"proc_connector\"") || stderr.contains("proc_connector"), "{stderr}");
+    assert!(
+        stderr.contains("sensor=\"proc_connector\"") || stderr.contains("proc_connector"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -351,9 +351,11 @@ async fn start_times_and_the_executed_file_come_from_the_kernel() {
     );
     let cstart = proc_start(cpid);
     let f = sensor
-        .expect("fork", ppid, |e| {
-            matches!(&e.body, EventBody::Fork(f) if f.child_tgid == cpid)
-        })
+        .expect(
+            "fork",
+            ppid,
+            |e| matches!(&e.body, EventBody::Fork(f) if f.child_tgid == cpid),
+        )
         .await;
     let _ = parent.child.kill();
     let _ = tokio::task::spawn_blocking(move || parent.finish()).await;
@@ -376,7 +378,10 @@ fn format_offset(category: &str, name: &str, field: &str) -> Option<u32> {
     };
     let text = std::fs::read_to_string(format!("{root}/events/{category}/{name}/format")).ok()?;
     text.lines().find_map(|line| {
-        let (decl, rest) = line.trim().strip_prefix("field:")?.split_once(";\toffset:")?;
+        let (decl, rest) = line
+            .trim()
+            .strip_prefix("field:")?
+            .split_once(";\toffset:")?;
         let ident = decl.rsplit(' ').next()?.split('[').next()?;
         (ident == field).then(|| rest.split(';').next()?.parse().ok())?
     })
@@ -393,7 +398,10 @@ async fn loader_passes_the_format_files_offsets_and_btf_offsets() {
         assert_eq!(passed[slot], want, "{category}:{name} {field}");
     }
     // Every field the programs read exists on this kernel (group_dead included).
-    assert!(passed.iter().all(|&o| o != procwatch_common::tp::UNKNOWN), "{passed:?}");
+    assert!(
+        passed.iter().all(|&o| o != procwatch_common::tp::UNKNOWN),
+        "{passed:?}"
+    );
     let kernel = sensor.sensor.kernel_offsets().expect("this kernel has BTF");
     assert_eq!(kernel[procwatch_common::ko::VALID], 1);
     assert_eq!(

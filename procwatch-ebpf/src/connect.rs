@@ -26,7 +26,8 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: syscall argument slots, offsets from the format file.
     let fd: u64 = unsafe { ctx.read_at(offsets::tp(tp::CONNECT_FD)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let addr: *const u8 = unsafe { ctx.read_at(offsets::tp(tp::CONNECT_ADDR)) }.map_err(i64::from)?;
+    let addr: *const u8 =
+        unsafe { ctx.read_at(offsets::tp(tp::CONNECT_ADDR)) }.map_err(i64::from)?;
     // SAFETY: as above.
     let addrlen: u64 =
         unsafe { ctx.read_at(offsets::tp(tp::CONNECT_ADDRLEN)) }.map_err(i64::from)?;

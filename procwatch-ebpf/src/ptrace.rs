@@ -8,7 +8,7 @@
 //! own `ptraced` list.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use procwatch_common::{
-    PTRACE_ATTACH, PTRACE_SEIZE, PendingPtrace, PtraceEvent, config, flags, ko, kind, tp,
+    PTRACE_ATTACH, PTRACE_SEIZE, PendingPtrace, PtraceEvent, config, flags, kind, ko, tp,
 };
 
 use crate::{
@@ -33,7 +33,8 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // ptrace(long request, long pid, unsigned long addr, unsigned long data)
     // SAFETY: offsets from the format file.
-    let request: u64 = unsafe { ctx.read_at(offsets::tp(tp::PTRACE_REQUEST)) }.map_err(i64::from)?;
+    let request: u64 =
+        unsafe { ctx.read_at(offsets::tp(tp::PTRACE_REQUEST)) }.map_err(i64::from)?;
     let attaches = request == PTRACE_ATTACH || request == PTRACE_SEIZE;
     if !attaches && request != PTRACE_TRACEME {
         return Ok(());
@@ -45,7 +46,10 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         0
     };
-    if request == PTRACE_ATTACH && action & flags::KILLED != 0 && emit::config(config::PTRACE_EXIT_ON) != 0 {
+    if request == PTRACE_ATTACH
+        && action & flags::KILLED != 0
+        && emit::config(config::PTRACE_EXIT_ON) != 0
+    {
         let pending = PendingPtrace {
             request,
             target_pid: target,

@@ -169,7 +169,9 @@ impl Engine {
         let pid = ev.tgid;
         match &ev.body {
             EventBody::Exec(x) => {
-                let p = self.table.entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
+                let p = self
+                    .table
+                    .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
                 p.reset_for_exec();
                 p.exe_id = x.exe;
                 p.name = ev.comm.clone();
@@ -225,8 +227,16 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                if let Some(((uid, gid), name, (exe, exe_id), exe_state, cmdline, sha256, reported, cwd)) =
-                    image
+                if let Some((
+                    (uid, gid),
+                    name,
+                    (exe, exe_id),
+                    exe_state,
+                    cmdline,
+                    sha256,
+                    reported,
+                    cwd,
+                )) = image
                 {
                     child.uid = uid;
                     child.gid = gid;
@@ -424,7 +434,9 @@ impl Engine {
             identify(p, trigger);
         }
         let user = self.users.name(p.uid).map(str::to_owned);
-        let whitelisted = p.exe_id.is_some_and(|id| self.allow.whitelist.contains(&id));
+        let whitelisted = p
+            .exe_id
+            .is_some_and(|id| self.allow.whitelist.contains(&id));
         match score::decide(p, &verdict, user.as_deref(), whitelisted, cfg) {
             Decision::Alert => {}
             Decision::Whitelisted => {
@@ -495,7 +507,9 @@ fn identify(p: &mut Process, trigger: &Trigger<'_>) {
     };
     if p.start_ticks == 0 {
         let plausible = match trigger {
-            Trigger::Event(ev) => ev.ktime_ns != 0 && crate::identity::started_by(start, ev.ktime_ns),
+            Trigger::Event(ev) => {
+                ev.ktime_ns != 0 && crate::identity::started_by(start, ev.ktime_ns)
+            }
             // A sweep's sample carries its own start time; an entry without one is not judged.
             Trigger::Sweep => false,
         };

@@ -201,8 +201,14 @@ mod tests {
     fn start_times_convert_as_the_kernel_does() {
         let per_tick = 1_000_000_000 / clk_tck();
         assert_eq!(ticks_from_boot_ns(0), None);
-        assert_eq!(ticks_from_boot_ns(per_tick * 1234 + per_tick - 1), Some(1234));
-        assert_eq!(boot_ns_from_ticks(1234).and_then(ticks_from_boot_ns), Some(1234));
+        assert_eq!(
+            ticks_from_boot_ns(per_tick * 1234 + per_tick - 1),
+            Some(1234)
+        );
+        assert_eq!(
+            boot_ns_from_ticks(1234).and_then(ticks_from_boot_ns),
+            Some(1234)
+        );
         assert_eq!(boot_ns_from_ticks(0), None);
         // This process: /proc's start time in ticks is not after now.
         let st = crate::process::stat::read_stat(std::process::id()).expect("stat");

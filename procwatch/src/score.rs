@@ -117,7 +117,10 @@ mod tests {
         let port = score(vec![finding(Rule::SuspiciousPort)], 0.0, &cfg);
         assert_eq!(decide(&mut p, &port, None, false, &cfg), Decision::Alert);
         for _ in 0..1000 {
-            assert_eq!(decide(&mut p, &port, None, false, &cfg), Decision::AlreadyReported);
+            assert_eq!(
+                decide(&mut p, &port, None, false, &cfg),
+                Decision::AlreadyReported
+            );
         }
         let both = score(
             vec![finding(Rule::SuspiciousPort), finding(Rule::WxMem)],
@@ -125,7 +128,10 @@ mod tests {
             &cfg,
         );
         assert_eq!(decide(&mut p, &both, None, false, &cfg), Decision::Alert);
-        assert_eq!(decide(&mut p, &both, None, false, &cfg), Decision::AlreadyReported);
+        assert_eq!(
+            decide(&mut p, &both, None, false, &cfg),
+            Decision::AlreadyReported
+        );
     }
 
     #[test]
@@ -162,6 +168,9 @@ mod tests {
             decide(&mut p, &v, Some("alice"), false, &cfg),
             Decision::Whitelisted
         );
-        assert_eq!(decide(&mut p, &v, Some("bob"), false, &cfg), Decision::Alert);
+        assert_eq!(
+            decide(&mut p, &v, Some("bob"), false, &cfg),
+            Decision::Alert
+        );
     }
 }

@@ -547,8 +547,13 @@ mod tests {
         let s = Scratch::new("reused");
         let me = std::process::id();
         for start in [own_start() + 1, 0] {
-            let report = dump_process(&s.0.join("d"), &alert_for(me, b"x"), start, &DumpLimits::default())
-                .expect("dump");
+            let report = dump_process(
+                &s.0.join("d"),
+                &alert_for(me, b"x"),
+                start,
+                &DumpLimits::default(),
+            )
+            .expect("dump");
             assert_eq!(names(&report.files), ["alert.json", "NOTES", "SHA256SUMS"]);
             assert_eq!(report.skipped.len(), PROCESS_ARTIFACTS.len());
         }
@@ -570,7 +575,8 @@ mod tests {
             max_exe_bytes: 1,
             ..DumpLimits::default()
         };
-        let report = dump_process(&dir, &alert_for(me, b"x/../\n\x1b"), own_start(), &limits).expect("dump");
+        let report =
+            dump_process(&dir, &alert_for(me, b"x/../\n\x1b"), own_start(), &limits).expect("dump");
         let sub = report.path.clone();
         let sub_name = sub
             .file_name()
@@ -648,7 +654,8 @@ mod tests {
             max_exe_bytes: u64::MAX,
             max_total_bytes: RESERVE_BYTES + 100,
         };
-        let report = dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect("dump");
+        let report =
+            dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect("dump");
         // 100 bytes: the alert (several hundred bytes) does not fit; status and maps neither.
         assert!(report.skipped.iter().any(|k| k.name == "alert.json"));
         for k in &report.skipped {
@@ -660,7 +667,8 @@ mod tests {
         let root = fs::open_root(&dir).expect("root");
         assert_eq!(fs::dir_usage(&root).expect("usage"), total);
         // What is left is below the reserve: the next dump is refused outright.
-        let err = dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect_err("full");
+        let err =
+            dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect_err("full");
         assert!(matches!(err, DumpError::Full { .. }), "{err}");
         assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), 1);
     }

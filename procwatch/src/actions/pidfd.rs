@@ -281,10 +281,13 @@ mod tests {
             Err(SignalError::UnknownStart { .. })
         ));
         let own = crate::identity::ExeId::of_path(std::path::Path::new("/bin/true")).ok();
-        assert!(matches!(
-            Target::open_exact(pid, start, own),
-            Err(SignalError::Reused { .. })
-        ), "same start time, another executable");
+        assert!(
+            matches!(
+                Target::open_exact(pid, start, own),
+                Err(SignalError::Reused { .. })
+            ),
+            "same start time, another executable"
+        );
         let sleep = crate::identity::ExeId::of_path(std::path::Path::new("/bin/sleep")).ok();
         assert!(Target::open_exact(pid, start, sleep).is_ok());
         let t = Target::open(pid, start).expect("same process");

@@ -260,7 +260,9 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pid = child.id();
-        let start = crate::process::stat::read_stat(pid).expect("stat").start_ticks;
+        let start = crate::process::stat::read_stat(pid)
+            .expect("stat")
+            .start_ticks;
         let policy = ActPolicy {
             dump: None,
             ..policy

@@ -99,7 +99,8 @@ impl btfparse::Readable for Bytes<'_> {
 }
 
 fn offsets_from_bytes(bytes: &[u8]) -> Result<[u32; ko::COUNT], Resolve> {
-    let info = TypeInformation::new(&Bytes(bytes)).map_err(|e| Resolve::Parse(e.message().to_string()))?;
+    let info =
+        TypeInformation::new(&Bytes(bytes)).map_err(|e| Resolve::Parse(e.message().to_string()))?;
     let mut out = [u32::MAX; ko::COUNT];
     for (slot, strukt, member) in MEMBERS {
         let what = || format!("{strukt}.{member}");
@@ -132,7 +133,10 @@ mod tests {
             kernel_offsets(Path::new("/nonexistent/vmlinux")),
             Err(BtfError::Unreadable { .. })
         ));
-        assert!(matches!(offsets_from_bytes(&[0u8; 7]), Err(Resolve::Parse(_))));
+        assert!(matches!(
+            offsets_from_bytes(&[0u8; 7]),
+            Err(Resolve::Parse(_))
+        ));
         assert!(matches!(
             offsets_from_bytes(b"\x9f\xeb\x01\x00garbage-garbage-garbage"),
             Err(Resolve::Parse(_))

@@ -372,7 +372,9 @@ impl EbpfSensor {
                      child's start time then comes from /proc, threads are told apart by \
                      clone flags read from user memory)"
                 ),
-                Err(e) => warn!(probe = %label, error = %e, "probe not attached; continuing without it"),
+                Err(e) => {
+                    warn!(probe = %label, error = %e, "probe not attached; continuing without it")
+                }
             }
             self.probes.push(ProbeStatus {
                 tracepoint: label,

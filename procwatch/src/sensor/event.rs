@@ -176,7 +176,8 @@ impl Event {
 
     /// The process's start time in /proc's clock ticks, when the sensor read it.
     pub fn start_ticks(&self) -> Option<u64> {
-        self.start_time_ns.and_then(crate::identity::ticks_from_boot_ns)
+        self.start_time_ns
+            .and_then(crate::identity::ticks_from_boot_ns)
     }
 }
 

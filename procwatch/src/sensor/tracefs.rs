@@ -78,23 +78,68 @@ pub fn field_offset(root: &Path, category: &str, name: &str, field: &str) -> Opt
 pub const FIELDS: [(usize, &str, &str, &str); tp::COUNT] = [
     (tp::EXEC_FILENAME, "sched", "sched_process_exec", "filename"),
     (tp::EXEC_OLD_PID, "sched", "sched_process_exec", "old_pid"),
-    (tp::FORK_CHILD_PID, "sched", "sched_process_fork", "child_pid"),
-    (tp::EXIT_GROUP_DEAD, "sched", "sched_process_exit", "group_dead"),
+    (
+        tp::FORK_CHILD_PID,
+        "sched",
+        "sched_process_fork",
+        "child_pid",
+    ),
+    (
+        tp::EXIT_GROUP_DEAD,
+        "sched",
+        "sched_process_exit",
+        "group_dead",
+    ),
     (tp::EXECVE_ARGV, "syscalls", "sys_enter_execve", "argv"),
     (tp::EXECVEAT_ARGV, "syscalls", "sys_enter_execveat", "argv"),
-    (tp::CLONE_FLAGS, "syscalls", "sys_enter_clone", "clone_flags"),
+    (
+        tp::CLONE_FLAGS,
+        "syscalls",
+        "sys_enter_clone",
+        "clone_flags",
+    ),
     (tp::CLONE3_UARGS, "syscalls", "sys_enter_clone3", "uargs"),
-    (tp::EXIT_GROUP_CODE, "syscalls", "sys_enter_exit_group", "error_code"),
-    (tp::PTRACE_REQUEST, "syscalls", "sys_enter_ptrace", "request"),
+    (
+        tp::EXIT_GROUP_CODE,
+        "syscalls",
+        "sys_enter_exit_group",
+        "error_code",
+    ),
+    (
+        tp::PTRACE_REQUEST,
+        "syscalls",
+        "sys_enter_ptrace",
+        "request",
+    ),
     (tp::PTRACE_PID, "syscalls", "sys_enter_ptrace", "pid"),
     (tp::PTRACE_RET, "syscalls", "sys_exit_ptrace", "ret"),
     (tp::CONNECT_FD, "syscalls", "sys_enter_connect", "fd"),
-    (tp::CONNECT_ADDR, "syscalls", "sys_enter_connect", "uservaddr"),
-    (tp::CONNECT_ADDRLEN, "syscalls", "sys_enter_connect", "addrlen"),
-    (tp::MPROTECT_START, "syscalls", "sys_enter_mprotect", "start"),
+    (
+        tp::CONNECT_ADDR,
+        "syscalls",
+        "sys_enter_connect",
+        "uservaddr",
+    ),
+    (
+        tp::CONNECT_ADDRLEN,
+        "syscalls",
+        "sys_enter_connect",
+        "addrlen",
+    ),
+    (
+        tp::MPROTECT_START,
+        "syscalls",
+        "sys_enter_mprotect",
+        "start",
+    ),
     (tp::MPROTECT_LEN, "syscalls", "sys_enter_mprotect", "len"),
     (tp::MPROTECT_PROT, "syscalls", "sys_enter_mprotect", "prot"),
-    (tp::PKEY_START, "syscalls", "sys_enter_pkey_mprotect", "start"),
+    (
+        tp::PKEY_START,
+        "syscalls",
+        "sys_enter_pkey_mprotect",
+        "start",
+    ),
     (tp::PKEY_LEN, "syscalls", "sys_enter_pkey_mprotect", "len"),
     (tp::PKEY_PROT, "syscalls", "sys_enter_pkey_mprotect", "prot"),
     (tp::PKEY_PKEY, "syscalls", "sys_enter_pkey_mprotect", "pkey"),
@@ -102,8 +147,18 @@ pub const FIELDS: [(usize, &str, &str, &str); tp::COUNT] = [
     (tp::MMAP_LEN, "syscalls", "sys_enter_mmap", "len"),
     (tp::MMAP_PROT, "syscalls", "sys_enter_mmap", "prot"),
     (tp::MMAP_FLAGS, "syscalls", "sys_enter_mmap", "flags"),
-    (tp::MEMFD_NAME, "syscalls", "sys_enter_memfd_create", "uname"),
-    (tp::MEMFD_FLAGS, "syscalls", "sys_enter_memfd_create", "flags"),
+    (
+        tp::MEMFD_NAME,
+        "syscalls",
+        "sys_enter_memfd_create",
+        "uname",
+    ),
+    (
+        tp::MEMFD_FLAGS,
+        "syscalls",
+        "sys_enter_memfd_create",
+        "flags",
+    ),
 ];
 
 /// Fields the programs can do without: `group_dead` (a leader's exit then stands for its
@@ -201,11 +256,7 @@ mod tests {
         // A kernel whose syscall records start at 24 and whose exec record moved its fields.
         let formats = |category: &str, name: &str| -> Option<String> {
             if category == "syscalls" {
-                let args: Vec<&str> = FIELDS
-                    .iter()
-                    .filter(|f| f.2 == name)
-                    .map(|f| f.3)
-                    .collect();
+                let args: Vec<&str> = FIELDS.iter().filter(|f| f.2 == name).map(|f| f.3).collect();
                 let fields: Vec<(&str, &str, u32, u32)> = (0u32..)
                     .zip(&args)
                     .map(|(i, a)| ("unsigned long", *a, 24 + 8 * i, 8))
@@ -237,9 +288,14 @@ mod tests {
         assert_eq!(o[tp::MMAP_FLAGS], 48);
         assert_eq!(o[tp::CONNECT_ADDRLEN], 40);
         assert_eq!(o[tp::PTRACE_RET], 24);
-        assert!(missing_fields(&o, "sched_process_exit").is_empty(), "optional");
+        assert!(
+            missing_fields(&o, "sched_process_exit").is_empty(),
+            "optional"
+        );
         // A tracepoint without its format file: its fields are unknown and reported.
-        let o = tracepoint_offsets_with(|c, n| (n != "sys_enter_connect").then(|| formats(c, n)).flatten());
+        let o = tracepoint_offsets_with(|c, n| {
+            (n != "sys_enter_connect").then(|| formats(c, n)).flatten()
+        });
         assert_eq!(
             missing_fields(&o, "sys_enter_connect"),
             ["fd", "uservaddr", "addrlen"]

@@ -326,7 +326,10 @@ fn act(args: &[String]) {
             let err = std::io::Error::last_os_error();
             say(&format!("after {rc} {}", err.raw_os_error().unwrap_or(0)));
         }
-        "recycle" => recycle(arg(1), args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0)),
+        "recycle" => recycle(
+            arg(1),
+            args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0),
+        ),
         "ptrace-seize" => ptrace_attach(libc::PTRACE_SEIZE),
         "connect" => {
             let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))
