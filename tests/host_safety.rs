@@ -14,7 +14,9 @@ use procwatch_tests::{
     Actor, Monitor, TempDir, eventually, procwatch_bin, require_root, scratch_base,
 };
 
-const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
+/// Quick sweeps, and a ring buffer large enough that a storm elsewhere on this shared machine
+/// cannot push out the events a test waits for.
+const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\nring_buffer_kib: 65536\n";
 const NOBODY: u32 = 65534;
 
 fn actor() -> PathBuf {
@@ -97,7 +99,7 @@ fn recycled_pid_round(delay_ms: &str) {
     // tmp_exe counts, and dumps copy no executable: every alert on the machine is dumped, and
     // a busy machine must not delay the one this test waits for.
     let config = format!(
-        "{FAST}ring_buffer_kib: 131072\ndump:\n  max_exe_bytes: 4096\nweights:\n  deleted_exe: 0\n  \
+        "{FAST}dump:\n  max_exe_bytes: 4096\nweights:\n  deleted_exe: 0\n  \
          wx_mem: 0\n  ptrace: 0\n  high_cpu: 0\n  empty_cmdline: 0\n  suspicious_port: 0\n  \
          fileless_exe: 0\n  reverse_shell: 0\n"
     );
@@ -208,6 +210,52 @@ fn a_killed_tracer_resumes_only_the_process_it_really_attached() {
         state(stopped.pid()),
         Some(b'T'),
         "a process the failed attach named was resumed"
+    );
+    drop(m);
+
+    // An attach that names the stopped process's pid number from another pid namespace: the
+    // task really attached is another one, and the stopped process stays stopped.
+    let mut tracer = waiting(&actor(), &["ptrace-attach-ns", &target]);
+    let tracer_pid = tracer.pid();
+    let m = Monitor::start(
+        FAST,
+        &[
+            "--kill-on-alert",
+            "--enforce-scope-pid",
+            &tracer_pid.to_string(),
+        ],
+    );
+    tracer.go();
+    let (_, lines) = tracer.finish();
+    assert!(
+        lines.iter().any(|l| l == "init killed 9"),
+        "the in-namespace tracer was killed: {lines:?}"
+    );
+    let tracee: u32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("tracee ").and_then(|p| p.parse().ok()))
+        .expect("the tracee's pid");
+    assert_eq!(
+        tracee,
+        stopped.pid(),
+        "the namespace pid repeats the stopped one's"
+    );
+    let alert = m
+        .wait_alert(Duration::from_secs(15), |a| {
+            a["trigger"]["kind"] == "ptrace" && a["trigger"]["target_pid"] == stopped.pid()
+        })
+        .unwrap_or_else(|| panic!("no ptrace alert: {:#?}", m.alerts()));
+    assert_eq!(alert["trigger"]["result"]["ret"], 0, "{alert:#}");
+    assert_ne!(
+        alert["trigger"]["result"]["tracee_tgid"],
+        stopped.pid(),
+        "the kernel names the task really attached: {alert:#}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        state(stopped.pid()),
+        Some(b'T'),
+        "a process named by a pid from another namespace was resumed"
     );
     drop(m);
 
