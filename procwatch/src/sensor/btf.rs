@@ -101,10 +101,11 @@ impl btfparse::Readable for Bytes<'_> {
 fn offsets_from_bytes(bytes: &[u8]) -> Result<[u32; ko::COUNT], Resolve> {
     let info =
         TypeInformation::new(&Bytes(bytes)).map_err(|e| Resolve::Parse(e.message().to_string()))?;
+    let ids = struct_ids(&info);
     let mut out = [u32::MAX; ko::COUNT];
     for (slot, strukt, member) in MEMBERS {
         let what = || format!("{strukt}.{member}");
-        let id = struct_id(&info, strukt).ok_or_else(|| Resolve::Missing(what()))?;
+        let id = *ids.get(strukt).ok_or_else(|| Resolve::Missing(what()))?;
         match info.offset_of(id, member) {
             Ok((_, Offset::ByteOffset(off))) => out[slot] = off,
             _ => return Err(Resolve::Missing(what())),
@@ -114,13 +115,22 @@ fn offsets_from_bytes(bytes: &[u8]) -> Result<[u32; ko::COUNT], Resolve> {
     Ok(out)
 }
 
-/// The id of the struct named `name` (a name may also belong to a function or a typedef, so
-/// the kind is checked rather than trusting a name lookup).
-fn struct_id(info: &TypeInformation, name: &str) -> Option<u32> {
-    info.get().iter().find_map(|(&id, ty)| {
-        (matches!(ty, TypeVariant::Struct(_)) && info.name_of(id).as_deref() == Some(name))
-            .then_some(id)
-    })
+/// The ids of the structs [`MEMBERS`] names, found in one pass (a name may also belong to a
+/// function or a typedef, so the kind is checked rather than trusting a name lookup).
+fn struct_ids(info: &TypeInformation) -> std::collections::HashMap<&'static str, u32> {
+    let mut ids = std::collections::HashMap::new();
+    for (&id, ty) in info.get() {
+        if !matches!(ty, TypeVariant::Struct(_)) {
+            continue;
+        }
+        let Some(name) = info.name_of(id) else {
+            continue;
+        };
+        if let Some((_, wanted, _)) = MEMBERS.iter().find(|m| m.1 == name) {
+            ids.entry(*wanted).or_insert(id);
+        }
+    }
+    ids
 }
 
 #[cfg(test)]
