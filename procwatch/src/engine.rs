@@ -731,6 +731,35 @@ mod tests {
     }
 
     #[test]
+    fn proc_is_not_believed_when_it_runs_another_file_than_the_kernel_exec_d() {
+        // This test process is alive under its own pid, but the exec the kernel reported ran
+        // another file: /proc then describes a process that reused the pid.
+        let me = std::process::id();
+        let other = ExeId::of_path(Path::new("/bin/true")).expect("stat");
+        let mut ev = exec(me, "/tmp/dropper");
+        if let EventBody::Exec(x) = &mut ev.body {
+            x.exe = Some(other);
+        }
+        let mut e = engine();
+        let alerts = e.on_events(&[ev], Instant::now());
+        assert_eq!(alerts.len(), 1, "tmp_exe from the kernel's filename");
+        let p = e.table().get(me).expect("tracked");
+        assert_eq!(p.exe.as_deref(), Some(Path::new("/tmp/dropper")));
+        assert_eq!(alerts[0].exe_id, Some(other));
+
+        // The file the kernel named is the one /proc shows: /proc is read.
+        let own = ExeId::of_path(Path::new("/proc/self/exe")).expect("own exe");
+        let mut ev = exec(me, "/tmp/dropper");
+        if let EventBody::Exec(x) = &mut ev.body {
+            x.exe = Some(own);
+        }
+        let mut e = engine();
+        e.on_events(&[ev], Instant::now());
+        let path = std::fs::read_link("/proc/self/exe").expect("own exe");
+        assert_eq!(e.table().get(me).and_then(|p| p.exe.clone()), Some(path));
+    }
+
+    #[test]
     fn a_process_born_during_a_sweep_is_not_declared_exited_by_it() {
         let mut e = engine();
         let started = Instant::now();
