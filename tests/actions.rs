@@ -92,9 +92,10 @@ fn allowlisted_executable_survives_enforcement() {
             },
         );
         assert_eq!(
-            alert["action"], "alert",
+            alert["action"], "exempt",
             "exempt: reported, not killed: {alert:#}"
         );
+        assert_eq!(alert["action_by"], "kernel");
         assert_eq!(alert["trigger"]["kernel_action"], "exempt");
     }
     // The same policy kills a copy that is not allowlisted.

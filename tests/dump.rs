@@ -79,8 +79,16 @@ fn alert_for(pid: u32) -> Alert {
     let sensor = SensorInfo {
         name: SensorKind::Sweep,
         events_lost: 0,
+        probes_missing: Vec::new(),
     };
     alert::build(&p, &verdict, &Trigger::Sweep, None, sensor)
+}
+
+/// Start time of `pid` now (the dump names a process by pid and start time).
+fn start_of(pid: u32) -> u64 {
+    procwatch::process::stat::read_stat(pid)
+        .unwrap_or_else(|e| panic!("stat {pid}: {e}"))
+        .start_ticks
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -157,8 +165,13 @@ fn dump_holds_the_deleted_executable_its_environ_and_maps() {
     let (victim, exe, original) = deleted_victim(&work, &["sleep", "30"], &marker);
 
     let dir = work.0.join("dumps");
-    let report =
-        dump::dump_process(&dir, &alert_for(victim.pid()), &DumpLimits::default()).expect("dump");
+    let report = dump::dump_process(
+        &dir,
+        &alert_for(victim.pid()),
+        start_of(victim.pid()),
+        &DumpLimits::default(),
+    )
+    .expect("dump");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     assert_eq!(mode_of(&dir), 0o700, "DIR created private");
 
@@ -199,8 +212,13 @@ fn dump_of_a_memfd_process_holds_the_memfd_contents() {
             .as_deref()
             .is_some_and(|e| e.starts_with("/memfd:"))
     );
-    let report =
-        dump::dump_process(&work.0.join("d"), &alert, &DumpLimits::default()).expect("dump");
+    let report = dump::dump_process(
+        &work.0.join("d"),
+        &alert,
+        start_of(alert.pid),
+        &DumpLimits::default(),
+    )
+    .expect("dump");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     assert_eq!(sha256_of(&report.path.join("exe")), sha256_of(&actor()));
     assert_verified_and_private(&report);
@@ -231,7 +249,8 @@ fn a_hostile_name_stays_inside_dir_and_one_valid_record() {
     let dir = work.0.join("dumps");
     let alert = alert_for(victim.pid());
     assert_eq!(alert.name.as_bytes(), hostile);
-    let report = dump::dump_process(&dir, &alert, &DumpLimits::default()).expect("dump");
+    let report = dump::dump_process(&dir, &alert, start_of(alert.pid), &DumpLimits::default())
+        .expect("dump");
 
     let root = std::fs::canonicalize(&dir).expect("canonicalize DIR");
     let entries: Vec<_> = std::fs::read_dir(&dir).expect("ls").collect();
@@ -296,21 +315,24 @@ fn a_symlinked_dir_is_refused_and_its_target_untouched() {
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     let limits = DumpLimits::default();
     for dir in [link.clone(), PathBuf::from(format!("{}/", link.display()))] {
-        let err = dump::dump_process(&dir, &alert, &limits).expect_err("a link is refused");
+        let err = dump::dump_process(&dir, &alert, start_of(alert.pid), &limits)
+            .expect_err("a link is refused");
         assert!(matches!(err, DumpError::Symlink { .. }), "{err}");
     }
     assert_eq!(std::fs::read_dir(&target).expect("ls").count(), 0);
     // A dangling link: nothing is created where it points.
     let dangling = work.0.join("dangling");
     std::os::unix::fs::symlink(work.0.join("nowhere"), &dangling).expect("symlink");
-    let err = dump::dump_process(&dangling, &alert, &limits).expect_err("refused");
+    let err =
+        dump::dump_process(&dangling, &alert, start_of(alert.pid), &limits).expect_err("refused");
     assert!(matches!(err, DumpError::Symlink { .. }), "{err}");
     assert!(!work.0.join("nowhere").exists());
     // World-writable (like /tmp itself): refused too.
     let shared = work.0.join("shared");
     std::fs::create_dir(&shared).expect("mkdir");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-    let err = dump::dump_process(&shared, &alert, &limits).expect_err("refused");
+    let err =
+        dump::dump_process(&shared, &alert, start_of(alert.pid), &limits).expect_err("refused");
     assert!(matches!(err, DumpError::Writable { .. }), "{err}");
     assert_eq!(std::fs::read_dir(&shared).expect("ls").count(), 0);
 }
@@ -325,8 +347,13 @@ fn freeze_dump_thaw_a_live_process() {
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     assert!(state.contains(") T "), "{state}");
     let work = TempDir::new_in(&scratch_base(), "dump-frozen");
-    let report = dump::dump_process(&work.0.join("d"), &alert_for(pid), &DumpLimits::default())
-        .expect("dump of a stopped process");
+    let report = dump::dump_process(
+        &work.0.join("d"),
+        &alert_for(pid),
+        start_of(pid),
+        &DumpLimits::default(),
+    )
+    .expect("dump of a stopped process");
     assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
     let status = std::fs::read_to_string(report.path.join("status")).expect("status");
     assert!(status.contains("State:\tT (stopped)"), "{status}");
@@ -349,9 +376,10 @@ fn a_process_gone_before_the_dump_leaves_alert_and_notes() {
     victim.wait_proc("exe", true, |l| l == actor().as_os_str().as_bytes());
     let pid = victim.pid();
     let alert = alert_for(pid);
+    let start = start_of(pid);
     drop(victim); // killed and reaped
     let work = TempDir::new_in(&scratch_base(), "dump-gone");
-    let report = dump::dump_process(&work.0.join("d"), &alert, &DumpLimits::default());
+    let report = dump::dump_process(&work.0.join("d"), &alert, start, &DumpLimits::default());
     if Path::new(&format!("/proc/{pid}")).exists() {
         return; // the pid was reused at once: nothing to check about a gone process
     }

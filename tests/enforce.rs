@@ -225,3 +225,191 @@ async fn whitelisted_users_are_exempt_in_the_kernel() {
         assert_eq!(killed_by_sigkill(&status), !survives);
     }
 }
+
+async fn finish(actor: Actor) -> (std::process::ExitStatus, Vec<String>) {
+    tokio::task::spawn_blocking(move || actor.finish())
+        .await
+        .expect("actor")
+}
+
+/// `sh` running `program --wait args` as its child (not exec'd): the scope can name the
+/// shell, and the actor is its descendant. Returns the shell and the actor's pid.
+fn spawn_started_under_shell(program: &Path, args: &[&str]) -> (Actor, u32) {
+    let mut full = vec![
+        "-c",
+        "\"$0\" --wait \"$@\"; exit $?",
+        program.to_str().expect("utf-8 path"),
+    ];
+    full.extend_from_slice(args);
+    let mut shell = Actor::spawn(Path::new("/bin/sh"), &full);
+    let pid = shell
+        .read_line()
+        .and_then(|l| l.strip_prefix("ready ").and_then(|p| p.parse().ok()))
+        .expect("actor ready");
+    (shell, pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_predate_the_policy_get_their_exemption_and_scope() {
+    require_root!();
+    let dir = TempDir::new_in("/tmp", "predate");
+    let jit = dir.copy_exe(&actor(), "pw-jit");
+    // All of them exist (exec'd, under their shells) before the sensor and its policy load.
+    let (exempt, exempt_pid) = spawn_started_under_shell(&jit, &["mprotect-wx"]);
+    let (plain, plain_pid) = spawn_started_under_shell(&actor(), &["mprotect-wx"]);
+    let (outside, _) = spawn_started_under_shell(&actor(), &["mprotect-wx"]);
+    // The scope names each shell in turn: its actor is found through the kernel's parent
+    // links, though no fork of it was ever seen.
+    let policy = |scope: u32| KillPolicy {
+        wx_mem: true,
+        allow_exe_paths: vec![jit.clone()],
+        scope_pid: Some(scope),
+        ..KillPolicy::default()
+    };
+    let mut sensor = LiveSensor::start(policy(exempt.pid()));
+    let mut exempt = exempt;
+    exempt.go();
+    let (status, lines) = finish(exempt).await;
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after 0"),
+        "an allowlisted process older than the policy was killed: {status:?} {lines:?}"
+    );
+    let e = sensor
+        .expect("wx_mem", exempt_pid, |e| {
+            e.tgid == exempt_pid && matches!(e.body, EventBody::WxMem(_))
+        })
+        .await;
+    assert_eq!(e.kernel_action, Some(KernelAction::Exempt));
+
+    sensor
+        .sensor
+        .set_kill_policy(&policy(plain.pid()))
+        .expect("policy");
+    let mut plain = plain;
+    plain.go();
+    let (status, lines) = finish(plain).await;
+    assert!(
+        status.code() == Some(128 + libc::SIGKILL) && !lines.iter().any(|l| l.starts_with("after")),
+        "a process older than the policy, in its scope, must be killed: {status:?} {lines:?}"
+    );
+    let e = sensor
+        .expect("wx_mem", plain_pid, |e| {
+            e.tgid == plain_pid && matches!(e.body, EventBody::WxMem(_))
+        })
+        .await;
+    assert_eq!(e.kernel_action, Some(KernelAction::Killed));
+
+    // Scoped to an unrelated sleeper: the old process outside that tree lives.
+    let mut sleeper = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    sensor
+        .sensor
+        .set_kill_policy(&policy(sleeper.id()))
+        .expect("policy");
+    let mut outside = outside;
+    outside.go();
+    let (status, lines) = finish(outside).await;
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after 0"),
+        "killed outside its scope: {status:?} {lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowlisted_file_is_exempt_under_any_name_and_a_copy_is_not() {
+    require_root!();
+    let dir = TempDir::new_in("/tmp", "names");
+    let jit = dir.copy_exe(&actor(), "pw-jit");
+    let sym = dir.0.join("pw-sym");
+    std::os::unix::fs::symlink(&jit, &sym).expect("symlink");
+    let hard = dir.0.join("pw-hard");
+    std::fs::hard_link(&jit, &hard).expect("hard link");
+    let copy = dir.copy_exe(&actor(), "pw-copy");
+    let allow = |scope: u32| KillPolicy {
+        wx_mem: true,
+        allow_exe_paths: vec![jit.clone()],
+        scope_pid: Some(scope),
+        ..KillPolicy::default()
+    };
+    for name in [sym.clone(), hard.clone()] {
+        let (_s, _, status, lines) = run_under_policy(&name, &["mprotect-wx"], allow).await;
+        assert!(
+            status.success() && lines.iter().any(|l| l == "after 0"),
+            "{}: {status:?} {lines:?}",
+            name.display()
+        );
+    }
+    // A relative path, resolved against the shell's working directory.
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", "echo ready; read _; exec ./pw-jit mprotect-wx"])
+        .current_dir(&dir.0);
+    let mut actor = Actor::spawn_cmd(cmd);
+    assert_eq!(actor.read_line().as_deref(), Some("ready"));
+    let _sensor = LiveSensor::start(allow(actor.pid()));
+    actor.go();
+    let (status, lines) = finish(actor).await;
+    assert!(
+        status.success() && lines.iter().any(|l| l == "after 0"),
+        "relative path: {status:?} {lines:?}"
+    );
+    let (_s, _, status, lines) = run_under_policy(&copy, &["mprotect-wx"], allow).await;
+    assert!(killed_by_sigkill(&status), "a copy: {status:?} {lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_attach_is_reported_at_exit_with_the_task_it_really_attached() {
+    require_root!();
+    let (mut sensor, pid, status, lines) =
+        run_under_policy(&actor(), &["ptrace-attach"], ptrace_policy).await;
+    assert!(killed_by_sigkill(&status), "{status:?} {lines:?}");
+    let target: u32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("target ").and_then(|p| p.parse().ok()))
+        .expect("actor prints its target");
+    let e = sensor
+        .expect("ptrace", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Ptrace(_))
+        })
+        .await;
+    assert_eq!(e.kernel_action, Some(KernelAction::Killed));
+    let EventBody::Ptrace(t) = e.body else {
+        unreachable!()
+    };
+    let r = t.result.expect("reported at syscall exit");
+    assert_eq!(r.ret, 0, "the attach itself went through");
+    assert_eq!(r.tracee_tgid, Some(target));
+    assert!(r.tracee_start_time_ns.is_some());
+
+    // An attach the kernel refuses (nobody may not trace a root process): no tracee.
+    const NOBODY: u32 = 65534;
+    let dir = TempDir::new_in("/tmp", "eperm");
+    let exe = dir.copy_exe(&actor(), "pw-eperm");
+    let mut victim = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let victim_pid = victim.id().to_string();
+    let mut actor = spawn_waiting_as(NOBODY, &exe, &["ptrace-attach-pid", &victim_pid]);
+    let pid = actor.pid();
+    let mut sensor = LiveSensor::start(ptrace_policy(pid));
+    actor.go();
+    let (status, lines) = finish(actor).await;
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(killed_by_sigkill(&status), "{status:?} {lines:?}");
+    let e = sensor
+        .expect("ptrace", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Ptrace(_))
+        })
+        .await;
+    let EventBody::Ptrace(t) = e.body else {
+        unreachable!()
+    };
+    let r = t.result.expect("reported at syscall exit");
+    assert_eq!(r.ret, -i64::from(libc::EPERM));
+    assert_eq!(r.tracee_tgid, None);
+}

@@ -254,7 +254,10 @@ fn hostile_alert() -> impl Strategy<Value = Alert> {
                 sensor: SensorInfo {
                     name: SensorKind::Ebpf,
                     events_lost: lost,
+                    probes_missing: vec![trigger_text.clone()],
                 },
+                action_reason: (action_by.is_some()).then(|| trigger_text.clone()),
+                dump_error: dump.is_none().then(|| trigger_text.clone()),
                 dump,
             }
         },

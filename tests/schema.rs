@@ -56,6 +56,7 @@ fn alerts_for_every_rule_match_the_schema() {
         SensorInfo {
             name: SensorKind::Ebpf,
             events_lost: 3,
+            probes_missing: Vec::new(),
         },
     );
     let v = serde_json::to_value(&a).expect("serialises");
@@ -74,6 +75,7 @@ fn alerts_for_every_rule_match_the_schema() {
         SensorInfo {
             name: SensorKind::Sweep,
             events_lost: 0,
+            probes_missing: Vec::new(),
         },
     );
     assert_valid_alert(&serde_json::to_value(&a).expect("serialises"));
@@ -93,6 +95,7 @@ fn the_schema_rejects_what_it_should() {
         SensorInfo {
             name: SensorKind::Ebpf,
             events_lost: 0,
+            probes_missing: Vec::new(),
         },
     );
     let good = serde_json::to_value(&a).expect("serialises");
@@ -200,6 +203,7 @@ fn alerts_with_baseline_anomalies_match_the_schema() {
         SensorInfo {
             name: SensorKind::Ebpf,
             events_lost: 0,
+            probes_missing: Vec::new(),
         },
     );
     let mut v = serde_json::to_value(&a).expect("serialises");

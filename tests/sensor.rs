@@ -285,3 +285,140 @@ async fn no_event_is_lost_or_malformed_in_a_burst_of_execs() {
     assert_eq!(snap.malformed, 0);
     assert_eq!(snap.lost_total, 0);
 }
+
+/// The start time /proc shows for `pid` (clock ticks since boot).
+fn proc_start(pid: u32) -> u64 {
+    procwatch::process::stat::read_stat(pid)
+        .unwrap_or_else(|e| panic!("stat {pid}: {e}"))
+        .start_ticks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_times_and_the_executed_file_come_from_the_kernel() {
+    require_root!();
+    use procwatch::identity::{ExeId, ticks_from_boot_ns};
+    let mut sensor = LiveSensor::start(KillPolicy::default());
+    let dir = TempDir::new_in("/tmp", "ident");
+    let exe = dir.copy_exe(&actor(), "pw-ident");
+    let link = dir.0.join("pw-ident-link");
+    std::os::unix::fs::symlink(&exe, &link).expect("symlink");
+    // Started through a symlink: the kernel names the file itself.
+    let mut linked = procwatch_tests::Actor::spawn(&link, &["--wait", "exit", "0"]);
+    let pid = linked.pid();
+    assert!(linked.read_line().is_some_and(|l| l.starts_with("ready")));
+    let start = proc_start(pid);
+    linked.go();
+    let _ = tokio::task::spawn_blocking(move || linked.finish()).await;
+    let e = sensor
+        .expect("exec", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exec(_))
+        })
+        .await;
+    assert_eq!(e.start_ticks(), Some(start), "exec start time: {e:?}");
+    let EventBody::Exec(x) = &e.body else {
+        unreachable!()
+    };
+    assert_eq!(x.filename, link, "the path as exec'd");
+    assert_eq!(
+        x.exe,
+        Some(ExeId::of_path(&exe).expect("stat")),
+        "the file as the kernel sees it"
+    );
+    assert_eq!(x.ppid, std::process::id(), "real_parent from the kernel");
+    // Every later event of the process carries the same start time.
+    let exit = sensor
+        .expect("exit", pid, |e| {
+            e.tgid == pid && matches!(e.body, EventBody::Exit(_))
+        })
+        .await;
+    assert_eq!(exit.start_ticks(), Some(start));
+
+    // A fork names the child with its own start time (an actor forks: this test process is
+    // "procwatch" to the sensor, and its own forks are filtered).
+    let mut parent = procwatch_tests::Actor::spawn(&actor(), &["--fork", "sleep", "2"]);
+    let ppid = parent.pid();
+    let children = format!("/proc/{ppid}/task/{ppid}/children");
+    let mut cpid = 0;
+    assert!(
+        procwatch_tests::eventually(Duration::from_secs(5), || {
+            cpid = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            cpid != 0
+        }),
+        "the actor forked"
+    );
+    let cstart = proc_start(cpid);
+    let f = sensor
+        .expect(
+            "fork",
+            ppid,
+            |e| matches!(&e.body, EventBody::Fork(f) if f.child_tgid == cpid),
+        )
+        .await;
+    let _ = parent.child.kill();
+    let _ = tokio::task::spawn_blocking(move || parent.finish()).await;
+    let EventBody::Fork(f) = f.body else {
+        unreachable!()
+    };
+    assert_eq!(f.parent_tgid, ppid);
+    assert_eq!(
+        f.child_start_time_ns.and_then(ticks_from_boot_ns),
+        Some(cstart)
+    );
+}
+
+/// The offset of `field` in a format file, parsed here independently of procwatch's parser.
+fn format_offset(category: &str, name: &str, field: &str) -> Option<u32> {
+    let root = if std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+        "/sys/kernel/tracing"
+    } else {
+        "/sys/kernel/debug/tracing"
+    };
+    let text = std::fs::read_to_string(format!("{root}/events/{category}/{name}/format")).ok()?;
+    text.lines().find_map(|line| {
+        let (decl, rest) = line
+            .trim()
+            .strip_prefix("field:")?
+            .split_once(";\toffset:")?;
+        let ident = decl.rsplit(' ').next()?.split('[').next()?;
+        (ident == field).then(|| rest.split(';').next()?.parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_passes_the_format_files_offsets_and_btf_offsets() {
+    require_root!();
+    use procwatch::sensor::tracefs::FIELDS;
+    let sensor = LiveSensor::start(KillPolicy::default());
+    let passed = sensor.sensor.tracepoint_offsets();
+    for (slot, category, name, field) in FIELDS {
+        let want = format_offset(category, name, field).unwrap_or(procwatch_common::tp::UNKNOWN);
+        assert_eq!(passed[slot], want, "{category}:{name} {field}");
+    }
+    // Every field the programs read exists on this kernel (group_dead included).
+    assert!(
+        passed.iter().all(|&o| o != procwatch_common::tp::UNKNOWN),
+        "{passed:?}"
+    );
+    let kernel = sensor.sensor.kernel_offsets().expect("this kernel has BTF");
+    assert_eq!(kernel[procwatch_common::ko::VALID], 1);
+    assert_eq!(
+        kernel,
+        &procwatch::sensor::btf::kernel_offsets(std::path::Path::new(
+            procwatch::sensor::btf::VMLINUX_BTF
+        ))
+        .expect("btf")
+    );
+    // The BTF fork probe runs, so the classic fork probes are not attached.
+    let probes: Vec<&str> = sensor
+        .sensor
+        .probes()
+        .iter()
+        .map(|p| p.tracepoint.as_str())
+        .collect();
+    assert!(probes.contains(&"tp_btf:sched_process_fork"), "{probes:?}");
+    assert!(!probes.contains(&"syscalls:sys_enter_clone3"), "{probes:?}");
+    assert!(sensor.sensor.probes_missing().is_empty());
+}

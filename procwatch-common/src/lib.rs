@@ -17,7 +17,9 @@ pub const ARG_LEN: usize = 256;
 /// Highest argv offset a new argument may start at; keeps `offset + ARG_LEN` inside [`ARGS_LEN`].
 pub const ARGS_START_LIMIT: usize = ARGS_LEN - ARG_LEN;
 /// How many ancestors the kill-policy scope check follows.
-pub const SCOPE_DEPTH: usize = 16;
+pub const SCOPE_DEPTH: usize = 32;
+/// Entries of each kill-policy allowlist map (executables, users).
+pub const ALLOW_MAX: u32 = 1024;
 /// Most arguments captured from one exec.
 pub const MAX_ARGS: usize = 32;
 /// Bytes kept of a memfd name (the kernel allows 249).
@@ -55,6 +57,8 @@ pub mod flags {
     pub const ARGS_TRUNCATED: u32 = 1 << 3;
     /// argv could not be captured at all (no matching `sys_enter_execve*` was seen).
     pub const ARGS_MISSING: u32 = 1 << 4;
+    /// A ptrace record emitted at syscall exit: `ret` and the tracee are filled in.
+    pub const PTRACE_RESULT: u32 = 1 << 5;
 }
 
 /// Which syscall produced a [`WxMemEvent`].
@@ -67,7 +71,9 @@ pub mod wx_syscall {
     pub const MMAP: u32 = 3;
 }
 
-/// Indices into the `CONFIG` array map (each slot a `u64`).
+/// Indices into the `CONFIG` array map (each slot a `u64`): settings that change while
+/// procwatch runs. Offsets that are fixed once the object is loaded are globals instead
+/// ([`tp`], [`ko`]).
 pub mod config {
     /// procwatch's own tgid: its events are dropped in the kernel.
     pub const SELF_TGID: u32 = 0;
@@ -75,20 +81,120 @@ pub mod config {
     pub const KILL_PTRACE: u32 = 1;
     /// Non-zero: SIGKILL a process that asks for W+X memory.
     pub const KILL_WX: u32 = 2;
-    /// Number of entries in the exec allowlist map (0 lets exec skip the lookup).
-    pub const ALLOW_COUNT: u32 = 3;
+    /// Non-zero: `sys_exit_ptrace` is attached, so a killed `PTRACE_ATTACH` is reported at
+    /// syscall exit with its result (and the tracee it really stopped).
+    pub const PTRACE_EXIT_ON: u32 = 3;
     /// procwatch's parent tgid: never killed by the policy.
     pub const PARENT_TGID: u32 = 4;
-    /// Offset of `group_dead` in `sched_process_exit`'s record, read from its format file;
-    /// 0 when the kernel lacks the field (then a leader's exit stands for the group's).
-    pub const EXIT_GROUP_DEAD_OFFSET: u32 = 5;
     /// Non-zero: the kill policy applies only to this process and its descendants
-    /// (followed through the kernel's fork records); 0: to every process.
+    /// (followed through `real_parent` in the kernel); 0: to every process.
     pub const SCOPE_TGID: u32 = 6;
-    /// Number of entries in the uid allowlist map (0 lets the policy skip the lookup).
-    pub const ALLOW_UID_COUNT: u32 = 7;
     /// Number of slots.
     pub const LEN: u32 = 8;
+}
+
+/// Slots of the `TP_OFFSETS` global: byte offsets of the classic tracepoint fields the
+/// programs read, taken from this kernel's format files at load time. [`UNKNOWN`] when the
+/// field is missing (the programs that need it are then not attached).
+pub mod tp {
+    /// `sched_process_exec`: `__data_loc char[] filename`.
+    pub const EXEC_FILENAME: usize = 0;
+    /// `sched_process_exec`: `old_pid`.
+    pub const EXEC_OLD_PID: usize = 1;
+    /// `sched_process_fork`: `child_pid` (classic fork probe only).
+    pub const FORK_CHILD_PID: usize = 2;
+    /// `sched_process_exit`: `group_dead` ([`UNKNOWN`] on kernels without it).
+    pub const EXIT_GROUP_DEAD: usize = 3;
+    /// `sys_enter_execve`: `argv`.
+    pub const EXECVE_ARGV: usize = 4;
+    /// `sys_enter_execveat`: `argv`.
+    pub const EXECVEAT_ARGV: usize = 5;
+    /// `sys_enter_clone`: `clone_flags`.
+    pub const CLONE_FLAGS: usize = 6;
+    /// `sys_enter_clone3`: `uargs`.
+    pub const CLONE3_UARGS: usize = 7;
+    /// `sys_enter_exit_group`: `error_code`.
+    pub const EXIT_GROUP_CODE: usize = 8;
+    /// `sys_enter_ptrace`: `request`.
+    pub const PTRACE_REQUEST: usize = 9;
+    /// `sys_enter_ptrace`: `pid`.
+    pub const PTRACE_PID: usize = 10;
+    /// `sys_exit_ptrace`: `ret`.
+    pub const PTRACE_RET: usize = 11;
+    /// `sys_enter_connect`: `fd`.
+    pub const CONNECT_FD: usize = 12;
+    /// `sys_enter_connect`: `uservaddr`.
+    pub const CONNECT_ADDR: usize = 13;
+    /// `sys_enter_connect`: `addrlen`.
+    pub const CONNECT_ADDRLEN: usize = 14;
+    /// `sys_enter_mprotect`: `start`.
+    pub const MPROTECT_START: usize = 15;
+    /// `sys_enter_mprotect`: `len`.
+    pub const MPROTECT_LEN: usize = 16;
+    /// `sys_enter_mprotect`: `prot`.
+    pub const MPROTECT_PROT: usize = 17;
+    /// `sys_enter_pkey_mprotect`: `start`.
+    pub const PKEY_START: usize = 18;
+    /// `sys_enter_pkey_mprotect`: `len`.
+    pub const PKEY_LEN: usize = 19;
+    /// `sys_enter_pkey_mprotect`: `prot`.
+    pub const PKEY_PROT: usize = 20;
+    /// `sys_enter_pkey_mprotect`: `pkey`.
+    pub const PKEY_PKEY: usize = 21;
+    /// `sys_enter_mmap`: `addr`.
+    pub const MMAP_ADDR: usize = 22;
+    /// `sys_enter_mmap`: `len`.
+    pub const MMAP_LEN: usize = 23;
+    /// `sys_enter_mmap`: `prot`.
+    pub const MMAP_PROT: usize = 24;
+    /// `sys_enter_mmap`: `flags`.
+    pub const MMAP_FLAGS: usize = 25;
+    /// `sys_enter_memfd_create`: `uname`.
+    pub const MEMFD_NAME: usize = 26;
+    /// `sys_enter_memfd_create`: `flags`.
+    pub const MEMFD_FLAGS: usize = 27;
+    /// Number of slots.
+    pub const COUNT: usize = 28;
+    /// A field this kernel's format file does not have.
+    pub const UNKNOWN: u32 = u32::MAX;
+}
+
+/// Slots of the `KERNEL_OFFSETS` global: byte offsets of kernel struct members, read from
+/// this kernel's BTF (`/sys/kernel/btf/vmlinux`) at load time. [`ko::VALID`] is 1 only when
+/// every member was found; otherwise no program reads a kernel struct.
+pub mod ko {
+    /// 1 when every other slot holds a real offset.
+    pub const VALID: usize = 0;
+    /// `task_struct.pid`.
+    pub const TASK_PID: usize = 1;
+    /// `task_struct.tgid`.
+    pub const TASK_TGID: usize = 2;
+    /// `task_struct.start_boottime`.
+    pub const TASK_START_BOOTTIME: usize = 3;
+    /// `task_struct.real_parent`.
+    pub const TASK_REAL_PARENT: usize = 4;
+    /// `task_struct.parent` (the tracer while traced).
+    pub const TASK_PARENT: usize = 5;
+    /// `task_struct.group_leader`.
+    pub const TASK_GROUP_LEADER: usize = 6;
+    /// `task_struct.mm`.
+    pub const TASK_MM: usize = 7;
+    /// `task_struct.ptraced` (list of tasks this one traces).
+    pub const TASK_PTRACED: usize = 8;
+    /// `task_struct.ptrace_entry` (link in the tracer's `ptraced` list).
+    pub const TASK_PTRACE_ENTRY: usize = 9;
+    /// `mm_struct.exe_file`.
+    pub const MM_EXE_FILE: usize = 10;
+    /// `file.f_inode`.
+    pub const FILE_INODE: usize = 11;
+    /// `inode.i_ino`.
+    pub const INODE_INO: usize = 12;
+    /// `inode.i_sb`.
+    pub const INODE_SB: usize = 13;
+    /// `super_block.s_dev`.
+    pub const SB_DEV: usize = 14;
+    /// Number of slots.
+    pub const COUNT: usize = 15;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.
@@ -106,7 +212,7 @@ pub const AF_INET: u16 = 2;
 /// `AF_INET6`.
 pub const AF_INET6: u16 = 10;
 
-/// Common prefix of every record. 48 bytes, no implicit padding.
+/// Common prefix of every record. 56 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventHeader {
@@ -126,6 +232,9 @@ pub struct EventHeader {
     pub ktime_ns: u64,
     /// Task comm, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Start of the process (its thread-group leader's `start_boottime`, CLOCK_BOOTTIME ns),
+    /// read in the kernel: with `tgid` it names the process exactly. 0 when unknown (no BTF).
+    pub start_ns: u64,
 }
 
 /// A successful exec.
@@ -134,7 +243,7 @@ pub struct EventHeader {
 pub struct ExecEvent {
     /// Common header; `tgid` is the process after exec.
     pub header: EventHeader,
-    /// Parent tgid as learnt from fork events in the kernel; 0 when the fork predates procwatch.
+    /// Parent tgid (`real_parent->tgid`, read in the kernel); 0 when unknown (no BTF).
     pub ppid: u32,
     /// Thread id that called exec (differs from `tgid` when a non-leader thread exec'd).
     pub old_pid: u32,
@@ -144,8 +253,11 @@ pub struct ExecEvent {
     pub args_len: u32,
     /// Arguments captured.
     pub argc: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Device of the executed file (`mm->exe_file->f_inode->i_sb->s_dev`, kernel encoding
+    /// `major << 20 | minor`); with `exe_ino` it names the file whatever path it ran under.
+    pub exe_dev: u32,
+    /// Inode number of the executed file; 0 when unknown (no BTF).
+    pub exe_ino: u64,
     /// Path as given to execve (`bprm->filename`).
     pub filename: [u8; PATH_LEN],
     /// NUL-separated argv.
@@ -162,6 +274,8 @@ pub struct ForkEvent {
     pub parent_tgid: u32,
     /// tgid (= pid) of the child.
     pub child_tgid: u32,
+    /// The child's `start_boottime` (ns), read in the kernel; 0 when unknown (classic probe).
+    pub child_start_ns: u64,
 }
 
 /// A whole thread group exited.
@@ -184,8 +298,17 @@ pub struct PtraceEvent {
     pub header: EventHeader,
     /// `request` argument.
     pub request: u64,
-    /// `pid` argument: the tracee.
+    /// `pid` argument as the tracer passed it (in the tracer's pid namespace).
     pub target_pid: u64,
+    /// With [`flags::PTRACE_RESULT`]: the syscall's return value (0: attached).
+    pub ret: i64,
+    /// With [`flags::PTRACE_RESULT`] and `ret == 0`: tgid of the task the tracer now traces,
+    /// read from the tracer's `ptraced` list in the kernel (0 when it could not be read).
+    pub tracee_tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Start (`start_boottime`, ns) of that tracee's process; 0 when unknown.
+    pub tracee_start_ns: u64,
 }
 
 /// A `connect(2)` to an IPv4 or IPv6 address.
@@ -240,12 +363,28 @@ pub struct MemfdEvent {
     pub name: [u8; MEMFD_NAME_LEN],
 }
 
-/// Key of the exec allowlist map: a NUL-padded absolute path.
+/// Key of the exec allowlist map: what an executable file is (not the path it was run by).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExeKey {
+    /// `s_dev` of the file's superblock, kernel encoding (`major << 20 | minor`).
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// A `PTRACE_ATTACH` the policy killed, held from syscall entry to syscall exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PathKey {
-    /// Path bytes followed by zeros.
-    pub path: [u8; PATH_LEN],
+pub struct PendingPtrace {
+    /// `request` argument.
+    pub request: u64,
+    /// `pid` argument.
+    pub target_pid: u64,
+    /// Header flags decided at entry (the kill outcome).
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// argv captured at `sys_enter_execve*`, held per thread until `sched_process_exec`.
@@ -268,7 +407,7 @@ pub struct PendingArgs {
 mod pod {
     // SAFETY: all of these are repr(C), Copy, contain only integers and byte arrays, and have
     // no implicit padding, so every bit pattern is valid.
-    unsafe impl aya::Pod for super::PathKey {}
+    unsafe impl aya::Pod for super::ExeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingArgs {}
 }
@@ -289,12 +428,14 @@ pub const fn record_size(kind: u32) -> usize {
 
 // The layout is a contract with the kernel side: fail the build if a field moves.
 const _: () = {
-    assert!(core::mem::size_of::<EventHeader>() == 48);
-    assert!(core::mem::size_of::<ExecEvent>() == 48 + 24 + PATH_LEN + ARGS_LEN);
-    assert!(core::mem::size_of::<ForkEvent>() == 56);
-    assert!(core::mem::size_of::<ExitEvent>() == 56);
-    assert!(core::mem::size_of::<PtraceEvent>() == 64);
-    assert!(core::mem::size_of::<ConnectEvent>() == 48 + 32);
-    assert!(core::mem::size_of::<WxMemEvent>() == 48 + 40);
-    assert!(core::mem::size_of::<MemfdEvent>() == 48 + 8 + MEMFD_NAME_LEN);
+    assert!(core::mem::size_of::<EventHeader>() == 56);
+    assert!(core::mem::size_of::<ExecEvent>() == 56 + 32 + PATH_LEN + ARGS_LEN);
+    assert!(core::mem::size_of::<ForkEvent>() == 56 + 16);
+    assert!(core::mem::size_of::<ExitEvent>() == 56 + 8);
+    assert!(core::mem::size_of::<PtraceEvent>() == 56 + 40);
+    assert!(core::mem::size_of::<ConnectEvent>() == 56 + 32);
+    assert!(core::mem::size_of::<WxMemEvent>() == 56 + 40);
+    assert!(core::mem::size_of::<MemfdEvent>() == 56 + 8 + MEMFD_NAME_LEN);
+    assert!(core::mem::size_of::<ExeKey>() == 16);
+    assert!(core::mem::size_of::<PendingPtrace>() == 24);
 };

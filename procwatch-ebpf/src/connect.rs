@@ -4,9 +4,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use procwatch_common::{AF_INET, AF_INET6, ConnectEvent, kind};
+use procwatch_common::{AF_INET, AF_INET6, ConnectEvent, kind, tp};
 
-use crate::emit::{self, current, fill_header, is_self, reserve};
+use crate::{
+    emit::{self, current, fill_header, is_self, reserve},
+    offsets,
+};
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -20,12 +23,14 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     // connect(int fd, struct sockaddr *uservaddr, int addrlen)
-    // SAFETY: syscall argument slots.
-    let fd: u64 = unsafe { ctx.read_at(16) }.map_err(i64::from)?;
+    // SAFETY: syscall argument slots, offsets from the format file.
+    let fd: u64 = unsafe { ctx.read_at(offsets::tp(tp::CONNECT_FD)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let addr: *const u8 = unsafe { ctx.read_at(24) }.map_err(i64::from)?;
+    let addr: *const u8 =
+        unsafe { ctx.read_at(offsets::tp(tp::CONNECT_ADDR)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let addrlen: u64 = unsafe { ctx.read_at(32) }.map_err(i64::from)?;
+    let addrlen: u64 =
+        unsafe { ctx.read_at(offsets::tp(tp::CONNECT_ADDRLEN)) }.map_err(i64::from)?;
     // SAFETY: fault-tolerant user read of sa_family.
     let family: u16 = unsafe { bpf_probe_read_user(addr.cast::<u16>()) }.map_err(i64::from)?;
     let (addr_offset, addr_len, min_len) = match family {

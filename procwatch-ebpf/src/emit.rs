@@ -5,7 +5,10 @@ use aya_ebpf::helpers::{
 use aya_ebpf::maps::ring_buf::RingBufEntry;
 use procwatch_common::{COMM_LEN, EventHeader, config};
 
-use crate::maps::{CONFIG, EVENTS, LOST};
+use crate::{
+    maps::{CONFIG, EVENTS, LOST},
+    task,
+};
 
 /// `bpf_ringbuf_submit` flag (uapi bpf.h): wake the reader whatever its position.
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
@@ -80,6 +83,7 @@ pub unsafe fn fill_header(h: *mut EventHeader, kind: u32, pid_tgid: u64, flags: 
         (*h).gid = (uid_gid >> 32) as u32;
         (*h).ktime_ns = bpf_ktime_get_ns();
         generated::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), COMM_LEN as u32);
+        (*h).start_ns = task::process_start_ns(task::current());
     }
 }
 

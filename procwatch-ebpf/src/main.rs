@@ -1,8 +1,9 @@
 //! procwatch's kernel side: tracepoint programs feeding one ring buffer.
 //!
-//! Tracepoints only: kprobes and fentry are not available on the machines this runs on
-//! (see `shared/notes/ebpf-on-these-machines.md`). Each probe family is a module with
-//! `#[tracepoint]` entry points of the `x() -> try_x()` shape; every map lives in `maps`.
+//! Tracepoints (classic, and BTF-enabled for fork) only: kprobes and fentry are not available
+//! on the machines this runs on (see `shared/notes/ebpf-on-these-machines.md`). Each probe
+//! family is a module with entry points of the `x() -> try_x()` shape; every map lives in
+//! `maps`, every load-time offset in `offsets`, every kernel-struct read in `task`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -15,11 +16,15 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod memfd;
 #[cfg(target_arch = "bpf")]
+mod offsets;
+#[cfg(target_arch = "bpf")]
 mod policy;
 #[cfg(target_arch = "bpf")]
 mod process;
 #[cfg(target_arch = "bpf")]
 mod ptrace;
+#[cfg(target_arch = "bpf")]
+mod task;
 #[cfg(target_arch = "bpf")]
 mod wx_mem;
 

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use procwatch_common::{PathKey, PendingArgs, config, kind};
+use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, config, kind};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
@@ -27,13 +27,8 @@ pub static EXEC_ARGS: LruHashMap<u32, PendingArgs> = LruHashMap::with_max_entrie
 #[map]
 pub static ARGS_SCRATCH: PerCpuArray<PendingArgs> = PerCpuArray::with_max_entries(1, 0);
 
-/// Parent tgid of every process forked while procwatch runs, so exec events carry a ppid
-/// even when the process is gone before userspace could read /proc.
-#[map]
-pub static PARENT: LruHashMap<u32, u32> = LruHashMap::with_max_entries(65536, 0);
-
-/// `clone`/`clone3` flags of the calling thread, read at `sched_process_fork` to tell a new
-/// thread (not reported) from a new process.
+/// `clone`/`clone3` flags of the calling thread, read at the classic `sched_process_fork` to
+/// tell a new thread from a new process. Only used where the BTF fork probe cannot load.
 #[map]
 pub static CLONE_FLAGS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
 
@@ -41,18 +36,17 @@ pub static CLONE_FLAGS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192
 #[map]
 pub static EXIT_CODES: LruHashMap<u32, i32> = LruHashMap::with_max_entries(8192, 0);
 
-/// Executables exempt from the kill policy, by the path they were exec'd as.
+/// Executables exempt from the kill policy, by what the file is (device and inode), filled
+/// by userspace from the allowlisted paths. Checked at kill time against the current task's
+/// `mm->exe_file`, so it holds no per-process state and nothing can be evicted from it.
 #[map]
-pub static ALLOW_EXE: HashMap<PathKey, u8> = HashMap::with_max_entries(256, 0);
-
-/// Processes exempt from the kill policy: an allowlisted exec, inherited across fork.
-#[map]
-pub static EXEMPT: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
-
-/// Per-CPU scratch for building a zero-padded `PathKey`.
-#[map]
-pub static PATH_SCRATCH: PerCpuArray<PathKey> = PerCpuArray::with_max_entries(1, 0);
+pub static ALLOW_EXE: HashMap<ExeKey, u8> = HashMap::with_max_entries(ALLOW_MAX, 0);
 
 /// Users exempt from the kill policy (whitelisted users), by uid.
 #[map]
-pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(ALLOW_MAX, 0);
+
+/// A `PTRACE_ATTACH` the policy killed, by tracer thread id, from syscall entry to exit.
+/// Not LRU: an entry lives for one syscall; when the map is full the event is sent at entry.
+#[map]
+pub static PTRACE_PENDING: HashMap<u32, PendingPtrace> = HashMap::with_max_entries(1024, 0);

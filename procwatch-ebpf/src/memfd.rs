@@ -1,8 +1,11 @@
 //! memfd_create(2): the first step of fileless execution.
 use aya_ebpf::{helpers::generated, macros::tracepoint, programs::TracePointContext};
-use procwatch_common::{MEMFD_NAME_LEN, MemfdEvent, kind};
+use procwatch_common::{MEMFD_NAME_LEN, MemfdEvent, kind, tp};
 
-use crate::emit::{self, current, fill_header, is_self, reserve};
+use crate::{
+    emit::{self, current, fill_header, is_self, reserve},
+    offsets,
+};
 
 #[tracepoint]
 pub fn sys_enter_memfd_create(ctx: TracePointContext) -> u32 {
@@ -16,10 +19,11 @@ fn try_memfd(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     // memfd_create(const char *uname, unsigned int flags)
-    // SAFETY: syscall argument slots.
-    let name: *const u8 = unsafe { ctx.read_at(16) }.map_err(i64::from)?;
+    // SAFETY: syscall argument slots, offsets from the format file.
+    let name: *const u8 = unsafe { ctx.read_at(offsets::tp(tp::MEMFD_NAME)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let memfd_flags: u64 = unsafe { ctx.read_at(24) }.map_err(i64::from)?;
+    let memfd_flags: u64 =
+        unsafe { ctx.read_at(offsets::tp(tp::MEMFD_FLAGS)) }.map_err(i64::from)?;
     let Some(mut entry) = reserve::<MemfdEvent>(kind::MEMFD) else {
         return Ok(());
     };

@@ -1,38 +1,38 @@
 //! Process lifecycle: exec (with argv captured before the old image is gone), fork, exit.
+//!
+//! Every field offset comes from this kernel at load time (`offsets`): tracepoint fields from
+//! the format files, task_struct members from BTF. A new process is reported by the
+//! BTF-enabled `sched_process_fork`, which sees the child task itself (thread or process, its
+//! start time); the classic tracepoint with clone flags read from user memory is the fallback
+//! where BTF programs cannot load.
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_probe_read_user, generated},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use procwatch_common::{
     ARG_LEN, ARGS_LEN, ARGS_START_LIMIT, CLONE_THREAD, ExecEvent, ExitEvent, ForkEvent, MAX_ARGS,
-    PATH_LEN, config, flags, kind,
+    PATH_LEN, flags, kind, tp,
 };
 
 use crate::{
     emit::{self, current, fill_header, is_self, reserve},
-    maps::{
-        ALLOW_EXE, ARGS_SCRATCH, CLONE_FLAGS, EXEC_ARGS, EXEMPT, EXIT_CODES, PARENT, PATH_SCRATCH,
-    },
+    maps::{ARGS_SCRATCH, CLONE_FLAGS, EXEC_ARGS, EXIT_CODES, PTRACE_PENDING},
+    offsets, task,
 };
-
-// Syscall tracepoint arguments start at offset 16, 8 bytes each.
-const ARG0: usize = 16;
-const ARG1: usize = 24;
-const ARG2: usize = 32;
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     // execve(filename, argv, envp)
-    let _ = try_capture_args(&ctx, ARG1);
+    let _ = try_capture_args(&ctx, offsets::tp(tp::EXECVE_ARGV));
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     // execveat(dfd, filename, argv, envp, flags)
-    let _ = try_capture_args(&ctx, ARG2);
+    let _ = try_capture_args(&ctx, offsets::tp(tp::EXECVEAT_ARGV));
     0
 }
 
@@ -119,14 +119,13 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if is_self(tgid) {
         return Ok(());
     }
-    // Fields: __data_loc char[] filename @8, pid_t pid @12, pid_t old_pid @16.
-    // SAFETY: offsets from the tracepoint's format file.
-    let loc: u32 = unsafe { ctx.read_at(8) }.map_err(i64::from)?;
+    // SAFETY: offsets from this kernel's format file.
+    let loc: u32 = unsafe { ctx.read_at(offsets::tp(tp::EXEC_FILENAME)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let old_pid: u32 = unsafe { ctx.read_at(16) }.map_err(i64::from)?;
+    let old_pid: u32 = unsafe { ctx.read_at(offsets::tp(tp::EXEC_OLD_PID)) }.map_err(i64::from)?;
     let filename_ptr = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
-
-    update_exemption(tgid, filename_ptr);
+    let me = task::current();
+    let exe = task::exe_key(me);
 
     let Some(mut entry) = reserve::<ExecEvent>(kind::EXEC) else {
         return Ok(());
@@ -136,8 +135,17 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     unsafe {
         fill_header(&raw mut (*e).header, kind::EXEC, pid_tgid, 0);
         (*e).old_pid = old_pid;
-        (*e).ppid = PARENT.get(tgid).copied().unwrap_or(0);
-        (*e)._pad = 0;
+        (*e).ppid = task::parent_tgid(me);
+        match exe {
+            Some(k) => {
+                (*e).exe_dev = k.dev as u32;
+                (*e).exe_ino = k.ino;
+            }
+            None => {
+                (*e).exe_dev = 0;
+                (*e).exe_ino = 0;
+            }
+        }
         let n = generated::bpf_probe_read_kernel_str(
             (*e).filename.as_mut_ptr().cast(),
             PATH_LEN as u32,
@@ -168,46 +176,51 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// Marks or unmarks `tgid` as exempt from the kill policy according to the exec allowlist.
-#[inline(always)]
-fn update_exemption(tgid: u32, filename: *const u8) {
-    if emit::config(config::ALLOW_COUNT) == 0 {
-        return;
+/// `sched_process_fork(parent, child)` with the task pointers themselves: the child is a new
+/// process exactly when it leads its own thread group, whatever flags the caller passed.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn btf_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_btf_fork(&ctx);
+    0
+}
+
+fn try_btf_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    if !offsets::kernel_known() {
+        return Ok(());
     }
-    let Some(key) = PATH_SCRATCH.get_ptr_mut(0) else {
-        return;
+    let child: task::Task = ctx.arg(1);
+    let (Some(child_pid), Some(child_tgid)) = (task::pid(child), task::tgid(child)) else {
+        return Err(0);
     };
-    // SAFETY: `key` is this CPU's scratch slot. Zero it with volatile u64 stores (no memset,
-    // which the BPF backend cannot lower) so the map key is the path followed by zeros.
-    unsafe {
-        let words = (*key).path.as_mut_ptr().cast::<u64>();
-        let mut w = 0;
-        while w < PATH_LEN / 8 {
-            core::ptr::write_volatile(words.wrapping_add(w), 0);
-            w += 1;
-        }
-        generated::bpf_probe_read_kernel_str(
-            (*key).path.as_mut_ptr().cast(),
-            PATH_LEN as u32,
-            filename.cast(),
-        );
-        #[expect(
-            clippy::needless_borrows_for_generic_args,
-            reason = "by value would copy the 256-byte key onto the BPF stack"
-        )]
-        let allowed = ALLOW_EXE.get(&*key).is_some();
-        if allowed {
-            let _ = EXEMPT.insert(tgid, 1u8, 0);
-        } else {
-            let _ = EXEMPT.remove(tgid);
-        }
+    if child_pid != child_tgid {
+        return Ok(()); // a new thread
     }
+    let (pid_tgid, tgid) = current();
+    if is_self(tgid) {
+        return Ok(());
+    }
+    // CLONE_PARENT makes the caller's parent the child's: the kernel's link is the truth.
+    let parent = task::parent_tgid(child);
+    let start = task::start_ns(child).unwrap_or(0);
+    let Some(mut entry) = reserve::<ForkEvent>(kind::FORK) else {
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: reserved slot of the right size.
+    unsafe {
+        fill_header(&raw mut (*e).header, kind::FORK, pid_tgid, 0);
+        (*e).parent_tgid = if parent != 0 { parent } else { tgid };
+        (*e).child_tgid = child_tgid;
+        (*e).child_start_ns = start;
+    }
+    emit::submit(entry, emit::Urgency::Bulk);
+    Ok(())
 }
 
 #[tracepoint]
 pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
-    // SAFETY: clone(clone_flags, ...) — first argument slot.
-    if let Ok(clone_flags) = unsafe { ctx.read_at::<u64>(ARG0) } {
+    // SAFETY: clone(clone_flags, ...): offset from the format file.
+    if let Ok(clone_flags) = unsafe { ctx.read_at::<u64>(offsets::tp(tp::CLONE_FLAGS)) } {
         let (pid_tgid, _) = current();
         let _ = CLONE_FLAGS.insert(pid_tgid as u32, clone_flags, 0);
     }
@@ -218,7 +231,7 @@ pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
     // clone3(struct clone_args *uargs, size_t size); `flags` is the first u64 of clone_args.
     // SAFETY: argument slot, then a fault-tolerant user read.
-    if let Ok(uargs) = unsafe { ctx.read_at::<*const u64>(ARG0) }
+    if let Ok(uargs) = unsafe { ctx.read_at::<*const u64>(offsets::tp(tp::CLONE3_UARGS)) }
         && let Ok(clone_flags) = unsafe { bpf_probe_read_user(uargs) }
     {
         let (pid_tgid, _) = current();
@@ -227,6 +240,9 @@ pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The classic fork tracepoint: only where the BTF one cannot load. The child's start time
+/// is not known here (userspace reads it from /proc with a check), and the thread/process
+/// decision rests on clone flags read from user memory at syscall entry.
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let _ = try_fork(&ctx);
@@ -234,7 +250,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
-    // Runs in the parent. Fields: parent_pid @12, child_pid @20.
+    // Runs in the parent.
     let (pid_tgid, tgid) = current();
     let tid = pid_tgid as u32;
     let clone_flags = CLONE_FLAGS.get_ptr(tid).map(|p| unsafe { *p }).unwrap_or(0);
@@ -243,14 +259,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     // SAFETY: offset from the tracepoint's format file.
-    let child: u32 = unsafe { ctx.read_at(20) }.map_err(i64::from)?;
-    let _ = PARENT.insert(child, tgid, 0);
-    if emit::config(config::ALLOW_COUNT) != 0 {
-        // SAFETY: presence test only.
-        if unsafe { EXEMPT.get(tgid) }.is_some() {
-            let _ = EXEMPT.insert(child, 1u8, 0);
-        }
-    }
+    let child: u32 = unsafe { ctx.read_at(offsets::tp(tp::FORK_CHILD_PID)) }.map_err(i64::from)?;
     if is_self(tgid) {
         return Ok(());
     }
@@ -263,6 +272,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         fill_header(&raw mut (*e).header, kind::FORK, pid_tgid, 0);
         (*e).parent_tgid = tgid;
         (*e).child_tgid = child;
+        (*e).child_start_ns = 0;
     }
     emit::submit(entry, emit::Urgency::Bulk);
     Ok(())
@@ -270,8 +280,8 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sys_enter_exit_group(ctx: TracePointContext) -> u32 {
-    // SAFETY: exit_group(int error_code).
-    if let Ok(code) = unsafe { ctx.read_at::<u64>(ARG0) } {
+    // SAFETY: exit_group(int error_code): offset from the format file.
+    if let Ok(code) = unsafe { ctx.read_at::<u64>(offsets::tp(tp::EXIT_GROUP_CODE)) } {
         let (_, tgid) = current();
         let _ = EXIT_CODES.insert(tgid, code as i32, 0);
     }
@@ -289,18 +299,16 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let tid = pid_tgid as u32;
     let _ = EXEC_ARGS.remove(tid);
     let _ = CLONE_FLAGS.remove(tid);
-    let group_dead_off = emit::config(config::EXIT_GROUP_DEAD_OFFSET) as usize;
-    let group_dead = if group_dead_off != 0 && group_dead_off < 64 {
+    let _ = PTRACE_PENDING.remove(tid);
+    let group_dead = if offsets::tp_known(tp::EXIT_GROUP_DEAD) {
         // SAFETY: offset read from this kernel's format file by userspace.
-        unsafe { ctx.read_at::<u8>(group_dead_off) }.map_err(i64::from)? != 0
+        unsafe { ctx.read_at::<u8>(offsets::tp(tp::EXIT_GROUP_DEAD)) }.map_err(i64::from)? != 0
     } else {
         tid == tgid
     };
     if !group_dead {
         return Ok(());
     }
-    let _ = PARENT.remove(tgid);
-    let _ = EXEMPT.remove(tgid);
     let code = EXIT_CODES.get_ptr(tgid).map(|p| unsafe { *p });
     let _ = EXIT_CODES.remove(tgid);
     if is_self(tgid) {

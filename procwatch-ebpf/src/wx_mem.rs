@@ -1,39 +1,67 @@
 //! W+X memory: mprotect, pkey_mprotect and mmap calls asking for PROT_WRITE|PROT_EXEC.
 //! Everything else is filtered here, so the common non-W+X call costs one comparison.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use procwatch_common::{PROT_EXEC, PROT_WRITE, WxMemEvent, config, kind, wx_syscall};
+use procwatch_common::{PROT_EXEC, PROT_WRITE, WxMemEvent, config, kind, tp, wx_syscall};
 
 use crate::{
     emit::{self, current, fill_header, is_self, reserve},
-    policy,
+    offsets, policy,
 };
 
 const WX: u64 = PROT_WRITE | PROT_EXEC;
 
+/// Where one syscall keeps its arguments: `tp` slots of start, len, prot and the extra
+/// argument reported as `flags` (none for mprotect).
+struct Args {
+    start: usize,
+    len: usize,
+    prot: usize,
+    extra: Option<usize>,
+}
+
 #[tracepoint]
 pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     // mprotect(start, len, prot)
-    let _ = try_wx(&ctx, wx_syscall::MPROTECT, None);
+    let args = Args {
+        start: tp::MPROTECT_START,
+        len: tp::MPROTECT_LEN,
+        prot: tp::MPROTECT_PROT,
+        extra: None,
+    };
+    let _ = try_wx(&ctx, wx_syscall::MPROTECT, &args);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_pkey_mprotect(ctx: TracePointContext) -> u32 {
     // pkey_mprotect(start, len, prot, pkey)
-    let _ = try_wx(&ctx, wx_syscall::PKEY_MPROTECT, Some(40));
+    let args = Args {
+        start: tp::PKEY_START,
+        len: tp::PKEY_LEN,
+        prot: tp::PKEY_PROT,
+        extra: Some(tp::PKEY_PKEY),
+    };
+    let _ = try_wx(&ctx, wx_syscall::PKEY_MPROTECT, &args);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     // mmap(addr, len, prot, flags, fd, off)
-    let _ = try_wx(&ctx, wx_syscall::MMAP, Some(40));
+    let args = Args {
+        start: tp::MMAP_ADDR,
+        len: tp::MMAP_LEN,
+        prot: tp::MMAP_PROT,
+        extra: Some(tp::MMAP_FLAGS),
+    };
+    let _ = try_wx(&ctx, wx_syscall::MMAP, &args);
     0
 }
 
-fn try_wx(ctx: &TracePointContext, syscall: u32, extra_offset: Option<usize>) -> Result<(), i64> {
-    // SAFETY: syscall argument slots (offset 16 + 8 * n).
-    let prot: u64 = unsafe { ctx.read_at(32) }.map_err(i64::from)?;
+#[inline(always)]
+fn try_wx(ctx: &TracePointContext, syscall: u32, args: &Args) -> Result<(), i64> {
+    // SAFETY: syscall argument slots, offsets from the format file.
+    let prot: u64 = unsafe { ctx.read_at(offsets::tp(args.prot)) }.map_err(i64::from)?;
     if prot & WX != WX {
         return Ok(());
     }
@@ -43,12 +71,12 @@ fn try_wx(ctx: &TracePointContext, syscall: u32, extra_offset: Option<usize>) ->
     }
     let action = policy::enforce(config::KILL_WX, tgid);
     // SAFETY: as above.
-    let start: u64 = unsafe { ctx.read_at(16) }.map_err(i64::from)?;
+    let start: u64 = unsafe { ctx.read_at(offsets::tp(args.start)) }.map_err(i64::from)?;
     // SAFETY: as above.
-    let len: u64 = unsafe { ctx.read_at(24) }.map_err(i64::from)?;
-    let extra: u64 = match extra_offset {
+    let len: u64 = unsafe { ctx.read_at(offsets::tp(args.len)) }.map_err(i64::from)?;
+    let extra: u64 = match args.extra {
         // SAFETY: as above.
-        Some(off) => unsafe { ctx.read_at(off) }.map_err(i64::from)?,
+        Some(slot) => unsafe { ctx.read_at(offsets::tp(slot)) }.map_err(i64::from)?,
         None => 0,
     };
     let Some(mut entry) = reserve::<WxMemEvent>(kind::WX_MEM) else {

@@ -36,6 +36,12 @@ pub enum Action {
     Killed,
     /// Killing was attempted and failed.
     KillFailed,
+    /// A kill was called for, but procwatch would not: it could not name the exact process
+    /// (start time unknown, pid now another process's) or may never signal it (init, a
+    /// kernel thread, itself). `action_reason` says which.
+    KillRefused,
+    /// A kill was called for, but the process is exempt (allowlisted executable or user).
+    Exempt,
 }
 
 /// Who acted.
@@ -55,6 +61,8 @@ pub struct SensorInfo {
     pub name: SensorKind,
     /// Events lost so far (kernel ring buffer full, netlink overruns, channel drops).
     pub events_lost: u64,
+    /// Probes that failed to attach: what they report is not seen.
+    pub probes_missing: Vec<String>,
 }
 
 /// A `procwatch.alert/v1` record.
@@ -104,11 +112,18 @@ pub struct Alert {
     /// Who did it (absent for a plain alert).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_by: Option<ActionBy>,
+    /// Why the action is what it is when it is not a plain alert or a kill (why a kill was
+    /// refused, failed, or exempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_reason: Option<String>,
     /// Sensor and loss.
     pub sensor: SensorInfo,
     /// Directory of the forensic dump taken for this alert, when `--dump` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dump: Option<String>,
+    /// Why no dump was written, when `--dump` is on and none was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump_error: Option<String>,
 }
 
 /// What triggered an evaluation.
@@ -188,8 +203,10 @@ pub fn build(
         remote_ports: p.remote_ports(),
         action: Action::Alert,
         action_by: None,
+        action_reason: None,
         sensor,
         dump: None,
+        dump_error: None,
     }
 }
 
@@ -224,6 +241,8 @@ pub fn terminal_line(a: &Alert) -> String {
         Action::Alert => String::new(),
         Action::Killed => " [killed]".into(),
         Action::KillFailed => " [kill failed]".into(),
+        Action::KillRefused => " [kill refused]".into(),
+        Action::Exempt => " [exempt]".into(),
     };
     format!(
         "{} ALERT score={:.1} pid={} user={} name={} exe={} rules={}{} :: {}",

@@ -13,6 +13,7 @@ use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
     detect::{self, reverse_shell::is_shell_or_interpreter},
+    identity::{AllowIds, ExeId},
     process::{
         hash::{HashCache, HashOutcome},
         sample::{self, Sample},
@@ -32,14 +33,18 @@ pub const INLINE_HASH_MAX: u64 = 16 * 1024 * 1024;
 pub struct Flagged {
     /// The alert (action still `alert` unless the kernel already acted).
     pub alert: Alert,
-    /// Start time of the process (pid + start time name it).
+    /// Start time of the process in clock ticks (pid + start time name it); 0 when it could
+    /// not be established, and then nothing acts on the process.
     pub start_ticks: u64,
+    /// The executable file, when known (for the kill exemption).
+    pub exe_id: Option<ExeId>,
     /// A kernel thread: never killed.
     pub kernel_thread: bool,
     /// Already exited when flagged.
     pub exited: bool,
-    /// For a ptrace the kernel killed: the tracee, left stopped by the attach.
-    pub stopped_tracee: Option<u32>,
+    /// For a `PTRACE_ATTACH` the kernel killed: the process that attach really stopped (pid
+    /// and start ticks, from the kernel), to be continued.
+    pub stopped_tracee: Option<(u32, u64)>,
 }
 
 /// What the engine counts about itself.
@@ -66,13 +71,17 @@ pub struct Engine {
     counts: EngineStats,
     /// Pids whose stdio should be re-read soon (a shell that just connected somewhere).
     recheck: Vec<(u32, Instant)>,
+    /// The config's allowlisted executables, by file identity.
+    allow: AllowIds,
 }
 
 impl Engine {
     /// An engine with an empty table.
     pub fn new(cfg: Config, sensor: SensorKind, stats: Arc<SensorStats>) -> Self {
         let table = ProcessTable::new(cfg.max_processes, cfg.exited_grace);
+        let allow = AllowIds::from_config(&cfg);
         Self {
+            allow,
             cfg,
             table,
             users: UserNames::new(),
@@ -91,7 +100,30 @@ impl Engine {
 
     /// Replaces the config (SIGHUP); the table and dedup state are kept.
     pub fn set_config(&mut self, cfg: Config) {
+        self.allow = AllowIds::from_config(&cfg);
         self.cfg = cfg;
+    }
+
+    /// Resolves the allowlisted paths again (a file replaced at its path is another file).
+    pub fn refresh_allowlist(&mut self) {
+        self.allow = AllowIds::from_config(&self.cfg);
+    }
+
+    /// Why a flagged process must not be killed from user space, if it must not: the same
+    /// exemptions the kernel applies (allowlisted executable by file identity, user).
+    pub fn kill_exemption(&self, f: &Flagged) -> Option<String> {
+        Self::exemption(&self.allow, &self.cfg, f.exe_id, &f.alert)
+    }
+
+    fn exemption(allow: &AllowIds, cfg: &Config, exe: Option<ExeId>, a: &Alert) -> Option<String> {
+        if exe.is_some_and(|id| allow.exempt.contains(&id)) {
+            return Some(
+                "exempt: allowlisted executable (enforce.allow_exe_paths / whitelist.exe_paths)"
+                    .into(),
+            );
+        }
+        cfg.user_whitelisted(a.user.as_deref(), a.uid)
+            .then(|| "exempt: whitelisted user".into())
     }
 
     /// The process table (read-only).
@@ -137,8 +169,11 @@ impl Engine {
         let pid = ev.tgid;
         match &ev.body {
             EventBody::Exec(x) => {
-                let p = self.table.entry(pid, 0, ev.sensor, now);
+                let p = self
+                    .table
+                    .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
                 p.reset_for_exec();
+                p.exe_id = x.exe;
                 p.name = ev.comm.clone();
                 p.uid = ev.uid;
                 p.gid = ev.gid;
@@ -149,7 +184,13 @@ impl Engine {
                 let (exe, state) = if gone {
                     (None, ExeState::Unknown)
                 } else {
-                    sample::read_exe(pid)
+                    let (exe, state) = sample::read_exe(pid);
+                    // /proc names whoever holds the pid now: if the kernel said which file was
+                    // exec'd and /proc runs another, the process is gone and the pid reused.
+                    match x.exe {
+                        Some(id) if exe.is_some() && !runs(pid, id) => (None, ExeState::Unknown),
+                        _ => (exe, state),
+                    }
                 };
                 match exe {
                     Some(exe) => {
@@ -170,10 +211,9 @@ impl Engine {
                 // A fork runs the parent's image: same exe, argv and what was already reported.
                 let image = self.table.get(f.parent_tgid).map(|p| {
                     (
-                        p.uid,
-                        p.gid,
+                        (p.uid, p.gid),
                         p.name.clone(),
-                        p.exe.clone(),
+                        (p.exe.clone(), p.exe_id),
                         p.exe_state,
                         p.cmdline.clone(),
                         p.sha256.clone(),
@@ -181,15 +221,28 @@ impl Engine {
                         p.cwd.clone(),
                     )
                 });
-                let child = self.table.entry(f.child_tgid, 0, ev.sensor, now);
+                let start = f
+                    .child_start_time_ns
+                    .and_then(crate::identity::ticks_from_boot_ns)
+                    .unwrap_or(0);
+                let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                if let Some((uid, gid, name, exe, exe_state, cmdline, sha256, reported, cwd)) =
-                    image
+                if let Some((
+                    (uid, gid),
+                    name,
+                    (exe, exe_id),
+                    exe_state,
+                    cmdline,
+                    sha256,
+                    reported,
+                    cwd,
+                )) = image
                 {
                     child.uid = uid;
                     child.gid = gid;
                     child.name = name;
                     child.exe = exe;
+                    child.exe_id = exe_id;
                     child.exe_state = exe_state;
                     child.cmdline = cmdline;
                     child.sha256 = sha256;
@@ -267,12 +320,21 @@ impl Engine {
     /// The entry for the process behind `ev`, filled from /proc the first time it is seen
     /// (it predates procwatch or its exec was not observed).
     fn known(&mut self, pid: u32, ev: &Event, now: Instant) -> &mut Process {
-        let p = self.table.entry(pid, 0, ev.sensor, now);
+        let p = self
+            .table
+            .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
         if p.exe_state == ExeState::Unknown && p.exe.is_none() {
             p.name = ev.comm.clone();
             p.uid = ev.uid;
             p.gid = ev.gid;
-            if let Ok(s) = sample::take(pid, &sample::Depth::Identity) {
+            // Only the process the event names: a pid reused since is another process.
+            if let Ok(s) = sample::take(pid, &sample::Depth::Identity)
+                && if p.start_ticks != 0 {
+                    s.start_ticks == p.start_ticks
+                } else {
+                    ev.ktime_ns != 0 && crate::identity::started_by(s.start_ticks, ev.ktime_ns)
+                }
+            {
                 sample::merge_identity(p, &s);
             }
         }
@@ -368,8 +430,14 @@ impl Engine {
             return None;
         }
         let verdict = score::score(findings, 0.0, cfg);
+        if verdict.total_score >= cfg.min_score {
+            identify(p, trigger);
+        }
         let user = self.users.name(p.uid).map(str::to_owned);
-        match score::decide(p, &verdict, user.as_deref(), cfg) {
+        let whitelisted = p
+            .exe_id
+            .is_some_and(|id| self.allow.whitelist.contains(&id));
+        match score::decide(p, &verdict, user.as_deref(), whitelisted, cfg) {
             Decision::Alert => {}
             Decision::Whitelisted => {
                 self.counts.whitelisted += 1;
@@ -391,6 +459,7 @@ impl Engine {
         let sensor = SensorInfo {
             name: self.sensor,
             events_lost: self.stats.lost_total(),
+            probes_missing: self.stats.probes_missing(),
         };
         let mut alert = alert::build(p, &verdict, trigger, user, sensor);
         let mut stopped_tracee = None;
@@ -399,25 +468,80 @@ impl Engine {
                 Some(KernelAction::Killed) => {
                     alert.action = Action::Killed;
                     alert.action_by = Some(ActionBy::Kernel);
-                    if let EventBody::Ptrace(t) = &ev.body {
-                        stopped_tracee = u32::try_from(t.target_pid).ok();
-                    }
+                    stopped_tracee = attached_tracee(ev);
                 }
                 Some(KernelAction::KillFailed) => {
                     alert.action = Action::KillFailed;
                     alert.action_by = Some(ActionBy::Kernel);
                 }
-                Some(KernelAction::Exempt) | None => {}
+                Some(KernelAction::Exempt) => {
+                    alert.action = Action::Exempt;
+                    alert.action_by = Some(ActionBy::Kernel);
+                    alert.action_reason = Some("exempt in the kernel's policy".into());
+                }
+                None => {}
             }
         }
         Some(Flagged {
             alert,
             start_ticks: p.start_ticks,
+            exe_id: p.exe_id,
             kernel_thread: p.kernel_thread,
             exited: p.exited.is_some(),
             stopped_tracee,
         })
     }
+}
+
+/// Establishes who a process about to be judged is, where the sensor could not say: its start
+/// time from /proc, believed only if that process started no later than the triggering event
+/// (a recycled pid belongs to a process started after it), and the executable file, read
+/// through the same /proc handle once the start time is known to match. A process that exited
+/// keeps what it has (its /proc entry, if any, belongs to someone else).
+fn identify(p: &mut Process, trigger: &Trigger<'_>) {
+    if p.exited.is_some() || (p.start_ticks != 0 && p.exe_id.is_some()) {
+        return;
+    }
+    let Ok((start, exe)) = crate::process::stat::start_and_exe(p.pid) else {
+        return;
+    };
+    if p.start_ticks == 0 {
+        let plausible = match trigger {
+            Trigger::Event(ev) => {
+                ev.ktime_ns != 0 && crate::identity::started_by(start, ev.ktime_ns)
+            }
+            // A sweep's sample carries its own start time; an entry without one is not judged.
+            Trigger::Sweep => false,
+        };
+        if !plausible {
+            return;
+        }
+        p.start_ticks = start;
+    }
+    if p.start_ticks == start && p.exe_id.is_none() {
+        p.exe_id = exe;
+    }
+}
+
+/// True when the process holding `pid` now runs the file `id`.
+fn runs(pid: u32, id: ExeId) -> bool {
+    std::fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| ExeId::from_metadata(&m) == id)
+}
+
+/// The process a killed `PTRACE_ATTACH` really stopped, as the kernel reported it at syscall
+/// exit (never the pid the tracer passed: that one names any process it likes).
+fn attached_tracee(ev: &Event) -> Option<(u32, u64)> {
+    let EventBody::Ptrace(t) = &ev.body else {
+        return None;
+    };
+    if t.request != procwatch_common::PTRACE_ATTACH {
+        return None;
+    }
+    let r = t.result?;
+    let start = r
+        .tracee_start_time_ns
+        .and_then(crate::identity::ticks_from_boot_ns)?;
+    (r.ret == 0).then_some((r.tracee_tgid?, start))
 }
 
 fn hash_exe(cache: &mut HashCache, pid: u32) -> Option<String> {
@@ -468,6 +592,7 @@ mod tests {
             uid: 0,
             gid: 0,
             comm: "payload".into(),
+            start_time_ns: None,
             kernel_action: None,
             body,
         }
@@ -483,6 +608,7 @@ mod tests {
                 args_missing: false,
                 ppid: 1,
                 old_pid: tgid,
+                exe: None,
             }),
         )
     }
@@ -564,6 +690,7 @@ mod tests {
             EventBody::Fork(Fork {
                 parent_tgid: GONE,
                 child_tgid: GONE + 1,
+                child_start_time_ns: None,
             }),
         );
         assert!(e.on_event(&fork, now).is_empty());
@@ -604,6 +731,35 @@ mod tests {
     }
 
     #[test]
+    fn proc_is_not_believed_when_it_runs_another_file_than_the_kernel_exec_d() {
+        // This test process is alive under its own pid, but the exec the kernel reported ran
+        // another file: /proc then describes a process that reused the pid.
+        let me = std::process::id();
+        let other = ExeId::of_path(Path::new("/bin/true")).expect("stat");
+        let mut ev = exec(me, "/tmp/dropper");
+        if let EventBody::Exec(x) = &mut ev.body {
+            x.exe = Some(other);
+        }
+        let mut e = engine();
+        let alerts = e.on_events(&[ev], Instant::now());
+        assert_eq!(alerts.len(), 1, "tmp_exe from the kernel's filename");
+        let p = e.table().get(me).expect("tracked");
+        assert_eq!(p.exe.as_deref(), Some(Path::new("/tmp/dropper")));
+        assert_eq!(alerts[0].exe_id, Some(other));
+
+        // The file the kernel named is the one /proc shows: /proc is read.
+        let own = ExeId::of_path(Path::new("/proc/self/exe")).expect("own exe");
+        let mut ev = exec(me, "/tmp/dropper");
+        if let EventBody::Exec(x) = &mut ev.body {
+            x.exe = Some(own);
+        }
+        let mut e = engine();
+        e.on_events(&[ev], Instant::now());
+        let path = std::fs::read_link("/proc/self/exe").expect("own exe");
+        assert_eq!(e.table().get(me).and_then(|p| p.exe.clone()), Some(path));
+    }
+
+    #[test]
     fn a_process_born_during_a_sweep_is_not_declared_exited_by_it() {
         let mut e = engine();
         let started = Instant::now();
@@ -631,6 +787,7 @@ mod tests {
             EventBody::Fork(Fork {
                 parent_tgid: GONE,
                 child_tgid: GONE + 1,
+                child_start_time_ns: None,
             }),
         );
         e.on_event(&fork, now);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod engine;
+pub mod identity;
 pub mod memory;
 pub mod output;
 pub mod process;

@@ -54,12 +54,19 @@ pub fn score(mut findings: Vec<Finding>, ml_score: f64, cfg: &Config) -> Verdict
 }
 
 /// Decides whether `verdict` makes an alert for `p`, and records the reported rules when it does.
-pub fn decide(p: &mut Process, verdict: &Verdict, user: Option<&str>, cfg: &Config) -> Decision {
+/// `exe_whitelisted`: the process runs a whitelisted executable, matched by what the file is
+/// (see `identity::AllowIds`), not by the path string it ran under.
+pub fn decide(
+    p: &mut Process,
+    verdict: &Verdict,
+    user: Option<&str>,
+    exe_whitelisted: bool,
+    cfg: &Config,
+) -> Decision {
     if verdict.findings.is_empty() || verdict.total_score < cfg.min_score {
         return Decision::BelowThreshold;
     }
-    if p.exe.as_deref().is_some_and(|e| cfg.exe_whitelisted(e)) || cfg.user_whitelisted(user, p.uid)
-    {
+    if exe_whitelisted || cfg.user_whitelisted(user, p.uid) {
         return Decision::Whitelisted;
     }
     let rules: Vec<Rule> = verdict.findings.iter().map(|(f, _)| f.rule).collect();
@@ -108,17 +115,23 @@ mod tests {
         let cfg = Config::default();
         let mut p = benign();
         let port = score(vec![finding(Rule::SuspiciousPort)], 0.0, &cfg);
-        assert_eq!(decide(&mut p, &port, None, &cfg), Decision::Alert);
+        assert_eq!(decide(&mut p, &port, None, false, &cfg), Decision::Alert);
         for _ in 0..1000 {
-            assert_eq!(decide(&mut p, &port, None, &cfg), Decision::AlreadyReported);
+            assert_eq!(
+                decide(&mut p, &port, None, false, &cfg),
+                Decision::AlreadyReported
+            );
         }
         let both = score(
             vec![finding(Rule::SuspiciousPort), finding(Rule::WxMem)],
             0.0,
             &cfg,
         );
-        assert_eq!(decide(&mut p, &both, None, &cfg), Decision::Alert);
-        assert_eq!(decide(&mut p, &both, None, &cfg), Decision::AlreadyReported);
+        assert_eq!(decide(&mut p, &both, None, false, &cfg), Decision::Alert);
+        assert_eq!(
+            decide(&mut p, &both, None, false, &cfg),
+            Decision::AlreadyReported
+        );
     }
 
     #[test]
@@ -127,12 +140,12 @@ mod tests {
         let mut p = benign();
         let low = score(vec![finding(Rule::EmptyCmdline)], 0.0, &cfg);
         assert_eq!(
-            decide(&mut p, &low, None, &cfg),
+            decide(&mut p, &low, None, false, &cfg),
             Decision::BelowThreshold,
             "2 < min_score 3"
         );
         cfg.min_score = 2.0;
-        assert_eq!(decide(&mut p, &low, None, &cfg), Decision::Alert);
+        assert_eq!(decide(&mut p, &low, None, false, &cfg), Decision::Alert);
 
         let cfg = Config::from_yaml(
             "t",
@@ -141,13 +154,23 @@ mod tests {
         .expect("cfg");
         let v = score(vec![finding(Rule::Ptrace)], 0.0, &cfg);
         let mut p = benign();
-        assert_eq!(decide(&mut p, &v, None, &cfg), Decision::Whitelisted);
+        assert_eq!(decide(&mut p, &v, None, true, &cfg), Decision::Whitelisted);
+        let mut p = benign();
+        p.exe = Some("/usr/bin/ls".into());
+        assert_eq!(
+            decide(&mut p, &v, Some("bob"), false, &cfg),
+            Decision::Alert,
+            "the path string alone whitelists nothing"
+        );
         let mut p = benign();
         p.exe = Some("/usr/bin/other".into());
         assert_eq!(
-            decide(&mut p, &v, Some("alice"), &cfg),
+            decide(&mut p, &v, Some("alice"), false, &cfg),
             Decision::Whitelisted
         );
-        assert_eq!(decide(&mut p, &v, Some("bob"), &cfg), Decision::Alert);
+        assert_eq!(
+            decide(&mut p, &v, Some("bob"), false, &cfg),
+            Decision::Alert
+        );
     }
 }

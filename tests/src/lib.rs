@@ -323,6 +323,12 @@ impl Monitor {
 
     /// Like `start`, for another subcommand that prints the same readiness line.
     pub fn start_cmd(cmd_name: &str, config: &str, extra: &[&str]) -> Self {
+        Self::start_wrapped(&[], cmd_name, config, extra)
+    }
+
+    /// Like `start_cmd`, with procwatch run through `wrapper` (a program and its arguments
+    /// that end by exec'ing the procwatch command line appended to them, e.g. `unshare`).
+    pub fn start_wrapped(wrapper: &[&str], cmd_name: &str, config: &str, extra: &[&str]) -> Self {
         let dir = TempDir::new_in(&scratch_base(), "monitor");
         let config_path = dir.0.join("procwatch.yaml");
         std::fs::write(&config_path, config).expect("write config");
@@ -332,7 +338,14 @@ impl Monitor {
             .position(|a| *a == "--jsonl")
             .and_then(|i| extra.get(i + 1));
         let jsonl = own.map_or_else(|| dir.0.join("alerts.jsonl"), PathBuf::from);
-        let mut cmd = Command::new(procwatch_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(procwatch_bin());
+                c
+            }
+            None => Command::new(procwatch_bin()),
+        };
         cmd.arg(cmd_name)
             .arg("--config")
             .arg(&config_path)
@@ -515,9 +528,17 @@ fn line_reader_err(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiv
 pub fn stable_actor(built: &Path) -> PathBuf {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
-        // One fixed name, replaced by rename: nothing piles up across runs, and a process still
+        // One fixed name per build (several checkouts may share this machine, each with its
+        // own actor), replaced by rename: nothing piles up across runs, and a process still
         // running the previous copy keeps its own inode.
-        let dst = PathBuf::from(scratch_base()).join("pw-actor");
+        let tag = built
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let dst = PathBuf::from(scratch_base()).join(format!("pw-actor-{tag:016x}"));
         let tmp = dst.with_extension(format!("partial-{}", std::process::id()));
         std::fs::copy(built, &tmp)
             .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), tmp.display()));

@@ -45,8 +45,8 @@
 //!   up to `max_exe_bytes`; a larger one is recorded in `NOTES` by size and sha256 (hashed up
 //!   to [`HASH_ONLY_MAX`] bytes, so a huge sparse file cannot stall procwatch).
 //! - A process that exits mid-dump is no error: what was read is kept, the rest is listed as
-//!   skipped. The alert names a pid, not a process: freeze it (or dump at once) so that pid
-//!   still is the process the alert was about.
+//!   skipped. The process is named by pid and start time: `/proc/<pid>` is opened once and
+//!   its start time checked, so a recycled pid is never dumped in the flagged one's place.
 use std::{
     fmt::Write as _,
     fs::File,
@@ -202,14 +202,36 @@ pub enum DumpError {
     },
 }
 
-/// Dumps the process of `alert` into a new directory under `dir` (see the module docs for
-/// the files and the safety policy). Errors only when no dump directory could be made; a
-/// missing artifact is in [`DumpReport::skipped`].
+/// Which process a dump is of, beyond its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// Start time in clock ticks; 0 (unknown) means no process is read.
+    pub start_ticks: u64,
+    /// The executable file it runs, when known.
+    pub exe: Option<crate::identity::ExeId>,
+}
+
+impl From<u64> for Expect {
+    fn from(start_ticks: u64) -> Self {
+        Self {
+            start_ticks,
+            exe: None,
+        }
+    }
+}
+
+/// Dumps the process of `alert`, the one `expect` describes, into a new directory
+/// under `dir` (see the module docs for the files and the safety policy). Errors only when no
+/// dump directory could be made; a missing artifact is in [`DumpReport::skipped`]. When the
+/// pid now names another process (or `start_ticks` is 0, unknown), nothing is read from it:
+/// the dump holds the alert and the notes saying why.
 pub fn dump_process(
     dir: &Path,
     alert: &Alert,
+    expect: impl Into<Expect>,
     limits: &DumpLimits,
 ) -> Result<DumpReport, DumpError> {
+    let expect = expect.into();
     let root = fs::open_root(dir)?;
     let used = fs::dir_usage(&root).map_err(|source| DumpError::Io {
         path: dir.to_path_buf(),
@@ -229,6 +251,21 @@ pub fn dump_process(
     let mut w = Writer::new(sub, left - RESERVE_BYTES);
     w.put_alert(alert);
     match collect::Target::open(alert.pid) {
+        // Every file is read through this handle: checked once, it is that process for good.
+        Ok(target) if !target.is(&expect) => {
+            let why = if expect.start_ticks == 0 {
+                "start time unknown: the pid cannot be tied to the flagged process".to_string()
+            } else {
+                format!(
+                    "pid {} now names another process (or another program than the one \
+                     flagged)",
+                    alert.pid
+                )
+            };
+            for artifact in PROCESS_ARTIFACTS {
+                w.skip(artifact, why.clone());
+            }
+        }
         Ok(target) => w.collect(&target, limits),
         Err(e) => {
             let why = collect::reason(&e);
@@ -494,8 +531,32 @@ mod tests {
         let sensor = SensorInfo {
             name: SensorKind::Sweep,
             events_lost: 0,
+            probes_missing: Vec::new(),
         };
         crate::alert::build(&p, &verdict, &Trigger::Sweep, None, sensor)
+    }
+
+    fn own_start() -> u64 {
+        crate::process::stat::read_stat(std::process::id())
+            .expect("own stat")
+            .start_ticks
+    }
+
+    #[test]
+    fn a_pid_with_another_start_time_is_not_dumped() {
+        let s = Scratch::new("reused");
+        let me = std::process::id();
+        for start in [own_start() + 1, 0] {
+            let report = dump_process(
+                &s.0.join("d"),
+                &alert_for(me, b"x"),
+                start,
+                &DumpLimits::default(),
+            )
+            .expect("dump");
+            assert_eq!(names(&report.files), ["alert.json", "NOTES", "SHA256SUMS"]);
+            assert_eq!(report.skipped.len(), PROCESS_ARTIFACTS.len());
+        }
     }
 
     fn names(files: &[DumpedFile]) -> Vec<&str> {
@@ -514,7 +575,8 @@ mod tests {
             max_exe_bytes: 1,
             ..DumpLimits::default()
         };
-        let report = dump_process(&dir, &alert_for(me, b"x/../\n\x1b"), &limits).expect("dump");
+        let report =
+            dump_process(&dir, &alert_for(me, b"x/../\n\x1b"), own_start(), &limits).expect("dump");
         let sub = report.path.clone();
         let sub_name = sub
             .file_name()
@@ -592,7 +654,8 @@ mod tests {
             max_exe_bytes: u64::MAX,
             max_total_bytes: RESERVE_BYTES + 100,
         };
-        let report = dump_process(&dir, &alert_for(me, b"cap"), &limits).expect("dump");
+        let report =
+            dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect("dump");
         // 100 bytes: the alert (several hundred bytes) does not fit; status and maps neither.
         assert!(report.skipped.iter().any(|k| k.name == "alert.json"));
         for k in &report.skipped {
@@ -604,7 +667,8 @@ mod tests {
         let root = fs::open_root(&dir).expect("root");
         assert_eq!(fs::dir_usage(&root).expect("usage"), total);
         // What is left is below the reserve: the next dump is refused outright.
-        let err = dump_process(&dir, &alert_for(me, b"cap"), &limits).expect_err("full");
+        let err =
+            dump_process(&dir, &alert_for(me, b"cap"), own_start(), &limits).expect_err("full");
         assert!(matches!(err, DumpError::Full { .. }), "{err}");
         assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), 1);
     }
@@ -618,6 +682,7 @@ mod tests {
         let report = dump_process(
             &s.0.join("d"),
             &alert_for(pid, b"true"),
+            1,
             &DumpLimits::default(),
         );
         // The pid may have been reused already; only a pid with no process is checked.
@@ -645,6 +710,7 @@ mod tests {
         let err = dump_process(
             &link,
             &alert_for(std::process::id(), b"x"),
+            own_start(),
             &DumpLimits::default(),
         )
         .expect_err("refused");

@@ -9,11 +9,17 @@ pub fn kill_target(
     target: Result<Target, SignalError>,
 ) -> Result<(), SignalError> {
     let outcome = target.and_then(|t| t.signal(libc::SIGKILL));
-    alert.action = if outcome.is_ok() {
-        Action::Killed
-    } else {
-        Action::KillFailed
+    alert.action = match &outcome {
+        Ok(()) => Action::Killed,
+        // procwatch would not: it cannot name the exact process, or may never signal it.
+        Err(
+            SignalError::Refused { .. }
+            | SignalError::Reused { .. }
+            | SignalError::UnknownStart { .. },
+        ) => Action::KillRefused,
+        Err(SignalError::Gone { .. } | SignalError::Io { .. }) => Action::KillFailed,
     };
+    alert.action_reason = outcome.as_ref().err().map(ToString::to_string);
     alert.action_by = Some(ActionBy::Userspace);
     outcome
 }

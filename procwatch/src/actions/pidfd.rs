@@ -31,8 +31,20 @@ pub enum SignalError {
         pid: u32,
     },
     /// The pid now belongs to another process than the one scored.
-    #[error("pid {pid} was reused by another process")]
+    #[error(
+        "pid {pid} now names another process (or another program than the one flagged): \
+         not signalled"
+    )]
     Reused {
+        /// The pid asked for.
+        pid: u32,
+    },
+    /// The start time of the process meant is not known, so the pid cannot be tied to it.
+    #[error(
+        "the start time of pid {pid} is unknown, so it cannot be told from a process that \
+         reused the pid: not signalled"
+    )]
+    UnknownStart {
         /// The pid asked for.
         pid: u32,
     },
@@ -86,10 +98,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// Opens `pid`, checking it is still the process that started at `start_ticks` (0 skips
-    /// the check) and is not one procwatch must never signal.
+    /// Opens `pid`, checking it is still the process that started at `start_ticks` and is not
+    /// one procwatch must never signal. A start time of 0 (unknown) is refused: without it a
+    /// recycled pid cannot be told apart.
     pub fn open(pid: u32, start_ticks: u64) -> Result<Self, SignalError> {
         let raw = guard(pid)?;
+        if start_ticks == 0 {
+            return Err(SignalError::UnknownStart { pid });
+        }
         let fd = match pidfd_open(raw) {
             Ok(fd) => Some(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
@@ -98,10 +114,40 @@ impl Target {
         // The pidfd pins the process: if /proc now shows another start time, the pid was
         // recycled before the pidfd was opened.
         let stat = read_stat(pid).map_err(|_| SignalError::Gone { pid })?;
-        if start_ticks != 0 && stat.start_ticks != start_ticks {
+        if stat.start_ticks != start_ticks {
             return Err(SignalError::Reused { pid });
         }
         Ok(Self { pid, raw, fd })
+    }
+
+    /// Like [`Target::open`], and also checks the process runs the executable file `exe`
+    /// (when given). A start time is in clock ticks (10 ms): a pid handed to a new process
+    /// within the same tick (which takes the privilege to choose pids) is still told apart
+    /// when it runs another file.
+    pub fn open_exact(
+        pid: u32,
+        start_ticks: u64,
+        exe: Option<crate::identity::ExeId>,
+    ) -> Result<Self, SignalError> {
+        let t = Self::open(pid, start_ticks)?;
+        if let Some(want) = exe {
+            // The pidfd pins the process: this is the exe of the one just checked.
+            let now = std::fs::metadata(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|m| crate::identity::ExeId::from_metadata(&m));
+            if now != Some(want) {
+                return Err(SignalError::Reused { pid });
+            }
+        }
+        Ok(t)
+    }
+
+    /// Opens whatever process holds `pid` right now (its start time read first): for a caller
+    /// that means the pid as of now (an operator, a test), never for acting on an alert.
+    pub fn open_current(pid: u32) -> Result<Self, SignalError> {
+        guard(pid)?;
+        let start = read_stat(pid).map_err(|_| SignalError::Gone { pid })?;
+        Self::open(pid, start.start_ticks)
     }
 
     /// The pid.
@@ -135,14 +181,14 @@ impl Target {
     }
 }
 
-/// Stops `pid` (see [`Target::freeze`]).
+/// Stops whatever process holds `pid` now (see [`Target::freeze`], [`Target::open_current`]).
 pub fn freeze(pid: u32) -> Result<bool, SignalError> {
-    Target::open(pid, 0)?.freeze()
+    Target::open_current(pid)?.freeze()
 }
 
-/// Resumes `pid` with SIGCONT.
+/// Resumes whatever process holds `pid` now with SIGCONT (see [`Target::open_current`]).
 pub fn thaw(pid: u32) -> Result<(), SignalError> {
-    Target::open(pid, 0)?.signal(libc::SIGCONT)
+    Target::open_current(pid)?.signal(libc::SIGCONT)
 }
 
 /// True when `pid` is in state `T` (stopped) or `t` (tracing stop).
@@ -230,6 +276,20 @@ mod tests {
             Target::open(pid, start + 1),
             Err(SignalError::Reused { .. })
         ));
+        assert!(matches!(
+            Target::open(pid, 0),
+            Err(SignalError::UnknownStart { .. })
+        ));
+        let own = crate::identity::ExeId::of_path(std::path::Path::new("/bin/true")).ok();
+        assert!(
+            matches!(
+                Target::open_exact(pid, start, own),
+                Err(SignalError::Reused { .. })
+            ),
+            "same start time, another executable"
+        );
+        let sleep = crate::identity::ExeId::of_path(std::path::Path::new("/bin/sleep")).ok();
+        assert!(Target::open_exact(pid, start, sleep).is_ok());
         let t = Target::open(pid, start).expect("same process");
         t.signal(libc::SIGKILL).expect("kill own child");
         assert!(!child.wait().expect("wait").success());

@@ -101,11 +101,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let flagged = engine.on_samples(seed, started, std::time::Instant::now());
     pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+    let probes_missing = stats.probes_missing();
     info!(
         sensor = running.kind.as_str(),
         processes = engine.table().len(),
         min_score = cfg.min_score,
         kill_on_alert = policy.kill,
+        in_kernel_kills = running.ebpf.is_some() && opts.ebpf.kill.kills(),
+        probes_missing = %if probes_missing.is_empty() { "none".to_string() } else { probes_missing.join(",") },
         "monitoring; SIGINT/SIGTERM stops, SIGHUP reloads"
     );
     notify("READY=1\nSTATUS=monitoring");
@@ -144,6 +147,13 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             _ = tick.tick() => {
                 outputs.retry();
                 lost_seen = report_loss(&stats, lost_seen);
+                // An allowlisted file replaced at its path (an upgrade) is another file.
+                engine.refresh_allowlist();
+                if let Some(ebpf) = running.ebpf.as_mut()
+                    && let Err(e) = ebpf.refresh_allowlist(&kill_policy(engine.config(), &args))
+                {
+                    error!(error = %e, "kill allowlist not refreshed");
+                }
                 if sweep.is_none() {
                     let ports = engine.config().ports.clone();
                     sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(move || sample::sweep_all(&ports))));
@@ -178,10 +188,18 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             _ = hup.recv() => {
                 match setup::load_config(&args.detect) {
                     Ok(new) => {
-                        if let Some(ebpf) = running.ebpf.as_mut()
-                            && let Err(e) = ebpf.set_kill_policy(&kill_policy(&new, &args))
-                        {
-                            error!(error = %e, "kill policy not updated");
+                        let wanted = kill_policy(&new, &args);
+                        match running.ebpf.as_mut() {
+                            Some(ebpf) => {
+                                if let Err(e) = ebpf.set_kill_policy(&wanted) {
+                                    error!(error = %e, "kill policy not updated");
+                                }
+                            }
+                            None if wanted.kills() => error!(
+                                "SIGHUP: enforce: asks for in-kernel kills, but the eBPF sensor \
+                                 is not running: in-kernel kills stay off"
+                            ),
+                            None => {}
                         }
                         engine.set_config(new);
                         info!("SIGHUP: config reloaded, log files reopened");

@@ -248,11 +248,6 @@ impl Config {
         self.temp_dirs.iter().any(|d| path.starts_with(d))
     }
 
-    /// Whether the executable at `exe` is whitelisted.
-    pub fn exe_whitelisted(&self, exe: &Path) -> bool {
-        self.whitelist.exe_paths.iter().any(|p| p == exe)
-    }
-
     /// Whether a process of this user (name if known, and uid) is whitelisted.
     pub fn user_whitelisted(&self, name: Option<&str>, uid: u32) -> bool {
         let uid = uid.to_string();
@@ -260,11 +255,6 @@ impl Config {
             .users
             .iter()
             .any(|u| *u == uid || Some(u.as_str()) == name)
-    }
-
-    /// Whether the in-kernel kill policy exempts the executable at `exe`.
-    pub fn enforce_exempt(&self, exe: &Path) -> bool {
-        self.enforce.allow_exe_paths.iter().any(|p| p == exe)
     }
 
     /// Parses `text` as one config file over the defaults (`origin` names it in errors).

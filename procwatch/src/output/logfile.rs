@@ -113,6 +113,12 @@ pub fn entry(a: &Alert, min_score: f64) -> String {
         (Action::Alert, _) => "alert".to_string(),
         (Action::Killed, by) => format!("killed{}", by_whom(by)),
         (Action::KillFailed, by) => format!("kill failed{}", by_whom(by)),
+        (Action::KillRefused, by) => format!("kill refused{}", by_whom(by)),
+        (Action::Exempt, by) => format!("exempt{}", by_whom(by)),
+    };
+    let action = match &a.action_reason {
+        Some(why) => format!("{action}: {}", safe(why)),
+        None => action,
     };
     let trigger = a
         .trigger
@@ -210,11 +216,14 @@ pub(crate) mod tests {
             remote_ports: vec![],
             action: Action::Alert,
             action_by: None,
+            action_reason: None,
             sensor: SensorInfo {
                 name: SensorKind::Ebpf,
                 events_lost: 0,
+                probes_missing: Vec::new(),
             },
             dump: None,
+            dump_error: None,
         }
     }
 

@@ -374,6 +374,10 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
     }
     // A vanished exe link (zombie) must not erase what the exec event told us.
     if s.exe.is_some() {
+        if p.exe != s.exe {
+            // An exec procwatch did not see: the file identity it knew is another program's.
+            p.exe_id = None;
+        }
         p.exe = s.exe.clone();
         p.exe_state = s.exe_state;
     }

@@ -109,6 +109,20 @@ pub fn read_stat(pid: u32) -> Result<ProcStat, ReadError> {
     StatReader::default().stat(pid)
 }
 
+/// The start time of the process holding `pid` now, and the executable file it runs, both
+/// read through one `/proc/<pid>` handle (so they describe the same process). The identity is
+/// `None` for a process without one (kernel thread, zombie).
+pub fn start_and_exe(pid: u32) -> Result<(u64, Option<crate::identity::ExeId>), ReadError> {
+    let dir = PidDir::open(pid)?;
+    let start = StatReader::default().stat_in(&dir)?.start_ticks;
+    let exe = dir
+        .open_file(c"exe", "exe")
+        .ok()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| crate::identity::ExeId::from_metadata(&m));
+    Ok((start, exe))
+}
+
 /// Reads `/proc/<pid>/status` once.
 pub fn read_status(pid: u32) -> Result<ProcStatus, ReadError> {
     StatReader::default().status(pid)

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{config::Rule, sensor::SensorKind};
+use crate::{config::Rule, identity::ExeId, sensor::SensorKind};
 
 /// What the executable link says about the file a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -80,6 +80,9 @@ pub struct Process {
     pub exe: Option<PathBuf>,
     /// What the executable link says about the file.
     pub exe_state: ExeState,
+    /// The executable file itself (device and inode): from the kernel at exec, inherited at
+    /// fork, or read from /proc once needed. What allowlists compare.
+    pub exe_id: Option<ExeId>,
     /// Command line.
     pub cmdline: Vec<OsString>,
     /// Start time in clock ticks since boot (0 when unknown); with `pid` it names the process.
@@ -135,6 +138,7 @@ impl Process {
             name: OsString::new(),
             exe: None,
             exe_state: ExeState::Unknown,
+            exe_id: None,
             cmdline: Vec::new(),
             start_ticks: 0,
             cwd: None,
@@ -163,6 +167,7 @@ impl Process {
     pub fn reset_for_exec(&mut self) {
         self.exe = None;
         self.exe_state = ExeState::Unknown;
+        self.exe_id = None;
         self.cmdline.clear();
         self.sha256 = None;
         self.wx_events.clear();

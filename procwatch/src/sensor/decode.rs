@@ -9,8 +9,9 @@ use procwatch_common as wire;
 
 use super::event::{
     Connect, Event, EventBody, EventKind, Exec, Exit, Fork, KernelAction, Memfd, Ptrace,
-    SensorKind, WxMem,
+    PtraceResult, SensorKind, WxMem,
 };
+use crate::identity::ExeId;
 use crate::text::{os_from_bytes, path_from_bytes, until_nul};
 
 /// Why a ring-buffer record was rejected.
@@ -133,6 +134,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 args_missing: header.flags & wire::flags::ARGS_MISSING != 0,
                 ppid: e.ppid,
                 old_pid: e.old_pid,
+                exe: ExeId::from_kernel(e.exe_dev, e.exe_ino),
             })
         }
         EventKind::Fork => {
@@ -140,6 +142,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             EventBody::Fork(Fork {
                 parent_tgid: e.parent_tgid,
                 child_tgid: e.child_tgid,
+                child_start_time_ns: nonzero(e.child_start_ns),
             })
         }
         EventKind::Exit => {
@@ -150,10 +153,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Ptrace => {
             let e: wire::PtraceEvent = read_exact(bytes, kind)?;
+            let result = (header.flags & wire::flags::PTRACE_RESULT != 0).then(|| PtraceResult {
+                ret: e.ret,
+                tracee_tgid: (e.ret == 0 && e.tracee_tgid != 0).then_some(e.tracee_tgid),
+                tracee_start_time_ns: (e.ret == 0).then_some(e.tracee_start_ns).and_then(nonzero),
+            });
             EventBody::Ptrace(Ptrace {
                 request: e.request,
                 request_name: ptrace_request_name(e.request),
                 target_pid: e.target_pid,
+                result,
             })
         }
         EventKind::Connect => {
@@ -218,9 +227,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         uid: header.uid,
         gid: header.gid,
         comm: os_from_bytes(until_nul(&header.comm)),
+        start_time_ns: nonzero(header.start_ns),
         kernel_action: kernel_action(header.flags),
         body,
     })
+}
+
+/// The kernel side sends 0 for a value it could not read.
+fn nonzero(v: u64) -> Option<u64> {
+    (v != 0).then_some(v)
 }
 
 fn kernel_action(flags: u32) -> Option<KernelAction> {
@@ -280,6 +295,7 @@ mod tests {
             gid: 1001,
             ktime_ns: 42,
             comm,
+            start_ns: 5_000_000_000,
         }
     }
 
@@ -298,7 +314,8 @@ mod tests {
             filename_len: 7,
             args_len: args.len() as u32,
             argc: 4,
-            _pad: 0,
+            exe_dev: 0x0fe0_0001,
+            exe_ino: 77,
             filename: fixed(b"/bin/ls"),
             args: fixed(args),
         }
@@ -321,6 +338,20 @@ mod tests {
         assert_eq!(argv, ["/bin/ls", "-l", "", "/tmp"]);
         assert!(x.args_truncated && !x.args_missing);
         assert_eq!((x.ppid, x.old_pid), (7, 101));
+        assert_eq!(
+            x.exe,
+            Some(ExeId {
+                dev: 0x0fe0_0001,
+                ino: 77
+            })
+        );
+        assert_eq!(e.start_time_ns, Some(5_000_000_000));
+        let mut unknown = exec_record();
+        unknown.exe_ino = 0;
+        unknown.header.start_ns = 0;
+        let e = decode(&bytes_of(&unknown)).expect("decodes");
+        assert_eq!(e.start_time_ns, None);
+        assert!(matches!(e.body, EventBody::Exec(Exec { exe: None, .. })));
     }
 
     #[test]
@@ -329,12 +360,14 @@ mod tests {
             header: header(wire::kind::FORK, 0),
             parent_tgid: 100,
             child_tgid: 200,
+            child_start_ns: 9,
         };
         assert_eq!(
             decode(&bytes_of(&f)).expect("fork").body,
             EventBody::Fork(Fork {
                 parent_tgid: 100,
-                child_tgid: 200
+                child_tgid: 200,
+                child_start_time_ns: Some(9),
             })
         );
         let x = wire::ExitEvent {
@@ -359,6 +392,10 @@ mod tests {
             header: header(wire::kind::PTRACE, wire::flags::KILLED),
             request: wire::PTRACE_ATTACH,
             target_pid: 555,
+            ret: 0,
+            tracee_tgid: 0,
+            _pad: 0,
+            tracee_start_ns: 0,
         };
         let e = decode(&bytes_of(&p)).expect("ptrace");
         assert_eq!(e.kernel_action, Some(KernelAction::Killed));
@@ -367,7 +404,42 @@ mod tests {
             EventBody::Ptrace(Ptrace {
                 request: 16,
                 request_name: "PTRACE_ATTACH",
-                target_pid: 555
+                target_pid: 555,
+                result: None,
+            })
+        );
+        // Reported at syscall exit: the tracee the kernel attached, not the pid passed.
+        let exit = wire::PtraceEvent {
+            header: header(
+                wire::kind::PTRACE,
+                wire::flags::KILLED | wire::flags::PTRACE_RESULT,
+            ),
+            ret: 0,
+            tracee_tgid: 4242,
+            tracee_start_ns: 77,
+            ..p
+        };
+        let EventBody::Ptrace(t) = decode(&bytes_of(&exit)).expect("ptrace").body else {
+            panic!()
+        };
+        assert_eq!(
+            t.result,
+            Some(PtraceResult {
+                ret: 0,
+                tracee_tgid: Some(4242),
+                tracee_start_time_ns: Some(77)
+            })
+        );
+        let failed = wire::PtraceEvent { ret: -1, ..exit };
+        let EventBody::Ptrace(t) = decode(&bytes_of(&failed)).expect("ptrace").body else {
+            panic!()
+        };
+        assert_eq!(
+            t.result,
+            Some(PtraceResult {
+                ret: -1,
+                tracee_tgid: None,
+                tracee_start_time_ns: None
             })
         );
     }
@@ -513,6 +585,7 @@ mod tests {
             header: h,
             parent_tgid: 1,
             child_tgid: 2,
+            child_start_ns: 0,
         };
         let e = decode(&bytes_of(&f)).expect("fork");
         let line = serde_json::to_string(&e).expect("json");

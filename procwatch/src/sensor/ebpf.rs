@@ -1,27 +1,35 @@
 //! Loading the embedded eBPF object, attaching its tracepoints, configuring the in-kernel kill
 //! policy, and draining the ring buffer into decoded [`Event`]s.
+//!
+//! Nothing about this kernel's layout is compiled in: tracepoint field offsets come from the
+//! format files ([`tracefs::tracepoint_offsets`]) and kernel struct offsets from its BTF
+//! ([`btf::kernel_offsets`]); both are handed to the programs as load-time globals. Without
+//! BTF the classic fork probe stands in for the BTF one, start times come from /proc, and the
+//! in-kernel kill is unavailable (it could not tell an exempt process), each said once.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{BtfTracePoint, TracePoint},
 };
-use procwatch_common::{PATH_LEN, PathKey, config};
+use procwatch_common::{ALLOW_MAX, ExeKey, config, ko, tp};
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use super::{
+    btf,
     decode::decode,
     event::{Event, EventKind},
     stats::SensorStats,
     tracefs,
 };
+use crate::identity;
 
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
@@ -70,6 +78,21 @@ pub enum EbpfError {
     /// No probe could be attached.
     #[error("no tracepoint could be attached: {0}")]
     NothingAttached(String),
+    /// The in-kernel kill was asked for, but this kernel's BTF (needed to tell an exempt
+    /// process and the scope in the kernel) is not available.
+    #[error(
+        "the in-kernel kill (--kill-on-alert, enforce:) needs the kernel's BTF to tell exempt \
+         processes and the scope apart, and it is unavailable: {0}"
+    )]
+    NoKernelIdentity(String),
+    /// The allowlist does not fit in the kernel map.
+    #[error("the kill allowlist has {count} entries; the kernel map holds {max}")]
+    AllowlistFull {
+        /// Entries asked for.
+        count: usize,
+        /// Capacity.
+        max: u32,
+    },
     /// A map the object must have is missing or has the wrong type.
     #[error("the eBPF object has no usable map {name}: {detail}")]
     Map {
@@ -80,89 +103,94 @@ pub enum EbpfError {
     },
 }
 
-/// A tracepoint program of the object and what it serves.
+/// How a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    /// A classic tracepoint in this tracefs category.
+    Classic(&'static str),
+    /// A BTF-enabled raw tracepoint of this name.
+    Btf(&'static str),
+}
+
+/// Which of two ways of seeing forks a probe belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkWay {
+    /// Not a fork probe.
+    None,
+    /// The BTF fork probe (preferred).
+    Btf,
+    /// The classic fork probes, attached only when the BTF one is not running.
+    Classic,
+}
+
+/// A program of the object and what it serves.
 struct ProbeSpec {
     program: &'static str,
-    category: &'static str,
+    hook: Hook,
     /// Kinds this probe produces or needs to produce correctly.
     kinds: &'static [EventKind],
+    fork: ForkWay,
 }
 
 use EventKind::{Connect, Exec, Exit, Fork, Memfd, Ptrace, WxMem};
 
+const fn classic(
+    program: &'static str,
+    category: &'static str,
+    kinds: &'static [EventKind],
+) -> ProbeSpec {
+    ProbeSpec {
+        program,
+        hook: Hook::Classic(category),
+        kinds,
+        fork: ForkWay::None,
+    }
+}
+
 const PROBES: &[ProbeSpec] = &[
+    classic("sched_process_exec", "sched", &[Exec]),
+    classic("sys_enter_execve", "syscalls", &[Exec]),
+    classic("sys_enter_execveat", "syscalls", &[Exec]),
+    // Fork tracking names the children that later exec, so exec needs it too.
     ProbeSpec {
-        program: "sched_process_exec",
-        category: "sched",
-        kinds: &[Exec],
-    },
-    ProbeSpec {
-        program: "sys_enter_execve",
-        category: "syscalls",
-        kinds: &[Exec],
-    },
-    ProbeSpec {
-        program: "sys_enter_execveat",
-        category: "syscalls",
-        kinds: &[Exec],
-    },
-    // Fork tracking feeds the ppid of exec events, so exec needs it too.
-    ProbeSpec {
-        program: "sched_process_fork",
-        category: "sched",
+        program: "btf_sched_process_fork",
+        hook: Hook::Btf("sched_process_fork"),
         kinds: &[Fork, Exec],
+        fork: ForkWay::Btf,
     },
     ProbeSpec {
-        program: "sys_enter_clone",
-        category: "syscalls",
-        kinds: &[Fork, Exec],
+        fork: ForkWay::Classic,
+        ..classic("sched_process_fork", "sched", &[Fork, Exec])
     },
     ProbeSpec {
-        program: "sys_enter_clone3",
-        category: "syscalls",
-        kinds: &[Fork, Exec],
+        fork: ForkWay::Classic,
+        ..classic("sys_enter_clone", "syscalls", &[Fork, Exec])
     },
     ProbeSpec {
-        program: "sys_enter_exit_group",
-        category: "syscalls",
-        kinds: &[Exit],
+        fork: ForkWay::Classic,
+        ..classic("sys_enter_clone3", "syscalls", &[Fork, Exec])
     },
-    ProbeSpec {
-        program: "sched_process_exit",
-        category: "sched",
-        kinds: &[Exit, Fork, Exec],
-    },
-    ProbeSpec {
-        program: "sys_enter_ptrace",
-        category: "syscalls",
-        kinds: &[Ptrace],
-    },
-    ProbeSpec {
-        program: "sys_enter_connect",
-        category: "syscalls",
-        kinds: &[Connect],
-    },
-    ProbeSpec {
-        program: "sys_enter_mprotect",
-        category: "syscalls",
-        kinds: &[WxMem],
-    },
-    ProbeSpec {
-        program: "sys_enter_pkey_mprotect",
-        category: "syscalls",
-        kinds: &[WxMem],
-    },
-    ProbeSpec {
-        program: "sys_enter_mmap",
-        category: "syscalls",
-        kinds: &[WxMem],
-    },
-    ProbeSpec {
-        program: "sys_enter_memfd_create",
-        category: "syscalls",
-        kinds: &[Memfd],
-    },
+    classic("sys_enter_exit_group", "syscalls", &[Exit]),
+    classic("sched_process_exit", "sched", &[Exit, Fork, Exec]),
+    classic("sys_enter_ptrace", "syscalls", &[Ptrace]),
+    // Reports a killed PTRACE_ATTACH with the tracee it really stopped (for the SIGCONT).
+    classic("sys_exit_ptrace", "syscalls", &[Ptrace]),
+    classic("sys_enter_connect", "syscalls", &[Connect]),
+    classic("sys_enter_mprotect", "syscalls", &[WxMem]),
+    classic("sys_enter_pkey_mprotect", "syscalls", &[WxMem]),
+    classic("sys_enter_mmap", "syscalls", &[WxMem]),
+    classic("sys_enter_memfd_create", "syscalls", &[Memfd]),
 ];
+
+impl ProbeSpec {
+    /// `category:name` for a classic tracepoint, `tp_btf:name` for a BTF one.
+    fn label(&self) -> String {
+        match self.hook {
+            Hook::Classic(category) => format!("{category}:{}", self.program),
+            Hook::Btf(name) => format!("tp_btf:{name}"),
+        }
+    }
+}
 
 /// How one probe fared.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -183,7 +211,8 @@ pub struct KillPolicy {
     pub ptrace: bool,
     /// SIGKILL on a W+X mprotect / pkey_mprotect / mmap.
     pub wx_mem: bool,
-    /// Executables (by exec'd path) exempt, with their descendants.
+    /// Executables exempt (and so what they fork, until it execs something else), named by
+    /// path and matched by what the file is (device and inode, resolved here).
     pub allow_exe_paths: Vec<PathBuf>,
     /// Apply the policy only to this process and its descendants (None: every process).
     pub scope_pid: Option<u32>,
@@ -202,6 +231,13 @@ pub struct EbpfOptions {
     pub kill: KillPolicy,
 }
 
+impl KillPolicy {
+    /// True when some syscall is killed in the kernel.
+    pub fn kills(&self) -> bool {
+        self.ptrace || self.wx_mem
+    }
+}
+
 impl Default for EbpfOptions {
     fn default() -> Self {
         Self {
@@ -216,6 +252,11 @@ impl Default for EbpfOptions {
 pub struct EbpfSensor {
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
+    tp_offsets: [u32; tp::COUNT],
+    kernel_offsets: Result<[u32; ko::COUNT], String>,
+    /// What the allowlist maps hold now (inserted before stale ones are deleted).
+    allow_exe: BTreeSet<ExeKey>,
+    allow_uids: BTreeSet<u32>,
 }
 
 impl EbpfSensor {
@@ -234,61 +275,152 @@ impl EbpfSensor {
                 "this binary was built without an eBPF object".into(),
             ));
         }
+        let tp_offsets = tracefs::tracepoint_offsets(&tracefs_root);
+        let kernel_offsets =
+            btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)).map_err(|e| e.to_string());
+        if let Err(e) = &kernel_offsets {
+            warn!(
+                error = %e,
+                "no kernel BTF: start times of new processes come from /proc (checked against \
+                 the event), forks are told from threads by clone flags, and the in-kernel kill \
+                 is unavailable"
+            );
+        }
+        let unknown = [u32::MAX; ko::COUNT];
+        let ko_global = kernel_offsets.as_ref().unwrap_or(&unknown);
         let ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_bytes)
+            .override_global("TP_OFFSETS", &tp_offsets, true)
+            .override_global("KERNEL_OFFSETS", ko_global, true)
             .load(OBJECT)
-            .map_err(|e| classify_load_error(&e.to_string()))?;
+            .map_err(|e| classify_load_error(&error_chain(&e)))?;
 
         let mut sensor = Self {
             ebpf,
             probes: Vec::new(),
+            tp_offsets,
+            kernel_offsets,
+            allow_exe: BTreeSet::new(),
+            allow_uids: BTreeSet::new(),
         };
         sensor.write_config(config::SELF_TGID, u64::from(std::process::id()))?;
         // SAFETY: getppid has no preconditions.
         let parent = unsafe { libc::getppid() };
         sensor.write_config(config::PARENT_TGID, u64::try_from(parent).unwrap_or(0))?;
-        let group_dead =
-            tracefs::field_offset(&tracefs_root, "sched", "sched_process_exit", "group_dead");
-        match group_dead {
-            Some(off) => sensor.write_config(config::EXIT_GROUP_DEAD_OFFSET, off)?,
-            None => warn!(
+        if tp_offsets[tp::EXIT_GROUP_DEAD] == tp::UNKNOWN {
+            warn!(
                 "sched_process_exit has no group_dead field; a leader's exit stands for its process"
-            ),
+            );
         }
         sensor.set_kill_policy(&opts.kill)?;
+        sensor.attach_all(&opts.kinds)?;
+        Ok(sensor)
+    }
 
+    fn attach_all(&mut self, kinds: &BTreeSet<EventKind>) -> Result<(), EbpfError> {
+        // Loaded once, only if a BTF program is wanted.
+        let mut kernel_btf: Option<Result<Btf, String>> = None;
+        let mut btf_fork = false;
         let mut attached = 0usize;
         for spec in PROBES {
-            if !spec.kinds.iter().any(|k| opts.kinds.contains(k)) {
+            if !spec.kinds.iter().any(|k| kinds.contains(k)) {
                 continue;
             }
-            let tracepoint = format!("{}:{}", spec.category, spec.program);
-            let result = attach(&mut sensor.ebpf, spec);
+            if spec.fork == ForkWay::Classic && btf_fork {
+                continue;
+            }
+            let result = match spec.hook {
+                Hook::Classic(category) => {
+                    let missing = tracefs::missing_fields(&self.tp_offsets, spec.program);
+                    if missing.is_empty() {
+                        attach_classic(&mut self.ebpf, spec.program, category)
+                    } else {
+                        Err(format!(
+                            "its format file lacks {} (or cannot be read)",
+                            missing.join(", ")
+                        ))
+                    }
+                }
+                Hook::Btf(name) => match &self.kernel_offsets {
+                    Err(e) => Err(format!("no kernel BTF: {e}")),
+                    Ok(_) => {
+                        let btf = kernel_btf
+                            .get_or_insert_with(|| Btf::from_sys_fs().map_err(|e| e.to_string()));
+                        match btf {
+                            Ok(btf) => attach_btf(&mut self.ebpf, spec.program, name, btf),
+                            Err(e) => Err(format!("kernel BTF: {e}")),
+                        }
+                    }
+                },
+            };
+            let label = spec.label();
             match &result {
                 Ok(()) => {
                     attached += 1;
-                    debug!(%tracepoint, "attached");
+                    debug!(probe = %label, "attached");
+                    if spec.fork == ForkWay::Btf {
+                        btf_fork = true;
+                    }
+                    if spec.program == "sys_exit_ptrace" {
+                        self.write_config(config::PTRACE_EXIT_ON, 1)?;
+                    }
                 }
+                Err(e) if spec.fork == ForkWay::Btf => warn!(
+                    probe = %label,
+                    error = %e,
+                    "BTF fork probe not attached; the classic fork tracepoint stands in (a \
+                     child's start time then comes from /proc, threads are told apart by \
+                     clone flags read from user memory)"
+                ),
                 Err(e) => {
-                    warn!(%tracepoint, error = %e, "probe not attached; continuing without it")
+                    warn!(probe = %label, error = %e, "probe not attached; continuing without it")
                 }
             }
-            sensor.probes.push(ProbeStatus {
-                tracepoint,
+            self.probes.push(ProbeStatus {
+                tracepoint: label,
                 attached: result.is_ok(),
                 error: result.err(),
             });
         }
         if attached == 0 {
-            let reasons: Vec<String> = sensor
+            let reasons: Vec<String> = self
                 .probes
                 .iter()
                 .filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.tracepoint)))
                 .collect();
             return Err(EbpfError::NothingAttached(reasons.join("; ")));
         }
-        info!(attached, of = sensor.probes.len(), "eBPF sensor loaded");
-        Ok(sensor)
+        let missing = self.probes_missing();
+        if missing.is_empty() {
+            info!(attached, of = self.probes.len(), "eBPF sensor loaded");
+        } else {
+            warn!(
+                attached,
+                of = self.probes.len(),
+                probes_missing = %missing.join(","),
+                "eBPF sensor loaded with probes missing: what they report will not be seen"
+            );
+        }
+        Ok(())
+    }
+
+    /// Probes that were tried and are not attached (`category:name` or `tp_btf:name`).
+    pub fn probes_missing(&self) -> Vec<String> {
+        self.probes
+            .iter()
+            .filter(|p| !p.attached)
+            .map(|p| p.tracepoint.clone())
+            .collect()
+    }
+
+    /// The tracepoint field offsets handed to the programs (`tp` slots).
+    pub fn tracepoint_offsets(&self) -> &[u32; tp::COUNT] {
+        &self.tp_offsets
+    }
+
+    /// The kernel struct offsets handed to the programs (`ko` slots), or why there are none.
+    pub fn kernel_offsets(&self) -> Result<&[u32; ko::COUNT], &str> {
+        self.kernel_offsets.as_ref().map_err(String::as_str)
     }
 
     /// Which probes are attached and why others are not.
@@ -313,56 +445,61 @@ impl EbpfSensor {
     }
 
     /// Installs a kill policy; takes effect for the next syscall.
+    ///
+    /// The allowlists are changed by inserting the new entries before deleting the stale
+    /// ones, so a reload never has a moment where an executable or user that stays exempt is
+    /// missing from the kernel's maps while kills are on. An allowlisted path that cannot be
+    /// resolved is reported and not exempt (there is no file to run from it).
     pub fn set_kill_policy(&mut self, policy: &KillPolicy) -> Result<(), EbpfError> {
-        let map_err = |e: aya::maps::MapError| EbpfError::Map {
-            name: "ALLOW_EXE",
-            detail: e.to_string(),
-        };
-        let map = self.ebpf.map_mut("ALLOW_EXE").ok_or(EbpfError::Map {
-            name: "ALLOW_EXE",
-            detail: "missing".into(),
-        })?;
-        let mut allow: BpfHashMap<&mut MapData, PathKey, u8> =
-            BpfHashMap::try_from(map).map_err(map_err)?;
-        let old: Vec<PathKey> = allow.keys().filter_map(Result::ok).collect();
-        for key in old {
-            allow.remove(&key).map_err(map_err)?;
+        self.install(policy, true)
+    }
+
+    /// Resolves the allowlisted paths of `policy` again and updates the kernel's allowlist if
+    /// a file changed (a package upgrade replaces an executable with a new inode). Returns
+    /// true when something changed. Quiet about paths that still cannot be resolved.
+    pub fn refresh_allowlist(&mut self, policy: &KillPolicy) -> Result<bool, EbpfError> {
+        let (ids, _) = identity::resolve_all(&policy.allow_exe_paths);
+        let keys: BTreeSet<ExeKey> = ids.into_iter().map(identity::ExeId::key).collect();
+        let uids: BTreeSet<u32> = policy.allow_uids.iter().copied().collect();
+        if keys == self.allow_exe && uids == self.allow_uids {
+            return Ok(false);
         }
-        let mut count = 0u64;
-        for path in &policy.allow_exe_paths {
-            match path_key(path) {
-                Some(key) => {
-                    allow.insert(key, 1, 0).map_err(map_err)?;
-                    count += 1;
-                }
-                None => {
-                    warn!(path = %path.display(), "allowlisted path longer than {} bytes ignored", PATH_LEN - 1)
-                }
+        self.install(policy, false)?;
+        Ok(true)
+    }
+
+    fn install(&mut self, policy: &KillPolicy, report: bool) -> Result<(), EbpfError> {
+        if policy.kills()
+            && let Err(e) = &self.kernel_offsets
+        {
+            return Err(EbpfError::NoKernelIdentity(e.clone()));
+        }
+        let (ids, unresolved) = identity::resolve_all(&policy.allow_exe_paths);
+        for (path, why) in unresolved.iter().filter(|_| report) {
+            warn!(path = %path.display(), error = %why, "allowlisted executable not found; nothing is exempt by it");
+        }
+        let keys: BTreeSet<ExeKey> = ids.into_iter().map(identity::ExeId::key).collect();
+        let uids: BTreeSet<u32> = policy.allow_uids.iter().copied().collect();
+        for (count, what) in [(keys.len(), "ALLOW_EXE"), (uids.len(), "ALLOW_UID")] {
+            if count > ALLOW_MAX as usize {
+                debug!(map = what, count, "allowlist too large");
+                return Err(EbpfError::AllowlistFull {
+                    count,
+                    max: ALLOW_MAX,
+                });
             }
         }
-        let uid_err = |e: aya::maps::MapError| EbpfError::Map {
-            name: "ALLOW_UID",
-            detail: e.to_string(),
-        };
-        let map = self.ebpf.map_mut("ALLOW_UID").ok_or(EbpfError::Map {
-            name: "ALLOW_UID",
-            detail: "missing".into(),
-        })?;
-        let mut uids: BpfHashMap<&mut MapData, u32, u8> =
-            BpfHashMap::try_from(map).map_err(uid_err)?;
-        let old: Vec<u32> = uids.keys().filter_map(Result::ok).collect();
-        for uid in old {
-            uids.remove(&uid).map_err(uid_err)?;
-        }
-        for uid in &policy.allow_uids {
-            uids.insert(uid, 1, 0).map_err(uid_err)?;
-        }
-        // Flip the switches last so a policy never runs against a half-written allowlist.
-        self.write_config(config::ALLOW_UID_COUNT, policy.allow_uids.len() as u64)?;
-        self.write_config(config::ALLOW_COUNT, count)?;
+        let stale_keys = sync_set(&mut self.ebpf, "ALLOW_EXE", &keys, &self.allow_exe)?;
+        self.allow_exe = keys.clone();
+        let stale_uids = sync_set(&mut self.ebpf, "ALLOW_UID", &uids, &self.allow_uids)?;
+        self.allow_uids = uids;
+        // Scope before the switches, so a policy turned on never runs unscoped.
         self.write_config(config::SCOPE_TGID, policy.scope_pid.map_or(0, u64::from))?;
         self.write_config(config::KILL_PTRACE, u64::from(policy.ptrace))?;
         self.write_config(config::KILL_WX, u64::from(policy.wx_mem))?;
+        // Only now what is no longer exempt goes.
+        remove_all(&mut self.ebpf, "ALLOW_EXE", &stale_keys)?;
+        remove_all(&mut self.ebpf, "ALLOW_UID", &stale_uids)?;
         Ok(())
     }
 
@@ -567,14 +704,26 @@ fn refresh_lost(lost: &PerCpuArray<MapData, u64>, stats: &SensorStats) {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), String> {
-    let program = ebpf
-        .program_mut(spec.program)
-        .ok_or_else(|| format!("program {} missing from the object", spec.program))?;
-    let tp: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+fn attach_classic(ebpf: &mut Ebpf, program: &str, category: &str) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
     tp.load()
         .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
-    tp.attach(spec.category, spec.program)
+    tp.attach(category, program)
+        .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
+    Ok(())
+}
+
+fn attach_btf(ebpf: &mut Ebpf, program: &str, name: &str, btf: &Btf) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    let tp: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+    tp.load(name, btf)
+        .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
+    tp.attach()
         .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
     Ok(())
 }
@@ -599,18 +748,56 @@ fn classify_load_error(message: &str) -> EbpfError {
     }
 }
 
-/// The zero-padded map key for an allowlisted path; `None` when it does not fit.
-pub fn path_key(path: &Path) -> Option<PathKey> {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= PATH_LEN {
-        return None;
-    }
-    let mut key = PathKey {
-        path: [0; PATH_LEN],
+/// Inserts every key of `want` into the hash map `name` (value 1) and returns the keys of
+/// `have` that are no longer wanted (for [`remove_all`], once the new policy is in force).
+fn sync_set<K: aya::Pod + Ord + Copy + std::hash::Hash>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    want: &BTreeSet<K>,
+    have: &BTreeSet<K>,
+) -> Result<Vec<K>, EbpfError> {
+    let map_err = |e: aya::maps::MapError| EbpfError::Map {
+        name,
+        detail: e.to_string(),
     };
-    key.path[..bytes.len()].copy_from_slice(bytes);
-    Some(key)
+    let map = ebpf.map_mut(name).ok_or(EbpfError::Map {
+        name,
+        detail: "missing".into(),
+    })?;
+    let mut hash: BpfHashMap<&mut MapData, K, u8> = BpfHashMap::try_from(map).map_err(map_err)?;
+    for key in want {
+        hash.insert(key, 1, 0).map_err(map_err)?;
+    }
+    let want: HashSet<K> = want.iter().copied().collect();
+    Ok(have.iter().filter(|k| !want.contains(k)).copied().collect())
+}
+
+/// Deletes `keys` from the hash map `name` (a key already gone is fine).
+fn remove_all<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: &[K],
+) -> Result<(), EbpfError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let map_err = |e: aya::maps::MapError| EbpfError::Map {
+        name,
+        detail: e.to_string(),
+    };
+    let map = ebpf.map_mut(name).ok_or(EbpfError::Map {
+        name,
+        detail: "missing".into(),
+    })?;
+    let mut hash: BpfHashMap<&mut MapData, K, u8> = BpfHashMap::try_from(map).map_err(map_err)?;
+    for key in keys {
+        if let Err(e) = hash.remove(key)
+            && !matches!(e, aya::maps::MapError::KeyNotFound)
+        {
+            return Err(map_err(e));
+        }
+    }
+    Ok(())
 }
 
 /// Root, or CAP_BPF (39) and CAP_PERFMON (38) in the effective set.
@@ -647,15 +834,6 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_key_pads_with_zeros_and_rejects_long_paths() {
-        let key = path_key(Path::new("/usr/bin/node")).expect("fits");
-        assert_eq!(&key.path[..13], b"/usr/bin/node");
-        assert!(key.path[13..].iter().all(|&b| b == 0));
-        let long = "/x".repeat(PATH_LEN);
-        assert!(path_key(Path::new(&long)).is_none());
-    }
 
     #[test]
     fn bad_records_are_counted_and_skipped() {

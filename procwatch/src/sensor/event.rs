@@ -7,7 +7,7 @@ use std::{ffi::OsString, net::IpAddr, path::PathBuf};
 
 use serde::Serialize;
 
-use crate::text;
+use crate::{identity::ExeId, text};
 
 /// Which sensor produced an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -156,6 +156,10 @@ pub struct Event {
     /// Task comm.
     #[serde(serialize_with = "text::serialize_os")]
     pub comm: OsString,
+    /// Start of the process (`tgid`), CLOCK_BOOTTIME ns as the kernel keeps it, read in the
+    /// kernel; with `tgid` it names the process exactly. `None` when the sensor cannot read
+    /// it (no BTF, or the fallback sensor).
+    pub start_time_ns: Option<u64>,
     /// Set when the kernel's kill policy acted on this syscall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_action: Option<KernelAction>,
@@ -168,6 +172,12 @@ impl Event {
     /// The kind of this event.
     pub fn kind(&self) -> EventKind {
         self.body.kind()
+    }
+
+    /// The process's start time in /proc's clock ticks, when the sensor read it.
+    pub fn start_ticks(&self) -> Option<u64> {
+        self.start_time_ns
+            .and_then(crate::identity::ticks_from_boot_ns)
     }
 }
 
@@ -223,6 +233,8 @@ pub struct Exec {
     pub ppid: u32,
     /// Thread id that called exec.
     pub old_pid: u32,
+    /// The executed file (device and inode, as the kernel has it), when read in the kernel.
+    pub exe: Option<ExeId>,
 }
 
 /// A new process.
@@ -232,6 +244,8 @@ pub struct Fork {
     pub parent_tgid: u32,
     /// The child's pid.
     pub child_tgid: u32,
+    /// The child's start time (CLOCK_BOOTTIME ns), when read in the kernel.
+    pub child_start_time_ns: Option<u64>,
 }
 
 /// A process exited.
@@ -248,8 +262,21 @@ pub struct Ptrace {
     pub request: u64,
     /// Symbolic request name.
     pub request_name: &'static str,
-    /// Target pid.
+    /// Target pid, as the tracer passed it (in the tracer's pid namespace).
     pub target_pid: u64,
+    /// For an attach the kernel killed: what the syscall did, reported at its exit.
+    pub result: Option<PtraceResult>,
+}
+
+/// The outcome of a `PTRACE_ATTACH` whose caller the kernel killed (the syscall still runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PtraceResult {
+    /// The syscall's return value (0: attached).
+    pub ret: i64,
+    /// The process really attached (read from the tracer's `ptraced` list), when it was.
+    pub tracee_tgid: Option<u32>,
+    /// That process's start time (CLOCK_BOOTTIME ns).
+    pub tracee_start_time_ns: Option<u64>,
 }
 
 /// connect() to an IP destination.

@@ -1,6 +1,7 @@
 //! Sensors: where events come from. The eBPF sensor is the main one; when it cannot load,
 //! the netlink process connector plus /proc sweeps deliver the same event types, marked with
 //! the sensor that produced them. Every sensor sends into one channel and counts what it lost.
+pub mod btf;
 pub mod decode;
 pub mod ebpf;
 pub mod event;
@@ -122,20 +123,29 @@ impl RunningSensor {
 }
 
 /// Starts the sensor `opts.mode` asks for: eBPF, falling back to the netlink process connector
-/// and /proc sweeps when eBPF cannot load (unless the mode is `Ebpf`).
+/// and /proc sweeps when eBPF cannot load (unless the mode is `Ebpf`, or the kill policy asks
+/// for in-kernel kills: only an explicit `--sensor fallback` runs without them).
 pub fn start(
     opts: &SensorOptions,
     tx: mpsc::Sender<Event>,
     stats: Arc<SensorStats>,
 ) -> anyhow::Result<RunningSensor> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let kills = opts.ebpf.kill.kills();
     let reason = match opts.mode {
         SensorMode::Fallback => {
             info!("fallback sensor forced; eBPF not tried");
+            if kills {
+                warn!(
+                    "in-kernel kills are OFF (--sensor fallback): ptrace and W+X are seen only \
+                     by /proc sweeps, and killed, if at all, from user space after the fact"
+                );
+            }
             "fallback forced (--sensor fallback)".to_string()
         }
         SensorMode::Auto | SensorMode::Ebpf => match EbpfSensor::load(&opts.ebpf) {
             Ok(mut sensor) => {
+                stats.set_probes_missing(sensor.probes_missing());
                 let task = sensor.spawn_reader(tx, stats, stop_rx)?;
                 return Ok(RunningSensor {
                     kind: SensorKind::Ebpf,
@@ -147,6 +157,13 @@ pub fn start(
             }
             Err(e) if opts.mode == SensorMode::Ebpf => {
                 return Err(anyhow::anyhow!(e).context("eBPF sensor unavailable (--sensor ebpf)"));
+            }
+            Err(e) if kills => {
+                return Err(anyhow::anyhow!(e).context(
+                    "the kill policy (--kill-on-alert or enforce: ptrace/wx_mem) needs the eBPF \
+                     sensor, which is unavailable; refusing to run without in-kernel kills. \
+                     Pass --sensor fallback to run anyway (in-kernel kills off)",
+                ));
             }
             Err(e) => {
                 warn!(

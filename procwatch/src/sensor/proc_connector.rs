@@ -858,8 +858,9 @@ impl Reader {
         let body = EventBody::Fork(Fork {
             parent_tgid,
             child_tgid,
+            child_start_time_ns: None,
         });
-        Some(event(who, ktime_ns, parent_pid, parent_tgid, body))
+        Some(event(who, ktime_ns, parent_pid, parent_tgid, None, body))
     }
 
     fn exit_event(&mut self, ktime_ns: u64, tgid: u32, wait_status: u32) -> Option<Event> {
@@ -875,14 +876,20 @@ impl Reader {
         let body = EventBody::Exit(Exit {
             exit_code: exit_status(wait_status),
         });
-        Some(event(who, ktime_ns, tgid, tgid, body))
+        Some(event(who, ktime_ns, tgid, tgid, None, body))
     }
 
     /// An exec event, enriched from /proc at once: a short-lived process is gone within
     /// milliseconds, and then only `args_missing` can be said.
     fn exec_event(&mut self, ktime_ns: u64, pid: u32, tgid: u32) -> Option<Event> {
+        let mut start_time_ns = None;
         let body = match self.proc.read_process(tgid) {
             Ok(info) => {
+                // /proc names the process that holds the pid now: it is the one that exec'd
+                // only if it started no later than the exec (else the pid was recycled).
+                if crate::identity::started_by(info.start_ticks, ktime_ns) {
+                    start_time_ns = crate::identity::boot_ns_from_ticks(info.start_ticks);
+                }
                 let who = Who {
                     uid: info.uid,
                     gid: info.gid,
@@ -896,6 +903,7 @@ impl Reader {
                     args_truncated: info.cmdline_truncated,
                     ppid: info.ppid,
                     old_pid: pid,
+                    exe: None,
                 })
             }
             Err(_) => {
@@ -908,6 +916,7 @@ impl Reader {
                     args_missing: true,
                     ppid: 0,
                     old_pid: pid,
+                    exe: None,
                 })
             }
         };
@@ -915,7 +924,7 @@ impl Reader {
             return None;
         }
         let who = self.ids.map.get(&tgid).cloned().unwrap_or(Who::UNKNOWN);
-        Some(event(who, ktime_ns, pid, tgid, body))
+        Some(event(who, ktime_ns, pid, tgid, start_time_ns, body))
     }
 
     /// Hands the batch on; false when the consumer has gone away.
@@ -931,7 +940,14 @@ impl Reader {
     }
 }
 
-fn event(who: Who, ktime_ns: u64, pid: u32, tgid: u32, body: EventBody) -> Event {
+fn event(
+    who: Who,
+    ktime_ns: u64,
+    pid: u32,
+    tgid: u32,
+    start_time_ns: Option<u64>,
+    body: EventBody,
+) -> Event {
     Event {
         sensor: SensorKind::ProcConnector,
         ktime_ns,
@@ -940,6 +956,7 @@ fn event(who: Who, ktime_ns: u64, pid: u32, tgid: u32, body: EventBody) -> Event
         uid: who.uid,
         gid: who.gid,
         comm: who.comm,
+        start_time_ns,
         kernel_action: None,
         body,
     }

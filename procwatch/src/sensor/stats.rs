@@ -16,6 +16,8 @@ pub struct SensorStats {
     fallback_lost: AtomicU64,
     missed_wakeups: AtomicU64,
     undelivered_at_stop: AtomicU64,
+    /// Set once when the sensor starts.
+    probes_missing: std::sync::OnceLock<Vec<String>>,
 }
 
 impl SensorStats {
@@ -49,6 +51,16 @@ impl SensorStats {
         self.fallback_lost.fetch_add(n, Relaxed);
     }
 
+    /// Records the probes that failed to attach (once, at start; later calls are ignored).
+    pub fn set_probes_missing(&self, probes: Vec<String>) {
+        let _ = self.probes_missing.set(probes);
+    }
+
+    /// Probes that failed to attach.
+    pub fn probes_missing(&self) -> Vec<String> {
+        self.probes_missing.get().cloned().unwrap_or_default()
+    }
+
     /// Events lost anywhere so far (cheap: no snapshot).
     pub fn lost_total(&self) -> u64 {
         self.kernel_lost
@@ -78,6 +90,7 @@ impl SensorStats {
             malformed: self.malformed.load(Relaxed),
             missed_wakeups: self.missed_wakeups.load(Relaxed),
             undelivered_at_stop: self.undelivered_at_stop.load(Relaxed),
+            probes_missing: self.probes_missing(),
         }
     }
 }
@@ -103,6 +116,9 @@ pub struct StatsSnapshot {
     /// Records still in the ring when a stop during a storm cut the final drain short (after
     /// [`super::ebpf`]'s one second of delivering); not delivered, counted here.
     pub undelivered_at_stop: u64,
+    /// Probes that failed to attach (`category:name`, `tp_btf:name`): what they report is
+    /// not seen.
+    pub probes_missing: Vec<String>,
 }
 
 #[cfg(test)]

@@ -298,6 +298,8 @@ fn sweep_exec(p: &ProcessInfo, ktime_ns: u64) -> Event {
         uid: p.uid,
         gid: p.gid,
         comm: p.comm.clone(),
+        // Read from this very process's /proc entry: exact.
+        start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
         body: EventBody::Exec(Exec {
             filename: p.exe.clone().unwrap_or_default(),
@@ -306,6 +308,7 @@ fn sweep_exec(p: &ProcessInfo, ktime_ns: u64) -> Event {
             args_missing: p.cmdline.is_empty(),
             ppid: p.ppid,
             old_pid: p.pid,
+            exe: None,
         }),
     }
 }
@@ -320,6 +323,7 @@ fn sweep_exit(p: &ProcessInfo, ktime_ns: u64) -> Event {
         uid: p.uid,
         gid: p.gid,
         comm: p.comm.clone(),
+        start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
         body: EventBody::Exit(Exit { exit_code: None }),
     }

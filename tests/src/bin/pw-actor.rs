@@ -8,7 +8,13 @@
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
 //!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
 //!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
-//!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s)
+//!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s) |
+//!          ptrace-attach-pid PID (PTRACE_ATTACH to a process the test names) |
+//!          ptrace-attach-ns PID (in a new pid namespace, start a child whose pid there is PID,
+//!          and PTRACE_ATTACH to "PID": the number names another process outside) |
+//!          recycle EXE [MS] (run `EXE exit 0`, reap it, wait MS milliseconds, then start
+//!          `sleep 30` under the very same pid with clone3 set_tid; prints `first <pid>` and
+//!          `impostor <pid>`)
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -100,6 +106,136 @@ fn ptrace_attach(request: libc::c_uint) {
         eprintln!("pw-actor: ptrace: {}", std::io::Error::last_os_error());
     }
     reap(child);
+}
+
+/// `struct clone_args` of clone3(2), up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// Clones a child whose pid in the innermost namespace is `pid` (clone3 set_tid); the child
+/// pauses until its parent dies. Returns the child's pid as the caller sees it.
+fn child_with_pid(pid: libc::pid_t) -> libc::pid_t {
+    let tid = pid;
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: (&raw const tid) as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with a valid clone_args; the child only calls async-signal-safe functions.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if got == 0 {
+        // SAFETY: async-signal-safe calls in the child.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::close(1);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    if got < 0 {
+        fail("clone3 set_tid");
+    }
+    got as libc::pid_t
+}
+
+/// In a new pid namespace (this process's next child is its init), a child gets the pid `pid`
+/// there, and the init attaches to it by that number: outside the namespace the same number
+/// names another process (the test's).
+fn ptrace_attach_in_namespace(pid: libc::pid_t) {
+    // SAFETY: unshare of the pid namespace affects only children created after it.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        fail("unshare(CLONE_NEWPID)");
+    }
+    // SAFETY: plain fork; the child becomes pid 1 of the new namespace.
+    let init = unsafe { libc::fork() };
+    if init == 0 {
+        let child = child_with_pid(pid);
+        say(&format!("tracee {child}"));
+        say("before");
+        // SAFETY: ptrace on our own child, named by its pid in this namespace.
+        let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, child, 0, 0) };
+        say(&format!("after {rc}"));
+        exit(0);
+    }
+    if init < 0 {
+        fail("fork");
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(init, &mut status, 0) };
+    if libc::WIFSIGNALED(status) {
+        say(&format!("init killed {}", libc::WTERMSIG(status)));
+    } else {
+        say(&format!("init exited {}", libc::WEXITSTATUS(status)));
+    }
+}
+
+/// Runs `exe exit 0` as pid P, reaps it, then starts `/bin/sleep 30` with the same pid P
+/// (clone3 with set_tid; root may choose a free pid): a recycled pid on demand.
+fn recycle(exe: &str, delay_ms: u64) {
+    let child = std::process::Command::new(exe)
+        .args(["exit", "0"])
+        .spawn()
+        .unwrap_or_else(|_| fail("spawn"));
+    let first = child.id();
+    let mut child = child;
+    let _ = child.wait();
+    say(&format!("first {first}"));
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let tid: libc::pid_t = first as libc::pid_t;
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: (&raw const tid) as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with a valid clone_args; the child only execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: async-signal-safe exec in the child, with valid C strings.
+        unsafe {
+            libc::execl(
+                c"/bin/sleep".as_ptr(),
+                c"sleep".as_ptr(),
+                c"30".as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+            );
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        fail("clone3 set_tid");
+    }
+    say(&format!("impostor {pid}"));
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
 }
 
 fn act(args: &[String]) {
@@ -250,6 +386,21 @@ fn act(args: &[String]) {
             say(&format!("after {rc}"));
         }
         "ptrace-attach" => ptrace_attach(libc::PTRACE_ATTACH),
+        "ptrace-attach-pid" => {
+            let pid: libc::pid_t = arg(1).parse().unwrap_or_else(|_| fail("pid"));
+            say("before");
+            // SAFETY: ptrace on a pid the test named; the test owns that process.
+            let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+            let err = std::io::Error::last_os_error();
+            say(&format!("after {rc} {}", err.raw_os_error().unwrap_or(0)));
+        }
+        "ptrace-attach-ns" => {
+            ptrace_attach_in_namespace(arg(1).parse().unwrap_or_else(|_| fail("pid")));
+        }
+        "recycle" => recycle(
+            arg(1),
+            args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0),
+        ),
         "ptrace-seize" => ptrace_attach(libc::PTRACE_SEIZE),
         "connect" => {
             let addr: SocketAddr = format!("{}:{}", arg(1), arg(2))

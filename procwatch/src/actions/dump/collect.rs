@@ -29,6 +29,27 @@ impl Target {
         })
     }
 
+    /// Start time (clock ticks) of the process behind the handle.
+    pub fn start_ticks(&self) -> Option<u64> {
+        crate::process::stat::StatReader::default()
+            .stat_in(&self.dir)
+            .ok()
+            .map(|s| s.start_ticks)
+    }
+
+    /// True when this is the process `expect` describes (start time, and file when given).
+    pub fn is(&self, expect: &super::Expect) -> bool {
+        if expect.start_ticks == 0 || self.start_ticks() != Some(expect.start_ticks) {
+            return false;
+        }
+        expect.exe.is_none_or(|want| {
+            self.exe()
+                .ok()
+                .and_then(|f| f.metadata().ok())
+                .is_some_and(|m| crate::identity::ExeId::from_metadata(&m) == want)
+        })
+    }
+
     /// True while the process exists (a zombie counts).
     pub fn alive(&self) -> bool {
         self.dir.alive()
