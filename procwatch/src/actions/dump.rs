@@ -60,7 +60,7 @@ use serde::Serialize;
 use crate::{
     alert::Alert,
     config,
-    process::stat::ReadError,
+    procfs::ReadError,
     text::{serialize_path, terminal_safe},
 };
 

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::process::stat::read_stat;
+use crate::procfs::stat::read_stat;
 
 /// How long [`Target::freeze`] waits to see the process stopped.
 pub const FREEZE_WAIT: Duration = Duration::from_millis(250);

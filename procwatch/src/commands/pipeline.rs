@@ -1,8 +1,15 @@
 //! The tail of the pipeline shared by `monitor` and `scan`: act on each flagged process
-//! (kill, dump), then hand the alert to the sinks; stop after the first one when asked.
+//! (kill, dump), then hand the alert to the sinks; stop after the first one when asked. In
+//! `monitor` this runs as its own task ([`ActionStage`]), so a freeze or a dump that a process
+//! makes slow never holds up the engine; both run on the offload pool with deadlines.
 use tracing::{info, warn};
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     actions::{
@@ -14,8 +21,15 @@ use crate::{
     cli::DetectArgs,
     config::Config,
     engine::{Engine, Flagged},
+    offload,
     output::Outputs,
 };
+
+/// Deadline of a forensic dump (it copies the executable and reads the process's memory-backed
+/// files, any of which a process can make hang).
+pub const DUMP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Alert batches queued for the action stage before the engine waits for it.
+const STAGE_QUEUE: usize = 1024;
 
 /// Exit status after `--stop-on-alert` stopped the run.
 pub const EXIT_STOPPED_ON_ALERT: u8 = 3;
@@ -57,6 +71,28 @@ pub struct Tally {
     pub stop: bool,
 }
 
+/// A flagged process with what only the engine can tell: whether it is in the kill scope.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The flagged process.
+    pub flagged: Flagged,
+    /// Inside `--enforce-scope-pid`'s tree (or no scope is set).
+    pub in_scope: bool,
+}
+
+/// Decides, with the engine's table, what the action stage cannot know on its own.
+pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Vec<Prepared> {
+    flagged
+        .into_iter()
+        .map(|flagged| {
+            let in_scope = policy
+                .scope
+                .is_none_or(|root| engine.descends_from(flagged.alert.pid, root));
+            Prepared { flagged, in_scope }
+        })
+        .collect()
+}
+
 /// Acts on every flagged process and writes its alert. Returns true when the run must stop.
 pub async fn deliver(
     flagged: Vec<Flagged>,
@@ -65,8 +101,17 @@ pub async fn deliver(
     outputs: &Outputs,
     tally: &mut Tally,
 ) -> bool {
-    for f in flagged {
-        let alert = act(f, engine, policy).await;
+    deliver_prepared(prepare(flagged, engine, policy), policy, outputs, tally).await
+}
+
+async fn deliver_prepared(
+    batch: Vec<Prepared>,
+    policy: &ActPolicy,
+    outputs: &Outputs,
+    tally: &mut Tally,
+) -> bool {
+    for p in batch {
+        let alert = act(p, policy).await;
         outputs.send(alert).await;
         tally.alerts += 1;
         if policy.stop_on_alert {
@@ -77,22 +122,63 @@ pub async fn deliver(
     false
 }
 
-async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
+/// `monitor`'s action stage: a task of its own that acts on flagged processes and writes their
+/// alerts in the order they come.
+pub struct ActionStage {
+    tx: mpsc::Sender<Vec<Prepared>>,
+    task: JoinHandle<Tally>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl ActionStage {
+    /// Starts the stage.
+    pub fn start(policy: ActPolicy, outputs: Arc<Outputs>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<Prepared>>(STAGE_QUEUE);
+        let (stop_tx, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while let Some(batch) = rx.recv().await {
+                // After --stop-on-alert fired, the rest is not acted on.
+                if !tally.stop && deliver_prepared(batch, &policy, &outputs, &mut tally).await {
+                    let _ = stop_tx.send(true);
+                }
+            }
+            tally
+        });
+        Self { tx, task, stopped }
+    }
+
+    /// Hands a batch to the stage; waits only when it is [`STAGE_QUEUE`] batches behind.
+    pub async fn send(&self, batch: Vec<Prepared>) {
+        if !batch.is_empty() {
+            let _ = self.tx.send(batch).await;
+        }
+    }
+
+    /// Turns true once `--stop-on-alert` fired.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    /// Acts on everything handed over, then returns the tally.
+    pub async fn finish(self) -> Tally {
+        drop(self.tx);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
+    let Prepared { flagged: f, in_scope } = p;
     let mut alert = f.alert;
     if let Some(tracee) = f.stopped_tracee {
         resume_tracee(tracee);
     }
-    let in_scope = policy
-        .scope
-        .is_none_or(|root| engine.descends_from(alert.pid, root));
     let kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
     // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
-    let target = (kill && !f.exited).then(|| Target::open(alert.pid, f.start_ticks));
+    let mut target = (kill && !f.exited).then(|| Target::open(alert.pid, f.start_ticks));
     if let Some((dir, limits)) = &policy.dump {
-        if let Some(Ok(t)) = &target
-            && let Err(e) = t.freeze()
-        {
-            warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
+        if let Some(Ok(t)) = target.take() {
+            target = Some(freeze(t, alert.pid, f.start_ticks).await);
         }
         alert.dump = dump_alert(dir.clone(), *limits, alert.clone()).await;
     }
@@ -106,10 +192,35 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
     alert
 }
 
-/// Dumps off the async threads; returns the dump directory when one was written.
+/// Stops the target before the dump, off the async threads (a process in uninterruptible
+/// sleep never shows as stopped, and the freeze waits for it); the target comes back for the
+/// kill, reopened (pid + start time) if the freeze was abandoned with it.
+async fn freeze(t: Target, pid: u32, start_ticks: u64) -> Result<Target, SignalError> {
+    let job = offload::pool().run("freeze", offload::READ_TIMEOUT, move || {
+        let r = t.freeze();
+        (t, r)
+    });
+    match job.await {
+        Ok((t, Ok(_))) => Ok(t),
+        Ok((t, Err(e))) => {
+            warn!(pid, error = %e, "could not freeze before the dump");
+            Ok(t)
+        }
+        Err(e) => {
+            warn!(pid, error = %e, "could not freeze before the dump");
+            Target::open(pid, start_ticks)
+        }
+    }
+}
+
+/// Dumps on the offload pool within [`DUMP_TIMEOUT`]; returns the dump directory when one was
+/// written.
 async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<String> {
     let pid = alert.pid;
-    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, &limits)).await {
+    let job = offload::pool().run("dump", DUMP_TIMEOUT, move || {
+        dump::dump_process(&dir, &alert, &limits)
+    });
+    match job.await {
         Ok(Ok(report)) => {
             if !report.skipped.is_empty() {
                 info!(
@@ -125,7 +236,7 @@ async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<St
             None
         }
         Err(e) => {
-            warn!(pid, error = %e, "forensic dump task failed");
+            warn!(pid, error = %e, "forensic dump abandoned");
             None
         }
     }
@@ -135,7 +246,7 @@ async fn dump_alert(dir: PathBuf, limits: DumpLimits, alert: Alert) -> Option<St
 /// that stop. Continue it, but only when it is in a stopped state.
 fn resume_tracee(pid: u32) {
     let stopped =
-        crate::process::stat::read_stat(pid).is_ok_and(|st| st.state == b'T' || st.state == b't');
+        crate::procfs::stat::read_stat(pid).is_ok_and(|st| st.state == b'T' || st.state == b't');
     if !stopped {
         return;
     }
