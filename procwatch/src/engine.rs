@@ -614,7 +614,7 @@ impl Engine {
         let live = !gone && p.exited.is_none() && PidDir::open(pid).is_ok();
         let work = Work::Complete {
             start_ticks: p.start_ticks,
-            hash: p.sha256.is_none(),
+            hash: p.sha256.is_none().then(|| p.exe.clone()).flatten(),
         };
         let image = p.image;
         let job = live.then(|| self.ask(pid, image, work, Then::Complete));

@@ -3,7 +3,10 @@
 //! the offload pool with a deadline, and comes back to the engine as a message. A job names
 //! its process by pid and table image (see [`super::table::Process::image`]), so a result that
 //! arrives after the pid was reused, or after another exec, is dropped rather than misapplied.
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use super::hash::{self, HashCache};
 use crate::{
@@ -46,8 +49,9 @@ pub enum Work {
     Complete {
         /// Start time the alert was decided for (0: unknown).
         start_ticks: u64,
-        /// Hash the executable.
-        hash: bool,
+        /// Hash the executable, which must still be this one (an exec meanwhile makes the
+        /// digest describe another program than the alert names).
+        hash: Option<PathBuf>,
     },
 }
 
@@ -113,11 +117,7 @@ impl Job {
                     // The pid is another process's now.
                     return Err(ReadError::Vanished { pid });
                 }
-                let sha256 = if hash {
-                    hash_through(&dir, hashes)
-                } else {
-                    None
-                };
+                let sha256 = hash.and_then(|exe| hash_through(&dir, &exe, hashes));
                 Ok(Found::Complete {
                     sha256,
                     conns: sample::outbound_conns(pid),
@@ -129,8 +129,14 @@ impl Job {
 
 /// The digest of the executable behind `dir`, from the cache when this version of the file was
 /// hashed before. The cache is locked only to look up and to insert, never while hashing.
-fn hash_through(dir: &PidDir, hashes: &Mutex<HashCache>) -> Option<String> {
+fn hash_through(dir: &PidDir, exe: &Path, hashes: &Mutex<HashCache>) -> Option<String> {
     let mut file = hash::open_exe(dir).ok()?;
+    // Checked after the open: if the link still names the alert's executable, the file opened
+    // is that program, not one exec'd since.
+    let link = dir.read_link(c"exe", &mut Vec::new())?;
+    if sample::classify_exe(link).0 != exe {
+        return None;
+    }
     let key = hash::FileKey::from_metadata(&file.metadata().ok()?);
     let cached = hashes
         .lock()

@@ -8,14 +8,6 @@ use crate::procfs::{Sample, stat};
 /// Copies a sample into the table entry, computing CPU % against the previous sample.
 pub fn merge(p: &mut Process, s: Sample, now: Instant) {
     merge_identity(p, &s);
-    if s.partial {
-        // Read header-only (the process blocks reads): what was not read is unknown, and
-        // keeping the last known facts beats taking "not read" for "none".
-        p.rss_bytes = s.rss_bytes;
-        p.tracer_pid = s.tracer_pid;
-        p.zombie = s.zombie;
-        return;
-    }
     let at = s.taken_at.unwrap_or(now);
     if let Some((prev_ticks, prev_at)) = p.cpu_sample {
         p.cpu_pct = stat::cpu_pct(prev_ticks, prev_at, s.cpu_ticks, at, stat::clk_tck());
@@ -25,6 +17,11 @@ pub fn merge(p: &mut Process, s: Sample, now: Instant) {
     p.tracer_pid = s.tracer_pid;
     p.kernel_thread = s.kernel_thread;
     p.zombie = s.zombie;
+    if s.partial {
+        // Read header-only (the process blocks reads): what was not read is unknown, and
+        // keeping the last known facts beats taking "not read" for "none".
+        return;
+    }
     p.wx_maps = s.wx_maps;
     p.stdio_net = s.stdio_net;
     p.conns = s.conns;

@@ -5,8 +5,8 @@ use std::{
     ffi::{OsStr, OsString},
     net::IpAddr,
     os::unix::ffi::OsStrExt,
-    path::PathBuf,
-    sync::Arc,
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
     time::Instant,
 };
 
@@ -167,11 +167,34 @@ fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Ok(running), Ok(on_disk)) = (
         std::fs::metadata(format!("/proc/{pid}/exe")),
-        std::fs::metadata(path),
+        std::fs::metadata(seen_by(pid, path)),
     ) else {
         return false;
     };
     (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino())
+}
+
+/// `path`, a path `pid` itself names (its exe or cwd link, an exec filename), as procwatch can
+/// reach the same file: unchanged when both are in the same mount namespace, else through
+/// `/proc/PID/root` (a container's `/usr/bin/python3` is not the host's).
+pub fn seen_by(pid: u32, path: &Path) -> PathBuf {
+    if same_mount_ns(pid) || !path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let mut p = PathBuf::from(format!("/proc/{pid}/root"));
+    p.push(path.strip_prefix("/").unwrap_or(path));
+    p
+}
+
+/// True when `pid` is in procwatch's mount namespace (or that cannot be told: then paths are
+/// taken as they are, as before namespaces were considered).
+pub fn same_mount_ns(pid: u32) -> bool {
+    static MINE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let mine = MINE.get_or_init(|| std::fs::read_link("/proc/self/ns/mnt").ok());
+    match (mine, std::fs::read_link(format!("/proc/{pid}/ns/mnt"))) {
+        (Some(mine), Ok(theirs)) => *mine == theirs,
+        _ => true,
+    }
 }
 
 fn fact(c: &Conn) -> ConnectFact {

@@ -29,6 +29,10 @@ use crate::offload::{Offload, Worker};
 
 /// Threads reading processes in one sweep (replacements for stuck ones come on top).
 const WORKERS: usize = 4;
+/// A process read header-only is tried in full again after this long: a filesystem that
+/// hung once may have recovered, and a process must not hide from full reads for ever by
+/// hanging one. Each retry that hangs again costs one more stuck thread, under the cap.
+const RETRY_SLOW: Duration = Duration::from_secs(60);
 /// How often the sweep looks for a thread stuck on one process.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
 
@@ -59,6 +63,7 @@ enum Care {
 struct Slow {
     start_ticks: u64,
     care: Care,
+    since: Instant,
 }
 
 /// Runs sweeps and remembers which processes hung one. Cheap to clone (shared state).
@@ -118,7 +123,9 @@ impl Sweeper {
             let mut slow = self.slow.lock().unwrap_or_else(PoisonError::into_inner);
             // A pid no longer listed has exited: it is not slow any more.
             let listed: std::collections::HashSet<u32> = pids.iter().copied().collect();
-            slow.retain(|pid, _| listed.contains(pid));
+            slow.retain(|pid, s| {
+                listed.contains(pid) && (s.care == Care::Skip || s.since.elapsed() < RETRY_SLOW)
+            });
             slow.clone()
         };
         let shared = Arc::new(Shared {
@@ -225,7 +232,14 @@ impl Sweeper {
                 Some(s) if s.start_ticks == start_ticks || start_ticks == 0 => Care::Skip,
                 _ => Care::Header,
             };
-            slow.insert(pid, Slow { start_ticks, care });
+            slow.insert(
+                pid,
+                Slow {
+                    start_ticks,
+                    care,
+                    since: Instant::now(),
+                },
+            );
         }
     }
 
