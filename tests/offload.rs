@@ -29,7 +29,10 @@ fn fuse_missing() -> Option<String> {
         return Some("/dev/fuse does not exist".into());
     }
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !fs.lines().any(|l| l.split_whitespace().last() == Some("fuse")) {
+    if !fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("fuse"))
+    {
         return Some("the kernel has no fuse filesystem".into());
     }
     None
@@ -314,7 +317,10 @@ fn a_container_process_is_judged_by_its_own_files() {
         .spawn()
         .expect("unshare");
     let line = line_within(ns.stdout.take().expect("stdout"), Duration::from_secs(10));
-    let pids: Vec<u32> = line.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     assert_eq!(pids.len(), 2, "{line:?}");
     let (tool, gone) = (pids[0], pids[1]);
     let a = m.expect_rule(gone, "deleted_exe");
@@ -330,8 +336,13 @@ fn a_container_process_is_judged_by_its_own_files() {
         .filter(|a| a["pid"] == tool && has_rule(a, "deleted_exe"))
         .collect();
     let _ = ns.kill();
-    let _ = Command::new("kill").arg(tool.to_string()).arg(gone.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(tool.to_string())
+        .arg(gone.to_string())
+        .status();
     let _ = ns.wait();
-    assert!(wrong.is_empty(), "the container's own tool is not replaced: {wrong:#?}");
+    assert!(
+        wrong.is_empty(),
+        "the container's own tool is not replaced: {wrong:#?}"
+    );
 }
-

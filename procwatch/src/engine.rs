@@ -369,9 +369,10 @@ impl Engine {
         p.uid = ev.uid;
         p.gid = ev.gid;
         let image = p.image;
-        let asked = self.waiting.values().any(|w| {
-            w.pid == pid && w.image == image && matches!(w.then, Then::Evaluate(Some(_)))
-        });
+        let asked = self
+            .waiting
+            .values()
+            .any(|w| w.pid == pid && w.image == image && matches!(w.then, Then::Evaluate(Some(_))));
         if asked {
             return false;
         }
@@ -408,10 +409,7 @@ impl Engine {
             self.counts.enrich_failed += 1;
             debug!(pid = w.pid, why = %why, "enrichment gave nothing");
         }
-        let current = self
-            .table
-            .get(w.pid)
-            .is_some_and(|p| p.image == w.image);
+        let current = self.table.get(w.pid).is_some_and(|p| p.image == w.image);
         match w.then {
             Then::Complete => self.complete(id, w, outcome.ok(), current),
             Then::Evaluate(ev) => {

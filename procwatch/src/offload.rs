@@ -107,12 +107,10 @@ impl Worker {
         // Counted as stuck before the state says so: the thread, finishing, takes it back
         // only after it sees ABANDONED, so the count never goes below zero.
         self.inner.stuck.fetch_add(1, Ordering::AcqRel);
-        match self.state.compare_exchange(
-            RUNNING,
-            ABANDONED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match self
+            .state
+            .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => {
                 self.inner.abandoned.fetch_add(1, Ordering::Relaxed);
                 true

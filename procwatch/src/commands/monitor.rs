@@ -105,9 +105,7 @@ async fn forward(
     done: &Done,
 ) {
     dispatch(engine, done);
-    stage
-        .send(pipeline::prepare(flagged, engine, policy))
-        .await;
+    stage.send(pipeline::prepare(flagged, engine, policy)).await;
 }
 
 /// A sweep of every process on its own task.

@@ -63,13 +63,24 @@ mod tests {
     fn watchdog_follows_sd_watchdog_enabled() {
         let w = |u, p| Watchdog::parse(u, p, 42).map(|w| w.every);
         assert_eq!(w(Some("30000000"), None), Some(Duration::from_secs(15)));
-        assert_eq!(w(Some("30000000"), Some("42")), Some(Duration::from_secs(15)));
-        assert_eq!(w(Some("30000000"), Some("43")), None, "another process's watchdog");
+        assert_eq!(
+            w(Some("30000000"), Some("42")),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            w(Some("30000000"), Some("43")),
+            None,
+            "another process's watchdog"
+        );
         assert_eq!(w(Some("30000000"), Some("x")), None);
         assert_eq!(w(None, Some("42")), None);
         assert_eq!(w(Some("0"), None), None);
         assert_eq!(w(Some("-5"), None), None);
         assert_eq!(w(Some("soon"), None), None);
-        assert_eq!(w(Some("1"), None), Some(Duration::from_millis(1)), "never a zero period");
+        assert_eq!(
+            w(Some("1"), None),
+            Some(Duration::from_millis(1)),
+            "never a zero period"
+        );
     }
 }

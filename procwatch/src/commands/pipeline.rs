@@ -168,7 +168,10 @@ impl ActionStage {
 }
 
 async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
-    let Prepared { flagged: f, in_scope } = p;
+    let Prepared {
+        flagged: f,
+        in_scope,
+    } = p;
     let mut alert = f.alert;
     if let Some(tracee) = f.stopped_tracee {
         resume_tracee(tracee);

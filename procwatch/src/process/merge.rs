@@ -53,4 +53,3 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
         p.cwd = s.cwd.clone();
     }
 }
-

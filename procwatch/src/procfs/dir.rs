@@ -206,5 +206,4 @@ mod tests {
         let err = for_each_line(Cursor::new(huge), &mut buf, |_| {}).expect_err("too long");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
-
 }

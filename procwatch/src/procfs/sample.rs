@@ -243,7 +243,13 @@ fn stdio_from(inodes: &[Option<u64>; 3], table: &SocketTable) -> Vec<(u8, Option
 
 /// Reads one process completely (its own socket table included): for rechecks.
 pub fn take(pid: u32, depth: Depth, interest: &Interest) -> Result<Sample, ReadError> {
-    let mut s = take_with(pid, depth, interest, &mut StatReader::default(), &mut |_| {})?;
+    let mut s = take_with(
+        pid,
+        depth,
+        interest,
+        &mut StatReader::default(),
+        &mut |_| {},
+    )?;
     if depth == Depth::Full
         && !s.kernel_thread
         && !s.zombie
@@ -499,7 +505,10 @@ mod tests {
         let me = take(std::process::id(), Depth::Identity, &Interest::none()).expect("own process");
         // SAFETY: getppid/getuid/getgid have no preconditions.
         let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
-        assert_eq!((i64::from(me.ppid), me.uid, me.gid), (i64::from(ppid), uid, gid));
+        assert_eq!(
+            (i64::from(me.ppid), me.uid, me.gid),
+            (i64::from(ppid), uid, gid)
+        );
         let comm = std::fs::read("/proc/self/comm").expect("comm");
         assert_eq!(
             me.name.as_bytes(),

@@ -113,7 +113,10 @@ impl Sweeper {
 
     /// Processes currently read with care (they hung a read and have not exited).
     pub fn slow_processes(&self) -> usize {
-        self.slow.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.slow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Reads every process in /proc but this one, at `depth` (processes that hung a read: less).
@@ -190,13 +193,22 @@ impl Sweeper {
             }
         }
         // Left in the queue when no thread could carry on: present, unread.
-        sweep
-            .unread
-            .extend(shared.queue.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
-        sweep
-            .unread
-            .extend(shared.skipped.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
-        sweep.samples = std::mem::take(&mut *shared.out.lock().unwrap_or_else(PoisonError::into_inner));
+        sweep.unread.extend(
+            shared
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..),
+        );
+        sweep.unread.extend(
+            shared
+                .skipped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..),
+        );
+        sweep.samples =
+            std::mem::take(&mut *shared.out.lock().unwrap_or_else(PoisonError::into_inner));
         self.remember(hung);
         if depth == Depth::Full {
             self.sockets(&mut sweep.samples, interest).await;
@@ -243,7 +255,10 @@ impl Sweeper {
         }
     }
 
-    fn start_worker(&self, shared: &Arc<Shared>) -> Result<(Worker, Arc<Progress>), crate::offload::SlowError> {
+    fn start_worker(
+        &self,
+        shared: &Arc<Shared>,
+    ) -> Result<(Worker, Arc<Progress>), crate::offload::SlowError> {
         let progress = Arc::new(Progress::default());
         let (p, s) = (progress.clone(), shared.clone());
         let worker = self.offload.spawn("sweep", move || {
@@ -272,15 +287,25 @@ fn read_queue(shared: &Shared, progress: &Progress) {
         };
         let slow = shared.slow.get(&pid).copied();
         let depth = match slow {
-            Some(Slow { care: Care::Skip, .. }) => {
-                shared.skipped.lock().unwrap_or_else(PoisonError::into_inner).push(pid);
+            Some(Slow {
+                care: Care::Skip, ..
+            }) => {
+                shared
+                    .skipped
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(pid);
                 continue;
             }
-            Some(Slow { care: Care::Header, .. }) => Depth::Header,
+            Some(Slow {
+                care: Care::Header, ..
+            }) => Depth::Header,
             None => shared.depth,
         };
         progress.start_ticks.store(0, Ordering::Release);
-        progress.since_ms.store(ms_since(shared.began), Ordering::Release);
+        progress
+            .since_ms
+            .store(ms_since(shared.began), Ordering::Release);
         progress.pid.store(pid, Ordering::Release);
         let mut read = |depth| {
             sample::take_with(pid, depth, &shared.interest, &mut reader, &mut |ticks| {
@@ -301,7 +326,11 @@ fn read_queue(shared: &Shared, progress: &Progress) {
             return;
         }
         match result {
-            Ok(s) => shared.out.lock().unwrap_or_else(PoisonError::into_inner).push(s),
+            Ok(s) => shared
+                .out
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(s),
             Err(ReadError::Vanished { .. }) => {}
             Err(e) => debug!(error = %e, "process skipped in sweep"),
         }
@@ -314,7 +343,8 @@ fn list_pids() -> io::Result<Vec<u32>> {
     let mut pids = Vec::with_capacity(512);
     for entry in std::fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
-        if let Some(pid) = parse_u64(entry.file_name().as_bytes()).and_then(|p| u32::try_from(p).ok())
+        if let Some(pid) =
+            parse_u64(entry.file_name().as_bytes()).and_then(|p| u32::try_from(p).ok())
             && pid != me
         {
             pids.push(pid);

@@ -82,11 +82,7 @@ struct Missed {
 }
 
 /// Compares two sweeps; a pid whose start time changed is a new process (pid reuse).
-fn missed(
-    old: &HashMap<u32, Sample>,
-    new: &HashMap<u32, Sample>,
-    seen: &SeenSets,
-) -> Missed {
+fn missed(old: &HashMap<u32, Sample>, new: &HashMap<u32, Sample>, seen: &SeenSets) -> Missed {
     let same = |a: &Sample, b: &Sample| a.start_ticks == b.start_ticks;
     let mut m = Missed::default();
     for (pid, p) in new {

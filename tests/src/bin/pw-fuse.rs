@@ -196,7 +196,11 @@ fn serve(mountpoint: &str, program: &str) -> ! {
                     PROG => attr(PROG, prog.len() as u64, libc::S_IFREG | 0o755, &mut out),
                     _ => {}
                 }
-                if out.len() > 16 { Ok(out) } else { Err(libc::ENOENT) }
+                if out.len() > 16 {
+                    Ok(out)
+                } else {
+                    Err(libc::ENOENT)
+                }
             }
             OPEN | OPENDIR => {
                 // FOPEN_KEEP_CACHE: an open does not drop the pages already read, so a running
