@@ -829,6 +829,107 @@ mod tests {
         assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
     }
 
+    fn wx(tgid: u32) -> Event {
+        event(
+            tgid,
+            EventBody::WxMem(WxMem {
+                syscall: "mprotect",
+                start: 0,
+                len: 4096,
+                prot: 7,
+                flags: 0,
+            }),
+        )
+    }
+
+    #[test]
+    fn alerts_leave_in_decision_order_once_their_facts_are_in() {
+        // This test process is alive: its alert waits for a job (digest, connections); the
+        // alert for a gone pid decided after it needs none, but does not overtake it.
+        let me = std::process::id();
+        let mut e = engine();
+        let now = Instant::now();
+        assert!(e.on_event(&exec(me, "/usr/bin/true"), now).is_empty());
+        assert!(e.on_event(&wx(me), now).is_empty(), "held for its facts");
+        let jobs = e.take_jobs();
+        assert_eq!(jobs.len(), 1);
+        assert!(matches!(jobs[0].work, Work::Complete { .. }));
+        assert!(
+            e.on_event(&exec(GONE, "/tmp/dropper"), now).is_empty(),
+            "held behind"
+        );
+        assert_eq!(e.alerts_held(), 2);
+        let digest = "ab".repeat(32);
+        let found = Found::Complete {
+            sha256: Some(digest.clone()),
+            conns: vec![ConnectFact {
+                addr: [10, 0, 0, 1].into(),
+                port: 4444,
+            }],
+        };
+        let out = e.on_job_done(jobs[0].id, Ok(found), now);
+        let pids: Vec<u32> = out.iter().map(|f| f.alert.pid).collect();
+        assert_eq!(pids, [me, GONE]);
+        assert_eq!(out[0].alert.sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            (
+                out[0].alert.conns_outbound,
+                out[0].alert.remote_ports.clone()
+            ),
+            (1, vec![4444])
+        );
+        assert_eq!(
+            e.table().get(me).and_then(|p| p.sha256.clone()),
+            Some(digest)
+        );
+        assert_eq!(e.jobs_in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_job_releases_its_alert_as_it_is() {
+        let me = std::process::id();
+        let mut e = engine();
+        e.on_event(&exec(me, "/usr/bin/true"), Instant::now());
+        e.on_event(&wx(me), Instant::now());
+        let job = e.take_jobs().pop().expect("a job");
+        let out = e.on_job_done(job.id, Err("abandoned".into()), Instant::now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].alert.sha256, None);
+        assert_eq!(e.stats().enrich_failed, 1);
+    }
+
+    #[test]
+    fn what_was_read_about_one_image_never_lands_on_another() {
+        let me = std::process::id();
+        let mut e = engine();
+        let now = Instant::now();
+        // First seen through a connect: who it is is asked for, the event waits for it.
+        let connect = event(
+            me,
+            EventBody::Connect(Connect {
+                fd: 3,
+                family: "inet",
+                addr: [10, 1, 1, 1].into(),
+                port: 4444,
+            }),
+        );
+        assert!(e.on_event(&connect, now).is_empty());
+        let identity = e.take_jobs().pop().expect("identity job");
+        assert!(matches!(identity.work, Work::Identity));
+        // An exec before the answer: a new image under the same pid.
+        e.on_event(&exec(me, "/usr/bin/true"), now);
+        let stale = crate::procfs::Sample {
+            pid: me,
+            cmdline: vec!["stale".into()],
+            exe: Some("/stale".into()),
+            ..Default::default()
+        };
+        e.on_job_done(identity.id, Ok(Found::Identity(Box::new(stale))), now);
+        let p = e.table().get(me).expect("tracked");
+        assert_eq!(p.cmdline, [std::ffi::OsString::from("/usr/bin/true")]);
+        assert_ne!(p.exe.as_deref(), Some(Path::new("/stale")));
+    }
+
     #[test]
     fn memfd_then_exec_through_fd_is_fileless() {
         assert_eq!(

@@ -243,3 +243,81 @@ impl Offload {
         Ok(worker)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A job that blocks until `release` sends (or is dropped).
+    fn gate() -> (mpsc::Sender<()>, impl FnOnce() + Send + 'static) {
+        let (release, wait) = mpsc::channel::<()>();
+        (release, move || {
+            let _ = wait.recv();
+        })
+    }
+
+    /// Polls until no thread is stuck (the released ones return at once).
+    async fn unstuck(pool: &Offload) {
+        for _ in 0..500 {
+            if pool.stats().stuck_now == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("threads still stuck: {:?}", pool.stats());
+    }
+
+    #[tokio::test]
+    async fn a_job_past_its_deadline_is_abandoned_counted_and_its_slot_handed_on() {
+        let pool = Offload::new(1, 4);
+        let (release, job) = gate();
+        let r = pool.run("stuck", Duration::from_millis(50), job).await;
+        assert!(
+            matches!(r, Err(SlowError::TimedOut { what: "stuck", .. })),
+            "{r:?}"
+        );
+        let s = pool.stats();
+        assert_eq!((s.slow_reads_abandoned, s.stuck_now), (1, 1));
+        // The only slot is free again: the next job runs while the first is still stuck.
+        assert_eq!(pool.run("next", Duration::from_secs(5), || 7).await, Ok(7));
+        let _ = release.send(());
+        unstuck(&pool).await;
+        assert_eq!(pool.stats().slow_reads_abandoned, 1, "counted once");
+    }
+
+    #[tokio::test]
+    async fn past_the_stuck_cap_jobs_are_refused_until_one_returns() {
+        let pool = Offload::new(4, 1);
+        let (release, job) = gate();
+        let r = pool.run("stuck", Duration::from_millis(50), job).await;
+        assert!(matches!(r, Err(SlowError::TimedOut { .. })), "{r:?}");
+        let r = pool.run("refused", Duration::from_secs(5), || 1).await;
+        assert_eq!(
+            r,
+            Err(SlowError::Refused {
+                what: "refused",
+                stuck: 1
+            })
+        );
+        assert_eq!(pool.stats().refused_stuck_cap, 1);
+        let _ = release.send(());
+        unstuck(&pool).await;
+        assert_eq!(pool.run("again", Duration::from_secs(5), || 2).await, Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_is_an_error_and_leaves_nothing_stuck() {
+        let pool = Offload::new(1, 1);
+        let r = pool
+            .run("boom", Duration::from_secs(5), || -> u8 { panic!("boom") })
+            .await;
+        assert!(
+            matches!(r, Err(SlowError::Failed { what: "boom", .. })),
+            "{r:?}"
+        );
+        assert_eq!(pool.stats().stuck_now, 0);
+        assert_eq!(pool.run("fine", Duration::from_secs(5), || 3).await, Ok(3));
+    }
+}
