@@ -12,12 +12,15 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use procwatch_tests::{Monitor, TempDir, has_rule, require_root, scratch_base};
 
 const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
+/// How long the hung filesystem may live at most (the test needs well under a minute).
+const SAFETY: Duration = Duration::from_secs(90);
 
 fn pw_fuse() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pw-fuse"))
@@ -76,7 +79,8 @@ fn line_within(out: ChildStdout, timeout: Duration) -> String {
 /// test fails) kills the server first, which makes the kernel fail every held request, so the
 /// stuck readers and the victims can end; then the victims; then detaches the mount.
 struct Hung {
-    server: Child,
+    server: Arc<Mutex<Child>>,
+    server_pid: u32,
     victims: Vec<Child>,
     mnt: PathBuf,
     _dir: TempDir,
@@ -87,7 +91,7 @@ impl Hung {
         let dir = TempDir::new_in(&scratch_base(), "fuse");
         let mnt = dir.0.join("mnt");
         std::fs::create_dir_all(&mnt).expect("mountpoint");
-        let server = Command::new("unshare")
+        let mut server = Command::new("unshare")
             .args(["--mount", "--propagation", "private"])
             .arg(pw_fuse())
             .arg("serve")
@@ -96,20 +100,34 @@ impl Hung {
             .stdout(Stdio::piped())
             .spawn()
             .expect("pw-fuse serve");
-        let mut hung = Self {
+        let line = first_line(&mut server, Duration::from_secs(10));
+        let server_pid = server.id();
+        let server = Arc::new(Mutex::new(server));
+        // The safety net: a procwatch with a thread in a request the server holds cannot exit,
+        // and a failing test waits for procwatch before it would drop this; the server goes
+        // after SAFETY whatever happens, so a failure is reported, never a hung test. (A child
+        // not yet waited for keeps its pid: the kill cannot hit another process.)
+        let net = server.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(SAFETY);
+            if let Ok(mut s) = net.lock() {
+                let _ = s.kill();
+            }
+        });
+        let hung = Self {
             server,
+            server_pid,
             victims: Vec::new(),
             mnt,
             _dir: dir,
         };
-        let line = first_line(&mut hung.server, Duration::from_secs(10));
         assert_eq!(line, "mounted", "pw-fuse serve said {line:?}");
         hung
     }
 
     /// `path` (under the mount) as this process reaches it: through the server's root.
     fn outside(&self, path: &Path) -> PathBuf {
-        let mut p = PathBuf::from(format!("/proc/{}/root", self.server.id()));
+        let mut p = PathBuf::from(format!("/proc/{}/root", self.server_pid));
         p.push(path.strip_prefix("/").unwrap_or(path));
         p
     }
@@ -117,14 +135,16 @@ impl Hung {
     /// From now on every request to the filesystem is held.
     fn hang_everything(&self) {
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.server.id() as i32, libc::SIGUSR1) };
+        unsafe { libc::kill(self.server_pid as i32, libc::SIGUSR1) };
     }
 }
 
 impl Drop for Hung {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        if let Ok(mut s) = self.server.lock() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
         for v in &mut self.victims {
             let _ = v.kill();
             let _ = v.wait();
@@ -180,7 +200,7 @@ fn hung_reads_are_abandoned_and_detection_goes_on() {
     let script =
         "echo started; read _; exec 3<>/dev/tcp/127.0.0.1/443; echo connected; sleep 60; exit 0";
     let mut b = Command::new("nsenter")
-        .arg(format!("--mount=/proc/{}/ns/mnt", fs.server.id()))
+        .arg(format!("--mount=/proc/{}/ns/mnt", fs.server_pid))
         .arg("--")
         .arg(&prog)
         .args(["-c", script])
