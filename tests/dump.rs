@@ -14,10 +14,10 @@ use procwatch::{
     alert::{self, Alert, SensorInfo, Trigger},
     config::Config,
     detect,
-    process::{
-        hash::sha256_file,
-        sample::{self, Depth},
-        table::Process,
+    process::{hash::sha256_file, merge::merge, table::Process},
+    procfs::{
+        Depth,
+        sample::{self, Interest},
     },
     score,
     sensor::SensorKind,
@@ -71,9 +71,10 @@ impl Drop for Victim {
 
 /// The alert the engine would build for `pid` from a full /proc sample.
 fn alert_for(pid: u32) -> Alert {
-    let s = sample::take(pid, &Depth::Full).unwrap_or_else(|e| panic!("sample {pid}: {e}"));
+    let s = sample::take(pid, Depth::Full, &Interest::none())
+        .unwrap_or_else(|e| panic!("sample {pid}: {e}"));
     let mut p = Process::new(pid, SensorKind::Sweep);
-    sample::merge(&mut p, s, Instant::now());
+    merge(&mut p, s, Instant::now());
     let cfg = Config::default();
     let verdict = score::score(detect::evaluate(&p, &cfg), 0.0, &cfg);
     let sensor = SensorInfo {
@@ -86,7 +87,7 @@ fn alert_for(pid: u32) -> Alert {
 
 /// Start time of `pid` now (the dump names a process by pid and start time).
 fn start_of(pid: u32) -> u64 {
-    procwatch::process::stat::read_stat(pid)
+    procwatch::procfs::stat::read_stat(pid)
         .unwrap_or_else(|e| panic!("stat {pid}: {e}"))
         .start_ticks
 }

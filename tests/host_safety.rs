@@ -44,7 +44,7 @@ fn waiting(program: &Path, args: &[&str]) -> Actor {
 
 /// One-letter state of `pid` (`T` stopped), or None when gone.
 fn state(pid: u32) -> Option<u8> {
-    procwatch::process::stat::read_stat(pid)
+    procwatch::procfs::stat::read_stat(pid)
         .ok()
         .map(|s| s.state)
 }

@@ -288,7 +288,7 @@ async fn no_event_is_lost_or_malformed_in_a_burst_of_execs() {
 
 /// The start time /proc shows for `pid` (clock ticks since boot).
 fn proc_start(pid: u32) -> u64 {
-    procwatch::process::stat::read_stat(pid)
+    procwatch::procfs::stat::read_stat(pid)
         .unwrap_or_else(|e| panic!("stat {pid}: {e}"))
         .start_ticks
 }

@@ -1,13 +1,19 @@
-//! The engine: sole owner of the process table and detector state. Sensor events and /proc
-//! samples go in, alerts come out. Everything here runs on one task; /proc reads done here
-//! are the cheap per-event ones (one readlink); full samples are taken elsewhere and merged.
+//! The engine: sole owner of the process table and detector state. Sensor events, /proc
+//! sweeps and the results of enrichment jobs go in, alerts come out. Everything here runs on
+//! one task and never waits on a read a monitored process can make slow: the per-event reads
+//! done here are links (exe, fds 0-2), which no process can stall; what can stall (a command
+//! line, a socket table, an executable's bytes) is asked for as a [`Job`], run elsewhere with a
+//! deadline, and handed back with [`Engine::on_job_done`]. Alerts leave in the order they were
+//! decided, each once its facts (sha256, connections) are in or their job gave up.
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap, VecDeque},
     ffi::OsString,
     path::{Path, PathBuf},
-    sync::Arc,
-    time::Instant,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
+
+use tracing::debug;
 
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
@@ -15,18 +21,20 @@ use crate::{
     detect::{self, reverse_shell::is_shell_or_interpreter},
     identity::{AllowIds, ExeId},
     process::{
-        hash::{HashCache, HashOutcome},
-        sample::{self, Sample},
-        table::{ConnectFact, ExeState, Process, ProcessTable, PtraceFact, WxFact, push_bounded},
+        enrich::{Found, Job, Outcome, Work},
+        hash::HashCache,
+        merge,
+        table::{ConnectFact, ExeState, ProcessTable, PtraceFact, WxFact, push_bounded},
         users::UserNames,
     },
+    procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
     score::{self, Decision},
     sensor::{Event, EventBody, SensorKind, SensorStats, event::KernelAction},
 };
 
-/// Executables at most this large are hashed inline when they first alert; larger ones are
-/// reported without a digest rather than stall detection.
-pub const INLINE_HASH_MAX: u64 = 16 * 1024 * 1024;
+/// After a shell connects, its stdio is re-read this much later (the redirection onto the new
+/// socket happens after connect returns).
+const RECHECK_AFTER: Duration = Duration::from_millis(100);
 
 /// An alert plus what the action stage needs to act on exactly that process.
 #[derive(Debug, Clone)]
@@ -58,6 +66,38 @@ pub struct EngineStats {
     pub evicted: u64,
     /// Processes tracked now.
     pub tracked: usize,
+    /// /proc sweeps merged.
+    pub sweeps: u64,
+    /// Processes a sweep found but could not read in time (their reads hang), summed over sweeps.
+    pub sweep_unread: u64,
+    /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
+    pub enrich_failed: u64,
+}
+
+/// What to do with a job's result.
+#[derive(Debug)]
+enum Then {
+    /// Merge it, then evaluate the process (for this event, or as a sweep when `None`).
+    Evaluate(Option<Box<Event>>),
+    /// Complete the queued alert waiting on this job.
+    Complete,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    pid: u32,
+    image: u64,
+    then: Then,
+}
+
+/// An alert in decision order, held until its facts are in.
+#[derive(Debug)]
+struct Queued {
+    flagged: Flagged,
+    job: Option<u64>,
+    /// The process's own connects and /proc connections when the alert was decided.
+    connects: Vec<ConnectFact>,
+    conns: Vec<ConnectFact>,
 }
 
 /// The detection engine.
@@ -65,7 +105,7 @@ pub struct Engine {
     cfg: Config,
     table: ProcessTable,
     users: UserNames,
-    hashes: HashCache,
+    hashes: Arc<Mutex<HashCache>>,
     sensor: SensorKind,
     stats: Arc<SensorStats>,
     counts: EngineStats,
@@ -73,6 +113,11 @@ pub struct Engine {
     recheck: Vec<(u32, Instant)>,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
+    /// Jobs asked for and not yet taken by [`Engine::take_jobs`].
+    jobs: Vec<Job>,
+    next_job: u64,
+    waiting: HashMap<u64, Waiting>,
+    queue: VecDeque<Queued>,
 }
 
 impl Engine {
@@ -85,11 +130,15 @@ impl Engine {
             cfg,
             table,
             users: UserNames::new(),
-            hashes: HashCache::default(),
+            hashes: Arc::default(),
             sensor,
             stats,
             counts: EngineStats::default(),
             recheck: Vec::new(),
+            jobs: Vec::new(),
+            next_job: 1,
+            waiting: HashMap::new(),
+            queue: VecDeque::new(),
         }
     }
 
@@ -140,9 +189,46 @@ impl Engine {
         }
     }
 
+    /// What a full /proc read of a process should look for under the config in force.
+    pub fn interest(&self) -> Interest {
+        let ports = self.cfg.ports.clone();
+        Interest {
+            port_allowed: Arc::new(move |port| ports.contains(port)),
+            wants_stdio: is_shell_or_interpreter,
+        }
+    }
+
+    /// The executable hashes, shared with the jobs that compute them.
+    pub fn hashes(&self) -> Arc<Mutex<HashCache>> {
+        self.hashes.clone()
+    }
+
+    /// The jobs asked for since the last call; run each and hand its result to
+    /// [`Engine::on_job_done`] (every one, also when it failed).
+    pub fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// Jobs handed out whose results have not come back.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Alerts decided and held until their facts are in.
+    pub fn alerts_held(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Every held alert as it is, in order (at shutdown, when no job result will come).
+    pub fn flush(&mut self) -> Vec<Flagged> {
+        self.waiting.clear();
+        self.queue.drain(..).map(|q| q.flagged).collect()
+    }
+
     /// Applies one sensor event and returns the alerts it causes.
     pub fn on_event(&mut self, ev: &Event, now: Instant) -> Vec<Flagged> {
-        self.apply(ev, now, false)
+        self.apply(ev, now, false);
+        self.release()
     }
 
     /// Applies a batch of sensor events in order and returns the alerts they cause. Knowing
@@ -156,16 +242,15 @@ impl Engine {
                 last_exit.insert(ev.tgid, i);
             }
         }
-        let mut flagged = Vec::new();
         for (i, ev) in events.iter().enumerate() {
             let gone = last_exit.get(&ev.tgid).is_some_and(|&at| at > i);
-            flagged.extend(self.apply(ev, now, gone));
+            self.apply(ev, now, gone);
         }
-        flagged
+        self.release()
     }
 
     /// One event; `gone` when the process is known to have exited already.
-    fn apply(&mut self, ev: &Event, now: Instant, gone: bool) -> Vec<Flagged> {
+    fn apply(&mut self, ev: &Event, now: Instant, gone: bool) {
         let pid = ev.tgid;
         match &ev.body {
             EventBody::Exec(x) => {
@@ -204,7 +289,15 @@ impl Engine {
                     }
                 }
                 if !gone && is_shell_or_interpreter(p.exe_name()) {
-                    p.stdio_net = sample::stdio_net(pid);
+                    // The fd links are cheap; the socket table behind them is read off the
+                    // engine, and the exec is evaluated when it is in.
+                    let inodes = sockets::stdio_sockets(pid);
+                    if inodes.iter().any(Option::is_some) {
+                        let image = p.image;
+                        let then = Then::Evaluate(Some(Box::new(ev.clone())));
+                        self.ask(pid, image, Work::StdioNet(inodes), then);
+                        return;
+                    }
                 }
             }
             EventBody::Fork(f) => {
@@ -250,31 +343,33 @@ impl Engine {
                     // The child starts where its parent is: a relative exec resolves against it.
                     child.cwd = cwd;
                 }
-                return Vec::new();
+                return;
             }
             EventBody::Exit(_) => {
                 self.table.mark_exited(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
                 self.table.expire(now);
-                return Vec::new();
+                return;
             }
             // An event that adds no new fact cannot change the verdict: no evaluation (a
             // connect storm to one destination costs a lookup per connect, not a scoring).
             EventBody::Ptrace(t) => {
-                let p = self.known(pid, ev, now);
+                let asked = self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
                 let fact = PtraceFact {
                     request: t.request_name,
                     target: t.target_pid,
                 };
                 let new =
                     t.request_name != "PTRACE_TRACEME" && push_bounded(&mut p.ptrace_events, fact);
-                if !new && ev.kernel_action.is_none() {
-                    return Vec::new();
+                if asked || (!new && ev.kernel_action.is_none()) {
+                    return;
                 }
             }
             EventBody::Connect(c) => {
-                let p = self.known(pid, ev, now);
+                let asked = self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
                 let new = push_bounded(
                     &mut p.connects,
                     ConnectFact {
@@ -284,16 +379,15 @@ impl Engine {
                 );
                 let shell = is_shell_or_interpreter(p.exe_name());
                 if shell && !self.recheck.iter().any(|&(q, _)| q == pid) {
-                    // The redirection of stdio onto the new socket happens after connect returns.
-                    self.recheck
-                        .push((pid, now + std::time::Duration::from_millis(100)));
+                    self.recheck.push((pid, now + RECHECK_AFTER));
                 }
-                if !new {
-                    return Vec::new();
+                if asked || !new {
+                    return;
                 }
             }
             EventBody::WxMem(w) => {
-                let p = self.known(pid, ev, now);
+                let asked = self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
                 let new = push_bounded(
                     &mut p.wx_events,
                     WxFact {
@@ -302,80 +396,183 @@ impl Engine {
                         len: w.len,
                     },
                 );
-                if !new && ev.kernel_action.is_none() {
-                    return Vec::new();
+                if asked || (!new && ev.kernel_action.is_none()) {
+                    return;
                 }
             }
             EventBody::Memfd(m) => {
-                let p = self.known(pid, ev, now);
+                self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
                 push_bounded(&mut p.memfds, m.name.clone());
-                return Vec::new();
+                return;
             }
         }
-        self.evaluate(pid, &Trigger::Event(ev))
-            .into_iter()
-            .collect()
+        self.evaluate(pid, &Trigger::Event(ev), gone);
     }
 
-    /// The entry for the process behind `ev`, filled from /proc the first time it is seen
-    /// (it predates procwatch or its exec was not observed).
-    fn known(&mut self, pid: u32, ev: &Event, now: Instant) -> &mut Process {
+    /// Makes sure the process behind `ev` has an entry. The first time it is seen (it
+    /// predates procwatch or its exec was not observed) who it is gets read off the engine,
+    /// and the event is evaluated once that is in: true when so.
+    fn learn(&mut self, pid: u32, ev: &Event, now: Instant) -> bool {
         let p = self
             .table
             .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
-        if p.exe_state == ExeState::Unknown && p.exe.is_none() {
-            p.name = ev.comm.clone();
-            p.uid = ev.uid;
-            p.gid = ev.gid;
-            // Only the process the event names: a pid reused since is another process.
-            if let Ok(s) = sample::take(pid, &sample::Depth::Identity)
-                && if p.start_ticks != 0 {
-                    s.start_ticks == p.start_ticks
-                } else {
-                    ev.ktime_ns != 0 && crate::identity::started_by(s.start_ticks, ev.ktime_ns)
-                }
-            {
-                sample::merge_identity(p, &s);
-            }
+        if p.exe_state != ExeState::Unknown || p.exe.is_some() {
+            return false;
         }
-        p
+        p.name = ev.comm.clone();
+        p.uid = ev.uid;
+        p.gid = ev.gid;
+        let image = p.image;
+        let asked = self
+            .waiting
+            .values()
+            .any(|w| w.pid == pid && w.image == image && matches!(w.then, Then::Evaluate(Some(_))));
+        if asked {
+            return false;
+        }
+        self.ask(
+            pid,
+            image,
+            Work::Identity,
+            Then::Evaluate(Some(Box::new(ev.clone()))),
+        );
+        true
     }
 
-    /// Merges a /proc sample of every process, taken from `started` on, and evaluates each one.
-    pub fn on_samples(
-        &mut self,
-        samples: Vec<Sample>,
-        started: Instant,
-        now: Instant,
-    ) -> Vec<Flagged> {
-        let seen: std::collections::HashSet<u32> = samples.iter().map(|s| s.pid).collect();
-        let mut pids = Vec::with_capacity(samples.len());
-        for s in samples {
+    fn ask(&mut self, pid: u32, image: u64, work: Work, then: Then) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.push(Job {
+            id,
+            pid,
+            image,
+            work,
+        });
+        self.waiting.insert(id, Waiting { pid, image, then });
+        id
+    }
+
+    /// Takes a job's result: merges what it found into the process it was asked for (if that
+    /// is still the same image), evaluates it or completes the alert waiting on it, and returns
+    /// the alerts now ready.
+    pub fn on_job_done(&mut self, id: u64, outcome: Outcome, now: Instant) -> Vec<Flagged> {
+        let Some(w) = self.waiting.remove(&id) else {
+            return self.release();
+        };
+        if let Err(why) = &outcome {
+            self.counts.enrich_failed += 1;
+            debug!(pid = w.pid, why = %why, "enrichment gave nothing");
+        }
+        let current = self.table.get(w.pid).is_some_and(|p| p.image == w.image);
+        match w.then {
+            Then::Complete => self.complete(id, w, outcome.ok(), current),
+            Then::Evaluate(ev) => {
+                if let Some(p) = self.table.get_mut(w.pid).filter(|_| current) {
+                    match outcome {
+                        // Only the process the event names: a pid reused since is another.
+                        Ok(Found::Identity(s))
+                            if if p.start_ticks != 0 {
+                                s.start_ticks == p.start_ticks
+                            } else {
+                                ev.as_ref().is_some_and(|ev| {
+                                    ev.ktime_ns != 0
+                                        && crate::identity::started_by(s.start_ticks, ev.ktime_ns)
+                                })
+                            } =>
+                        {
+                            merge::merge_identity(p, &s)
+                        }
+                        Ok(Found::StdioNet(net)) => p.stdio_net = net,
+                        Ok(Found::Recheck(s))
+                            if p.start_ticks == 0 || p.start_ticks == s.start_ticks =>
+                        {
+                            merge::merge(p, *s, now)
+                        }
+                        _ => {}
+                    }
+                }
+                if current {
+                    let trigger = match &ev {
+                        Some(ev) => Trigger::Event(ev),
+                        None => Trigger::Sweep,
+                    };
+                    self.evaluate(w.pid, &trigger, false);
+                }
+            }
+        }
+        self.release()
+    }
+
+    /// Puts an alert's facts in: the digest, and every outbound connection when some were
+    /// found (a sweep only traces the suspicious ones).
+    fn complete(&mut self, id: u64, w: Waiting, found: Option<Found>, current: bool) {
+        let Some(q) = self.queue.iter_mut().find(|q| q.job == Some(id)) else {
+            return;
+        };
+        q.job = None;
+        let Some(Found::Complete { sha256, conns }) = found else {
+            return;
+        };
+        if !conns.is_empty() {
+            q.conns = conns;
+        }
+        let a = &mut q.flagged.alert;
+        if sha256.is_some() {
+            a.sha256 = sha256;
+        }
+        let all: BTreeSet<&ConnectFact> = q.connects.iter().chain(&q.conns).collect();
+        a.conns_outbound = all.len();
+        let mut ports: Vec<u16> = all.iter().map(|c| c.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        a.remote_ports = ports;
+        if let Some(p) = self.table.get_mut(w.pid).filter(|_| current) {
+            if a.sha256.is_some() {
+                p.sha256 = a.sha256.clone();
+            }
+            p.conns = q.conns.clone();
+        }
+    }
+
+    /// Alerts at the front of the queue whose facts are in.
+    fn release(&mut self) -> Vec<Flagged> {
+        let mut out = Vec::new();
+        while self.queue.front().is_some_and(|q| q.job.is_none()) {
+            if let Some(q) = self.queue.pop_front() {
+                out.push(q.flagged);
+            }
+        }
+        out
+    }
+
+    /// Merges a sweep of every process, taken from `started` on, and evaluates each one.
+    pub fn on_samples(&mut self, sweep: Sweep, started: Instant, now: Instant) -> Vec<Flagged> {
+        self.counts.sweeps += 1;
+        self.counts.sweep_unread += sweep.unread.len() as u64;
+        let mut seen: std::collections::HashSet<u32> = sweep.unread.iter().copied().collect();
+        let mut pids = Vec::with_capacity(sweep.samples.len());
+        for s in sweep.samples {
+            seen.insert(s.pid);
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
-            sample::merge(p, s, now);
+            merge::merge(p, s, now);
             pids.push(p.pid);
         }
         // Live entries that the sweep did not find have exited without us seeing it; entries
-        // that appeared while the sweep ran (from events) may simply be newer than it.
+        // that appeared while the sweep ran (from events) may simply be newer than it, and
+        // processes it found but could not read are there.
         for pid in self.table.live_pids_before(started) {
             if !seen.contains(&pid) {
                 self.table.mark_exited(pid, now);
             }
         }
         self.table.expire(now);
-        pids.into_iter()
-            .filter_map(|pid| self.evaluate(pid, &Trigger::Sweep))
-            .collect()
-    }
-
-    /// Merges a sample of one process (a due recheck) and evaluates it.
-    pub fn on_sample(&mut self, s: Sample, now: Instant) -> Option<Flagged> {
-        let pid = s.pid;
-        let p = self.table.entry(pid, s.start_ticks, SensorKind::Sweep, now);
-        sample::merge(p, s, now);
-        self.evaluate(pid, &Trigger::Sweep)
+        for pid in pids {
+            self.evaluate(pid, &Trigger::Sweep, false);
+        }
+        self.release()
     }
 
     /// True when `pid` is `root` or descends from it (parents from the table, else /proc).
@@ -387,7 +584,7 @@ impl Engine {
             }
             let parent = match self.table.get(cur) {
                 Some(p) if p.ppid != 0 => p.ppid,
-                _ => match crate::process::stat::read_stat(cur) {
+                _ => match crate::procfs::stat::read_stat(cur) {
                     Ok(st) => st.ppid,
                     Err(_) => return false,
                 },
@@ -400,8 +597,8 @@ impl Engine {
         false
     }
 
-    /// Pids whose recheck is due, removed from the queue.
-    pub fn due_rechecks(&mut self, now: Instant) -> Vec<u32> {
+    /// Asks for a full re-read of every process whose recheck is due.
+    pub fn start_rechecks(&mut self, now: Instant) {
         let mut due = Vec::new();
         self.recheck.retain(|&(pid, at)| {
             if at <= now {
@@ -413,7 +610,12 @@ impl Engine {
         });
         due.sort_unstable();
         due.dedup();
-        due
+        for pid in due {
+            if let Some(image) = self.table.get(pid).map(|p| p.image) {
+                let interest = self.interest();
+                self.ask(pid, image, Work::Recheck(interest), Then::Evaluate(None));
+            }
+        }
     }
 
     /// When the next recheck is due.
@@ -421,13 +623,16 @@ impl Engine {
         self.recheck.iter().map(|&(_, at)| at).min()
     }
 
-    /// Runs every rule on `pid` and returns an alert when the verdict calls for one.
-    fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>) -> Option<Flagged> {
+    /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert
+    /// on a live process waits for its facts (digest, connections), read off the engine.
+    fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>, gone: bool) {
         let cfg = &self.cfg;
-        let p = self.table.get_mut(pid)?;
+        let Some(p) = self.table.get_mut(pid) else {
+            return;
+        };
         let findings = detect::evaluate(p, cfg);
         if findings.is_empty() {
-            return None;
+            return;
         }
         let verdict = score::score(findings, 0.0, cfg);
         if verdict.total_score >= cfg.min_score {
@@ -441,19 +646,9 @@ impl Engine {
             Decision::Alert => {}
             Decision::Whitelisted => {
                 self.counts.whitelisted += 1;
-                return None;
+                return;
             }
-            Decision::BelowThreshold | Decision::AlreadyReported => return None,
-        }
-        if p.exited.is_none() {
-            if p.sha256.is_none() {
-                p.sha256 = hash_exe(&mut self.hashes, pid);
-            }
-            // A sweep only traces suspicious connections; the alert lists them all.
-            let all = sample::outbound_conns(pid);
-            if !all.is_empty() {
-                p.conns = all;
-            }
+            Decision::BelowThreshold | Decision::AlreadyReported => return,
         }
         self.counts.alerts += 1;
         let sensor = SensorInfo {
@@ -482,14 +677,29 @@ impl Engine {
                 None => {}
             }
         }
-        Some(Flagged {
+        let flagged = Flagged {
             alert,
             start_ticks: p.start_ticks,
             exe_id: p.exe_id,
             kernel_thread: p.kernel_thread,
             exited: p.exited.is_some(),
             stopped_tracee,
-        })
+        };
+        let (connects, conns) = (p.connects.clone(), p.conns.clone());
+        // Opening /proc/PID says whether it is still there; nothing of it is read here.
+        let live = !gone && p.exited.is_none() && PidDir::open(pid).is_ok();
+        let work = Work::Complete {
+            start_ticks: p.start_ticks,
+            hash: p.sha256.is_none().then(|| p.exe.clone()).flatten(),
+        };
+        let image = p.image;
+        let job = live.then(|| self.ask(pid, image, work, Then::Complete));
+        self.queue.push_back(Queued {
+            flagged,
+            job,
+            connects,
+            conns,
+        });
     }
 }
 
@@ -498,11 +708,11 @@ impl Engine {
 /// (a recycled pid belongs to a process started after it), and the executable file, read
 /// through the same /proc handle once the start time is known to match. A process that exited
 /// keeps what it has (its /proc entry, if any, belongs to someone else).
-fn identify(p: &mut Process, trigger: &Trigger<'_>) {
+fn identify(p: &mut crate::process::table::Process, trigger: &Trigger<'_>) {
     if p.exited.is_some() || (p.start_ticks != 0 && p.exe_id.is_some()) {
         return;
     }
-    let Ok((start, exe)) = crate::process::stat::start_and_exe(p.pid) else {
+    let Ok((start, exe)) = crate::procfs::stat::start_and_exe(p.pid) else {
         return;
     };
     if p.start_ticks == 0 {
@@ -525,7 +735,7 @@ fn identify(p: &mut Process, trigger: &Trigger<'_>) {
 
 /// True when the process holding `pid` now runs the file `id`.
 fn runs(pid: u32, id: ExeId) -> bool {
-    std::fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| ExeId::from_metadata(&m) == id)
+    ExeId::of_proc_exe(pid, None) == Some(id)
 }
 
 /// The process a killed `PTRACE_ATTACH` really stopped, as the kernel reported it at syscall
@@ -542,21 +752,6 @@ fn attached_tracee(ev: &Event) -> Option<(u32, u64)> {
         .tracee_start_time_ns
         .and_then(crate::identity::ticks_from_boot_ns)?;
     (r.ret == 0).then_some((r.tracee_tgid?, start))
-}
-
-fn hash_exe(cache: &mut HashCache, pid: u32) -> Option<String> {
-    let key =
-        crate::process::hash::FileKey::of_path(Path::new(&format!("/proc/{pid}/exe"))).ok()?;
-    if let Some(HashOutcome::Digest(d)) = cache.get(&key) {
-        return Some(d.clone());
-    }
-    let (key, outcome) = crate::process::hash::hash_exe_of_pid(pid, INLINE_HASH_MAX).ok()?;
-    let digest = match &outcome {
-        HashOutcome::Digest(d) => Some(d.clone()),
-        HashOutcome::TooLarge { .. } => None,
-    };
-    cache.insert(key, outcome);
-    digest
 }
 
 /// `filename` made absolute against `cwd` when possible.
@@ -741,7 +936,11 @@ mod tests {
             x.exe = Some(other);
         }
         let mut e = engine();
-        let alerts = e.on_events(&[ev], Instant::now());
+        let mut alerts = e.on_events(&[ev], Instant::now());
+        // The alert on a live process waits for its facts; release it as a failed job would.
+        for job in e.take_jobs() {
+            alerts.extend(e.on_job_done(job.id, Err("not run".into()), Instant::now()));
+        }
         assert_eq!(alerts.len(), 1, "tmp_exe from the kernel's filename");
         let p = e.table().get(me).expect("tracked");
         assert_eq!(p.exe.as_deref(), Some(Path::new("/tmp/dropper")));
@@ -765,9 +964,9 @@ mod tests {
         let started = Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(2));
         e.on_event(&exec(GONE, "/usr/bin/true"), Instant::now());
-        e.on_samples(Vec::new(), started, Instant::now());
+        e.on_samples(Sweep::default(), started, Instant::now());
         assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_none()));
-        e.on_samples(Vec::new(), Instant::now(), Instant::now());
+        e.on_samples(Sweep::default(), Instant::now(), Instant::now());
         assert!(
             e.table().get(GONE).is_some_and(|p| p.exited.is_some()),
             "a later sweep that misses it does"
@@ -794,6 +993,107 @@ mod tests {
         let alerts = e.on_event(&exec(GONE + 1, "./payload"), now);
         assert_eq!(alerts.len(), 1, "tmp_exe through the inherited cwd");
         assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
+    }
+
+    fn wx(tgid: u32) -> Event {
+        event(
+            tgid,
+            EventBody::WxMem(WxMem {
+                syscall: "mprotect",
+                start: 0,
+                len: 4096,
+                prot: 7,
+                flags: 0,
+            }),
+        )
+    }
+
+    #[test]
+    fn alerts_leave_in_decision_order_once_their_facts_are_in() {
+        // This test process is alive: its alert waits for a job (digest, connections); the
+        // alert for a gone pid decided after it needs none, but does not overtake it.
+        let me = std::process::id();
+        let mut e = engine();
+        let now = Instant::now();
+        assert!(e.on_event(&exec(me, "/usr/bin/true"), now).is_empty());
+        assert!(e.on_event(&wx(me), now).is_empty(), "held for its facts");
+        let jobs = e.take_jobs();
+        assert_eq!(jobs.len(), 1);
+        assert!(matches!(jobs[0].work, Work::Complete { .. }));
+        assert!(
+            e.on_event(&exec(GONE, "/tmp/dropper"), now).is_empty(),
+            "held behind"
+        );
+        assert_eq!(e.alerts_held(), 2);
+        let digest = "ab".repeat(32);
+        let found = Found::Complete {
+            sha256: Some(digest.clone()),
+            conns: vec![ConnectFact {
+                addr: [10, 0, 0, 1].into(),
+                port: 4444,
+            }],
+        };
+        let out = e.on_job_done(jobs[0].id, Ok(found), now);
+        let pids: Vec<u32> = out.iter().map(|f| f.alert.pid).collect();
+        assert_eq!(pids, [me, GONE]);
+        assert_eq!(out[0].alert.sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            (
+                out[0].alert.conns_outbound,
+                out[0].alert.remote_ports.clone()
+            ),
+            (1, vec![4444])
+        );
+        assert_eq!(
+            e.table().get(me).and_then(|p| p.sha256.clone()),
+            Some(digest)
+        );
+        assert_eq!(e.jobs_in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_job_releases_its_alert_as_it_is() {
+        let me = std::process::id();
+        let mut e = engine();
+        e.on_event(&exec(me, "/usr/bin/true"), Instant::now());
+        e.on_event(&wx(me), Instant::now());
+        let job = e.take_jobs().pop().expect("a job");
+        let out = e.on_job_done(job.id, Err("abandoned".into()), Instant::now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].alert.sha256, None);
+        assert_eq!(e.stats().enrich_failed, 1);
+    }
+
+    #[test]
+    fn what_was_read_about_one_image_never_lands_on_another() {
+        let me = std::process::id();
+        let mut e = engine();
+        let now = Instant::now();
+        // First seen through a connect: who it is is asked for, the event waits for it.
+        let connect = event(
+            me,
+            EventBody::Connect(Connect {
+                fd: 3,
+                family: "inet",
+                addr: [10, 1, 1, 1].into(),
+                port: 4444,
+            }),
+        );
+        assert!(e.on_event(&connect, now).is_empty());
+        let identity = e.take_jobs().pop().expect("identity job");
+        assert!(matches!(identity.work, Work::Identity));
+        // An exec before the answer: a new image under the same pid.
+        e.on_event(&exec(me, "/usr/bin/true"), now);
+        let stale = crate::procfs::Sample {
+            pid: me,
+            cmdline: vec!["stale".into()],
+            exe: Some("/stale".into()),
+            ..Default::default()
+        };
+        e.on_job_done(identity.id, Ok(Found::Identity(Box::new(stale))), now);
+        let p = e.table().get(me).expect("tracked");
+        assert_eq!(p.cmdline, [std::ffi::OsString::from("/usr/bin/true")]);
+        assert_ne!(p.exe.as_deref(), Some(Path::new("/stale")));
     }
 
     #[test]

@@ -48,6 +48,37 @@ impl ExeId {
         std::fs::metadata(path).map(|m| Self::from_metadata(&m))
     }
 
+    /// The id of the file process `pid` runs, through its `/proc/<pid>/exe` link (relative to
+    /// `dirfd`, a `/proc/<pid>` handle, when given). Asked with `AT_STATX_DONT_SYNC`: FUSE and
+    /// NFS then answer from cached attributes instead of asking their server, so a hung server
+    /// cannot block the caller; device and inode never change, so the cached answer is exact.
+    pub fn of_proc_exe(pid: u32, dirfd: Option<std::os::fd::BorrowedFd<'_>>) -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        let (fd, path) = match dirfd {
+            Some(d) => (d.as_raw_fd(), std::ffi::CString::new("exe").ok()?),
+            None => (
+                libc::AT_FDCWD,
+                std::ffi::CString::new(format!("/proc/{pid}/exe")).ok()?,
+            ),
+        };
+        // SAFETY: statx is plain data; all-zero is a valid value.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: NUL-terminated path, a valid fd (or AT_FDCWD), a writable statx buffer.
+        let rc = unsafe {
+            libc::statx(
+                fd,
+                path.as_ptr(),
+                libc::AT_STATX_DONT_SYNC,
+                libc::STATX_INO,
+                &mut st,
+            )
+        };
+        (rc == 0 && st.stx_mask & libc::STATX_INO != 0).then(|| Self {
+            dev: (u64::from(st.stx_dev_major) << 20) | u64::from(st.stx_dev_minor),
+            ino: st.stx_ino,
+        })
+    }
+
     /// The id from an exec record: `None` when the kernel could not read it.
     pub fn from_kernel(dev: u32, ino: u64) -> Option<Self> {
         (ino != 0).then_some(Self {
@@ -211,7 +242,7 @@ mod tests {
         );
         assert_eq!(boot_ns_from_ticks(0), None);
         // This process: /proc's start time in ticks is not after now.
-        let st = crate::process::stat::read_stat(std::process::id()).expect("stat");
+        let st = crate::procfs::stat::read_stat(std::process::id()).expect("stat");
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,

@@ -1,6 +1,8 @@
 //! procwatch: a Linux runtime-security monitor built on an eBPF sensor.
 //!
-//! Data flows one way: [`sensor`] → process table → detectors → scorer → actions. The binary
+//! Data flows one way: [`sensor`] → process table → detectors → scorer → actions. [`procfs`]
+//! reads /proc for all of them and imports none of them; [`offload`] runs what a monitored
+//! process can make slow off the engine's task. The binary
 //! (`main.rs`) only parses the command line and calls into [`commands`].
 pub mod actions;
 pub mod alert;
@@ -15,8 +17,10 @@ pub mod detect;
 pub mod engine;
 pub mod identity;
 pub mod memory;
+pub mod offload;
 pub mod output;
 pub mod process;
+pub mod procfs;
 pub mod score;
 pub mod sensor;
 pub mod text;

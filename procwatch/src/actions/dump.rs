@@ -60,7 +60,7 @@ use serde::Serialize;
 use crate::{
     alert::Alert,
     config,
-    process::stat::ReadError,
+    procfs::ReadError,
     text::{serialize_path, terminal_safe},
 };
 
@@ -537,7 +537,7 @@ mod tests {
     }
 
     fn own_start() -> u64 {
-        crate::process::stat::read_stat(std::process::id())
+        crate::procfs::stat::read_stat(std::process::id())
             .expect("own stat")
             .start_ticks
     }

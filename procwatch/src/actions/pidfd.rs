@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::process::stat::read_stat;
+use crate::procfs::stat::read_stat;
 
 /// How long [`Target::freeze`] waits to see the process stopped.
 pub const FREEZE_WAIT: Duration = Duration::from_millis(250);
@@ -132,9 +132,7 @@ impl Target {
         let t = Self::open(pid, start_ticks)?;
         if let Some(want) = exe {
             // The pidfd pins the process: this is the exe of the one just checked.
-            let now = std::fs::metadata(format!("/proc/{pid}/exe"))
-                .ok()
-                .map(|m| crate::identity::ExeId::from_metadata(&m));
+            let now = crate::identity::ExeId::of_proc_exe(pid, None);
             if now != Some(want) {
                 return Err(SignalError::Reused { pid });
             }

@@ -1,5 +1,9 @@
 //! `procwatch monitor`: the main job. Sensor events drive detection in real time; a periodic
-//! /proc sweep (off the engine's task) re-checks state-based rules for live processes.
+//! /proc sweep (off the engine's task) re-checks state-based rules for live processes. The loop
+//! below is the engine's task: it never waits on a read a monitored process can make slow
+//! (sweeps and enrichment jobs run on the offload pool and come back as messages; acting on
+//! alerts is the action stage's task), and it pings the systemd watchdog, so a stuck loop
+//! stops the pings.
 //!
 //! Signals: SIGINT/SIGTERM finish in-flight alerts, flush every sink, detach the probes and
 //! exit 0. SIGHUP reloads the config (an invalid one is reported and the old one stays) and
@@ -15,15 +19,20 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
-    notify::notify,
-    pipeline::{self, ActPolicy, Tally},
+    notify::{Watchdog, notify},
+    pipeline::{self, ActPolicy, ActionStage},
     setup,
 };
 use crate::{
     cli::MonitorArgs,
     config::Config,
-    engine::Engine,
-    process::sample::{self, Sample},
+    engine::{Engine, Flagged},
+    offload,
+    process::enrich::Outcome,
+    procfs::{
+        Depth,
+        sweep::{Sweep, Sweeper},
+    },
     sensor::{self, EbpfOptions, SensorOptions, SensorStats, ebpf::KillPolicy},
 };
 
@@ -71,6 +80,40 @@ fn report_loss(stats: &SensorStats, seen: u64) -> u64 {
     total
 }
 
+/// Results of enrichment jobs on their way back to the engine.
+type Done = mpsc::UnboundedSender<(u64, Outcome)>;
+
+/// Starts every job the engine asked for on the offload pool; each result (or why there is
+/// none) comes back through `done`.
+fn dispatch(engine: &mut Engine, done: &Done) {
+    for job in engine.take_jobs() {
+        let (tx, hashes) = (done.clone(), engine.hashes());
+        tokio::spawn(async move {
+            let id = job.id;
+            let outcome = job.run_offloaded(offload::pool(), hashes).await;
+            let _ = tx.send((id, outcome));
+        });
+    }
+}
+
+/// Hands alerts to the action stage and starts the jobs the engine asked for meanwhile.
+async fn forward(
+    flagged: Vec<Flagged>,
+    engine: &mut Engine,
+    policy: &ActPolicy,
+    stage: &ActionStage,
+    done: &Done,
+) {
+    dispatch(engine, done);
+    stage.send(pipeline::prepare(flagged, engine, policy)).await;
+}
+
+/// A sweep of every process on its own task.
+fn start_sweep(sweeper: &Sweeper, engine: &Engine) -> JoinHandle<std::io::Result<Sweep>> {
+    let (sweeper, interest) = (sweeper.clone(), engine.interest());
+    tokio::spawn(async move { sweeper.sweep(Depth::Full, &interest).await })
+}
+
 /// Runs until SIGINT/SIGTERM (or `--duration`, or the first alert with `--stop-on-alert`),
 /// then drains the sensor and flushes every sink.
 pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
@@ -86,21 +129,31 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         },
         sweep_interval: cfg.sweep_interval,
     };
-    let outputs = setup::outputs(&cfg, &args.detect)?;
+    let outputs = Arc::new(setup::outputs(&cfg, &args.detect)?);
     let mut running = sensor::start(&opts, tx, stats.clone())?;
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
     let policy = ActPolicy::new(&args.detect, &cfg);
-    let mut tally = Tally::default();
+    let stage = ActionStage::start(policy.clone(), outputs.clone());
+    let mut stopped_on_alert = stage.stopped();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
     let mut hup = signal(SignalKind::hangup())?;
     let mut terminate = super::signals::Terminate::install()?;
 
     let started = std::time::Instant::now();
-    let ports = cfg.ports.clone();
-    let seed = tokio::task::spawn_blocking(move || sample::sweep_all(&ports))
-        .await
-        .unwrap_or_default();
+    let seed = match start_sweep(&sweeper, &engine).await {
+        Ok(Ok(sweep)) => sweep,
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot read /proc: the table starts empty");
+            Sweep::default()
+        }
+        Err(e) => {
+            warn!(error = %e, "the first /proc sweep failed: the table starts empty");
+            Sweep::default()
+        }
+    };
     let flagged = engine.on_samples(seed, started, std::time::Instant::now());
-    pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+    forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
     let probes_missing = stats.probes_missing();
     info!(
         sensor = running.kind.as_str(),
@@ -112,11 +165,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         "monitoring; SIGINT/SIGTERM stops, SIGHUP reloads"
     );
     notify("READY=1\nSTATUS=monitoring");
+    let watchdog = Watchdog::from_env();
+    let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w.every));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut tick = tokio::time::interval(cfg.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut sweep: Option<(std::time::Instant, JoinHandle<Vec<Sample>>)> = None;
+    let mut sweep: Option<(std::time::Instant, JoinHandle<std::io::Result<Sweep>>)> = None;
     let deadline = async {
         match args.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -129,7 +185,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut lost_seen = 0;
 
     let stopped = loop {
-        if tally.stop {
+        if *stopped_on_alert.borrow() {
             break "stopped on alert";
         }
         let recheck_at = engine.next_recheck().map(Instant::from_std).unwrap_or(far);
@@ -142,8 +198,13 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 }
                 let flagged = engine.on_events(&batch, std::time::Instant::now());
                 batch.clear();
-                pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
             }
+            Some((id, outcome)) = done_rx.recv() => {
+                let flagged = engine.on_job_done(id, outcome, std::time::Instant::now());
+                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+            }
+            _ = ping.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
             _ = tick.tick() => {
                 outputs.retry();
                 lost_seen = report_loss(&stats, lost_seen);
@@ -155,8 +216,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                     error!(error = %e, "kill allowlist not refreshed");
                 }
                 if sweep.is_none() {
-                    let ports = engine.config().ports.clone();
-                    sweep = Some((std::time::Instant::now(), tokio::task::spawn_blocking(move || sample::sweep_all(&ports))));
+                    sweep = Some((std::time::Instant::now(), start_sweep(&sweeper, &engine)));
                 }
             }
             done = async {
@@ -167,23 +227,19 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             }, if sweep.is_some() => {
                 let started = sweep.take().map_or_else(std::time::Instant::now, |(at, _)| at);
                 match done {
-                    Ok(samples) => {
-                        let flagged = engine.on_samples(samples, started, std::time::Instant::now());
-                        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+                    Ok(Ok(swept)) => {
+                        let flagged = engine.on_samples(swept, started, std::time::Instant::now());
+                        forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
                         // The sweep's samples and the entries that expired with it are freed.
                         crate::memory::release_free_heap();
                     }
-                    Err(e) => warn!(error = %e, "/proc sweep failed"),
+                    Ok(Err(e)) => warn!(error = %e, "/proc sweep failed"),
+                    Err(e) => warn!(error = %e, "/proc sweep task failed"),
                 }
             }
             _ = tokio::time::sleep_until(recheck_at) => {
-                let now = std::time::Instant::now();
-                for pid in engine.due_rechecks(now) {
-                    if let Ok(s) = sample::take(pid, &sample::Depth::Full) {
-                        let flagged: Vec<_> = engine.on_sample(s, now).into_iter().collect();
-                        pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
-                    }
-                }
+                engine.start_rechecks(std::time::Instant::now());
+                dispatch(&mut engine, &done_tx);
             }
             _ = hup.recv() => {
                 match setup::load_config(&args.detect) {
@@ -208,6 +264,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 }
                 outputs.reopen().await;
             }
+            _ = stopped_on_alert.changed() => {}
             sig = terminate.recv() => break sig,
             _ = &mut deadline => break "duration elapsed",
         }
@@ -216,21 +273,42 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
 
     // Stop the sensor, then evaluate every event it had already produced (unless stopping on
     // an alert, where the point is to stop).
+    let stop_on_alert = *stopped_on_alert.borrow();
     let stopper = tokio::spawn(running.stop());
     while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
-        if !tally.stop {
+        if !stop_on_alert {
             let flagged = engine.on_events(&batch, std::time::Instant::now());
-            pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await;
+            forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
         }
         batch.clear();
     }
     let _ = stopper.await;
-    let sinks = outputs.close().await;
+    // Jobs in flight end within their deadline; alerts waiting on them go out after.
+    let settle = tokio::time::Instant::now() + offload::READ_TIMEOUT + Duration::from_secs(1);
+    while engine.jobs_in_flight() > 0 && !stop_on_alert {
+        match tokio::time::timeout_at(settle, done_rx.recv()).await {
+            Ok(Some((id, outcome))) => {
+                let flagged = engine.on_job_done(id, outcome, std::time::Instant::now());
+                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let rest = engine.flush();
+    if !stop_on_alert {
+        stage.send(pipeline::prepare(rest, &engine, &policy)).await;
+    }
+    let tally = stage.finish().await;
+    let sinks = match Arc::try_unwrap(outputs) {
+        Ok(outputs) => outputs.close().await,
+        Err(_) => Default::default(),
+    };
     let summary = serde_json::json!({
         "stopped": stopped,
         "alerts_written": tally.alerts,
         "sensor": stats.snapshot(),
         "engine": engine.stats(),
+        "offload": offload::pool().stats(),
         "sinks": sinks,
     });
     eprintln!("procwatch monitor: {summary}");

@@ -1,8 +1,15 @@
 //! The tail of the pipeline shared by `monitor` and `scan`: act on each flagged process
-//! (kill, dump), then hand the alert to the sinks; stop after the first one when asked.
+//! (kill, dump), then hand the alert to the sinks; stop after the first one when asked. In
+//! `monitor` this runs as its own task ([`ActionStage`]), so a freeze or a dump that a process
+//! makes slow never holds up the engine; both run on the offload pool with deadlines.
 use tracing::{info, warn};
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     actions::{
@@ -14,8 +21,15 @@ use crate::{
     cli::DetectArgs,
     config::Config,
     engine::{Engine, Flagged},
+    offload,
     output::Outputs,
 };
+
+/// Deadline of a forensic dump (it copies the executable and reads the process's memory-backed
+/// files, any of which a process can make hang).
+pub const DUMP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Alert batches queued for the action stage before the engine waits for it.
+const STAGE_QUEUE: usize = 1024;
 
 /// Exit status after `--stop-on-alert` stopped the run.
 pub const EXIT_STOPPED_ON_ALERT: u8 = 3;
@@ -57,6 +71,36 @@ pub struct Tally {
     pub stop: bool,
 }
 
+/// A flagged process with what only the engine can tell: whether it is in the kill scope and
+/// whether it is exempt from kills.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The flagged process.
+    pub flagged: Flagged,
+    /// Inside `--enforce-scope-pid`'s tree (or no scope is set).
+    pub in_scope: bool,
+    /// Why the process may not be killed (allowlisted executable, whitelisted user), if so.
+    pub exemption: Option<String>,
+}
+
+/// Decides, with the engine's table, what the action stage cannot know on its own.
+pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Vec<Prepared> {
+    flagged
+        .into_iter()
+        .map(|flagged| {
+            let in_scope = policy
+                .scope
+                .is_none_or(|root| engine.descends_from(flagged.alert.pid, root));
+            let exemption = engine.kill_exemption(&flagged);
+            Prepared {
+                flagged,
+                in_scope,
+                exemption,
+            }
+        })
+        .collect()
+}
+
 /// Acts on every flagged process and writes its alert. Returns true when the run must stop.
 pub async fn deliver(
     flagged: Vec<Flagged>,
@@ -65,8 +109,17 @@ pub async fn deliver(
     outputs: &Outputs,
     tally: &mut Tally,
 ) -> bool {
-    for f in flagged {
-        let alert = act(f, engine, policy).await;
+    deliver_prepared(prepare(flagged, engine, policy), policy, outputs, tally).await
+}
+
+async fn deliver_prepared(
+    batch: Vec<Prepared>,
+    policy: &ActPolicy,
+    outputs: &Outputs,
+    tally: &mut Tally,
+) -> bool {
+    for p in batch {
+        let alert = act(p, policy).await;
         outputs.send(alert).await;
         tally.alerts += 1;
         if policy.stop_on_alert {
@@ -77,15 +130,61 @@ pub async fn deliver(
     false
 }
 
-async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
-    let exemption = engine.kill_exemption(&f);
+/// `monitor`'s action stage: a task of its own that acts on flagged processes and writes their
+/// alerts in the order they come.
+pub struct ActionStage {
+    tx: mpsc::Sender<Vec<Prepared>>,
+    task: JoinHandle<Tally>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl ActionStage {
+    /// Starts the stage.
+    pub fn start(policy: ActPolicy, outputs: Arc<Outputs>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<Prepared>>(STAGE_QUEUE);
+        let (stop_tx, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while let Some(batch) = rx.recv().await {
+                // After --stop-on-alert fired, the rest is not acted on.
+                if !tally.stop && deliver_prepared(batch, &policy, &outputs, &mut tally).await {
+                    let _ = stop_tx.send(true);
+                }
+            }
+            tally
+        });
+        Self { tx, task, stopped }
+    }
+
+    /// Hands a batch to the stage; waits only when it is [`STAGE_QUEUE`] batches behind.
+    pub async fn send(&self, batch: Vec<Prepared>) {
+        if !batch.is_empty() {
+            let _ = self.tx.send(batch).await;
+        }
+    }
+
+    /// Turns true once `--stop-on-alert` fired.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    /// Acts on everything handed over, then returns the tally.
+    pub async fn finish(self) -> Tally {
+        drop(self.tx);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
+    let Prepared {
+        flagged: f,
+        in_scope,
+        exemption,
+    } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
         resume_tracee(pid, start);
     }
-    let in_scope = policy
-        .scope
-        .is_none_or(|root| engine.descends_from(alert.pid, root));
     let mut kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
     if kill && let Some(why) = exemption {
         alert.action = Action::Exempt;
@@ -104,14 +203,12 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
         kill = false;
     }
     // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
-    let target =
+    let mut target =
         (kill && !f.exited).then(|| Target::open_exact(alert.pid, f.start_ticks, f.exe_id));
     if let Some((dir, limits)) = &policy.dump {
         if known {
-            if let Some(Ok(t)) = &target
-                && let Err(e) = t.freeze()
-            {
-                warn!(pid = alert.pid, error = %e, "could not freeze before the dump");
+            if let Some(Ok(t)) = target.take() {
+                target = Some(freeze(t, alert.pid, f.start_ticks, f.exe_id).await);
             }
             let expect = dump::Expect {
                 start_ticks: f.start_ticks,
@@ -135,7 +232,34 @@ async fn act(f: Flagged, engine: &Engine, policy: &ActPolicy) -> Alert {
     alert
 }
 
-/// Dumps off the async threads; returns the dump directory, or why there is none.
+/// Stops the target before the dump, off the async threads (a process in uninterruptible
+/// sleep never shows as stopped, and the freeze waits for it); the target comes back for the
+/// kill, reopened (pid + start time + file) if the freeze was abandoned with it.
+async fn freeze(
+    t: Target,
+    pid: u32,
+    start_ticks: u64,
+    exe: Option<crate::identity::ExeId>,
+) -> Result<Target, SignalError> {
+    let job = offload::pool().run("freeze", offload::READ_TIMEOUT, move || {
+        let r = t.freeze();
+        (t, r)
+    });
+    match job.await {
+        Ok((t, Ok(_))) => Ok(t),
+        Ok((t, Err(e))) => {
+            warn!(pid, error = %e, "could not freeze before the dump");
+            Ok(t)
+        }
+        Err(e) => {
+            warn!(pid, error = %e, "could not freeze before the dump");
+            Target::open_exact(pid, start_ticks, exe)
+        }
+    }
+}
+
+/// Dumps on the offload pool within [`DUMP_TIMEOUT`]; returns the dump directory, or why
+/// there is none.
 async fn dump_alert(
     dir: PathBuf,
     limits: DumpLimits,
@@ -143,9 +267,10 @@ async fn dump_alert(
     expect: dump::Expect,
 ) -> Result<String, String> {
     let pid = alert.pid;
-    match tokio::task::spawn_blocking(move || dump::dump_process(&dir, &alert, expect, &limits))
-        .await
-    {
+    let job = offload::pool().run("dump", DUMP_TIMEOUT, move || {
+        dump::dump_process(&dir, &alert, expect, &limits)
+    });
+    match job.await {
         Ok(Ok(report)) => {
             if !report.skipped.is_empty() {
                 info!(
@@ -161,8 +286,8 @@ async fn dump_alert(
             Err(e.to_string())
         }
         Err(e) => {
-            warn!(pid, error = %e, "forensic dump task failed");
-            Err(format!("dump task failed: {e}"))
+            warn!(pid, error = %e, "forensic dump abandoned");
+            Err(format!("dump abandoned: {e}"))
         }
     }
 }
@@ -186,11 +311,18 @@ mod tests {
     use super::*;
     use crate::{
         alert::{SensorInfo, Trigger},
-        config::Config,
         process::table::Process,
         score::Verdict,
-        sensor::{SensorKind, SensorStats},
+        sensor::SensorKind,
     };
+
+    fn prepared(pid: u32, start_ticks: u64) -> Prepared {
+        Prepared {
+            flagged: flagged(pid, start_ticks),
+            in_scope: true,
+            exemption: None,
+        }
+    }
 
     fn flagged(pid: u32, start_ticks: u64) -> Flagged {
         let p = Process::new(pid, SensorKind::Ebpf);
@@ -225,18 +357,13 @@ mod tests {
         let pid = child.id();
         let dir = std::env::temp_dir().join(format!("pw-pipeline-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::new(
-            Config::default(),
-            SensorKind::Ebpf,
-            std::sync::Arc::new(SensorStats::default()),
-        );
         let policy = ActPolicy {
             kill: true,
             scope: Some(std::process::id()),
             stop_on_alert: false,
             dump: Some((dir.join("d"), DumpLimits::default())),
         };
-        let alert = act(flagged(pid, 0), &engine, &policy).await;
+        let alert = act(prepared(pid, 0), &policy).await;
         let alive = child.try_wait().expect("try_wait").is_none();
         let _ = child.kill();
         let _ = child.wait();
@@ -260,14 +387,14 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pid = child.id();
-        let start = crate::process::stat::read_stat(pid)
+        let start = crate::procfs::stat::read_stat(pid)
             .expect("stat")
             .start_ticks;
         let policy = ActPolicy {
             dump: None,
             ..policy
         };
-        let alert = act(flagged(pid, start), &engine, &policy).await;
+        let alert = act(prepared(pid, start), &policy).await;
         let status = child.wait().expect("wait");
         assert_eq!(alert.action, Action::Killed, "{alert:?}");
         use std::os::unix::process::ExitStatusExt;

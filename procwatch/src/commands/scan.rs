@@ -1,16 +1,50 @@
 //! `procwatch scan`: one sweep of /proc (or one every `--interval` seconds), no eBPF needed.
 use std::{process::ExitCode, sync::Arc};
 
+use tokio::sync::mpsc;
+use tracing::warn;
+
 use super::{
     pipeline::{self, ActPolicy, Tally},
     setup,
 };
 use crate::{
     cli::ScanArgs,
-    engine::Engine,
-    process::sample,
+    engine::{Engine, Flagged},
+    offload,
+    procfs::{
+        Depth,
+        sweep::{Sweep, Sweeper},
+    },
     sensor::{SensorKind, SensorStats},
 };
+
+/// Runs every job the engine asks for until none is left, and returns the alerts released.
+/// Each job ends within its deadline, so this does too.
+async fn settle(engine: &mut Engine) -> Vec<Flagged> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut out = Vec::new();
+    loop {
+        for job in engine.take_jobs() {
+            let (tx, hashes) = (tx.clone(), engine.hashes());
+            tokio::spawn(async move {
+                let id = job.id;
+                let _ = tx.send((id, job.run_offloaded(offload::pool(), hashes).await));
+            });
+        }
+        if engine.jobs_in_flight() == 0 {
+            break;
+        }
+        match rx.recv().await {
+            Some((id, outcome)) => {
+                out.extend(engine.on_job_done(id, outcome, std::time::Instant::now()));
+            }
+            None => break,
+        }
+    }
+    out.extend(engine.flush());
+    out
+}
 
 /// Sweeps, alerts (and acts), and repeats when asked to.
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -21,13 +55,18 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut tally = Tally::default();
     let mut terminate = super::signals::Terminate::install()?;
     let mut sweeps = 0u64;
+    let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
     let stopped = loop {
         let started = std::time::Instant::now();
-        let ports = engine.config().ports.clone();
-        let samples = tokio::task::spawn_blocking(move || sample::sweep_all(&ports))
+        let swept = sweeper
+            .sweep(Depth::Full, &engine.interest())
             .await
-            .unwrap_or_default();
-        let flagged = engine.on_samples(samples, started, std::time::Instant::now());
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read /proc");
+                Sweep::default()
+            });
+        let mut flagged = engine.on_samples(swept, started, std::time::Instant::now());
+        flagged.extend(settle(&mut engine).await);
         sweeps += 1;
         if pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await {
             break "stopped on alert";
@@ -45,7 +84,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let sinks = outputs.close().await;
     let summary = serde_json::json!({
-        "stopped": stopped, "sweeps": sweeps, "alerts_written": tally.alerts, "engine": engine.stats(), "sinks": sinks,
+        "stopped": stopped, "sweeps": sweeps, "alerts_written": tally.alerts, "engine": engine.stats(),
+        "offload": offload::pool().stats(), "sinks": sinks,
     });
     tracing::info!("{summary}");
     Ok(if tally.stop {

@@ -16,7 +16,7 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 
-use super::stat::{PidDir, ReadError};
+use crate::procfs::{PidDir, ReadError};
 
 /// Entries a [`HashCache::default`] keeps.
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
@@ -101,16 +101,26 @@ pub fn sha256_file(path: &Path, max_bytes: u64) -> io::Result<HashOutcome> {
 /// is gone is [`ReadError::Vanished`].
 pub fn hash_exe_of_pid(pid: u32, max_bytes: u64) -> Result<(FileKey, HashOutcome), ReadError> {
     let dir = PidDir::open(pid)?;
-    let mut file = match dir.open_file(c"exe", "exe") {
-        Ok(f) => f,
-        // The exe link of a live process without an mm is ENOENT too.
-        Err(e) if e.is_vanished() && dir.alive() => {
-            return Err(exe_error(pid, io::ErrorKind::NotFound.into()));
-        }
-        Err(e) => return Err(e),
-    };
+    let mut file = open_exe(&dir)?;
     // Errors past the open are about the file, which the descriptor keeps alive.
     hash_open(&mut file, max_bytes).map_err(|e| exe_error(pid, e))
+}
+
+/// Opens the executable of the process behind `dir` (the file itself, even deleted or a
+/// memfd). No executable (kernel thread, zombie) is [`ReadError::Io`] with `NotFound`.
+pub(crate) fn open_exe(dir: &PidDir) -> Result<File, ReadError> {
+    match dir.open_file(c"exe", "exe") {
+        // The exe link of a live process without an mm is ENOENT too.
+        Err(e) if e.is_vanished() && dir.alive() => {
+            Err(exe_error(dir.pid(), io::ErrorKind::NotFound.into()))
+        }
+        other => other,
+    }
+}
+
+/// The key and sha256 of an open file; retried when it changes while it is hashed.
+pub fn hash_file(file: &mut File, max_bytes: u64) -> io::Result<(FileKey, HashOutcome)> {
+    hash_open(file, max_bytes)
 }
 
 fn exe_error(pid: u32, source: io::Error) -> ReadError {

@@ -1,9 +1,9 @@
-//! The process table and its enrichment from procfs: sockets and outbound connections
-//! ([`sockets`]), executable hashes ([`hash`]), user names ([`users`]), and CPU, RSS, tracer
-//! and W+X samples ([`stat`]).
+//! The process table ([`table`]), filled by sensor events and by /proc samples merged into it
+//! ([`merge`]); reads it asks for and does not wait on ([`enrich`]); executable hashes
+//! ([`hash`]) and user names ([`users`]). Reading /proc itself
+//! is [`crate::procfs`]'s job.
+pub mod enrich;
 pub mod hash;
-pub mod sample;
-pub mod sockets;
-pub mod stat;
+pub mod merge;
 pub mod table;
 pub mod users;

@@ -7,29 +7,12 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     ffi::OsString,
-    net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
+pub use crate::procfs::{ConnectFact, ExeState};
 use crate::{config::Rule, identity::ExeId, sensor::SensorKind};
-
-/// What the executable link says about the file a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExeState {
-    /// Not read yet, or unreadable (kernel thread, vanished).
-    #[default]
-    Unknown,
-    /// A regular file that still exists.
-    OnDisk,
-    /// The file was unlinked after exec (` (deleted)` in the link).
-    Deleted,
-    /// The path now names a different file than the one running.
-    Replaced,
-    /// A memfd (`/memfd:name`): no file on disk at all.
-    Memfd,
-}
 
 /// A W+X request seen by the sensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +32,6 @@ pub struct PtraceFact {
     pub request: &'static str,
     /// Target pid.
     pub target: u64,
-}
-
-/// An outbound connection seen by the sensor or found in /proc/net.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectFact {
-    /// Destination address.
-    pub addr: IpAddr,
-    /// Destination port.
-    pub port: u16,
 }
 
 /// Most facts of one kind kept per process (a tight connect loop must not grow memory).
@@ -125,6 +99,15 @@ pub struct Process {
     pub reported: BTreeSet<Rule>,
     /// When procwatch first learnt of it.
     pub created_at: Instant,
+    /// Names this entry's current program image (new for each entry and each exec), so that
+    /// what was read about one image is never applied to another under the same pid.
+    pub image: u64,
+}
+
+/// A number no other process image in this run has.
+fn next_image() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Process {
@@ -160,11 +143,13 @@ impl Process {
             exited: None,
             reported: BTreeSet::new(),
             created_at: Instant::now(),
+            image: next_image(),
         }
     }
 
     /// Forgets what belonged to the previous program image (exec replaces it).
     pub fn reset_for_exec(&mut self) {
+        self.image = next_image();
         self.exe = None;
         self.exe_state = ExeState::Unknown;
         self.exe_id = None;
@@ -375,6 +360,8 @@ impl ProcessTable {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 
 use tracing::debug;
 
-use super::stat::parse_u64;
+use crate::procfs::parse::parse_u64;
 
 /// The system's passwd file.
 pub const DEFAULT_PATH: &str = "/etc/passwd";

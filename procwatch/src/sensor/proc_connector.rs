@@ -24,9 +24,12 @@ use tracing::{debug, warn};
 use super::{
     event::{Event, EventBody, EventKind, Exec, Exit, Fork, SensorKind},
     stats::SensorStats,
-    sweep::{INVALID_ID, ProcReader},
+    sweep::INVALID_ID,
 };
-use crate::text::{os_from_bytes, until_nul};
+use crate::{
+    procfs::{Depth, sample, stat::StatReader},
+    text::{os_from_bytes, until_nul},
+};
 
 const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
@@ -628,7 +631,7 @@ impl Identities {
 
 struct Reader {
     ctx: ConnectorContext,
-    proc: ProcReader,
+    stat: StatReader,
     ids: Identities,
     self_tgid: u32,
     buf: Vec<u8>,
@@ -643,7 +646,7 @@ async fn read_loop(
 ) {
     let mut r = Reader {
         ctx,
-        proc: ProcReader::default(),
+        stat: StatReader::default(),
         ids: Identities::default(),
         self_tgid: std::process::id(),
         buf: vec![0; RECV_BUF_LEN],
@@ -828,12 +831,12 @@ impl Reader {
         if let Some(who) = self.ids.map.get(&tgid) {
             return who.clone();
         }
-        match self.proc.read_identity(tgid) {
-            Ok(id) => {
+        match self.stat.both(tgid) {
+            Ok((stat, status)) => {
                 let who = Who {
-                    uid: id.uid,
-                    gid: id.gid,
-                    comm: id.comm,
+                    uid: status.uid,
+                    gid: status.gid,
+                    comm: stat.comm,
                 };
                 self.ids.insert(tgid, who.clone());
                 who
@@ -883,7 +886,7 @@ impl Reader {
     /// milliseconds, and then only `args_missing` can be said.
     fn exec_event(&mut self, ktime_ns: u64, pid: u32, tgid: u32) -> Option<Event> {
         let mut start_time_ns = None;
-        let body = match self.proc.read_process(tgid) {
+        let body = match sample::take(tgid, Depth::Identity, &sample::Interest::none()) {
             Ok(info) => {
                 // /proc names the process that holds the pid now: it is the one that exec'd
                 // only if it started no later than the exec (else the pid was recycled).
@@ -893,7 +896,7 @@ impl Reader {
                 let who = Who {
                     uid: info.uid,
                     gid: info.gid,
-                    comm: info.comm,
+                    comm: info.name,
                 };
                 self.ids.insert(tgid, who);
                 EventBody::Exec(Exec {

@@ -1,15 +1,8 @@
-//! /proc sweeps: reading one process ([`read_process`]), all of them ([`snapshot`]), and the
-//! fallback sensor's periodic sweeper, which reports the processes the netlink connector missed.
-//!
-//! Each process is read through a descriptor of its `/proc/<pid>` directory, so every file
-//! comes from the same process even if the pid is reused mid-read; a process that is gone
-//! (or goes while it is read) is [`ReadError::Vanished`], which callers skip.
+//! The fallback sensor's periodic /proc sweeper: it reports the processes the netlink
+//! connector missed. The sweeps themselves are [`crate::procfs::sweep`]'s: a process whose
+//! reads hang is abandoned and read header-only, never allowed to stop the sweeper.
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    ffi::OsString,
-    io,
-    os::unix::ffi::OsStrExt,
-    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -27,198 +20,21 @@ use super::{
     stats::SensorStats,
 };
 use crate::{
-    clock,
-    process::stat::{PidDir, StatReader, parse_u64},
-    text::os_from_bytes,
+    clock, offload,
+    procfs::{
+        Depth, Sample,
+        sample::Interest,
+        sweep::{Sweep, Sweeper},
+    },
 };
 
 /// The uid/gid reported when it could not be read (the kernel's `INVALID_UID`, `(uid_t)-1`).
 pub const INVALID_ID: u32 = u32::MAX;
-/// At most this many bytes of a command line are read; longer ones are marked truncated.
-pub const CMDLINE_MAX: usize = 32 * 1024;
 /// Cap on the per-generation "seen by the connector" sets; beyond it the sweeper may report a
 /// process twice, never miss one.
 const SEEN_CAP: usize = 1 << 17;
 /// The earliest a sweep runs after a connector overrun.
 const OVERRUN_SWEEP_DELAY: Duration = Duration::from_secs(1);
-
-/// Why a process could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The process does not exist (any more): ENOENT/ESRCH. Expected; skip it.
-    #[error("process {pid} is gone")]
-    Vanished {
-        /// The pid asked for.
-        pid: u32,
-    },
-    /// A file could not be read for another reason (permissions, hidepid, ...).
-    #[error("reading /proc/{pid}/{file}: {source}")]
-    Io {
-        /// The pid asked for.
-        pid: u32,
-        /// Which file.
-        file: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A file did not have the expected format.
-    #[error("/proc/{pid}/{file} is malformed")]
-    Malformed {
-        /// The pid asked for.
-        pid: u32,
-        /// Which file.
-        file: &'static str,
-    },
-}
-
-impl ReadError {
-    /// True when the process is simply gone.
-    pub fn is_vanished(&self) -> bool {
-        matches!(self, ReadError::Vanished { .. })
-    }
-}
-
-/// Who a process is: enough for the header of an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// Parent pid (0 for pid 1 and kernel threads' parent).
-    pub ppid: u32,
-    /// Real uid.
-    pub uid: u32,
-    /// Real gid.
-    pub gid: u32,
-    /// comm, raw bytes.
-    pub comm: OsString,
-    /// Start time in clock ticks since boot (with the pid, identifies a process across reuse).
-    pub start_ticks: u64,
-}
-
-/// One process as read from /proc.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    /// Process id.
-    pub pid: u32,
-    /// Parent pid.
-    pub ppid: u32,
-    /// Real uid.
-    pub uid: u32,
-    /// Real gid.
-    pub gid: u32,
-    /// comm, raw bytes.
-    pub comm: OsString,
-    /// Target of /proc/<pid>/exe (may end in " (deleted)"); `None` for kernel threads, zombies,
-    /// or when not permitted.
-    pub exe: Option<PathBuf>,
-    /// argv from /proc/<pid>/cmdline (empty for kernel threads and zombies).
-    pub cmdline: Vec<OsString>,
-    /// The command line was longer than [`CMDLINE_MAX`] and was cut.
-    pub cmdline_truncated: bool,
-    /// Start time in clock ticks since boot.
-    pub start_ticks: u64,
-}
-
-/// Reads processes from /proc, reusing its buffers between calls.
-#[derive(Debug, Default)]
-pub struct ProcReader {
-    stat: StatReader,
-    buf: Vec<u8>,
-    link: Vec<u8>,
-}
-
-/// Reads one process (stat, status, exe, cmdline).
-pub fn read_process(pid: u32) -> Result<ProcessInfo, ReadError> {
-    ProcReader::default().read_process(pid)
-}
-
-/// Reads every process in /proc; processes that vanish meanwhile are skipped.
-pub fn snapshot() -> io::Result<Vec<ProcessInfo>> {
-    ProcReader::default().snapshot()
-}
-
-/// Converts clock ticks (as in `start_ticks`) to nanoseconds.
-pub fn ticks_to_ns(ticks: u64) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-    ticks.saturating_mul(1_000_000_000 / hz)
-}
-
-impl ProcReader {
-    /// Reads who a process is (stat + status) without its exe and command line.
-    pub fn read_identity(&mut self, pid: u32) -> Result<Identity, ReadError> {
-        let dir = PidDir::open(pid)?;
-        self.identity(&dir)
-    }
-
-    /// Reads one process (stat, status, exe, cmdline).
-    pub fn read_process(&mut self, pid: u32) -> Result<ProcessInfo, ReadError> {
-        let dir = PidDir::open(pid)?;
-        let id = self.identity(&dir)?;
-        let exe = dir.read_link(c"exe", &mut self.link);
-        let cmdline_truncated = match dir.read(c"cmdline", "cmdline", &mut self.buf, CMDLINE_MAX) {
-            Ok(truncated) => truncated,
-            Err(e) if e.is_vanished() => return Err(e),
-            // Not permitted (hidepid, LSM): the rest of what was read still stands.
-            Err(_) => {
-                self.buf.clear();
-                false
-            }
-        };
-        Ok(ProcessInfo {
-            pid,
-            ppid: id.ppid,
-            uid: id.uid,
-            gid: id.gid,
-            comm: id.comm,
-            exe,
-            cmdline: split_cmdline(&self.buf),
-            cmdline_truncated,
-            start_ticks: id.start_ticks,
-        })
-    }
-
-    /// Reads every process in /proc; processes that vanish meanwhile are skipped.
-    pub fn snapshot(&mut self) -> io::Result<Vec<ProcessInfo>> {
-        let mut out = Vec::with_capacity(512);
-        for entry in std::fs::read_dir("/proc")? {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = parse_u64(entry.file_name().as_bytes()) else {
-                continue;
-            };
-            let Ok(pid) = u32::try_from(pid) else {
-                continue;
-            };
-            match self.read_process(pid) {
-                Ok(info) => out.push(info),
-                Err(ReadError::Vanished { .. }) => {}
-                Err(e) => debug!(error = %e, "process skipped in sweep"),
-            }
-        }
-        Ok(out)
-    }
-
-    fn identity(&mut self, dir: &PidDir) -> Result<Identity, ReadError> {
-        let stat = self.stat.stat_in(dir)?;
-        let status = self.stat.status_in(dir)?;
-        Ok(Identity {
-            ppid: stat.ppid,
-            uid: status.uid,
-            gid: status.gid,
-            comm: stat.comm,
-            start_ticks: stat.start_ticks,
-        })
-    }
-}
-
-/// Splits /proc/<pid>/cmdline on NULs (one trailing NUL ends the last argument).
-pub(crate) fn split_cmdline(bytes: &[u8]) -> Vec<OsString> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let body = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    body.split(|&b| b == 0).map(os_from_bytes).collect()
-}
 
 /// What the connector reported recently, kept for two sweep generations so a note that
 /// arrives just after a snapshot still covers the process in the next one.
@@ -266,12 +82,8 @@ struct Missed {
 }
 
 /// Compares two sweeps; a pid whose start time changed is a new process (pid reuse).
-fn missed(
-    old: &HashMap<u32, ProcessInfo>,
-    new: &HashMap<u32, ProcessInfo>,
-    seen: &SeenSets,
-) -> Missed {
-    let same = |a: &ProcessInfo, b: &ProcessInfo| a.start_ticks == b.start_ticks;
+fn missed(old: &HashMap<u32, Sample>, new: &HashMap<u32, Sample>, seen: &SeenSets) -> Missed {
+    let same = |a: &Sample, b: &Sample| a.start_ticks == b.start_ticks;
     let mut m = Missed::default();
     for (pid, p) in new {
         if !old.get(pid).is_some_and(|o| same(o, p)) && !seen.started(*pid) {
@@ -289,7 +101,7 @@ fn missed(
 }
 
 /// An exec event for a process the sweep found; the time is when it was seen.
-fn sweep_exec(p: &ProcessInfo, ktime_ns: u64) -> Event {
+fn sweep_exec(p: &Sample, ktime_ns: u64) -> Event {
     Event {
         sensor: SensorKind::Sweep,
         ktime_ns,
@@ -297,7 +109,7 @@ fn sweep_exec(p: &ProcessInfo, ktime_ns: u64) -> Event {
         tgid: p.pid,
         uid: p.uid,
         gid: p.gid,
-        comm: p.comm.clone(),
+        comm: p.name.clone(),
         // Read from this very process's /proc entry: exact.
         start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
@@ -314,7 +126,7 @@ fn sweep_exec(p: &ProcessInfo, ktime_ns: u64) -> Event {
 }
 
 /// An exit event for a process gone from the sweep; its exit code is unknown.
-fn sweep_exit(p: &ProcessInfo, ktime_ns: u64) -> Event {
+fn sweep_exit(p: &Sample, ktime_ns: u64) -> Event {
     Event {
         sensor: SensorKind::Sweep,
         ktime_ns,
@@ -322,7 +134,7 @@ fn sweep_exit(p: &ProcessInfo, ktime_ns: u64) -> Event {
         tgid: p.pid,
         uid: p.uid,
         gid: p.gid,
-        comm: p.comm.clone(),
+        comm: p.name.clone(),
         start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
         body: EventBody::Exit(Exit { exit_code: None }),
@@ -348,26 +160,28 @@ pub fn spawn_sweeper(ctx: SweeperContext, stop: watch::Receiver<bool>) -> JoinHa
     tokio::spawn(sweep_loop(ctx, stop))
 }
 
-struct Sweeper {
+struct FallbackSweeper {
     ctx: SweeperContext,
-    known: HashMap<u32, ProcessInfo>,
+    reader: Sweeper,
+    known: HashMap<u32, Sample>,
     seen: SeenSets,
     self_tgid: u32,
 }
 
 async fn sweep_loop(ctx: SweeperContext, mut stop: watch::Receiver<bool>) {
     let interval = ctx.interval.max(Duration::from_millis(100));
-    let mut s = Sweeper {
+    let mut s = FallbackSweeper {
         ctx,
+        reader: Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT),
         known: HashMap::new(),
         seen: SeenSets::default(),
         self_tgid: std::process::id(),
     };
     // The first sweep is the baseline: what already runs is not news.
-    let Some(baseline) = run_sweep(&mut stop).await else {
+    let Some(baseline) = run_sweep(&s.reader, &mut stop).await else {
         return;
     };
-    s.known = s.index(baseline);
+    s.known = s.index(baseline.samples);
     info!(
         processes = s.known.len(),
         interval_s = interval.as_secs_f64(),
@@ -390,7 +204,7 @@ async fn sweep_loop(ctx: SweeperContext, mut stop: watch::Receiver<bool>) {
             },
             _ = tick.tick() => {
                 early = false;
-                let Some(procs) = run_sweep(&mut stop).await else { break };
+                let Some(procs) = run_sweep(&s.reader, &mut stop).await else { break };
                 if !s.apply(procs).await {
                     break;
                 }
@@ -399,18 +213,15 @@ async fn sweep_loop(ctx: SweeperContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One snapshot off the async threads; `None` when stopped meanwhile or /proc is unreadable.
-async fn run_sweep(stop: &mut watch::Receiver<bool>) -> Option<Vec<ProcessInfo>> {
-    let task = tokio::task::spawn_blocking(snapshot);
+/// One sweep (stat, status, exe, cmdline of every process); `None` when stopped meanwhile or
+/// /proc is unreadable.
+async fn run_sweep(reader: &Sweeper, stop: &mut watch::Receiver<bool>) -> Option<Sweep> {
+    let interest = Interest::none();
     tokio::select! {
-        joined = task => match joined {
-            Ok(Ok(procs)) => Some(procs),
-            Ok(Err(e)) => {
-                warn!(error = %e, "cannot read /proc; the sweeper stops");
-                None
-            }
+        swept = reader.sweep(Depth::Identity, &interest) => match swept {
+            Ok(sweep) => Some(sweep),
             Err(e) => {
-                warn!(error = %e, "sweep task failed; the sweeper stops");
+                warn!(error = %e, "cannot read /proc; the sweeper stops");
                 None
             }
         },
@@ -418,8 +229,8 @@ async fn run_sweep(stop: &mut watch::Receiver<bool>) -> Option<Vec<ProcessInfo>>
     }
 }
 
-impl Sweeper {
-    fn index(&self, procs: Vec<ProcessInfo>) -> HashMap<u32, ProcessInfo> {
+impl FallbackSweeper {
+    fn index(&self, procs: Vec<Sample>) -> HashMap<u32, Sample> {
         procs
             .into_iter()
             .filter(|p| p.pid != self.self_tgid)
@@ -428,12 +239,18 @@ impl Sweeper {
     }
 
     /// Reports what the connector missed since the last sweep; false when the consumer is gone.
-    async fn apply(&mut self, procs: Vec<ProcessInfo>) -> bool {
+    async fn apply(&mut self, sweep: Sweep) -> bool {
         // Notes queued while the snapshot ran cover processes in it.
         while let Ok(note) = self.ctx.seen.try_recv() {
             self.seen.record(note);
         }
-        let new = self.index(procs);
+        let mut new = self.index(sweep.samples);
+        // Present but unread (its reads hang): neither started nor exited as far as we know.
+        for pid in sweep.unread {
+            if let Some(old) = self.known.get(&pid) {
+                new.entry(pid).or_insert_with(|| old.clone());
+            }
+        }
         let m = missed(&self.known, &new, &self.seen);
         self.seen.rotate();
         let now = clock::monotonic_ns();
@@ -476,72 +293,20 @@ impl Sweeper {
 mod tests {
     use super::*;
 
-    fn info(pid: u32, start_ticks: u64) -> ProcessInfo {
-        ProcessInfo {
+    fn info(pid: u32, start_ticks: u64) -> Sample {
+        Sample {
             pid,
             ppid: 1,
             uid: 1000,
             gid: 1000,
-            comm: "x".into(),
-            exe: None,
-            cmdline: Vec::new(),
-            cmdline_truncated: false,
+            name: "x".into(),
             start_ticks,
+            ..Sample::default()
         }
     }
 
-    fn index(list: &[(u32, u64)]) -> HashMap<u32, ProcessInfo> {
+    fn index(list: &[(u32, u64)]) -> HashMap<u32, Sample> {
         list.iter().map(|&(p, t)| (p, info(p, t))).collect()
-    }
-
-    #[test]
-    fn cmdline_splits_on_nul() {
-        assert_eq!(
-            split_cmdline(b"/bin/ls\0-l\0\0x\0"),
-            ["/bin/ls", "-l", "", "x"]
-        );
-        assert_eq!(split_cmdline(b"setproctitle style"), ["setproctitle style"]);
-        assert!(split_cmdline(b"").is_empty());
-    }
-
-    #[test]
-    fn reads_this_process() {
-        let me = read_process(std::process::id()).expect("own process readable");
-        assert_eq!(me.pid, std::process::id());
-        // SAFETY: getppid/getuid/getgid have no preconditions.
-        let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
-        assert_eq!((me.ppid as i32, me.uid, me.gid), (ppid, uid, gid));
-        let comm = std::fs::read("/proc/self/comm").expect("comm");
-        assert_eq!(
-            me.comm.as_bytes(),
-            comm.strip_suffix(b"\n").unwrap_or(&comm)
-        );
-        let exe = std::env::current_exe().expect("exe");
-        assert_eq!(me.exe.as_deref(), Some(exe.as_path()));
-        let args: Vec<OsString> = std::env::args_os().collect();
-        assert_eq!(me.cmdline, args);
-        assert!(me.start_ticks > 0);
-    }
-
-    #[test]
-    fn vanished_processes_are_a_clear_error() {
-        let err = read_process(u32::MAX).expect_err("no such pid");
-        assert!(err.is_vanished(), "{err}");
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let pid = child.id();
-        child.wait().expect("reaped");
-        // Reaped: the pid is free (reuse within this window is practically impossible).
-        let err = read_process(pid).expect_err("reaped");
-        assert!(err.is_vanished(), "{err}");
-    }
-
-    #[test]
-    fn snapshot_sees_init_and_us() {
-        let all = snapshot().expect("/proc readable");
-        assert!(all.iter().any(|p| p.pid == 1));
-        assert!(all.iter().any(|p| p.pid == std::process::id()));
     }
 
     #[test]
@@ -574,9 +339,9 @@ mod tests {
     #[test]
     fn sweep_events_with_hostile_names_stay_one_json_line() {
         let mut p = info(9, 1);
-        p.comm = os_from_bytes(b"ev\nil\x1b[2J\xff");
+        p.name = crate::text::os_from_bytes(b"ev\nil\x1b[2J\xff");
         p.exe = Some(crate::text::path_from_bytes(b"/tmp/\xfe\n"));
-        p.cmdline = vec![os_from_bytes(b"a\"b\n")];
+        p.cmdline = vec![crate::text::os_from_bytes(b"a\"b\n")];
         for e in [sweep_exec(&p, 5), sweep_exit(&p, 5)] {
             let line = serde_json::to_string(&e).expect("json");
             assert!(!line.contains('\n'));

@@ -4,9 +4,11 @@ use std::{ffi::CStr, fmt::Write as _, fs::File, io, os::fd::OwnedFd};
 
 use super::fs::{c_name, list_dir};
 use crate::{
-    process::{
+    procfs::{
+        PidDir, ReadError,
+        parse::parse_u64,
+        read_link_at,
         sockets::{SocketTable, socket_inodes},
-        stat::{PidDir, ReadError, parse_u64, read_link_at},
     },
     text::terminal_safe,
 };
@@ -31,7 +33,7 @@ impl Target {
 
     /// Start time (clock ticks) of the process behind the handle.
     pub fn start_ticks(&self) -> Option<u64> {
-        crate::process::stat::StatReader::default()
+        crate::procfs::stat::StatReader::default()
             .stat_in(&self.dir)
             .ok()
             .map(|s| s.start_ticks)

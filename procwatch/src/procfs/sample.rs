@@ -1,28 +1,81 @@
-//! Samples of processes from /proc, taken off the engine's task (a sweep of every process) or
-//! for one process (a recheck), and merged into the table by the engine.
+//! One process as read from /proc ([`Sample`]): the model every reader of /proc returns, for
+//! the fallback sensor's sweeps, the engine's sweeps and rechecks, and `scan`.
 use std::{
     collections::{HashMap, HashSet},
-    ffi::OsString,
+    ffi::{OsStr, OsString},
+    net::IpAddr,
     os::unix::ffi::OsStrExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
     time::Instant,
 };
 
 use super::{
+    CMDLINE_MAX, PidDir, ReadError,
     sockets::{self, Conn, SocketTable},
-    stat::{self, PidDir, StatReader},
-    table::{ConnectFact, ExeState, Process},
+    split_cmdline,
+    stat::{self, StatReader},
 };
-use crate::{
-    config::PortSet,
-    detect::reverse_shell::is_shell_or_interpreter,
-    sensor::sweep::{CMDLINE_MAX, ReadError},
-};
+
+/// What the executable link says about the file a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExeState {
+    /// Not read yet, or unreadable (kernel thread, vanished).
+    #[default]
+    Unknown,
+    /// A regular file that still exists.
+    OnDisk,
+    /// The file was unlinked after exec (` (deleted)` in the link).
+    Deleted,
+    /// The path now names a different file than the one running.
+    Replaced,
+    /// A memfd (`/memfd:name`): no file on disk at all.
+    Memfd,
+}
+
+/// An outbound connection seen by the sensor or found in /proc/net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectFact {
+    /// Destination address.
+    pub addr: IpAddr,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// What a full read looks for besides a process's own files; the caller decides (procfs
+/// knows nothing of rules or config).
+#[derive(Clone)]
+pub struct Interest {
+    /// Outbound connections to these ports are not traced back to their process in a sweep.
+    pub port_allowed: Arc<dyn Fn(u16) -> bool + Send + Sync>,
+    /// Processes (by executable file name or comm) whose stdio sockets are worth resolving.
+    pub wants_stdio: fn(&OsStr) -> bool,
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interest").finish_non_exhaustive()
+    }
+}
+
+impl Interest {
+    /// Nothing beyond the process's own files: every port allowed, no stdio resolved.
+    pub fn none() -> Self {
+        Self {
+            port_allowed: Arc::new(|_| true),
+            wants_stdio: |_| false,
+        }
+    }
+}
 
 /// How much of a process to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// stat, status, exe, cmdline.
+    /// stat, status and the exe and cwd links: nothing the process can make slow (its memory
+    /// and its files are not touched). The sample is `partial`: no command line.
+    Header,
+    /// Also the command line (read from the process's memory).
     Identity,
     /// Also W+X mappings, stdio sockets of shells, and outbound connections.
     Full,
@@ -59,6 +112,11 @@ pub struct Sample {
     pub exe_state: ExeState,
     /// Command line.
     pub cmdline: Vec<OsString>,
+    /// The command line was longer than [`CMDLINE_MAX`] and was cut.
+    pub cmdline_truncated: bool,
+    /// Only the header was read ([`Depth::Header`]): no command line, and nothing else that
+    /// could block; what is missing is unknown, not empty.
+    pub partial: bool,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// W+X mappings as `start-end perms path` (Full only).
@@ -70,10 +128,10 @@ pub struct Sample {
     /// When it was read.
     pub taken_at: Option<Instant>,
     /// Network namespace (sweep bookkeeping).
-    netns: Option<u64>,
+    pub(crate) netns: Option<u64>,
     /// Socket inodes on fds 0-2 of a shell/interpreter, resolved against its namespace's
     /// socket table in the second phase of a sweep.
-    stdio_inodes: Option<[Option<u64>; 3]>,
+    pub(crate) stdio_inodes: Option<[Option<u64>; 3]>,
 }
 
 /// Reads `/proc/PID/exe` and classifies it.
@@ -109,11 +167,34 @@ fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Ok(running), Ok(on_disk)) = (
         std::fs::metadata(format!("/proc/{pid}/exe")),
-        std::fs::metadata(path),
+        std::fs::metadata(seen_by(pid, path)),
     ) else {
         return false;
     };
     (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino())
+}
+
+/// `path`, a path `pid` itself names (its exe or cwd link, an exec filename), as procwatch can
+/// reach the same file: unchanged when both are in the same mount namespace, else through
+/// `/proc/PID/root` (a container's `/usr/bin/python3` is not the host's).
+pub fn seen_by(pid: u32, path: &Path) -> PathBuf {
+    if same_mount_ns(pid) || !path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let mut p = PathBuf::from(format!("/proc/{pid}/root"));
+    p.push(path.strip_prefix("/").unwrap_or(path));
+    p
+}
+
+/// True when `pid` is in procwatch's mount namespace (or that cannot be told: then paths are
+/// taken as they are, as before namespaces were considered).
+pub fn same_mount_ns(pid: u32) -> bool {
+    static MINE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let mine = MINE.get_or_init(|| std::fs::read_link("/proc/self/ns/mnt").ok());
+    match (mine, std::fs::read_link(format!("/proc/{pid}/ns/mnt"))) {
+        (Some(mine), Ok(theirs)) => *mine == theirs,
+        _ => true,
+    }
 }
 
 fn fact(c: &Conn) -> ConnectFact {
@@ -134,14 +215,19 @@ fn fact(c: &Conn) -> ConnectFact {
 /// Network sockets on fds 0, 1, 2 of `pid`, with the peer when known. An fd holding a socket
 /// that is not in the process's TCP/UDP tables (a unix socket, a pipe) does not count.
 pub fn stdio_net(pid: u32) -> Vec<(u8, Option<ConnectFact>)> {
-    let inodes = sockets::stdio_sockets(pid);
+    stdio_net_of(pid, &sockets::stdio_sockets(pid))
+}
+
+/// [`stdio_net`] for socket inodes already read from fds 0-2 (cheap links, read at once; the
+/// socket table is what may be slow).
+pub fn stdio_net_of(pid: u32, inodes: &[Option<u64>; 3]) -> Vec<(u8, Option<ConnectFact>)> {
     if inodes.iter().all(Option::is_none) {
         return Vec::new();
     }
     let Ok(table) = SocketTable::read_for_pid(pid) else {
         return Vec::new();
     };
-    stdio_from(&inodes, &table)
+    stdio_from(inodes, &table)
 }
 
 fn stdio_from(inodes: &[Option<u64>; 3], table: &SocketTable) -> Vec<(u8, Option<ConnectFact>)> {
@@ -156,9 +242,15 @@ fn stdio_from(inodes: &[Option<u64>; 3], table: &SocketTable) -> Vec<(u8, Option
 }
 
 /// Reads one process completely (its own socket table included): for rechecks.
-pub fn take(pid: u32, depth: &Depth) -> Result<Sample, ReadError> {
-    let mut s = take_with(pid, *depth, &mut StatReader::default())?;
-    if *depth == Depth::Full
+pub fn take(pid: u32, depth: Depth, interest: &Interest) -> Result<Sample, ReadError> {
+    let mut s = take_with(
+        pid,
+        depth,
+        interest,
+        &mut StatReader::default(),
+        &mut |_| {},
+    )?;
+    if depth == Depth::Full
         && !s.kernel_thread
         && !s.zombie
         && let Ok(table) = SocketTable::read_for_pid(pid)
@@ -189,10 +281,17 @@ pub fn outbound_conns(pid: u32) -> Vec<ConnectFact> {
 }
 
 /// Everything from /proc/PID itself (no socket tables).
-fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, ReadError> {
+pub(crate) fn take_with(
+    pid: u32,
+    depth: Depth,
+    interest: &Interest,
+    reader: &mut StatReader,
+    seen_start: &mut dyn FnMut(u64),
+) -> Result<Sample, ReadError> {
     // Every file through one handle of /proc/PID: all of it describes the same process.
     let dir = PidDir::open(pid)?;
     let st = reader.stat_in(&dir)?;
+    seen_start(st.start_ticks);
     let status = reader.status_in(&dir)?;
     let mut buf = Vec::new();
     let (exe, mut exe_state) = match dir.read_link(c"exe", &mut buf) {
@@ -202,9 +301,15 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         }
         None => (None, ExeState::Unknown),
     };
-    let cmdline = match dir.read(c"cmdline", "cmdline", &mut buf, CMDLINE_MAX) {
-        Ok(_) => crate::sensor::sweep::split_cmdline(&buf),
-        Err(_) => Vec::new(),
+    let (cmdline, cmdline_truncated) = if depth == Depth::Header {
+        (Vec::new(), false)
+    } else {
+        match dir.read(c"cmdline", "cmdline", &mut buf, CMDLINE_MAX) {
+            Ok(truncated) => (split_cmdline(&buf), truncated),
+            Err(e) if e.is_vanished() => return Err(e),
+            // Not permitted (hidepid, LSM): the rest of what was read still stands.
+            Err(_) => (Vec::new(), false),
+        }
     };
     let cwd = dir.read_link(c"cwd", &mut buf);
     let kernel_thread = exe.is_none() && (pid == 2 || st.ppid == 2);
@@ -221,6 +326,8 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         kernel_thread,
         zombie: st.state == b'Z',
         cmdline,
+        cmdline_truncated,
+        partial: depth == Depth::Header,
         cwd,
         taken_at: Some(Instant::now()),
         ..Sample::default()
@@ -250,8 +357,8 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
         let is_shell = exe
             .as_deref()
             .and_then(|e| e.file_name())
-            .is_some_and(is_shell_or_interpreter)
-            || is_shell_or_interpreter(&s.name);
+            .is_some_and(interest.wants_stdio)
+            || (interest.wants_stdio)(&s.name);
         if is_shell {
             let inodes = sockets::stdio_sockets(pid);
             s.stdio_inodes = inodes.iter().any(Option::is_some).then_some(inodes);
@@ -263,58 +370,58 @@ fn take_with(pid: u32, depth: Depth, reader: &mut StatReader) -> Result<Sample, 
     Ok(s)
 }
 
-/// Reads every process in /proc (vanished ones are skipped). Per-process reads are spread
-/// over the CPUs; then each network namespace's socket table is read once, and only the
-/// outbound connections to ports not in `ports` are traced back to their processes — so a
-/// sweep reads no fd tables at all when nothing is suspicious.
-pub fn sweep_all(ports: &PortSet) -> Vec<Sample> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let pids: Vec<u32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|&pid| pid != me)
-        .collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let chunk = pids.len().div_ceil(workers).max(1);
-    let mut samples: Vec<Sample> = std::thread::scope(|scope| {
-        let handles: Vec<_> = pids
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut reader = StatReader::default();
-                    part.iter()
-                        .filter_map(|&pid| take_with(pid, Depth::Full, &mut reader).ok())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    resolve_sockets(&mut samples, ports);
+/// What the socket phase of a sweep needs of one sample (its index in the sweep).
+#[derive(Debug, Clone)]
+pub(crate) struct SocketQuery {
+    idx: usize,
+    pid: u32,
+    netns: u64,
+    pub(crate) stdio_inodes: Option<[Option<u64>; 3]>,
+}
+
+/// What the socket phase found for the sample at `idx`.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketFacts {
+    idx: usize,
+    conns: Vec<ConnectFact>,
+    stdio_net: Vec<(u8, Option<ConnectFact>)>,
+}
+
+/// The queries for the socket phase; the samples keep nothing of it.
+pub(crate) fn socket_queries(samples: &mut [Sample]) -> Vec<SocketQuery> {
     samples
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(idx, s)| {
+            Some(SocketQuery {
+                idx,
+                pid: s.pid,
+                netns: s.netns?,
+                stdio_inodes: s.stdio_inodes.take(),
+            })
+        })
+        .collect()
 }
 
 /// Second phase of a sweep: per namespace, one socket table; suspicious outbound connections
 /// traced to their owners; stdio sockets of shells resolved.
-fn resolve_sockets(samples: &mut [Sample], ports: &PortSet) {
-    let mut by_ns: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, s) in samples.iter().enumerate() {
-        if let Some(ns) = s.netns {
-            by_ns.entry(ns).or_default().push(i);
-        }
+pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<SocketFacts> {
+    let mut by_ns: HashMap<u64, Vec<&SocketQuery>> = HashMap::new();
+    for q in queries {
+        by_ns.entry(q.netns).or_default().push(q);
+    }
+    let mut out: HashMap<usize, SocketFacts> = HashMap::new();
+    fn facts(out: &mut HashMap<usize, SocketFacts>, idx: usize) -> &mut SocketFacts {
+        out.entry(idx).or_insert_with(|| SocketFacts {
+            idx,
+            conns: Vec::new(),
+            stdio_net: Vec::new(),
+        })
     }
     for members in by_ns.values() {
         let Some(table) = members
             .iter()
-            .find_map(|&i| SocketTable::read_for_pid(samples[i].pid).ok())
+            .find_map(|q| SocketTable::read_for_pid(q.pid).ok())
         else {
             continue;
         };
@@ -324,68 +431,36 @@ fn resolve_sockets(samples: &mut [Sample], ports: &PortSet) {
             .filter(|c| {
                 c.inode != 0
                     && sockets::is_outbound(c, &listening)
-                    && !ports.contains(c.remote.port())
+                    && !(interest.port_allowed)(c.remote.port())
             })
             .map(|c| (c.inode, c))
             .collect();
         if !suspicious.is_empty() {
             let inodes: HashSet<u64> = suspicious.keys().copied().collect();
-            let owners = sockets::owners(&inodes, members.iter().map(|&i| samples[i].pid));
-            let index: HashMap<u32, usize> = members.iter().map(|&i| (samples[i].pid, i)).collect();
+            let owners = sockets::owners(&inodes, members.iter().map(|q| q.pid));
+            let index: HashMap<u32, usize> = members.iter().map(|q| (q.pid, q.idx)).collect();
             for (inode, pid) in owners {
-                if let (Some(&i), Some(conn)) = (index.get(&pid), suspicious.get(&inode)) {
-                    samples[i].conns.push(fact(conn));
+                if let (Some(&idx), Some(conn)) = (index.get(&pid), suspicious.get(&inode)) {
+                    facts(&mut out, idx).conns.push(fact(conn));
                 }
             }
         }
-        for &i in members {
-            if let Some(inodes) = samples[i].stdio_inodes.take() {
-                samples[i].stdio_net = stdio_from(&inodes, &table);
+        for q in members {
+            if let Some(inodes) = &q.stdio_inodes {
+                facts(&mut out, q.idx).stdio_net = stdio_from(inodes, &table);
             }
         }
     }
+    out.into_values().collect()
 }
 
-/// Copies a sample into the table entry, computing CPU % against the previous sample.
-pub fn merge(p: &mut Process, s: Sample, now: Instant) {
-    merge_identity(p, &s);
-    let at = s.taken_at.unwrap_or(now);
-    if let Some((prev_ticks, prev_at)) = p.cpu_sample {
-        p.cpu_pct = stat::cpu_pct(prev_ticks, prev_at, s.cpu_ticks, at, stat::clk_tck());
-    }
-    p.cpu_sample = Some((s.cpu_ticks, at));
-    p.rss_bytes = s.rss_bytes;
-    p.tracer_pid = s.tracer_pid;
-    p.kernel_thread = s.kernel_thread;
-    p.zombie = s.zombie;
-    p.wx_maps = s.wx_maps;
-    p.stdio_net = s.stdio_net;
-    p.conns = s.conns;
-}
-
-/// Copies who the process is (ids, names, exe, argv) into the table entry.
-pub fn merge_identity(p: &mut Process, s: &Sample) {
-    p.ppid = s.ppid;
-    p.uid = s.uid;
-    p.gid = s.gid;
-    p.name = s.name.clone();
-    if p.start_ticks == 0 {
-        p.start_ticks = s.start_ticks;
-    }
-    // A vanished exe link (zombie) must not erase what the exec event told us.
-    if s.exe.is_some() {
-        if p.exe != s.exe {
-            // An exec procwatch did not see: the file identity it knew is another program's.
-            p.exe_id = None;
+/// Puts what the socket phase found into the samples it was asked for.
+pub(crate) fn apply_socket_facts(samples: &mut [Sample], facts: Vec<SocketFacts>) {
+    for f in facts {
+        if let Some(s) = samples.get_mut(f.idx) {
+            s.conns = f.conns;
+            s.stdio_net = f.stdio_net;
         }
-        p.exe = s.exe.clone();
-        p.exe_state = s.exe_state;
-    }
-    if !s.zombie && (s.exe.is_some() || !s.cmdline.is_empty()) {
-        p.cmdline = s.cmdline.clone();
-    }
-    if s.cwd.is_some() {
-        p.cwd = s.cwd.clone();
     }
 }
 
@@ -412,7 +487,7 @@ mod tests {
     #[test]
     fn samples_this_process() {
         let me = std::process::id();
-        let s = take(me, &Depth::Full).expect("own process");
+        let s = take(me, Depth::Full, &Interest::none()).expect("own process");
         assert_eq!(s.pid, me);
         assert!(s.exe.is_some() && s.exe_state == ExeState::OnDisk);
         assert!(!s.cmdline.is_empty() && s.rss_bytes > 0 && s.start_ticks > 0);
@@ -422,13 +497,43 @@ mod tests {
 
     #[test]
     fn a_vanished_pid_is_an_error_not_a_panic() {
-        assert!(take(0x7fff_fff0, &Depth::Full).is_err());
+        assert!(take(0x7fff_fff0, Depth::Full, &Interest::none()).is_err());
     }
 
     #[test]
-    fn sweep_finds_pid_1_and_skips_itself() {
-        let all = sweep_all(&crate::config::Config::default().ports);
-        assert!(all.iter().any(|s| s.pid == 1));
-        assert!(all.iter().all(|s| s.pid != std::process::id()));
+    fn identity_of_this_process() {
+        let me = take(std::process::id(), Depth::Identity, &Interest::none()).expect("own process");
+        // SAFETY: getppid/getuid/getgid have no preconditions.
+        let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+        assert_eq!(
+            (i64::from(me.ppid), me.uid, me.gid),
+            (i64::from(ppid), uid, gid)
+        );
+        let comm = std::fs::read("/proc/self/comm").expect("comm");
+        assert_eq!(
+            me.name.as_bytes(),
+            comm.strip_suffix(b"\n").unwrap_or(&comm)
+        );
+        let exe = std::env::current_exe().expect("exe");
+        assert_eq!(me.exe.as_deref(), Some(exe.as_path()));
+        let args: Vec<OsString> = std::env::args_os().collect();
+        assert_eq!(me.cmdline, args);
+        assert!(me.start_ticks > 0 && !me.partial && !me.cmdline_truncated);
+        // The header alone: the same process, no command line, and it says so.
+        let header = take(std::process::id(), Depth::Header, &Interest::none()).expect("own");
+        assert_eq!(header.start_ticks, me.start_ticks);
+        assert!(header.partial && header.cmdline.is_empty());
+    }
+
+    #[test]
+    fn a_reaped_child_is_vanished() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reaped");
+        // Reaped: the pid is free (reuse within this window is practically impossible).
+        let err = take(pid, Depth::Identity, &Interest::none()).expect_err("reaped");
+        assert!(err.is_vanished(), "{err}");
     }
 }

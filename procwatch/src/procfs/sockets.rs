@@ -22,9 +22,10 @@ use std::{
     os::fd::{AsRawFd, OwnedFd},
 };
 
-use super::stat::{
-    PidDir, ReadError, classify, for_each_line, open_raw, parse_hex_u64, parse_u64, proc_path,
-    read_link_at,
+use super::{
+    PidDir, ReadError, classify, for_each_line, open_raw,
+    parse::{parse_hex_u64, parse_u64},
+    proc_path, read_link_at,
 };
 
 /// Transport protocol of a socket.
@@ -863,7 +864,7 @@ mod tests {
         let status = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "process::sockets::tests::unreadable_fds_are_an_error_not_empty",
+                "procfs::sockets::tests::unreadable_fds_are_an_error_not_empty",
             ])
             .env(HELPER, std::process::id().to_string())
             .uid(65534)
