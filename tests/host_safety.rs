@@ -138,6 +138,7 @@ fn recycled_pid_round(delay_ms: &str) {
         "procwatch was resumed by someone while held"
     );
     if alert["action"] != "kill_refused" {
+        eprintln!("delay {delay_ms} ms: unexpected action: {alert:#}");
         let mut m = m;
         let _ = m.wait_log(Duration::from_millis(300), "no-such-line-expected-here");
         panic!("delay {delay_ms} ms: {alert:#}\nlog: {:#?}", m.log);

@@ -207,7 +207,7 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         (kill && !f.exited).then(|| Target::open_exact(alert.pid, f.start_ticks, f.exe_id));
     if let Some((dir, limits)) = &policy.dump {
         if known {
-            if let Some(Ok(t)) = target.take() {
+            if let Some(Ok(t)) = target.take_if(|t| t.is_ok()) {
                 target = Some(freeze(t, alert.pid, f.start_ticks, f.exe_id).await);
             }
             let expect = dump::Expect {
