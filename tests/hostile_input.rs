@@ -211,10 +211,12 @@ fn hostile_alert() -> impl Strategy<Value = Alert> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, reason)| Reason {
-                    rule: rules[i % rules.len()],
+                    rule: procwatch::alert::RuleId::Heuristic(rules[i % rules.len()]),
                     score: heuristic / 9.0,
                     reason,
                     attack: "T1055",
+                    known: None,
+                    anomaly: None,
                 })
                 .collect();
             let (action, action_by) = match action {

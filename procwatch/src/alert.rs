@@ -13,17 +13,51 @@ use crate::{
 /// Schema id written in every alert.
 pub const SCHEMA: &str = "procwatch.alert/v1";
 
+/// The rule behind a reason: a heuristic or a baseline anomaly (one id space in alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RuleId {
+    /// A heuristic rule.
+    Heuristic(crate::config::Rule),
+    /// A baseline anomaly rule.
+    Anomaly(crate::baseline::AnomalyRule),
+}
+
+impl RuleId {
+    /// Stable id, as in alerts and docs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleId::Heuristic(r) => r.as_str(),
+            RuleId::Anomaly(r) => r.as_str(),
+        }
+    }
+}
+
+impl PartialEq<crate::config::Rule> for RuleId {
+    fn eq(&self, other: &crate::config::Rule) -> bool {
+        *self == RuleId::Heuristic(*other)
+    }
+}
+
 /// One reason in an alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
     /// Rule id.
-    pub rule: crate::config::Rule,
-    /// The rule's weight.
+    pub rule: RuleId,
+    /// What it adds to `total_score`: the rule's weight; 0 for a finding the baseline knows
+    /// as normal; for anomalies `ml_weight × severity` for the most severe one, 0 for others.
     pub score: f64,
     /// What was seen.
     pub reason: String,
     /// MITRE ATT&CK technique id.
     pub attack: &'static str,
+    /// For a heuristic finding the baseline knows as normal: the baseline quoted and how
+    /// sure it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<serde_json::Value>,
+    /// For a baseline anomaly: what `procwatch baseline accept` reads back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::baseline::anomaly::AnomalyReport>,
 }
 
 /// What procwatch did about the alert.
@@ -188,16 +222,7 @@ pub fn build(
         total_score: verdict.total_score,
         heuristic_score: verdict.heuristic_score,
         ml_score: verdict.ml_score,
-        reasons: verdict
-            .findings
-            .iter()
-            .map(|(f, w)| Reason {
-                rule: f.rule,
-                score: *w,
-                reason: f.reason.clone(),
-                attack: f.attack,
-            })
-            .collect(),
+        reasons: reasons(verdict),
         cpu_pct: (p.cpu_pct * 10.0).round() / 10.0,
         conns_outbound: p.conns_outbound(),
         remote_ports: p.remote_ports(),
@@ -208,6 +233,42 @@ pub fn build(
         dump: None,
         dump_error: None,
     }
+}
+
+/// The heuristic findings (known ones with their `known` object and score 0), then the
+/// anomalies, the most severe first with `ml_weight × severity`, the others 0 (so the scores
+/// add up to `total_score`).
+fn reasons(verdict: &Verdict) -> Vec<Reason> {
+    let mut out: Vec<Reason> = verdict
+        .findings
+        .iter()
+        .map(|(f, w)| Reason {
+            rule: RuleId::Heuristic(f.rule),
+            score: *w,
+            reason: f.reason.clone(),
+            attack: f.attack,
+            known: verdict.known.get(&f.rule).cloned(),
+            anomaly: None,
+        })
+        .collect();
+    let mut anomalies: Vec<&crate::baseline::Anomaly> = verdict.anomalies.iter().collect();
+    anomalies.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+    for (i, a) in anomalies.into_iter().enumerate() {
+        let score = if i == 0 {
+            verdict.total_score - verdict.heuristic_score
+        } else {
+            0.0
+        };
+        out.push(Reason {
+            rule: RuleId::Anomaly(a.rule),
+            score,
+            reason: a.reason(),
+            attack: a.rule.attack(),
+            known: None,
+            anomaly: Some(crate::baseline::anomaly::AnomalyReport::of(a)),
+        });
+    }
+    out
 }
 
 /// This machine's host name (read once).
@@ -231,7 +292,16 @@ pub fn hostname() -> &'static str {
 pub fn terminal_line(a: &Alert) -> String {
     use crate::text::terminal_safe;
     use std::os::unix::ffi::OsStrExt;
-    let rules: Vec<&str> = a.reasons.iter().map(|r| r.rule.as_str()).collect();
+    // A known finding is marked, so a reader sees it did not count.
+    let rules: Vec<String> = a
+        .reasons
+        .iter()
+        .map(|r| match (&r.known, &r.anomaly) {
+            (Some(_), _) => format!("{}(known)", r.rule.as_str()),
+            (None, Some(x)) => format!("{}({:.2})", r.rule.as_str(), x.severity),
+            (None, None) => r.rule.as_str().to_string(),
+        })
+        .collect();
     let why: Vec<String> = a
         .reasons
         .iter()

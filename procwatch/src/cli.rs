@@ -34,6 +34,45 @@ pub enum Command {
     Config(ConfigArgs),
     /// Inspect and edit learned per-executable baselines (the model file).
     Baseline(BaselineArgs),
+    /// Learn per-executable baselines for `--duration`, then write the model: everything seen
+    /// counts as learned and stable, so `monitor --model FILE` monitors at once.
+    Train(TrainArgs),
+}
+
+/// Arguments of `procwatch train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Shared detection options (heuristic alerts still go out while training).
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// Which sensor: auto (eBPF, else the netlink fallback), ebpf, or fallback.
+    #[arg(long, default_value = "auto")]
+    pub sensor: SensorMode,
+    /// How long to learn: seconds, or a number with ms, s, m, h or d.
+    #[arg(long, value_parser = run_time, allow_negative_numbers = true)]
+    pub duration: Duration,
+    /// The model file written (default: baseline.model_path, else
+    /// ~/.local/share/procwatch/model.json); a valid model there is replaced, anything else
+    /// is refused.
+    #[arg(long, env = "PROCWATCH_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// `train` is `monitor` for a set time, learning into a new model.
+    pub fn into_monitor(self) -> MonitorArgs {
+        MonitorArgs {
+            detect: self.detect,
+            sensor: self.sensor,
+            duration: Some(self.duration),
+            daemon: false,
+            pid_file: PathBuf::from("/run/procwatch.pid"),
+            daemon_log: PathBuf::from("/var/log/procwatch.log"),
+            model: self.model,
+            model_readonly: false,
+            train: true,
+        }
+    }
 }
 
 /// Arguments of `procwatch baseline`.
@@ -236,6 +275,16 @@ pub struct MonitorArgs {
     /// Where diagnostics go in daemon mode (stderr is detached).
     #[arg(long, default_value = "/var/log/procwatch.log")]
     pub daemon_log: PathBuf,
+    /// The baseline model file (default: baseline.model_path, else
+    /// ~/.local/share/procwatch/model.json); created when absent, saved periodically and on exit.
+    #[arg(long, env = "PROCWATCH_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Use the model without ever writing the file (a reviewed model shared by a fleet).
+    #[arg(long)]
+    pub model_readonly: bool,
+    /// Set by `train`: learn into a new model and write it, learned and stable, at the end.
+    #[arg(skip)]
+    pub train: bool,
 }
 
 /// Arguments of `procwatch scan`.

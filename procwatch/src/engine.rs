@@ -17,9 +17,11 @@ use tracing::debug;
 
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
+    baseline::Behaviour,
     config::Config,
     detect::{self, reverse_shell::is_shell_or_interpreter},
     identity::{AllowIds, ExeId},
+    learning::{Judgement, Learning, event_behaviour},
     process::{
         enrich::{Found, Job, Outcome, Work},
         hash::HashCache,
@@ -118,6 +120,8 @@ pub struct Engine {
     next_job: u64,
     waiting: HashMap<u64, Waiting>,
     queue: VecDeque<Queued>,
+    /// The learned baselines, when on.
+    learning: Option<Learning>,
 }
 
 impl Engine {
@@ -139,7 +143,23 @@ impl Engine {
             next_job: 1,
             waiting: HashMap::new(),
             queue: VecDeque::new(),
+            learning: None,
         }
+    }
+
+    /// Turns the learned baselines on (learning and anomalies).
+    pub fn set_learning(&mut self, learning: Learning) {
+        self.learning = Some(learning);
+    }
+
+    /// The learned baselines, when on.
+    pub fn learning(&self) -> Option<&Learning> {
+        self.learning.as_ref()
+    }
+
+    /// The learned baselines, when on (to save or reload the model).
+    pub fn learning_mut(&mut self) -> Option<&mut Learning> {
+        self.learning.as_mut()
     }
 
     /// The config in force.
@@ -150,6 +170,9 @@ impl Engine {
     /// Replaces the config (SIGHUP); the table and dedup state are kept.
     pub fn set_config(&mut self, cfg: Config) {
         self.allow = AllowIds::from_config(&cfg);
+        if let Some(l) = self.learning.as_mut() {
+            l.learner_mut().set_config(&cfg.baseline);
+        }
         self.cfg = cfg;
     }
 
@@ -288,12 +311,14 @@ impl Engine {
                         p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
                     }
                 }
-                if !gone && is_shell_or_interpreter(p.exe_name()) {
+                let shell = !gone && is_shell_or_interpreter(p.exe_name());
+                let image = p.image;
+                self.learn_exec(pid, ev);
+                if shell {
                     // The fd links are cheap; the socket table behind them is read off the
                     // engine, and the exec is evaluated when it is in.
                     let inodes = sockets::stdio_sockets(pid);
                     if inodes.iter().any(Option::is_some) {
-                        let image = p.image;
                         let then = Then::Evaluate(Some(Box::new(ev.clone())));
                         self.ask(pid, image, Work::StdioNet(inodes), then);
                         return;
@@ -346,6 +371,9 @@ impl Engine {
                 return;
             }
             EventBody::Exit(_) => {
+                if let (Some(l), Some(p)) = (self.learning.as_mut(), self.table.get(pid)) {
+                    l.exited(p);
+                }
                 self.table.mark_exited(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
@@ -363,6 +391,10 @@ impl Engine {
                 };
                 let new =
                     t.request_name != "PTRACE_TRACEME" && push_bounded(&mut p.ptrace_events, fact);
+                if !asked && let (Some(l), Some(b)) = (self.learning.as_mut(), event_behaviour(ev))
+                {
+                    l.observe(p, b);
+                }
                 if asked || (!new && ev.kernel_action.is_none()) {
                     return;
                 }
@@ -377,11 +409,16 @@ impl Engine {
                         port: c.port,
                     },
                 );
+                let learned = match (self.learning.as_mut(), event_behaviour(ev)) {
+                    (Some(l), Some(b)) if !asked => l.observe(p, b),
+                    _ => false,
+                };
                 let shell = is_shell_or_interpreter(p.exe_name());
                 if shell && !self.recheck.iter().any(|&(q, _)| q == pid) {
                     self.recheck.push((pid, now + RECHECK_AFTER));
                 }
-                if asked || !new {
+                // A repeated connect adds no fact, unless the baseline found it anomalous.
+                if asked || (!new && !learned) {
                     return;
                 }
             }
@@ -396,6 +433,10 @@ impl Engine {
                         len: w.len,
                     },
                 );
+                if !asked && let (Some(l), Some(b)) = (self.learning.as_mut(), event_behaviour(ev))
+                {
+                    l.observe(p, b);
+                }
                 if asked || (!new && ev.kernel_action.is_none()) {
                     return;
                 }
@@ -438,6 +479,44 @@ impl Engine {
             Then::Evaluate(Some(Box::new(ev.clone()))),
         );
         true
+    }
+
+    /// Feeds the baseline an exec: the process's own (parent and user) and its parent's
+    /// spawn; a parent the spawn makes anomalous is judged at once.
+    fn learn_exec(&mut self, pid: u32, ev: &Event) {
+        let Some(learning) = self.learning.as_mut() else {
+            return;
+        };
+        let Some(p) = self.table.get(pid) else {
+            return;
+        };
+        let parent = self
+            .table
+            .get(p.ppid)
+            .filter(|q| q.pid != pid && q.exited.is_none());
+        let user = if p.uid == u32::MAX {
+            None
+        } else {
+            Some(
+                self.users
+                    .name(p.uid)
+                    .map_or_else(|| p.uid.to_string(), str::to_owned),
+            )
+        };
+        learning.observe(
+            p,
+            Behaviour::Exec {
+                parent_exe: parent.and_then(|q| q.exe.as_deref()),
+                user: user.as_deref(),
+            },
+        );
+        let (Some(q), Some(child)) = (parent, p.exe.as_deref()) else {
+            return;
+        };
+        if learning.observe(q, Behaviour::Spawn { child_exe: child }) {
+            let ppid = q.pid;
+            self.evaluate(ppid, &Trigger::Event(ev), false);
+        }
     }
 
     fn ask(&mut self, pid: u32, image: u64, work: Work, then: Then) -> u64 {
@@ -491,6 +570,15 @@ impl Engine {
                         }
                         _ => {}
                     }
+                }
+                if current
+                    && let (Some(l), Some(p), Some(b)) = (
+                        self.learning.as_mut(),
+                        self.table.get(w.pid),
+                        ev.as_deref().and_then(event_behaviour),
+                    )
+                {
+                    l.observe(p, b);
                 }
                 if current {
                     let trigger = match &ev {
@@ -557,7 +645,17 @@ impl Engine {
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
+            let timed = p.cpu_sample.is_some();
             merge::merge(p, s, now);
+            if let Some(l) = self.learning.as_mut()
+                && !p.kernel_thread
+            {
+                let sample = Behaviour::Sample {
+                    cpu_pct: timed.then_some(p.cpu_pct),
+                    rss_bytes: (p.rss_bytes > 0).then_some(p.rss_bytes),
+                };
+                l.observe(p, sample);
+            }
             pids.push(p.pid);
         }
         // Live entries that the sweep did not find have exited without us seeing it; entries
@@ -631,10 +729,15 @@ impl Engine {
             return;
         };
         let findings = detect::evaluate(p, cfg);
-        if findings.is_empty() {
+        let judged = match self.learning.as_mut() {
+            Some(l) => l.judge(p, &findings, cfg),
+            None => Judgement::default(),
+        };
+        if findings.is_empty() && judged.anomalies.is_empty() {
             return;
         }
-        let verdict = score::score(findings, 0.0, cfg);
+        let mut verdict = score::with_baseline(findings, judged.known, judged.anomalies, cfg);
+        verdict.new_anomalies = judged.new_anomalies;
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }
@@ -643,7 +746,11 @@ impl Engine {
             .exe_id
             .is_some_and(|id| self.allow.whitelist.contains(&id));
         match score::decide(p, &verdict, user.as_deref(), whitelisted, cfg) {
-            Decision::Alert => {}
+            Decision::Alert => {
+                if let Some(l) = self.learning.as_mut() {
+                    l.reported(p);
+                }
+            }
             Decision::Whitelisted => {
                 self.counts.whitelisted += 1;
                 return;

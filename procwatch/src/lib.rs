@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod detect;
 pub mod engine;
 pub mod identity;
+pub mod learning;
 pub mod memory;
 pub mod offload;
 pub mod output;

@@ -48,6 +48,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Events(args) => commands::events::run(args).await,
             cli::Command::Config(args) => commands::config::run(args),
             cli::Command::Baseline(args) => commands::baseline::run(args),
+            cli::Command::Train(args) => commands::monitor::run(args.into_monitor()).await,
         }
     }));
     match result.unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}"))) {

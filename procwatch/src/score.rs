@@ -1,22 +1,31 @@
 //! Turning findings into a verdict: weighted score, threshold, whitelist, and dedup so one
 //! process makes one alert per new set of reasons.
+use std::collections::BTreeMap;
+
 use crate::{
+    baseline::Anomaly,
     config::{Config, Rule},
     detect::Finding,
     process::table::Process,
 };
 
 /// A scored set of findings for one process.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Verdict {
-    /// Findings with their weights.
+    /// Findings with what they add to the score (their weight; 0 when known).
     pub findings: Vec<(Finding, f64)>,
-    /// Sum of the weights of the distinct rules that hold.
+    /// Sum of the weights of the distinct rules that hold and are not known.
     pub heuristic_score: f64,
-    /// Baseline-anomaly score in [0, 1] (0 until baselines are learnt).
+    /// Baseline-anomaly score in [0, 1]: the highest severity among `anomalies`.
     pub ml_score: f64,
     /// `heuristic_score + ml_weight × ml_score`.
     pub total_score: f64,
+    /// Findings the baseline knows as normal for the executable: the `known` object of each.
+    pub known: BTreeMap<Rule, serde_json::Value>,
+    /// The process's baseline anomalies.
+    pub anomalies: Vec<Anomaly>,
+    /// Some of `anomalies` were in no alert yet.
+    pub new_anomalies: bool,
 }
 
 /// What to do with a verdict.
@@ -33,23 +42,48 @@ pub enum Decision {
 }
 
 /// Scores `findings` (one per rule; duplicates of a rule count once).
-pub fn score(mut findings: Vec<Finding>, ml_score: f64, cfg: &Config) -> Verdict {
+pub fn score(findings: Vec<Finding>, ml_score: f64, cfg: &Config) -> Verdict {
+    let mut v = with_baseline(findings, BTreeMap::new(), Vec::new(), cfg);
+    v.ml_score = ml_score.clamp(0.0, 1.0);
+    v.total_score = v.heuristic_score + cfg.ml_weight * v.ml_score;
+    v
+}
+
+/// Scores `findings` with what the baseline says: a finding in `known` adds nothing, and
+/// `ml_score` is the highest severity among `anomalies`.
+pub fn with_baseline(
+    mut findings: Vec<Finding>,
+    known: BTreeMap<Rule, serde_json::Value>,
+    anomalies: Vec<Anomaly>,
+    cfg: &Config,
+) -> Verdict {
     findings.sort_by_key(|f| f.rule);
     findings.dedup_by_key(|f| f.rule);
     let findings: Vec<(Finding, f64)> = findings
         .into_iter()
         .map(|f| {
-            let w = cfg.weight(f.rule);
+            let w = if known.contains_key(&f.rule) {
+                0.0
+            } else {
+                cfg.weight(f.rule)
+            };
             (f, w)
         })
         .collect();
     let heuristic_score: f64 = findings.iter().map(|(_, w)| w).sum();
-    let ml_score = ml_score.clamp(0.0, 1.0);
+    let ml_score = anomalies
+        .iter()
+        .map(|a| a.severity)
+        .fold(0.0, f64::max)
+        .clamp(0.0, 1.0);
     Verdict {
         findings,
         heuristic_score,
         ml_score,
         total_score: heuristic_score + cfg.ml_weight * ml_score,
+        known,
+        anomalies,
+        new_anomalies: false,
     }
 }
 
@@ -63,14 +97,21 @@ pub fn decide(
     exe_whitelisted: bool,
     cfg: &Config,
 ) -> Decision {
-    if verdict.findings.is_empty() || verdict.total_score < cfg.min_score {
+    let nothing = verdict.findings.is_empty() && verdict.anomalies.is_empty();
+    if nothing || verdict.total_score < cfg.min_score {
         return Decision::BelowThreshold;
     }
     if exe_whitelisted || cfg.user_whitelisted(user, p.uid) {
         return Decision::Whitelisted;
     }
-    let rules: Vec<Rule> = verdict.findings.iter().map(|(f, _)| f.rule).collect();
-    if rules.iter().all(|r| p.reported.contains(r)) {
+    // A known finding is no news: only counted findings and unreported anomalies make one.
+    let rules: Vec<Rule> = verdict
+        .findings
+        .iter()
+        .filter(|(f, _)| !verdict.known.contains_key(&f.rule))
+        .map(|(f, _)| f.rule)
+        .collect();
+    if rules.iter().all(|r| p.reported.contains(r)) && !verdict.new_anomalies {
         return Decision::AlreadyReported;
     }
     p.reported.extend(rules);

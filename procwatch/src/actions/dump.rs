@@ -522,12 +522,7 @@ mod tests {
     fn alert_for(pid: u32, name: &[u8]) -> Alert {
         let mut p = Process::new(pid, SensorKind::Sweep);
         p.name = crate::text::os_from_bytes(name);
-        let verdict = Verdict {
-            findings: Vec::new(),
-            heuristic_score: 0.0,
-            ml_score: 0.0,
-            total_score: 0.0,
-        };
+        let verdict = Verdict::default();
         let sensor = SensorInfo {
             name: SensorKind::Sweep,
             events_lost: 0,

@@ -181,6 +181,24 @@ impl Learner {
         self.dirty = false;
     }
 
+    /// A copy of the model to save, marking it clean: what is learned after this makes it
+    /// dirty again, so saving this copy never hides later learning.
+    pub fn snapshot(&mut self) -> Model {
+        self.dirty = false;
+        self.model.clone()
+    }
+
+    /// The save of the last [`Learner::snapshot`] failed: the model is unsaved again.
+    pub fn save_failed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The last [`Learner::snapshot`] was saved as `revision` at `now`.
+    pub fn snapshot_saved(&mut self, revision: u64, now: Secs) {
+        self.model.revision = revision;
+        self.model.saved = Some(now);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> LearnStats {
         self.stats

@@ -2,6 +2,7 @@
 pub mod baseline;
 pub mod config;
 pub mod events;
+pub mod model_file;
 pub mod monitor;
 pub mod notify;
 pub mod pipeline;

@@ -19,6 +19,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
+    model_file::{ModelFile, Start},
     notify::{Watchdog, notify},
     pipeline::{self, ActPolicy, ActionStage},
     setup,
@@ -80,6 +81,38 @@ fn report_loss(stats: &SensorStats, seen: u64) -> u64 {
     total
 }
 
+/// One line of training progress, rewritten in place.
+fn show_progress(engine: &Engine, started: std::time::Instant, total: Duration) {
+    let (exes, events) = engine.learning().map_or((0, 0), |l| {
+        (l.learner().model().executables.len(), l.events())
+    });
+    eprint!(
+        "\rtraining: {:>5}s of {}s, {exes} executables, {events} events   ",
+        started.elapsed().as_secs(),
+        total.as_secs()
+    );
+}
+
+/// The baseline part of the exit summary.
+fn baseline_summary(engine: &Engine, file: &ModelFile) -> serde_json::Value {
+    let Some(l) = engine.learning() else {
+        return serde_json::Value::Null;
+    };
+    let learner = l.learner();
+    let stats = learner.stats();
+    let model = learner.model();
+    serde_json::json!({
+        "model": file.path().display().to_string(),
+        "revision": model.revision,
+        "executables": model.executables.len(),
+        "trained": model.learning.trained,
+        "events": l.events(),
+        "observations": stats.observations,
+        "anomalies": stats.anomalies,
+        "tainted": stats.tainted,
+    })
+}
+
 /// Results of enrichment jobs on their way back to the engine.
 type Done = mpsc::UnboundedSender<(u64, Outcome)>;
 
@@ -117,7 +150,22 @@ fn start_sweep(sweeper: &Sweeper, engine: &Engine) -> JoinHandle<std::io::Result
 /// Runs until SIGINT/SIGTERM (or `--duration`, or the first alert with `--stop-on-alert`),
 /// then drains the sensor and flushes every sink.
 pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
-    let cfg = setup::load_config(&args.detect)?;
+    let mut cfg = setup::load_config(&args.detect)?;
+    if let Some(d) = args.duration.filter(|_| args.train) {
+        // Training learns for all of its duration, whatever the config's period.
+        cfg.baseline.learning_period = cfg
+            .baseline
+            .learning_period
+            .max(d + Duration::from_secs(3600));
+    }
+    // The model first: a bad model file stops the run before any probe is loaded.
+    let start = if args.train {
+        Start::New
+    } else {
+        Start::LoadOrNew
+    };
+    let (mut model_file, learning) =
+        ModelFile::open(&cfg, args.model.as_deref(), args.model_readonly, start)?;
     let stats = Arc::new(SensorStats::default());
     let (tx, mut events) = mpsc::channel(8192);
     let opts = SensorOptions {
@@ -132,6 +180,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let outputs = Arc::new(setup::outputs(&cfg, &args.detect)?);
     let mut running = sensor::start(&opts, tx, stats.clone())?;
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
+    engine.set_learning(learning);
     let policy = ActPolicy::new(&args.detect, &cfg);
     let stage = ActionStage::start(policy.clone(), outputs.clone());
     let mut stopped_on_alert = stage.stopped();
@@ -164,7 +213,30 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         probes_missing = %if probes_missing.is_empty() { "none".to_string() } else { probes_missing.join(",") },
         "monitoring; SIGINT/SIGTERM stops, SIGHUP reloads"
     );
+    if args.train {
+        info!(
+            model = %model_file.path().display(),
+            seconds = args.duration.map_or(0, |d| d.as_secs()),
+            "training: learning baselines, then writing the model"
+        );
+    } else if let Some(l) = engine.learning() {
+        let learner = l.learner();
+        let now = crate::learning::now_secs();
+        info!(
+            model = %model_file.path().display(),
+            read_only = args.model_readonly,
+            learning = learner.is_learning(now),
+            learning_until = %crate::baseline::anomaly::rfc3339(learner.learning_end()),
+            "baselines"
+        );
+    }
     notify("READY=1\nSTATUS=monitoring");
+    // Training shows its progress on a terminal.
+    let progress_on = args.train && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = tokio::time::interval(Duration::from_secs(1));
+    let mut save_tick = tokio::time::interval(cfg.baseline.save_interval);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    save_tick.tick().await;
     let watchdog = Watchdog::from_env();
     let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w.every));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -259,10 +331,19 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                         }
                         engine.set_config(new);
                         info!("SIGHUP: config reloaded, log files reopened");
+                        // `baseline allow/accept` changed the model file: take it in.
+                        if !args.train {
+                            model_file.start_reload();
+                        }
                     }
                     Err(e) => error!("SIGHUP: config reload failed, keeping the config in force: {e:#}"),
                 }
                 outputs.reopen().await;
+            }
+            _ = save_tick.tick(), if !args.train => model_file.start_save(&mut engine),
+            done = model_file.done() => model_file.on_done(&mut engine, done),
+            _ = progress.tick(), if progress_on => {
+                show_progress(&engine, started, args.duration.unwrap_or_default());
             }
             _ = stopped_on_alert.changed() => {}
             sig = terminate.recv() => break sig,
@@ -294,6 +375,13 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             Ok(None) | Err(_) => break,
         }
     }
+    if progress_on {
+        eprintln!();
+    }
+    let model_saved = model_file.finish(&mut engine, args.train).await;
+    if let Err(e) = &model_saved {
+        error!("{e:#}");
+    }
     let rest = engine.flush();
     if !stop_on_alert {
         stage.send(pipeline::prepare(rest, &engine, &policy)).await;
@@ -310,8 +398,13 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         "engine": engine.stats(),
         "offload": offload::pool().stats(),
         "sinks": sinks,
+        "baseline": baseline_summary(&engine, &model_file),
     });
     eprintln!("procwatch monitor: {summary}");
+    if args.train {
+        // A training that wrote no model failed.
+        model_saved?;
+    }
     Ok(if tally.stop {
         ExitCode::from(pipeline::EXIT_STOPPED_ON_ALERT)
     } else {

@@ -326,12 +326,7 @@ mod tests {
 
     fn flagged(pid: u32, start_ticks: u64) -> Flagged {
         let p = Process::new(pid, SensorKind::Ebpf);
-        let verdict = Verdict {
-            findings: Vec::new(),
-            heuristic_score: 0.0,
-            ml_score: 0.0,
-            total_score: 0.0,
-        };
+        let verdict = Verdict::default();
         let sensor = SensorInfo {
             name: SensorKind::Ebpf,
             events_lost: 0,

@@ -154,10 +154,51 @@ pub fn entry(a: &Alert, min_score: f64) -> String {
     let _ = writeln!(out, "  Action: {action}");
     let _ = writeln!(out, "  Trigger: {trigger}");
     let _ = writeln!(out, "  Details: {}", details.join("; "));
+    for (r, a) in a
+        .reasons
+        .iter()
+        .filter_map(|r| r.anomaly.as_ref().map(|x| (r, x)))
+    {
+        let _ = writeln!(
+            out,
+            "  Baseline: {} [{} severity {:.2}; {}]",
+            safe(&a.baseline),
+            r.rule.as_str(),
+            a.severity,
+            sureness(
+                a.confidence.observations,
+                a.confidence.processes,
+                a.confidence.stable_since.as_deref()
+            )
+        );
+    }
+    for r in a.reasons.iter().filter(|r| r.known.is_some()) {
+        let quoted = r
+            .known
+            .as_ref()
+            .and_then(|k| k.get("baseline"))
+            .and_then(|b| b.as_str())
+            .unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "  Known: {} is normal for this executable, not counted ({})",
+            r.rule.as_str(),
+            safe(quoted)
+        );
+    }
     let _ = writeln!(out, "  ATT&CK: {}", attack.join(", "));
     let _ = writeln!(out, "  Host: {}", safe(&a.host));
     out.push('\n');
     out
+}
+
+/// How sure a baseline is, for people.
+fn sureness(observations: u64, processes: u64, stable_since: Option<&str>) -> String {
+    let since = stable_since.map_or_else(
+        || "not stable".to_string(),
+        |t| format!("stable since {}", safe(t)),
+    );
+    format!("{observations} observations, {processes} processes, {since}")
 }
 
 fn by_whom(by: Option<ActionBy>) -> &'static str {
@@ -173,7 +214,7 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::{
-        alert::{Reason, SCHEMA, SensorInfo},
+        alert::{Reason, RuleId, SCHEMA, SensorInfo},
         config::Rule,
         sensor::SensorKind,
         text::os_from_bytes,
@@ -199,16 +240,20 @@ pub(crate) mod tests {
             ml_score: 0.0,
             reasons: vec![
                 Reason {
-                    rule: Rule::TmpExe,
+                    rule: RuleId::Heuristic(Rule::TmpExe),
                     score: 4.0,
                     reason: "executable in /tmp".into(),
                     attack: "T1036",
+                    known: None,
+                    anomaly: None,
                 },
                 Reason {
-                    rule: Rule::WxMem,
+                    rule: RuleId::Heuristic(Rule::WxMem),
                     score: 4.0,
                     reason: "mprotect W+X".into(),
                     attack: "T1055",
+                    known: None,
+                    anomaly: None,
                 },
             ],
             cpu_pct: 0.0,

@@ -14,7 +14,12 @@
 //!          and PTRACE_ATTACH to "PID": the number names another process outside) |
 //!          recycle EXE [MS] (run `EXE exit 0`, reap it, wait MS milliseconds, then start
 //!          `sleep 30` under the very same pid with clone3 set_tid; prints `first <pid>` and
-//!          `impostor <pid>`)
+//!          `impostor <pid>`) |
+//!          serve (a small service driven from stdin, one command a line, each answered
+//!          `ok ...` once done: `listen` (a loopback listener accepting and reading in the
+//!          background; answers `ok port N`), `read PATH`, `connect ADDR PORT` (kept open),
+//!          `spawn PATH [ARGS...]` (waited for), `wx` (an RWX page), `busy SECS`, `sleep SECS`;
+//!          ends at end of input)
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -417,10 +422,82 @@ fn act(args: &[String]) {
             let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
             say(&format!("memfd {fd}"));
         }
+        "serve" => serve(),
         other => {
             eprintln!("pw-actor: unknown action {other}");
             exit(2)
         }
+    }
+}
+
+/// `serve`: one command a line from stdin, like a small web service told what to do.
+fn serve() {
+    let mut kept: Vec<TcpStream> = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            ["listen"] => match std::net::TcpListener::bind("127.0.0.1:0") {
+                Ok(l) => {
+                    let port = l.local_addr().map_or(0, |a| a.port());
+                    std::thread::spawn(move || {
+                        for conn in l.incoming().flatten() {
+                            let mut buf = [0u8; 512];
+                            let _ = std::io::Read::read(&mut &conn, &mut buf);
+                        }
+                    });
+                    format!("ok port {port}")
+                }
+                Err(e) => format!("err listen {e}"),
+            },
+            ["read", path] => match std::fs::read(path) {
+                Ok(b) => format!("ok read {}", b.len()),
+                Err(e) => format!("err read {e}"),
+            },
+            ["connect", addr, port] => {
+                let to: Result<SocketAddr, _> = format!("{addr}:{port}").parse();
+                match to.map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2))) {
+                    Ok(Ok(c)) => {
+                        kept.push(c);
+                        "ok connect".to_string()
+                    }
+                    Ok(Err(e)) => format!("err connect {e}"),
+                    Err(e) => format!("err address {e}"),
+                }
+            }
+            ["spawn", path, rest @ ..] => {
+                match std::process::Command::new(path).args(rest).status() {
+                    Ok(st) => format!("ok spawn {}", st.code().unwrap_or(-1)),
+                    Err(e) => format!("err spawn {e}"),
+                }
+            }
+            ["wx"] => {
+                let p = page();
+                // SAFETY: changing protection of our own mapping.
+                let rc = unsafe {
+                    libc::mprotect(
+                        p,
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    )
+                };
+                format!("ok wx {rc}")
+            }
+            ["busy", secs] => {
+                let until = Instant::now() + Duration::from_secs_f64(secs.parse().unwrap_or(1.0));
+                let mut x: u64 = 0;
+                while Instant::now() < until {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                "ok busy".to_string()
+            }
+            ["sleep", secs] => {
+                std::thread::sleep(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
+                "ok sleep".to_string()
+            }
+            _ => format!("err unknown command {line}"),
+        };
+        say(&reply);
     }
 }
 

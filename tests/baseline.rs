@@ -1,0 +1,321 @@
+//! Learned baselines end to end, as root: `procwatch train` learns a real workload (a copied
+//! binary acting as a small web service), then `procwatch monitor --model` judges it. Every
+//! judgement is about processes this test started; "nothing raised" is proven by a positive
+//! control: the same process ends with one deviation, whose alert must come and must be the
+//! first and only one for that process.
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::Duration,
+};
+
+use procwatch_tests::{Monitor, TempDir, procwatch_bin, require_root, scratch_base};
+
+fn actor() -> PathBuf {
+    procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor")))
+}
+
+/// A copy of the actor acting as a web service, driven one command at a time.
+struct Service {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Service {
+    fn start(exe: &Path) -> Self {
+        let mut child = procwatch_tests::spawn_retrying(
+            Command::new(exe)
+                .arg("serve")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends one command and waits for its `ok` answer.
+    fn cmd(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("write command");
+        self.stdin.flush().expect("flush");
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).expect("read reply");
+        assert!(reply.starts_with("ok"), "{line}: {reply}");
+        reply.trim().to_string()
+    }
+
+    fn end(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+/// The scene: a service binary, its served files, a helper it runs, an upstream it talks to.
+struct Scene {
+    dir: TempDir,
+    app: PathBuf,
+    helper: PathBuf,
+    other: PathBuf,
+    upstream: u16,
+    elsewhere: u16,
+    _listeners: (TcpListener, TcpListener),
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = TempDir::new_in(&scratch_base(), "baseline");
+        std::fs::create_dir_all(dir.0.join("www")).expect("mkdir www");
+        std::fs::create_dir_all(dir.0.join("private")).expect("mkdir private");
+        std::fs::write(dir.0.join("www/index.html"), "<h1>hi</h1>").expect("write");
+        std::fs::write(dir.0.join("www/style.css"), "h1{}").expect("write");
+        std::fs::write(dir.0.join("private/key.pem"), "secret").expect("write");
+        let app = dir.copy_exe(&actor(), "pw-websvc");
+        let helper = dir.copy_exe(Path::new("/usr/bin/true"), "pw-helper");
+        let other = dir.copy_exe(Path::new("/usr/bin/true"), "pw-stranger");
+        let up = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let el = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let upstream = up.local_addr().expect("addr").port();
+        let elsewhere = el.local_addr().expect("addr").port();
+        Self {
+            dir,
+            app,
+            helper,
+            other,
+            upstream,
+            elsewhere,
+            _listeners: (up, el),
+        }
+    }
+
+    fn model(&self) -> PathBuf {
+        self.dir.0.join("model.json")
+    }
+
+    /// The config both phases use: the scene's directory is watched, spikes need few samples.
+    fn config(&self) -> String {
+        format!(
+            "sweep_interval: 200ms\ncpu_window: 200ms\nbaseline:\n  watched_prefixes: [{}]\n  resource_min_samples: 5\n",
+            self.dir.0.display()
+        )
+    }
+
+    /// What the service normally does: listen, be connected to, serve two files, talk to its
+    /// upstream, run its helper, make W+X memory (a JIT), idle.
+    fn normal(&self, s: &mut Service) {
+        let reply = s.cmd("listen");
+        let port: u16 = reply
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.cmd(&format!(
+            "read {}",
+            self.dir.0.join("www/index.html").display()
+        ));
+        s.cmd(&format!(
+            "read {}",
+            self.dir.0.join("www/style.css").display()
+        ));
+        s.cmd(&format!("connect 127.0.0.1 {}", self.upstream));
+        s.cmd(&format!("spawn {}", self.helper.display()));
+        s.cmd("wx");
+    }
+}
+
+fn alerts_for(m: &Monitor, pid: u32) -> Vec<serde_json::Value> {
+    m.alerts().into_iter().filter(|a| a["pid"] == pid).collect()
+}
+
+/// Waits for the alert of `rule` on `pid`, then checks it is the only alert for that process
+/// (the normal behaviour before it raised nothing) and returns that anomaly reason.
+fn only_alert(m: &Monitor, pid: u32, rule: &str) -> serde_json::Value {
+    let a = m.expect_rule(pid, rule);
+    let all = alerts_for(m, pid);
+    assert_eq!(all.len(), 1, "normal behaviour raised something: {all:#?}");
+    let reasons = a["reasons"].as_array().expect("reasons");
+    for r in reasons {
+        let counted = r["score"].as_f64().unwrap_or(0.0) > 0.0;
+        if r.get("anomaly").is_none() && r["rule"] != "suspicious_port" && r["rule"] != "high_cpu" {
+            assert!(
+                !counted,
+                "a learned heuristic finding was counted: {r:#}\n{a:#}"
+            );
+        }
+    }
+    // W+X was learned as the service's normal: if the rule fired, it is known, not counted.
+    if let Some(wx) = reasons.iter().find(|r| r["rule"] == "wx_mem") {
+        assert_eq!(wx["score"], 0.0, "{a:#}");
+        assert!(wx["known"]["baseline"].is_string(), "{a:#}");
+    }
+    reasons
+        .iter()
+        .find(|r| r["rule"] == rule)
+        .cloned()
+        .expect("the rule's reason")
+}
+
+fn train(scene: &Scene, seconds: u32) -> Monitor {
+    Monitor::start_cmd(
+        "train",
+        &scene.config(),
+        &[
+            "--model",
+            scene.model().to_str().expect("utf-8"),
+            "--duration",
+            &seconds.to_string(),
+        ],
+    )
+}
+
+#[test]
+fn train_then_monitor_judges_a_real_web_service() {
+    require_root!();
+    let scene = Scene::new();
+
+    // Learn: three processes of the service do their normal work and idle through sweeps.
+    let t = train(&scene, 8);
+    let mut services: Vec<Service> = (0..3).map(|_| Service::start(&scene.app)).collect();
+    for s in &mut services {
+        scene.normal(s);
+    }
+    for s in &mut services {
+        s.cmd("sleep 1.5");
+    }
+    services.into_iter().for_each(Service::end);
+    let (status, summary, _) = t.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "train failed: {summary:?}");
+    let summary = summary.expect("summary");
+    assert_eq!(summary["baseline"]["trained"], true, "{summary:#}");
+
+    // `baseline show --json` reads what train wrote.
+    let out = Command::new(procwatch_bin())
+        .args(["baseline", "show", "--json", "--model"])
+        .arg(scene.model())
+        .arg(&scene.app)
+        .env("HOME", &scene.dir.0)
+        .output()
+        .expect("baseline show");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = shown.to_string();
+    assert!(text.contains("pw-helper"), "children learned: {shown:#}");
+    assert!(
+        text.contains(&scene.upstream.to_string()),
+        "upstream port learned: {shown:#}"
+    );
+
+    // Monitor with the trained model: it judges at once.
+    let m = Monitor::start(
+        &scene.config(),
+        &[
+            "--model",
+            scene.model().to_str().expect("utf-8"),
+            "--min-score",
+            "1",
+        ],
+    );
+
+    // A new child.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    s.cmd(&format!("spawn {}", scene.other.display()));
+    let r = only_alert(&m, s.pid(), "process_spawn_unknown");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("pw-stranger") && reason.contains("pw-helper"),
+        "names the child and the baseline: {r:#}"
+    );
+    assert!(r["anomaly"]["confidence"]["observations"].as_u64() > Some(0));
+    assert!(r["anomaly"]["confidence"]["stable_since"].is_string());
+    s.end();
+
+    // A new destination port.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    s.cmd(&format!("connect 127.0.0.1 {}", scene.elsewhere));
+    let r = only_alert(&m, s.pid(), "network_unknown_connection");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&scene.elsewhere.to_string())
+            && reason.contains(&scene.upstream.to_string()),
+        "names the port and the learned ones: {r:#}"
+    );
+    s.end();
+
+    // A CPU spike.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    s.cmd("busy 3");
+    let r = only_alert(&m, s.pid(), "resource_spike");
+    assert!(
+        r["reason"].as_str().is_some_and(|t| t.contains("baseline")),
+        "{r:#}"
+    );
+    s.end();
+
+    m.stop();
+}
+
+#[test]
+fn a_corrupt_model_is_a_clear_error_and_is_left_alone() {
+    require_root!();
+    let dir = TempDir::new_in(&scratch_base(), "badmodel");
+    let model = dir.0.join("model.json");
+    let junk = b"{\"format\": \"procwatch.baseline\", \"version\": 1, \"executables\": [";
+    std::fs::write(&model, junk).expect("write");
+    for cmd in [
+        vec!["monitor", "--duration", "5"],
+        vec!["train", "--duration", "5"],
+    ] {
+        let out = Command::new(procwatch_bin())
+            .args(&cmd)
+            .arg("--model")
+            .arg(&model)
+            .env("HOME", &dir.0)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run procwatch");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains(model.to_str().expect("utf-8")) && err.contains("corrupt"),
+            "{cmd:?} names the file and the problem: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&model).expect("read"),
+            junk,
+            "never overwritten"
+        );
+    }
+    // A newer format version is refused the same way.
+    std::fs::write(
+        &model,
+        br#"{"format": "procwatch.baseline", "version": 99, "executables": {}}"#,
+    )
+    .expect("write");
+    let out = Command::new(procwatch_bin())
+        .args(["monitor", "--duration", "5", "--model"])
+        .arg(&model)
+        .env("HOME", &dir.0)
+        .output()
+        .expect("run procwatch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("version"), "{err}");
+}
