@@ -11,7 +11,8 @@ use std::{
     time::Duration,
 };
 
-use procwatch_tests::{Monitor, TempDir, procwatch_bin, require_root, scratch_base};
+use procwatch::sensor::{EventBody, ebpf::KillPolicy};
+use procwatch_tests::{LiveSensor, Monitor, TempDir, procwatch_bin, require_root, scratch_base};
 
 fn actor() -> PathBuf {
     procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor")))
@@ -102,10 +103,12 @@ impl Scene {
         self.dir.0.join("model.json")
     }
 
-    /// The config both phases use: the scene's directory is watched, spikes need few samples.
+    /// The config both phases use: the scene's directory is watched, spikes need few samples,
+    /// and a spike is over 40 points above the mean (on this shared machine a debug build's
+    /// ordinary work can take 30% of a core in a 200 ms window).
     fn config(&self) -> String {
         format!(
-            "sweep_interval: 200ms\ncpu_window: 200ms\nbaseline:\n  watched_prefixes: [{}]\n  resource_min_samples: 5\n",
+            "sweep_interval: 200ms\ncpu_window: 200ms\nring_buffer_kib: 65536\nbaseline:\n  watched_prefixes: [{}]\n  resource_min_samples: 4\n  cpu_std_floor: 10\n",
             self.dir.0.display()
         )
     }
@@ -138,12 +141,17 @@ fn alerts_for(m: &Monitor, pid: u32) -> Vec<serde_json::Value> {
     m.alerts().into_iter().filter(|a| a["pid"] == pid).collect()
 }
 
-/// Waits for the alert of `rule` on `pid`, then checks it is the only alert for that process
-/// (the normal behaviour before it raised nothing) and returns that anomaly reason.
+/// Waits for the alert of `rule` on `pid`, then checks it is the first alert for that process
+/// (alerts are written in the order they are decided, so the normal behaviour before the
+/// deviation raised nothing) and returns that anomaly reason.
 fn only_alert(m: &Monitor, pid: u32, rule: &str) -> serde_json::Value {
-    let a = m.expect_rule(pid, rule);
+    m.expect_rule(pid, rule);
     let all = alerts_for(m, pid);
-    assert_eq!(all.len(), 1, "normal behaviour raised something: {all:#?}");
+    let a = all.first().cloned().unwrap_or_default();
+    assert!(
+        procwatch_tests::has_rule(&a, rule),
+        "normal behaviour raised something before the {rule} alert: {all:#?}"
+    );
     let reasons = a["reasons"].as_array().expect("reasons");
     for r in reasons {
         let counted = r["score"].as_f64().unwrap_or(0.0) > 0.0;
@@ -185,13 +193,13 @@ fn train_then_monitor_judges_a_real_web_service() {
     let scene = Scene::new();
 
     // Learn: three processes of the service do their normal work and idle through sweeps.
-    let t = train(&scene, 8);
+    let t = train(&scene, 12);
     let mut services: Vec<Service> = (0..3).map(|_| Service::start(&scene.app)).collect();
     for s in &mut services {
         scene.normal(s);
     }
     for s in &mut services {
-        s.cmd("sleep 1.5");
+        s.cmd("sleep 4");
     }
     services.into_iter().for_each(Service::end);
     let (status, summary, _) = t.wait_exit(Duration::from_secs(30));
@@ -213,6 +221,7 @@ fn train_then_monitor_judges_a_real_web_service() {
         String::from_utf8_lossy(&out.stderr)
     );
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    eprintln!("learned resources: {}", shown["resources"]);
     let text = shown.to_string();
     assert!(text.contains("pw-helper"), "children learned: {shown:#}");
     assert!(
@@ -226,8 +235,10 @@ fn train_then_monitor_judges_a_real_web_service() {
         &[
             "--model",
             scene.model().to_str().expect("utf-8"),
+            // Above unknown_executable's 0.6 (other processes of this machine), below what a
+            // deviation of this briefly trained service weighs (ml_weight 2 × severity).
             "--min-score",
-            "1",
+            "0.7",
         ],
     );
 
@@ -258,10 +269,40 @@ fn train_then_monitor_judges_a_real_web_service() {
     );
     s.end();
 
+    // A read of a file outside the learned ones.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    let secret = scene.dir.0.join("private/key.pem");
+    s.cmd(&format!("read {}", secret.display()));
+    let r = only_alert(&m, s.pid(), "file_access_unknown");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("key.pem") && reason.contains("index.html"),
+        "names the file and the learned ones: {r:#}"
+    );
+    s.end();
+
+    // The same file reached by a relative path and by a path with `..`: both are placed.
+    for (cd, path) in [
+        (scene.dir.0.join("private"), "key.pem".to_string()),
+        (
+            scene.dir.0.clone(),
+            format!("{}/www/../private/key.pem", scene.dir.0.display()),
+        ),
+    ] {
+        let mut s = Service::start(&scene.app);
+        eprintln!("stage: {path} from {} in pid {}", cd.display(), s.pid());
+        scene.normal(&mut s);
+        s.cmd(&format!("cd {}", cd.display()));
+        s.cmd(&format!("read {path}"));
+        only_alert(&m, s.pid(), "file_access_unknown");
+        s.end();
+    }
+
     // A CPU spike.
     let mut s = Service::start(&scene.app);
     scene.normal(&mut s);
-    s.cmd("busy 3");
+    s.cmd("busy 6 -10");
     let r = only_alert(&m, s.pid(), "resource_spike");
     assert!(
         r["reason"].as_str().is_some_and(|t| t.contains("baseline")),
@@ -318,4 +359,48 @@ fn a_corrupt_model_is_a_clear_error_and_is_left_alone() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("version"), "{err}");
+}
+
+/// The file-open probe: a watched file opened a hundred thousand times is one event; a
+/// relative path and a path through `..` are sent (only user space can place them); an
+/// unwatched file is not. The last read is the positive control that everything before it
+/// was delivered.
+// Multi-threaded: the sensor's reader keeps draining the ring buffer while this thread blocks
+// on the actor (on a busy machine a stalled reader would lose events to overflow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_opens_are_filtered_and_sent_once_per_process_and_path() {
+    require_root!();
+    let mut sensor = LiveSensor::start(KillPolicy::default());
+    let mut s = Service::start(&actor());
+    let pid = s.pid();
+    s.cmd("readn /etc/passwd 100000");
+    s.cmd("read /usr/lib/os-release");
+    s.cmd("cd /etc");
+    s.cmd("read group");
+    s.cmd("read /usr/../etc/hosts");
+    s.cmd("readn /etc/group 3");
+    let opened = |e: &procwatch::sensor::Event, want: &str| {
+        e.tgid == pid
+            && matches!(&e.body, EventBody::FileOpen(f) if f.path == std::ffi::OsStr::new(want))
+    };
+    sensor
+        .expect("open of /etc/group", pid, |e| opened(e, "/etc/group"))
+        .await;
+    s.end();
+    let count = |want: &str| sensor.seen.iter().filter(|e| opened(e, want)).count();
+    assert_eq!(count("/etc/passwd"), 1, "100000 opens, one event");
+    assert_eq!(count("/etc/group"), 1);
+    assert_eq!(count("group"), 1, "a relative open is sent");
+    assert_eq!(count("/usr/../etc/hosts"), 1, "a path through .. is sent");
+    assert_eq!(
+        count("/usr/lib/os-release"),
+        0,
+        "unwatched: stays in the kernel"
+    );
+    let stats = sensor.stats.snapshot();
+    let json = serde_json::to_value(&stats).expect("stats");
+    assert!(
+        json.to_string().contains("file_open"),
+        "file_open is counted: {json}"
+    );
 }

@@ -25,6 +25,17 @@ pub const MAX_ARGS: usize = 32;
 /// Bytes kept of a memfd name (the kernel allows 249).
 pub const MEMFD_NAME_LEN: usize = 256;
 
+/// Bytes kept of an opened file's path (a longer one is cut and flagged).
+pub const FILE_PATH_LEN: usize = 256;
+/// Most watched prefixes the kernel matches file opens against.
+pub const WATCH_MAX: u32 = 16;
+/// Bytes of a watched prefix's head (the part before a `*` component, or all of it).
+pub const WATCH_HEAD_LEN: usize = 128;
+/// Bytes of a watched prefix's tail (the part after a `*` component, e.g. `/mem`).
+pub const WATCH_TAIL_LEN: usize = 16;
+/// Distinct (process, path) pairs remembered in the kernel; one event per pair.
+pub const OPEN_SEEN_MAX: u32 = 65536;
+
 /// Event kind tags (the first `u32` of every record).
 pub mod kind {
     /// `sched_process_exec`, with argv from `sys_enter_execve`/`execveat`.
@@ -41,8 +52,10 @@ pub mod kind {
     pub const WX_MEM: u32 = 6;
     /// `sys_enter_memfd_create`.
     pub const MEMFD: u32 = 7;
+    /// `open`/`openat`/`openat2` of a path under a watched prefix (or a relative path).
+    pub const FILE_OPEN: u32 = 8;
     /// One past the highest tag: the size of per-kind counter arrays.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Bits of [`EventHeader::flags`].
@@ -89,6 +102,8 @@ pub mod config {
     /// Non-zero: the kill policy applies only to this process and its descendants
     /// (followed through `real_parent` in the kernel); 0: to every process.
     pub const SCOPE_TGID: u32 = 6;
+    /// How many entries of `WATCH_PREFIXES` are in use (0: file opens are not reported).
+    pub const WATCH_COUNT: u32 = 7;
     /// Number of slots.
     pub const LEN: u32 = 8;
 }
@@ -153,8 +168,22 @@ pub mod tp {
     pub const MEMFD_NAME: usize = 26;
     /// `sys_enter_memfd_create`: `flags`.
     pub const MEMFD_FLAGS: usize = 27;
+    /// `sys_enter_openat`: `dfd`.
+    pub const OPENAT_DFD: usize = 28;
+    /// `sys_enter_openat`: `filename`.
+    pub const OPENAT_FILENAME: usize = 29;
+    /// `sys_enter_openat`: `flags`.
+    pub const OPENAT_FLAGS: usize = 30;
+    /// `sys_enter_openat2`: `dfd`.
+    pub const OPENAT2_DFD: usize = 31;
+    /// `sys_enter_openat2`: `filename`.
+    pub const OPENAT2_FILENAME: usize = 32;
+    /// `sys_enter_open`: `filename` (x86_64 has `open`; newer architectures do not).
+    pub const OPEN_FILENAME: usize = 33;
+    /// `sys_enter_open`: `flags`.
+    pub const OPEN_FLAGS: usize = 34;
     /// Number of slots.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 35;
     /// A field this kernel's format file does not have.
     pub const UNKNOWN: u32 = u32::MAX;
 }
@@ -363,6 +392,78 @@ pub struct MemfdEvent {
     pub name: [u8; MEMFD_NAME_LEN],
 }
 
+/// Which call opened a file ([`FileOpenEvent::syscall`]).
+pub mod open_call {
+    /// `openat(2)`.
+    pub const OPENAT: u32 = 1;
+    /// `openat2(2)`.
+    pub const OPENAT2: u32 = 2;
+    /// `open(2)`.
+    pub const OPEN: u32 = 3;
+}
+
+/// `AT_FDCWD`: a relative path is relative to the working directory.
+pub const AT_FDCWD: i32 = -100;
+
+/// A file opened under a watched prefix, or by a relative path (which only userspace can
+/// place), at most once per process and path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOpenEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// One of the [`open_call`] constants.
+    pub syscall: u32,
+    /// The directory fd a relative path is relative to ([`AT_FDCWD`]: the working directory).
+    pub dfd: i32,
+    /// The open flags (`O_RDONLY`, `O_WRONLY`, ...).
+    pub open_flags: u32,
+    /// Bytes of `path` used, without the NUL; [`FILE_PATH_LEN`] when the path was cut.
+    pub path_len: u32,
+    /// The path as the process passed it.
+    pub path: [u8; FILE_PATH_LEN],
+}
+
+/// One watched prefix as the kernel matches it, prepared by userspace so the match is a few
+/// masked word compares: `head` must start the path (bytes packed little-endian, `head_mask`
+/// 0xff over the bytes in use) and end at a component boundary unless `open_end`; with `star`,
+/// the path must end with `tail` (right-aligned in 16 bytes, `tail_mask` likewise), e.g.
+/// `/proc/*/mem`: head `/proc/`, tail `/mem`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchPrefix {
+    /// Bytes of the head.
+    pub head_len: u32,
+    /// Bytes of the tail.
+    pub tail_len: u32,
+    /// Non-zero when a `*` component sits between head and tail.
+    pub star: u32,
+    /// Non-zero when the head ends with `/` (no boundary check after it).
+    pub open_end: u32,
+    /// The head, packed.
+    pub head: [u64; WATCH_HEAD_LEN / 8],
+    /// 0xff over the head's bytes.
+    pub head_mask: [u64; WATCH_HEAD_LEN / 8],
+    /// The tail, right-aligned in [`WATCH_TAIL_LEN`] bytes.
+    pub tail: [u64; WATCH_TAIL_LEN / 8],
+    /// 0xff over the tail's bytes.
+    pub tail_mask: [u64; WATCH_TAIL_LEN / 8],
+}
+
+/// Key of the kernel's "already reported" map of file opens.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpenKey {
+    /// The process.
+    pub tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Its start time (a recycled pid is another process).
+    pub start_ns: u64,
+    /// Hash of the path bytes.
+    pub path_hash: u64,
+}
+
 /// Key of the exec allowlist map: what an executable file is (not the path it was run by).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -410,6 +511,8 @@ mod pod {
     unsafe impl aya::Pod for super::ExeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingArgs {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WatchPrefix {}
 }
 
 /// Byte size of each record kind, indexed by tag; 0 for tags that do not exist.
@@ -422,6 +525,7 @@ pub const fn record_size(kind: u32) -> usize {
         kind::CONNECT => core::mem::size_of::<ConnectEvent>(),
         kind::WX_MEM => core::mem::size_of::<WxMemEvent>(),
         kind::MEMFD => core::mem::size_of::<MemfdEvent>(),
+        kind::FILE_OPEN => core::mem::size_of::<FileOpenEvent>(),
         _ => 0,
     }
 }
@@ -437,5 +541,8 @@ const _: () = {
     assert!(core::mem::size_of::<WxMemEvent>() == 56 + 40);
     assert!(core::mem::size_of::<MemfdEvent>() == 56 + 8 + MEMFD_NAME_LEN);
     assert!(core::mem::size_of::<ExeKey>() == 16);
+    assert!(core::mem::size_of::<FileOpenEvent>() == 56 + 16 + FILE_PATH_LEN);
+    assert!(core::mem::size_of::<WatchPrefix>() == 16 + 2 * WATCH_HEAD_LEN + 2 * WATCH_TAIL_LEN);
+    assert!(core::mem::size_of::<OpenKey>() == 24);
     assert!(core::mem::size_of::<PendingPtrace>() == 24);
 };

@@ -3,7 +3,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, config, kind};
+use procwatch_common::{
+    ALLOW_MAX, ExeKey, FileOpenEvent, OPEN_SEEN_MAX, OpenKey, PendingArgs, PendingPtrace,
+    WATCH_MAX, WatchPrefix, config, kind,
+};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
@@ -50,3 +53,18 @@ pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(ALLOW_MAX, 0)
 /// Not LRU: an entry lives for one syscall; when the map is full the event is sent at entry.
 #[map]
 pub static PTRACE_PENDING: HashMap<u32, PendingPtrace> = HashMap::with_max_entries(1024, 0);
+
+/// The watched prefixes file opens are matched against, written by userspace at load
+/// (`config::WATCH_COUNT` says how many are in use).
+#[map]
+pub static WATCH_PREFIXES: Array<WatchPrefix> = Array::with_max_entries(WATCH_MAX, 0);
+
+/// (process, path) pairs already reported: each is sent once. LRU, so a scanner touching
+/// millions of files pushes out old pairs (which may then be sent again) instead of failing.
+#[map]
+pub static OPEN_SEEN: LruHashMap<OpenKey, u8> = LruHashMap::with_max_entries(OPEN_SEEN_MAX, 0);
+
+/// Per-CPU scratch where an opened path is read and matched before anything is reserved in
+/// the ring buffer (most opens are not watched and never reach it).
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);

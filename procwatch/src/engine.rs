@@ -31,7 +31,10 @@ use crate::{
     },
     procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
     score::{self, Decision},
-    sensor::{Event, EventBody, SensorKind, SensorStats, event::KernelAction},
+    sensor::{
+        Event, EventBody, SensorKind, SensorStats,
+        event::{FileOpen, KernelAction},
+    },
 };
 
 /// After a shell connects, its stdio is re-read this much later (the redirection onto the new
@@ -441,6 +444,15 @@ impl Engine {
                     return;
                 }
             }
+            EventBody::FileOpen(f) => {
+                if self.learning.is_none() || self.learn(pid, ev, now) {
+                    return;
+                }
+                // Only a file the baseline finds anomalous calls for a verdict.
+                if !self.learn_file(pid, f, gone) {
+                    return;
+                }
+            }
             EventBody::Memfd(m) => {
                 self.learn(pid, ev, now);
                 let p = self.table.entry(pid, 0, ev.sensor, now);
@@ -519,6 +531,22 @@ impl Engine {
         }
     }
 
+    /// Feeds the baseline a file open (a relative path placed against the directory it is
+    /// relative to); true when it raised an anomaly.
+    fn learn_file(&mut self, pid: u32, f: &FileOpen, gone: bool) -> bool {
+        let (Some(learning), Some(p)) = (self.learning.as_mut(), self.table.get(pid)) else {
+            return false;
+        };
+        let path = Path::new(&f.path);
+        if path.is_absolute() {
+            return learning.observe(p, Behaviour::FileOpen(path));
+        }
+        match (!gone).then(|| sample::open_base(pid, f.dfd)).flatten() {
+            Some(base) => learning.observe(p, Behaviour::FileOpen(&base.join(path))),
+            None => false,
+        }
+    }
+
     fn ask(&mut self, pid: u32, image: u64, work: Work, then: Then) -> u64 {
         let id = self.next_job;
         self.next_job += 1;
@@ -570,6 +598,14 @@ impl Engine {
                         }
                         _ => {}
                     }
+                }
+                if current
+                    && let Some(Event {
+                        body: EventBody::FileOpen(f),
+                        ..
+                    }) = ev.as_deref()
+                {
+                    self.learn_file(w.pid, f, false);
                 }
                 if current
                     && let (Some(l), Some(p), Some(b)) = (
@@ -646,6 +682,7 @@ impl Engine {
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             let timed = p.cpu_sample.is_some();
+            let before = p.conns.clone();
             merge::merge(p, s, now);
             if let Some(l) = self.learning.as_mut()
                 && !p.kernel_thread
@@ -655,6 +692,13 @@ impl Engine {
                     rss_bytes: (p.rss_bytes > 0).then_some(p.rss_bytes),
                 };
                 l.observe(p, sample);
+                // Outbound connections /proc shows that no connect event reported (made
+                // before procwatch started, or lost in a full ring buffer), each once.
+                for c in &p.conns {
+                    if !before.contains(c) && !p.connects.contains(c) {
+                        l.observe(p, Behaviour::Connect(crate::learning::outbound(c)));
+                    }
+                }
             }
             pids.push(p.pid);
         }

@@ -145,6 +145,20 @@ pub fn read_exe(pid: u32) -> (Option<PathBuf>, ExeState) {
     }
 }
 
+/// The directory a relative path opened by `pid` is relative to: its working directory for
+/// `AT_FDCWD`, else what its fd `dfd` names. Read from the links (no process can make that
+/// slow), after the open: a process that changed directory since is placed where it is now.
+pub fn open_base(pid: u32, dfd: i32) -> Option<PathBuf> {
+    let link = if dfd == procwatch_common::AT_FDCWD {
+        format!("/proc/{pid}/cwd")
+    } else if dfd >= 0 {
+        format!("/proc/{pid}/fd/{dfd}")
+    } else {
+        return None;
+    };
+    std::fs::read_link(link).ok().filter(|p| p.is_absolute())
+}
+
 /// Splits ` (deleted)` off an exe link and says what the link means.
 pub fn classify_exe(link: PathBuf) -> (PathBuf, ExeState) {
     let bytes = link.as_os_str().as_bytes();

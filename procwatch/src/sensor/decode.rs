@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use procwatch_common as wire;
 
 use super::event::{
-    Connect, Event, EventBody, EventKind, Exec, Exit, Fork, KernelAction, Memfd, Ptrace,
+    Connect, Event, EventBody, EventKind, Exec, Exit, FileOpen, Fork, KernelAction, Memfd, Ptrace,
     PtraceResult, SensorKind, WxMem,
 };
 use crate::identity::ExeId;
@@ -72,6 +72,8 @@ unsafe impl Wire for wire::ConnectEvent {}
 unsafe impl Wire for wire::WxMemEvent {}
 // SAFETY: as above.
 unsafe impl Wire for wire::MemfdEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::FileOpenEvent {}
 
 /// Reads a `T` from the start of `bytes`; the caller has checked the length.
 fn read<T: Wire>(bytes: &[u8]) -> T {
@@ -216,6 +218,37 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             EventBody::Memfd(Memfd {
                 name: os_from_bytes(until_nul(&e.name[..name_len])),
                 flags: e.flags,
+            })
+        }
+        EventKind::FileOpen => {
+            let e: wire::FileOpenEvent = read_exact(bytes, kind)?;
+            let len = bounded(kind, "path_len", e.path_len, wire::FILE_PATH_LEN)?;
+            let syscall = match e.syscall {
+                wire::open_call::OPENAT => "openat",
+                wire::open_call::OPENAT2 => "openat2",
+                wire::open_call::OPEN => "open",
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "syscall",
+                        value: u64::from(other),
+                    });
+                }
+            };
+            let path = until_nul(&e.path[..len]);
+            if path.is_empty() {
+                return Err(DecodeError::BadField {
+                    kind: kind.as_str(),
+                    field: "path_len",
+                    value: 0,
+                });
+            }
+            EventBody::FileOpen(FileOpen {
+                syscall,
+                dfd: e.dfd,
+                flags: e.open_flags,
+                path: os_from_bytes(path),
+                truncated: len >= wire::FILE_PATH_LEN,
             })
         }
     };

@@ -132,7 +132,7 @@ struct ProbeSpec {
     fork: ForkWay,
 }
 
-use EventKind::{Connect, Exec, Exit, Fork, Memfd, Ptrace, WxMem};
+use EventKind::{Connect, Exec, Exit, FileOpen, Fork, Memfd, Ptrace, WxMem};
 
 const fn classic(
     program: &'static str,
@@ -180,6 +180,9 @@ const PROBES: &[ProbeSpec] = &[
     classic("sys_enter_pkey_mprotect", "syscalls", &[WxMem]),
     classic("sys_enter_mmap", "syscalls", &[WxMem]),
     classic("sys_enter_memfd_create", "syscalls", &[Memfd]),
+    classic("sys_enter_openat", "syscalls", &[FileOpen]),
+    classic("sys_enter_openat2", "syscalls", &[FileOpen]),
+    classic("sys_enter_open", "syscalls", &[FileOpen]),
 ];
 
 impl ProbeSpec {
@@ -229,6 +232,8 @@ pub struct EbpfOptions {
     pub kinds: BTreeSet<EventKind>,
     /// Kill policy to install before the first event.
     pub kill: KillPolicy,
+    /// File opens under these prefixes are reported (`*` is one whole path component).
+    pub watched: Vec<PathBuf>,
 }
 
 impl KillPolicy {
@@ -244,6 +249,7 @@ impl Default for EbpfOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             kinds: EventKind::ALL.into_iter().collect(),
             kill: KillPolicy::default(),
+            watched: crate::config::Baseline::default().watched_prefixes,
         }
     }
 }
@@ -313,6 +319,7 @@ impl EbpfSensor {
             );
         }
         sensor.set_kill_policy(&opts.kill)?;
+        sensor.set_watched(&opts.watched)?;
         sensor.attach_all(&opts.kinds)?;
         Ok(sensor)
     }
@@ -426,6 +433,28 @@ impl EbpfSensor {
     /// Which probes are attached and why others are not.
     pub fn probes(&self) -> &[ProbeStatus] {
         &self.probes
+    }
+
+    /// Puts the watched prefixes in the kernel's map; file opens elsewhere stay there.
+    fn set_watched(&mut self, prefixes: &[PathBuf]) -> Result<(), EbpfError> {
+        let wanted = super::watched::kernel_prefixes(prefixes.iter().map(PathBuf::as_path));
+        let map = self.ebpf.map_mut("WATCH_PREFIXES").ok_or(EbpfError::Map {
+            name: "WATCH_PREFIXES",
+            detail: "missing".into(),
+        })?;
+        let mut array: Array<&mut MapData, procwatch_common::WatchPrefix> = Array::try_from(map)
+            .map_err(|e| EbpfError::Map {
+                name: "WATCH_PREFIXES",
+                detail: e.to_string(),
+            })?;
+        for (i, p) in (0u32..).zip(&wanted) {
+            array.set(i, p, 0).map_err(|e| EbpfError::Map {
+                name: "WATCH_PREFIXES",
+                detail: e.to_string(),
+            })?;
+        }
+        // The count last: the probe never reads a slot before it is written.
+        self.write_config(config::WATCH_COUNT, wanted.len() as u64)
     }
 
     fn write_config(&mut self, slot: u32, value: u64) -> Result<(), EbpfError> {

@@ -50,11 +50,13 @@ pub enum EventKind {
     WxMem,
     /// memfd_create().
     Memfd,
+    /// A file opened under a watched prefix.
+    FileOpen,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -62,6 +64,7 @@ impl EventKind {
         EventKind::Connect,
         EventKind::WxMem,
         EventKind::Memfd,
+        EventKind::FileOpen,
     ];
 
     /// Stable name used on the command line and in JSON.
@@ -74,6 +77,7 @@ impl EventKind {
             EventKind::Connect => "connect",
             EventKind::WxMem => "wx_mem",
             EventKind::Memfd => "memfd",
+            EventKind::FileOpen => "file_open",
         }
     }
 
@@ -88,6 +92,7 @@ impl EventKind {
             EventKind::Connect => kind::CONNECT,
             EventKind::WxMem => kind::WX_MEM,
             EventKind::Memfd => kind::MEMFD,
+            EventKind::FileOpen => kind::FILE_OPEN,
         }
     }
 
@@ -120,7 +125,7 @@ impl std::str::FromStr for EventKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 UnknownKind(format!(
-                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd)"
+                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd, file_open)"
                 ))
             })
     }
@@ -199,6 +204,8 @@ pub enum EventBody {
     WxMem(WxMem),
     /// memfd_create().
     Memfd(Memfd),
+    /// open/openat/openat2 of a watched (or relative) path, once per process and path.
+    FileOpen(FileOpen),
 }
 
 impl EventBody {
@@ -212,6 +219,7 @@ impl EventBody {
             EventBody::Connect(_) => EventKind::Connect,
             EventBody::WxMem(_) => EventKind::WxMem,
             EventBody::Memfd(_) => EventKind::Memfd,
+            EventBody::FileOpen(_) => EventKind::FileOpen,
         }
     }
 }
@@ -315,4 +323,21 @@ pub struct Memfd {
     pub name: OsString,
     /// Flags given.
     pub flags: u32,
+}
+
+/// A file open the kernel let through: under a watched prefix, or a path only user space can
+/// place (relative, or holding `//` or a `.` component).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileOpen {
+    /// "openat", "openat2" or "open".
+    pub syscall: &'static str,
+    /// Directory fd a relative path is relative to (-100: the working directory).
+    pub dfd: i32,
+    /// Open flags (0 for openat2, whose flags are in user memory).
+    pub flags: u32,
+    /// The path as the process passed it.
+    #[serde(serialize_with = "text::serialize_os")]
+    pub path: OsString,
+    /// The path was longer than the kernel keeps, and cut.
+    pub truncated: bool,
 }

@@ -9,6 +9,7 @@ pub mod proc_connector;
 pub mod stats;
 pub mod sweep;
 pub mod tracefs;
+pub mod watched;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 

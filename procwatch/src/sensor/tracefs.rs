@@ -159,6 +159,23 @@ pub const FIELDS: [(usize, &str, &str, &str); tp::COUNT] = [
         "sys_enter_memfd_create",
         "flags",
     ),
+    (tp::OPENAT_DFD, "syscalls", "sys_enter_openat", "dfd"),
+    (
+        tp::OPENAT_FILENAME,
+        "syscalls",
+        "sys_enter_openat",
+        "filename",
+    ),
+    (tp::OPENAT_FLAGS, "syscalls", "sys_enter_openat", "flags"),
+    (tp::OPENAT2_DFD, "syscalls", "sys_enter_openat2", "dfd"),
+    (
+        tp::OPENAT2_FILENAME,
+        "syscalls",
+        "sys_enter_openat2",
+        "filename",
+    ),
+    (tp::OPEN_FILENAME, "syscalls", "sys_enter_open", "filename"),
+    (tp::OPEN_FLAGS, "syscalls", "sys_enter_open", "flags"),
 ];
 
 /// Fields the programs can do without: `group_dead` (a leader's exit then stands for its

@@ -17,8 +17,9 @@
 //!          `impostor <pid>`) |
 //!          serve (a small service driven from stdin, one command a line, each answered
 //!          `ok ...` once done: `listen` (a loopback listener accepting and reading in the
-//!          background; answers `ok port N`), `read PATH`, `connect ADDR PORT` (kept open),
-//!          `spawn PATH [ARGS...]` (waited for), `wx` (an RWX page), `busy SECS`, `sleep SECS`;
+//!          background; answers `ok port N`), `read PATH`, `readn PATH N` (open N times), `cd DIR`,
+//!          `connect ADDR PORT` (kept open),
+//!          `spawn PATH [ARGS...]` (waited for), `wx` (an RWX page), `busy SECS [NICE]`, `sleep SECS`;
 //!          ends at end of input)
 use std::{
     io::{BufRead, Write},
@@ -450,6 +451,15 @@ fn serve() {
                 }
                 Err(e) => format!("err listen {e}"),
             },
+            ["readn", path, n] => {
+                let n: u64 = n.parse().unwrap_or(1);
+                let ok = (0..n).filter(|_| std::fs::File::open(path).is_ok()).count();
+                format!("ok readn {ok}")
+            }
+            ["cd", dir] => match std::env::set_current_dir(dir) {
+                Ok(()) => "ok cd".to_string(),
+                Err(e) => format!("err cd {e}"),
+            },
             ["read", path] => match std::fs::read(path) {
                 Ok(b) => format!("ok read {}", b.len()),
                 Err(e) => format!("err read {e}"),
@@ -483,7 +493,12 @@ fn serve() {
                 };
                 format!("ok wx {rc}")
             }
-            ["busy", secs] => {
+            ["busy", secs, rest @ ..] => {
+                // An optional nice value: on a loaded machine a spike must still be a spike.
+                if let Some(nice) = rest.first().and_then(|n| n.parse::<i32>().ok()) {
+                    // SAFETY: setpriority on this process only.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+                }
                 let until = Instant::now() + Duration::from_secs_f64(secs.parse().unwrap_or(1.0));
                 let mut x: u64 = 0;
                 while Instant::now() < until {
