@@ -38,7 +38,7 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
     let series = rounds(plan, &MONITORS, "short-lived recall", |m| {
         let bin_dir = env.scratch_dir("recall-bin")?;
         let bin = bin_dir.path().join("shortlived");
-        fs::copy("/bin/true", &bin).map_err(|e| format!("cannot copy /bin/true: {e}"))?;
+        crate::sh::install_exe(std::path::Path::new("/bin/true"), &bin)?;
         let path = bin.display().to_string();
         let args = vec![
             "exec".to_owned(),
