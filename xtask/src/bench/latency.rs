@@ -1,7 +1,7 @@
 //! Workload 4: from the exec of a /tmp binary to its alert line in procwatch's JSONL file.
 use std::{
     ffi::CString,
-    fs::{self, File},
+    fs::File,
     io::Read,
     os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::Path,
@@ -218,6 +218,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn tail_sees_appended_lines() {

@@ -1,6 +1,5 @@
 //! Workload 5: short-lived /tmp binaries; how many produced an alert (procwatch) or an event
 //! (peers).
-use std::fs;
 
 use super::{
     Env, Plan,
