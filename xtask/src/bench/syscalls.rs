@@ -20,7 +20,10 @@ const HOW: &str = "A generator process (`xtask bench-worker syscalls`, started a
 monitor) makes the calls with raw `syscall` instructions in a loop timed with a monotonic \
 clock, after 10,000 warm-up calls: `mprotect(page, 4096, PROT_READ)` on a page of its own \
 (never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no monitor \
-traces. Enabling any syscall tracepoint moves every task onto the kernel's slower syscall \
+traces, then (a quarter as many) `openat`+`close` of `/etc/passwd`, under procwatch's watched \
+prefixes (its file-open probe reads the path, matches it, and finds the (process, path) pair \
+in its kernel map after the first), and of `/usr/lib/os-release`, outside them (dropped after \
+the prefix test). Enabling any syscall tracepoint moves every task onto the kernel's slower syscall \
 entry path, so getppid measures that cost alone. auditd must record every mprotect to see a \
 W+X one (audit cannot filter on the flag bits). *bare tracepoint* counts connect and mprotect \
 calls in a per-CPU map and nothing else. Medians over the rounds; `vs none` is the median of \
@@ -43,7 +46,12 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
     let series = rounds(plan, &MONITORS, "syscall overhead", |m| {
         let meas = monitors::measure(env, m, &args)?;
         let mut s = Sample::new();
-        for key in ["mprotect_ns", "getppid_ns"] {
+        for key in [
+            "mprotect_ns",
+            "getppid_ns",
+            "open_watched_ns",
+            "open_unwatched_ns",
+        ] {
             let v = meas
                 .result
                 .get(key)
@@ -60,6 +68,10 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
         "mprotect vs none",
         "getppid ns/call",
         "getppid vs none",
+        "open+close /etc/passwd ns",
+        "vs none",
+        "open+close unwatched ns",
+        "vs none",
     ]);
     for (m, s) in &series {
         let (failed, first) = s.failures();
@@ -83,6 +95,10 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
             vs("mprotect_ns"),
             report::num(s.median("getppid_ns"), 1),
             vs("getppid_ns"),
+            report::num(s.median("open_watched_ns"), 1),
+            vs("open_watched_ns"),
+            report::num(s.median("open_unwatched_ns"), 1),
+            vs("open_unwatched_ns"),
         ]);
     }
     section.tables.push((String::new(), table));

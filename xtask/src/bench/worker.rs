@@ -482,13 +482,42 @@ fn syscalls(opts: &Flags) -> Result<String> {
         }
         start.elapsed().as_nanos() as f64 / n as f64
     };
+    // An open/close pair of a file under a watched prefix (procwatch's file-open probe sends
+    // it once, then finds it in its kernel map) and of one outside them (dropped in the
+    // kernel after the prefix test).
+    let open_close = |path: &'static std::ffi::CStr| {
+        move || {
+            let fd = raw::syscall3(
+                libc::SYS_openat,
+                libc::AT_FDCWD as u64,
+                path.as_ptr() as u64,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            );
+            if fd >= 0 {
+                raw::syscall3(libc::SYS_close, fd as u64, 0, 0);
+            }
+            fd
+        }
+    };
+    let watched = open_close(c"/etc/passwd");
+    let unwatched = open_close(c"/usr/lib/os-release");
+    if watched() < 0 || unwatched() < 0 {
+        return Err("cannot open /etc/passwd and /usr/lib/os-release".into());
+    }
     // Warm up caches and the page tables.
     time(&mprotect, 10_000);
     time(&getppid, 10_000);
+    time(&watched, 10_000);
+    time(&unwatched, 10_000);
     let mprotect_ns = time(&mprotect, count);
     let getppid_ns = time(&getppid, count);
+    let opens = (count / 4).max(1);
+    let open_watched_ns = time(&watched, opens);
+    let open_unwatched_ns = time(&unwatched, opens);
     Ok(format!(
-        "mprotect_ns={mprotect_ns:.2} getppid_ns={getppid_ns:.2} count={count}"
+        "mprotect_ns={mprotect_ns:.2} getppid_ns={getppid_ns:.2} \
+         open_watched_ns={open_watched_ns:.2} open_unwatched_ns={open_unwatched_ns:.2} \
+         count={count}"
     ))
 }
 
