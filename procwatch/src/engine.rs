@@ -927,7 +927,10 @@ fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensor::event::{Connect, Exec, Fork, WxMem};
+    use crate::{
+        config::Rule,
+        sensor::event::{Connect, Exec, Fork, WxMem},
+    };
 
     fn event(tgid: u32, body: EventBody) -> Event {
         Event {
@@ -1260,6 +1263,95 @@ mod tests {
         let p = e.table().get(me).expect("tracked");
         assert_eq!(p.cmdline, [std::ffi::OsString::from("/usr/bin/true")]);
         assert_ne!(p.exe.as_deref(), Some(Path::new("/stale")));
+    }
+
+    /// An engine whose baseline learned, from two processes, that `/usr/bin/svc` connects to
+    /// port 5432 and makes W+X memory, then ended learning as `train` does.
+    fn trained_engine() -> Engine {
+        let mut e = engine();
+        let model = crate::baseline::Model::new(crate::learning::now_secs(), "test");
+        let learner = crate::baseline::Learner::new(model, &e.cfg.baseline, 64);
+        e.set_learning(Learning::new(learner));
+        let now = Instant::now();
+        for pid in [GONE - 10, GONE - 11] {
+            let mut x = exec(pid, "/usr/bin/svc");
+            x.start_time_ns = Some(1_000_000_000 * u64::from(GONE - pid));
+            e.on_event(&x, now);
+            let mut c = event(
+                pid,
+                EventBody::Connect(Connect {
+                    fd: 3,
+                    family: "inet",
+                    addr: [10, 0, 0, 5].into(),
+                    port: 5432,
+                }),
+            );
+            c.start_time_ns = x.start_time_ns;
+            e.on_event(&c, now);
+            let mut w = wx(pid);
+            w.start_time_ns = x.start_time_ns;
+            e.on_event(&w, now);
+        }
+        if let Some(l) = e.learning_mut() {
+            l.learner_mut().finish_training(crate::learning::now_secs());
+        }
+        e
+    }
+
+    #[test]
+    fn a_baseline_anomaly_alone_alerts_and_known_behaviour_does_not_count() {
+        let mut e = trained_engine();
+        let now = Instant::now();
+        let pid = GONE - 20;
+        let start = Some(7_000_000_000);
+        let mut x = exec(pid, "/usr/bin/svc");
+        x.start_time_ns = start;
+        assert!(e.on_event(&x, now).is_empty(), "a known executable");
+        // W+X is learned: the heuristic finding is known and the score 0, so no alert.
+        let mut w = wx(pid);
+        w.start_time_ns = start;
+        assert!(e.on_event(&w, now).is_empty(), "known W+X alerted");
+        // A new port: the anomaly alerts (with suspicious_port), W+X is listed as known.
+        let mut c = event(
+            pid,
+            EventBody::Connect(Connect {
+                fd: 3,
+                family: "inet",
+                addr: [10, 0, 0, 5].into(),
+                port: 4444,
+            }),
+        );
+        c.start_time_ns = start;
+        let alerts = e.on_event(&c, now);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0].alert;
+        let wx = a
+            .reasons
+            .iter()
+            .find(|r| r.rule == Rule::WxMem)
+            .expect("wx_mem");
+        assert_eq!(wx.score, 0.0);
+        assert!(wx.known.is_some());
+        let net = a
+            .reasons
+            .iter()
+            .find(|r| r.anomaly.is_some())
+            .expect("an anomaly reason");
+        assert_eq!(net.rule.as_str(), "network_unknown_connection");
+        assert!(
+            net.reason.contains("4444") && net.reason.contains("5432"),
+            "{}",
+            net.reason
+        );
+        assert!(a.ml_score > 0.0);
+        assert!((a.total_score - (a.heuristic_score + e.cfg.ml_weight * a.ml_score)).abs() < 1e-9);
+        let sum: f64 = a.reasons.iter().map(|r| r.score).sum();
+        assert!(
+            (sum - a.total_score).abs() < 1e-9,
+            "reasons add up to the total"
+        );
+        // The same deviation again is no news.
+        assert!(e.on_event(&c, now).is_empty());
     }
 
     #[test]
