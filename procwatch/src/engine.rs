@@ -975,7 +975,7 @@ mod tests {
     /// clone under /tmp makes the test binary itself `tmp_exe`).
     fn engine_temp_elsewhere() -> Engine {
         let cfg = Config {
-            temp_dirs: vec![PathBuf::from(UNIT_TEMP)],
+            temp_dirs: vec![std::path::PathBuf::from(UNIT_TEMP)],
             ..Config::default()
         };
         Engine::new(cfg, SensorKind::Ebpf, Arc::new(SensorStats::default()))

@@ -472,8 +472,10 @@ impl Monitor {
     }
 
     /// Like `wait_alert` for `pid` and `rule`, panicking with all alerts when none comes.
+    /// The wait outlasts procwatch's own deadlines (an alert waits up to 20 s for its dump, 2 s
+    /// for its digest) with room for a loaded machine: it only costs time when the test fails.
     pub fn expect_rule(&self, pid: u32, rule: &str) -> serde_json::Value {
-        self.wait_alert(Duration::from_secs(15), |a| {
+        self.wait_alert(Duration::from_secs(60), |a| {
             a["pid"] == pid && has_rule(a, rule)
         })
         .unwrap_or_else(|| {
