@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -23,8 +23,8 @@ use crate::{
     process::{
         enrich::{Found, Job, Outcome, Work},
         hash::HashCache,
-        merge,
-        table::{ConnectFact, ExeState, ProcessTable, PtraceFact, WxFact, push_bounded},
+        merge, program,
+        table::{ConnectFact, ExeState, ExecImage, ProcessTable, PtraceFact, WxFact, push_bounded},
         users::UserNames,
     },
     procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
@@ -266,28 +266,76 @@ impl Engine {
                     p.ppid = x.ppid;
                 }
                 p.cmdline = x.argv.clone();
-                let (exe, state) = if gone {
+                let res = &x.resolved;
+                if let Some(cwd) = res.cwd.as_ref().filter(|_| !res.cwd_cut) {
+                    p.cwd = Some(cwd.clone());
+                }
+                if res.cgroup_id.is_some() && res.cgroup_id != p.cgroup_id {
+                    p.cgroup_id = res.cgroup_id;
+                    p.cgroup = None;
+                }
+                p.image_boot_ns = boot_ns_of(ev.ktime_ns);
+                let (proc_exe, proc_state) = if gone {
                     (None, ExeState::Unknown)
                 } else {
                     let (exe, state) = sample::read_exe(pid);
                     // /proc names whoever holds the pid now: if the kernel said which file was
-                    // exec'd and /proc runs another, the process is gone and the pid reused.
+                    // exec'd and /proc runs another, the process has exec'd again (or is gone
+                    // and the pid reused): /proc says nothing about this image.
                     match x.exe {
                         Some(id) if exe.is_some() && !runs(pid, id) => (None, ExeState::Unknown),
                         _ => (exe, state),
                     }
                 };
-                match exe {
-                    Some(exe) => {
-                        p.exe = Some(exe);
-                        p.exe_state = state;
+                // The path the kernel walked from the file itself is the truth (a cut one only
+                // when /proc cannot say); /proc only adds whether the file is still there.
+                let walked = res
+                    .path
+                    .clone()
+                    .filter(|_| !res.path_cut || proc_exe.is_none());
+                match (walked, proc_exe) {
+                    (Some(walked), proc_exe) => {
+                        p.exe_state = if proc_exe.is_some() {
+                            proc_state
+                        } else {
+                            match exe_state_from_filename(&walked, &p.memfds) {
+                                ExeState::Unknown => {
+                                    exe_state_from_filename(&x.filename, &p.memfds)
+                                }
+                                known => known,
+                            }
+                        };
+                        p.exe = Some(walked);
                     }
-                    // Gone already (a 2 ms process): the kernel's filename is what we have.
-                    None => {
-                        p.exe = Some(absolute(&x.filename, p.cwd.as_deref()));
+                    (_, Some(exe)) => {
+                        p.exe = Some(exe);
+                        p.exe_state = proc_state;
+                    }
+                    // Gone already (a 2 ms process) and no path from the kernel: the name
+                    // given to exec, made absolute and normalised.
+                    (None, None) => {
+                        p.exe = Some(program::normalise(&x.filename, p.cwd.as_deref()));
                         p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
                     }
                 }
+                let exe_path = p.exe.clone().unwrap_or_default();
+                let interpreter = program::is_interpreter(p.exe_name());
+                let stdin = (!gone && interpreter)
+                    .then(|| sample::stdin_link(pid))
+                    .flatten();
+                p.program = program::program(
+                    &exe_path,
+                    &x.filename,
+                    res.interp.as_deref(),
+                    &x.argv,
+                    stdin.as_deref(),
+                    p.cwd.as_deref(),
+                );
+                p.push_image(ExecImage {
+                    exe: p.exe.clone(),
+                    program: p.program.as_ref().map(|g| g.path.clone()),
+                    ktime_ns: ev.ktime_ns,
+                });
                 if !gone && is_shell_or_interpreter(p.exe_name()) {
                     // The fd links are cheap; the socket table behind them is read off the
                     // engine, and the exec is evaluated when it is in.
@@ -312,6 +360,11 @@ impl Engine {
                         p.sha256.clone(),
                         p.reported.clone(),
                         p.cwd.clone(),
+                        (
+                            p.program.clone(),
+                            p.exec_chain.last().cloned(),
+                            (p.cgroup_id, p.cgroup.clone()),
+                        ),
                     )
                 });
                 let start = f
@@ -320,6 +373,10 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
+                // The child's image begins with the child: its own exec id.
+                child.image_boot_ns = f
+                    .child_start_time_ns
+                    .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
                 if let Some((
                     (uid, gid),
                     name,
@@ -329,8 +386,13 @@ impl Engine {
                     sha256,
                     reported,
                     cwd,
+                    (program, last_image, (cgroup_id, cgroup)),
                 )) = image
                 {
+                    child.program = program;
+                    child.exec_chain = last_image.into_iter().collect();
+                    child.cgroup_id = cgroup_id;
+                    child.cgroup = cgroup;
                     child.uid = uid;
                     child.gid = gid;
                     child.name = name;
@@ -511,7 +573,12 @@ impl Engine {
             return;
         };
         q.job = None;
-        let Some(Found::Complete { sha256, conns }) = found else {
+        let Some(Found::Complete {
+            sha256,
+            conns,
+            cgroup,
+        }) = found
+        else {
             return;
         };
         if !conns.is_empty() {
@@ -520,6 +587,10 @@ impl Engine {
         let a = &mut q.flagged.alert;
         if sha256.is_some() {
             a.sha256 = sha256;
+        }
+        if let Some(cg) = cgroup {
+            a.container_id = alert::container_id(&cg);
+            a.cgroup = Some(cg);
         }
         let all: BTreeSet<&ConnectFact> = q.connects.iter().chain(&q.conns).collect();
         a.conns_outbound = all.len();
@@ -530,6 +601,9 @@ impl Engine {
         if let Some(p) = self.table.get_mut(w.pid).filter(|_| current) {
             if a.sha256.is_some() {
                 p.sha256 = a.sha256.clone();
+            }
+            if a.cgroup.is_some() {
+                p.cgroup = a.cgroup.clone();
             }
             p.conns = q.conns.clone();
         }
@@ -686,6 +760,7 @@ impl Engine {
             stopped_tracee,
         };
         let (connects, conns) = (p.connects.clone(), p.conns.clone());
+        let ppid = p.ppid;
         // Opening /proc/PID says whether it is still there; nothing of it is read here.
         let live = !gone && p.exited.is_none() && PidDir::open(pid).is_ok();
         let work = Work::Complete {
@@ -694,6 +769,8 @@ impl Engine {
         };
         let image = p.image;
         let job = live.then(|| self.ask(pid, image, work, Then::Complete));
+        let mut flagged = flagged;
+        flagged.alert.ancestors = ancestry(&self.table, ppid);
         self.queue.push_back(Queued {
             flagged,
             job,
@@ -733,6 +810,35 @@ fn identify(p: &mut crate::process::table::Process, trigger: &Trigger<'_>) {
     }
 }
 
+/// The parent chain from `ppid` up, as the table knows it (parent first, bounded, no loops).
+fn ancestry(table: &ProcessTable, ppid: u32) -> Vec<alert::Ancestor> {
+    let mut out = Vec::new();
+    let mut cur = ppid;
+    while cur != 0 && out.len() < alert::MAX_ANCESTORS {
+        let Some(p) = table.get(cur) else {
+            out.push(alert::Ancestor {
+                pid: cur,
+                exe: None,
+                exec_id: None,
+            });
+            break;
+        };
+        out.push(alert::Ancestor {
+            pid: cur,
+            exe: p
+                .exe
+                .as_deref()
+                .map(|e| crate::text::os_lossy(e.as_os_str()).into_owned()),
+            exec_id: alert::exec_id_of(p),
+        });
+        if p.ppid == cur || out.iter().any(|a| a.pid == p.ppid) {
+            break;
+        }
+        cur = p.ppid;
+    }
+    out
+}
+
 /// True when the process holding `pid` now runs the file `id`.
 fn runs(pid: u32, id: ExeId) -> bool {
     ExeId::of_proc_exe(pid, None) == Some(id)
@@ -754,23 +860,26 @@ fn attached_tracee(ev: &Event) -> Option<(u32, u64)> {
     (r.ret == 0).then_some((r.tracee_tgid?, start))
 }
 
-/// `filename` made absolute against `cwd` when possible.
-fn absolute(filename: &Path, cwd: Option<&Path>) -> PathBuf {
-    match cwd {
-        Some(cwd) if filename.is_relative() => cwd.join(filename),
-        _ => filename.to_path_buf(),
-    }
-}
-
 /// Best guess at the exe state when the process is gone before /proc could be read: an exec
-/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless.
+/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless, and
+/// so is a file the kernel's walk names `/memfd:NAME` (a memfd's dentry).
 fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
+    use std::os::unix::ffi::OsStrExt;
     let through_fd = filename.starts_with("/dev/fd") || filename.starts_with("/proc/self/fd");
-    if through_fd && !memfds.is_empty() {
+    if (through_fd && !memfds.is_empty()) || filename.as_os_str().as_bytes().starts_with(b"/memfd:")
+    {
         ExeState::Memfd
     } else {
         ExeState::Unknown
     }
+}
+
+/// CLOCK_BOOTTIME ns of an event's monotonic kernel time (0 stays 0: unknown).
+fn boot_ns_of(ktime_ns: u64) -> u64 {
+    if ktime_ns == 0 {
+        return 0;
+    }
+    ktime_ns.saturating_add(crate::identity::boot_minus_monotonic_ns())
 }
 
 #[cfg(test)]
@@ -804,6 +913,7 @@ mod tests {
                 ppid: 1,
                 old_pid: tgid,
                 exe: None,
+                resolved: Default::default(),
             }),
         )
     }
@@ -921,7 +1031,7 @@ mod tests {
         e.on_events(&[exit, exec(me, "/tmp/dropper")], Instant::now());
         assert_ne!(
             e.table().get(me).and_then(|p| p.exe.clone()),
-            Some(PathBuf::from("/tmp/dropper"))
+            Some(std::path::PathBuf::from("/tmp/dropper"))
         );
     }
 
@@ -992,7 +1102,7 @@ mod tests {
         e.on_event(&fork, now);
         let alerts = e.on_event(&exec(GONE + 1, "./payload"), now);
         assert_eq!(alerts.len(), 1, "tmp_exe through the inherited cwd");
-        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
+        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/payload"));
     }
 
     fn wx(tgid: u32) -> Event {
@@ -1027,6 +1137,7 @@ mod tests {
         assert_eq!(e.alerts_held(), 2);
         let digest = "ab".repeat(32);
         let found = Found::Complete {
+            cgroup: None,
             sha256: Some(digest.clone()),
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),

@@ -147,6 +147,50 @@ pub fn started_by(start_ticks: u64, event_ktime_ns: u64) -> bool {
     start_ticks.saturating_mul(per_tick) <= event_boot_ns
 }
 
+/// This boot of this host: `/proc/sys/kernel/random/boot_id` (read once; the host name when
+/// it cannot be read). With a boot-relative time and a pid it names one process image
+/// anywhere, at any time.
+pub fn host_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| crate::alert::hostname().to_owned())
+    })
+}
+
+/// An id unique per exec (like Tetragon's `exec_id`): base64 of `host_key:boot_ns:pid`, where
+/// `boot_ns` is when the image began (its exec, or the process's start for an image it
+/// inherited at fork), CLOCK_BOOTTIME ns. Two execs of one pid differ in time; two processes
+/// that reuse a pid differ in time too.
+pub fn exec_id(host: &str, image_boot_ns: u64, pid: u32) -> String {
+    base64(format!("{host}:{image_boot_ns}:{pid}").as_bytes())
+}
+
+/// Standard base64 with padding (RFC 4648).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The executables the config names, resolved to file identities: the userspace whitelist
 /// (`whitelist.exe_paths`: no alerts) and the kill exemption (`enforce.allow_exe_paths` and
 /// the whitelist: never killed, in the kernel or from user space).
@@ -207,6 +251,34 @@ pub fn resolve_all(paths: &[PathBuf]) -> (BTreeSet<ExeId>, Vec<(PathBuf, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), enc, "{plain}");
+        }
+    }
+
+    #[test]
+    fn exec_ids_differ_per_exec_and_per_pid() {
+        let a = exec_id("host", 1_000, 42);
+        assert_eq!(a, base64(b"host:1000:42"));
+        assert_ne!(
+            a,
+            exec_id("host", 1_001, 42),
+            "a second exec of the same pid"
+        );
+        assert_ne!(a, exec_id("host", 1_000, 43));
+        assert_ne!(a, exec_id("other", 1_000, 42));
+    }
 
     #[test]
     fn a_symlink_and_a_hard_link_are_the_same_executable_and_a_copy_is_not() {

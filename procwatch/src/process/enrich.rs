@@ -70,6 +70,8 @@ pub enum Found {
         sha256: Option<String>,
         /// Outbound connections.
         conns: Vec<ConnectFact>,
+        /// The cgroup (v2) path.
+        cgroup: Option<String>,
     },
 }
 
@@ -121,6 +123,7 @@ impl Job {
                 Ok(Found::Complete {
                     sha256,
                     conns: sample::outbound_conns(pid),
+                    cgroup: sample::cgroup_of(pid),
                 })
             }
         }

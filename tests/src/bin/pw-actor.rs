@@ -316,6 +316,17 @@ fn act(args: &[String]) {
             }
             fail("exec /bin/sh");
         }
+        "exec" => {
+            // Replace this image at once: `exec PATH ARGV0 ARGS...`.
+            let c = |s: &str| std::ffi::CString::new(s).unwrap_or_else(|_| fail("NUL in argument"));
+            let path = c(arg(1));
+            let rest: Vec<std::ffi::CString> = args[2..].iter().map(|a| c(a)).collect();
+            let mut argv: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            // SAFETY: valid path, NULL-terminated argv of valid C strings; environ is ours.
+            unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+            fail("execv");
+        }
         "exec-empty-argv" => {
             // execve with an empty argv: the new program's command line is empty.
             let path = std::ffi::CString::new(arg(1)).unwrap_or_else(|_| fail("path"));
