@@ -117,6 +117,20 @@ pub fn boot_ns_from_ticks(ticks: u64) -> Option<u64> {
     (ticks != 0).then(|| ticks.saturating_mul(1_000_000_000 / clk_tck()))
 }
 
+/// CLOCK_BOOTTIME now, in clock ticks (the unit of /proc's start times); `None` if unreadable.
+pub fn boot_ticks_now() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?;
+    Some(ns / (1_000_000_000 / clk_tck()))
+}
+
 /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC now: what to add to an event's monotonic kernel time
 /// to compare it with start times (they differ by the time spent suspended).
 pub fn boot_minus_monotonic_ns() -> u64 {
