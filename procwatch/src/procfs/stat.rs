@@ -500,6 +500,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_since_start_judges_a_fresh_process_once_it_is_a_second_old() {
+        // 100 ticks/s: 150 ticks of CPU over 2 s of life is 75 %.
+        assert_eq!(cpu_pct_since_start(1_000, 150, 1_200, 100), Some(75.0));
+        assert_eq!(cpu_pct_since_start(1_000, 100, 1_100, 100), Some(100.0));
+        assert_eq!(
+            cpu_pct_since_start(1_000, 99, 1_099, 100),
+            None,
+            "too young"
+        );
+        assert_eq!(
+            cpu_pct_since_start(1_000, 5, 900, 100),
+            None,
+            "clock before start"
+        );
+        assert_eq!(cpu_pct_since_start(0, 5, 900, 100), None, "start unknown");
+    }
+
+    #[test]
     fn stat_with_hostile_comm() {
         let line = b"42 (a) b (c) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 1 0 98765 \
                      1000 33 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
