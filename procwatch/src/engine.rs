@@ -18,13 +18,20 @@ use tracing::debug;
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
-    detect::{self, reverse_shell::is_shell_or_interpreter},
+    detect::{
+        self,
+        reverse_shell::{is_shell_name, is_shell_or_interpreter},
+    },
     identity::{AllowIds, ExeId},
     process::{
         enrich::{Found, Job, Outcome, Work},
         hash::HashCache,
         merge, program,
-        table::{ConnectFact, ExeState, ExecImage, ProcessTable, PtraceFact, WxFact, push_bounded},
+        shells::Shells,
+        table::{
+            ConnectFact, ExeState, ExecImage, ProcessTable, PtraceFact, RelayFact, WxFact,
+            push_bounded,
+        },
         users::UserNames,
     },
     procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
@@ -35,6 +42,9 @@ use crate::{
 /// After a shell connects, its stdio is re-read this much later (the redirection onto the new
 /// socket happens after connect returns).
 const RECHECK_AFTER: Duration = Duration::from_millis(100);
+
+/// A shell whose relay was not found at its exec is looked at again this much later.
+const RELAY_RECHECK_AFTER: Duration = Duration::from_millis(500);
 
 /// An alert plus what the action stage needs to act on exactly that process.
 #[derive(Debug, Clone)]
@@ -111,8 +121,13 @@ pub struct Engine {
     counts: EngineStats,
     /// Pids whose stdio should be re-read soon (a shell that just connected somewhere).
     recheck: Vec<(u32, Instant)>,
+    /// Shells whose relay is looked for once more (its relay may connect after the exec), by
+    /// pid and image.
+    relay_recheck: Vec<(u32, u64, Instant)>,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
+    /// Installed shells and terminal servers, by file identity.
+    shells: Shells,
     /// Jobs asked for and not yet taken by [`Engine::take_jobs`].
     jobs: Vec<Job>,
     next_job: u64,
@@ -127,6 +142,7 @@ impl Engine {
         let allow = AllowIds::from_config(&cfg);
         Self {
             allow,
+            shells: Shells::discover(),
             cfg,
             table,
             users: UserNames::new(),
@@ -135,6 +151,7 @@ impl Engine {
             stats,
             counts: EngineStats::default(),
             recheck: Vec::new(),
+            relay_recheck: Vec::new(),
             jobs: Vec::new(),
             next_job: 1,
             waiting: HashMap::new(),
@@ -336,14 +353,25 @@ impl Engine {
                     program: p.program.as_ref().map(|g| g.path.clone()),
                     ktime_ns: ev.ktime_ns,
                 });
-                if !gone && is_shell_or_interpreter(p.exe_name()) {
-                    // The fd links are cheap; the socket table behind them is read off the
+                p.shell = self.shells.is_shell(p.exe_id) || is_shell_name(p.exe_name());
+                if !gone {
+                    // The fd links are cheap; the socket table behind them (and, for a program
+                    // not known as a shell, whether it is a copy of one) is read off the
                     // engine, and the exec is evaluated when it is in.
                     let inodes = sockets::stdio_sockets(pid);
+                    let named = is_shell_or_interpreter(p.exe_name());
                     if inodes.iter().any(Option::is_some) {
+                        let hash = (!p.shell && !named).then(|| p.exe.clone()).flatten();
                         let image = p.image;
                         let then = Then::Evaluate(Some(Box::new(ev.clone())));
-                        self.ask(pid, image, Work::StdioNet(inodes), then);
+                        self.ask(pid, image, Work::StdioNet(inodes, hash), then);
+                        return;
+                    }
+                    if p.shell && program::shell_reads_commands(&x.argv) {
+                        let (image, parent) = (p.image, p.ppid);
+                        let candidates = self.relatives(pid, parent);
+                        let then = Then::Evaluate(Some(Box::new(ev.clone())));
+                        self.ask(pid, image, Work::Relay { parent, candidates }, then);
                         return;
                     }
                 }
@@ -545,7 +573,45 @@ impl Engine {
                         {
                             merge::merge_identity(p, &s)
                         }
-                        Ok(Found::StdioNet(net)) => p.stdio_net = net,
+                        Ok(Found::StdioNet(net, digest)) => {
+                            p.stdio_net = net;
+                            if digest.is_some_and(|d| self.shells.digests.contains(&d)) {
+                                p.shell = true;
+                            }
+                            // Sockets that are not network ones (a socketpair from `socat
+                            // EXEC`): the process at their other end may be the relay.
+                            if p.stdio_net.is_empty()
+                                && p.shell
+                                && program::shell_reads_commands(&p.cmdline)
+                            {
+                                self.relay_recheck.push((w.pid, w.image, now));
+                            }
+                        }
+                        Ok(Found::Relay(relays)) => {
+                            // The relay of a pipeline may not have connected yet at the exec:
+                            // looked for once more a moment later (a second look is a sweep's).
+                            if relays.is_empty() && ev.is_some() {
+                                self.relay_recheck.push((
+                                    w.pid,
+                                    w.image,
+                                    now + RELAY_RECHECK_AFTER,
+                                ));
+                            }
+                            // A login server holding the pty or pipe is a session, not a relay.
+                            p.relay = relays
+                                .into_iter()
+                                .find(|r| {
+                                    !r.exe_id.is_some_and(|id| {
+                                        self.shells.terminal_servers.contains(&id)
+                                    })
+                                })
+                                .map(|r| RelayFact {
+                                    pid: r.pid,
+                                    exe: r.exe,
+                                    remote: r.remote,
+                                    accepted: r.accepted,
+                                });
+                        }
                         Ok(Found::Recheck(s))
                             if p.start_ticks == 0 || p.start_ticks == s.start_ticks =>
                         {
@@ -649,6 +715,23 @@ impl Engine {
         self.release()
     }
 
+    /// Where a shell's relay would be: its parent, its siblings, its grandparent (bounded).
+    fn relatives(&self, pid: u32, parent: u32) -> Vec<u32> {
+        const MAX: usize = 64;
+        let mut out = vec![parent];
+        if let Some(gp) = self.table.get(parent).map(|p| p.ppid).filter(|&g| g > 1) {
+            out.push(gp);
+        }
+        out.extend(
+            self.table
+                .iter()
+                .filter(|p| p.ppid == parent && p.pid != pid && p.exited.is_none())
+                .map(|p| p.pid)
+                .take(MAX),
+        );
+        out
+    }
+
     /// True when `pid` is `root` or descends from it (parents from the table, else /proc).
     pub fn descends_from(&self, pid: u32, root: u32) -> bool {
         let mut cur = pid;
@@ -690,11 +773,34 @@ impl Engine {
                 self.ask(pid, image, Work::Recheck(interest), Then::Evaluate(None));
             }
         }
+        let mut relays = Vec::new();
+        self.relay_recheck.retain(|&(pid, image, at)| {
+            if at <= now {
+                relays.push((pid, image));
+                false
+            } else {
+                true
+            }
+        });
+        for (pid, image) in relays {
+            let Some(parent) = self
+                .table
+                .get(pid)
+                .filter(|p| p.image == image && p.exited.is_none())
+                .map(|p| p.ppid)
+            else {
+                continue;
+            };
+            let candidates = self.relatives(pid, parent);
+            let work = Work::Relay { parent, candidates };
+            self.ask(pid, image, work, Then::Evaluate(None));
+        }
     }
 
     /// When the next recheck is due.
     pub fn next_recheck(&self) -> Option<Instant> {
-        self.recheck.iter().map(|&(_, at)| at).min()
+        let relays = self.relay_recheck.iter().map(|&(_, _, at)| at);
+        self.recheck.iter().map(|&(_, at)| at).chain(relays).min()
     }
 
     /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert

@@ -283,6 +283,29 @@ fn sourced_by_code(argv: &[OsString]) -> Option<PathBuf> {
     it.next().map(|p| PathBuf::from(OsStr::from_bytes(p)))
 }
 
+/// True when a shell started with `argv` takes its commands from stdin: interactive (`-i`),
+/// `-s`, or neither a script nor `-c` code. What a reverse or bind shell is; `sh -c CMD` and
+/// `sh script` are not.
+pub fn shell_reads_commands(argv: &[OsString]) -> bool {
+    let single = |a: &&OsString| {
+        let b = a.as_bytes();
+        b.len() > 1 && b[0] == b'-' && !b.starts_with(b"--")
+    };
+    if argv
+        .iter()
+        .skip(1)
+        .filter(single)
+        .any(|a| a.as_bytes()[1..].contains(&b'c'))
+    {
+        return false;
+    }
+    argv.iter()
+        .skip(1)
+        .filter(single)
+        .any(|a| a.as_bytes()[1..].contains(&b'i'))
+        || reads_stdin(Family::Shell, argv)
+}
+
 /// The dynamic loader's program: its first operand, after the loader's own options (those
 /// with a value are skipped with it).
 fn loader_program(argv: &[OsString]) -> Option<PathBuf> {
@@ -551,6 +574,27 @@ mod tests {
             None,
             "not an interpreter"
         );
+    }
+
+    #[test]
+    fn shells_that_take_commands_from_stdin() {
+        for words in [
+            &["sh"][..],
+            &["sh", "-i"],
+            &["bash", "-li"],
+            &["sh", "-s", "x"],
+            &["bash", "--norc"],
+        ] {
+            assert!(shell_reads_commands(&argv(words)), "{words:?}");
+        }
+        for words in [
+            &["sh", "-c", "id"][..],
+            &["bash", "-ic", "id"],
+            &["sh", "x.sh"],
+            &["bash", "-e", "/tmp/y"],
+        ] {
+            assert!(!shell_reads_commands(&argv(words)), "{words:?}");
+        }
     }
 
     #[test]

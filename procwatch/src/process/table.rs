@@ -37,6 +37,19 @@ pub struct PtraceFact {
 /// Most facts of one kind kept per process (a tight connect loop must not grow memory).
 pub const MAX_FACTS: usize = 16;
 
+/// A process holding the other end of a shell's stdio (or its parent) while connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayFact {
+    /// Its pid.
+    pub pid: u32,
+    /// Its executable.
+    pub exe: Option<PathBuf>,
+    /// The remote end of its connection.
+    pub remote: std::net::SocketAddr,
+    /// It accepted that connection (a bind shell's server).
+    pub accepted: bool,
+}
+
 /// Most program images kept in a process's exec chain (the first and the latest ones).
 pub const MAX_CHAIN: usize = 8;
 
@@ -127,6 +140,10 @@ pub struct Process {
     pub cgroup_id: Option<u64>,
     /// cgroup path (`/proc/PID/cgroup`, v2 line), once read.
     pub cgroup: Option<String>,
+    /// A shell by what the file is (an installed shell, or a copy of one by digest).
+    pub shell: bool,
+    /// The relay of this shell's stdio, when one holds a network connection.
+    pub relay: Option<RelayFact>,
 }
 
 /// A number no other process image in this run has.
@@ -174,6 +191,8 @@ impl Process {
             image_boot_ns: 0,
             cgroup_id: None,
             cgroup: None,
+            shell: false,
+            relay: None,
         }
     }
 
@@ -198,6 +217,8 @@ impl Process {
         self.stdio_net.clear();
         self.reported.clear();
         self.program = None;
+        self.shell = false;
+        self.relay = None;
     }
 
     /// The executable's file name, falling back to `comm`.
