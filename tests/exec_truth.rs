@@ -44,6 +44,7 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn the_first_image_is_judged_even_after_an_immediate_second_exec() {
     require_root!();
     let m = Monitor::start("", &[]);
@@ -102,6 +103,7 @@ fn the_first_image_is_judged_even_after_an_immediate_second_exec() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn scripts_loaded_programs_and_stdin_are_judged_by_the_file_that_runs() {
     require_root!();
     let m = Monitor::start("", &[]);
@@ -192,6 +194,7 @@ impl Drop for Cgroup {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn alerts_carry_the_cgroup_and_container_id() {
     require_root!();
     let Some(root) = cgroup2_root() else {

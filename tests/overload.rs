@@ -14,17 +14,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use procwatch_tests::{
-    Monitor, TempDir, procwatch_bin, require_root, scratch_base, spawn_retrying,
-};
+use procwatch_tests::{Monitor, TempDir, procwatch_bin, require_root, scratch_base};
 use serde_json::Value;
 
 /// Execs per storm: a few hundred exec records a second fit through a one-page ring.
 const EXECS: u64 = 2000;
 
-/// Execs other processes on the machine may make during a storm (the loss counter is
-/// machine-wide); an over-count beyond this fails the test.
+/// Execs other processes may make without a fork of their own (`exec` in a shell) during a
+/// storm; an over-count beyond this fails the test.
 const SLACK: u64 = 300;
+
+/// Processes created on the machine since boot (`processes` in /proc/stat): the loss counter is
+/// machine-wide, so on a busy machine other software's execs are lost too, and this bounds them.
+fn forks_since_boot() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("processes ")?.trim().parse().ok())
+        })
+        .expect("processes in /proc/stat")
+}
 
 /// The loss counters are machine-wide: the tests here storm one at a time.
 static ONE_STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -46,7 +56,7 @@ fn storm(path: &Path) {
                     cmd.stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::null());
-                    let _ = spawn_retrying(&mut cmd).wait();
+                    let _ = cmd.spawn().expect("spawn").wait();
                 }
             });
         }
@@ -68,6 +78,7 @@ fn assert_every_exec_accounted(execs: u64, delivered: u64, lost: u64, what: &str
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn an_overflowing_ring_counts_every_exec_it_drops() {
     require_root!();
     let _alone = alone();
@@ -109,11 +120,13 @@ fn an_overflowing_ring_counts_every_exec_it_drops() {
         );
     }
 
+    let forks_before = forks_since_boot();
     storm(&exe);
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().expect("procwatch exits");
+    let forks = forks_since_boot() - forks_before;
     assert!(status.success(), "exit status {status:?}");
     log.extend(rx.iter());
     let summary: Value = log
@@ -132,9 +145,18 @@ fn an_overflowing_ring_counts_every_exec_it_drops() {
         .as_u64()
         .unwrap_or_else(|| panic!("no kernel_lost.exec in {summary}"));
     assert_every_exec_accounted(EXECS, got, lost, "delivered");
+    // Never more counted lost than could have been: every exec on the machine meanwhile (ours
+    // and others', each with its fork) less those delivered.
+    let delivered_all = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "exec")
+        .count() as u64;
+    let possible = forks.max(EXECS).saturating_sub(delivered_all) + SLACK;
     assert!(
-        lost <= EXECS - got + SLACK,
-        "{lost} counted lost but only {} of ours are missing",
+        lost <= possible,
+        "{lost} counted lost but only {} of ours are missing, and the machine made {forks} \
+         processes in all ({delivered_all} execs delivered)",
         EXECS - got
     );
     assert_eq!(summary["stats"]["malformed"], 0, "{summary}");
@@ -148,6 +170,7 @@ fn an_overflowing_ring_counts_every_exec_it_drops() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn alerts_after_an_overflow_carry_the_loss_and_the_monitor_reports_it() {
     require_root!();
     let _alone = alone();
@@ -193,6 +216,7 @@ fn alerts_after_an_overflow_carry_the_loss_and_the_monitor_reports_it() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn stops_promptly_in_the_middle_of_a_storm() {
     require_root!();
     let _alone = alone();
@@ -276,7 +300,7 @@ impl PacedStorm {
                         cmd.stdin(Stdio::null())
                             .stdout(Stdio::null())
                             .stderr(Stdio::null());
-                        let mut child = spawn_retrying(&mut cmd);
+                        let mut child = cmd.spawn().expect("spawn");
                         made += 1;
                         if resumed.load(Relaxed) {
                             after.push(child.id());
@@ -347,6 +371,7 @@ fn state_of(pid: u32) -> Option<char> {
 const FROZEN: Duration = Duration::from_secs(10);
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn frozen_for_ten_seconds_mid_storm_it_counts_the_loss_and_alerts_again() {
     require_root!();
     let _alone = alone();
@@ -381,7 +406,10 @@ fn frozen_for_ten_seconds_mid_storm_it_counts_the_loss_and_alerts_again() {
     assert!(warning.contains("ring_buffer_kib"), "{warning}");
     // Alerts resume: a fresh offender once the storm is over is alerted, with the loss on it.
     let fresh = dir.copy_exe(Path::new("/bin/true"), "pw-freeze-after");
-    let mut child = spawn_retrying(Command::new(&fresh).stdout(Stdio::null()));
+    let mut child = Command::new(&fresh)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let fresh_pid = child.id();
     let _ = child.wait();
     let fresh_alert = m.expect_rule(fresh_pid, "tmp_exe");
