@@ -22,6 +22,16 @@ pub const SCOPE_DEPTH: usize = 32;
 pub const ALLOW_MAX: u32 = 1024;
 /// Most arguments captured from one exec.
 pub const MAX_ARGS: usize = 32;
+/// Bytes kept of a path the kernel resolved (the executed file, the working directory), built
+/// from the dentries themselves: `/`-separated components, root first.
+pub const RESOLVED_LEN: usize = 512;
+/// Bytes read of one path component (a dentry name; `NAME_MAX` is 255).
+pub const NAME_READ: usize = 128;
+/// Highest offset a component's `/` may be written at; keeps the read inside [`RESOLVED_LEN`].
+pub const RESOLVED_START_LIMIT: usize = RESOLVED_LEN - NAME_READ - 1;
+/// Slots of the per-CPU stack a path walk keeps its steps in (a power of two; the walk takes
+/// fewer steps, and deeper paths are cut and flagged).
+pub const WALK_DEPTH: usize = 64;
 /// Bytes kept of a memfd name (the kernel allows 249).
 pub const MEMFD_NAME_LEN: usize = 256;
 
@@ -59,6 +69,21 @@ pub mod flags {
     pub const ARGS_MISSING: u32 = 1 << 4;
     /// A ptrace record emitted at syscall exit: `ret` and the tracee are filled in.
     pub const PTRACE_RESULT: u32 = 1 << 5;
+}
+
+/// Bits of [`ExecEvent::path_flags`].
+pub mod path_flags {
+    /// `path` holds the executed file's path, walked from its dentry in the kernel.
+    pub const PATH_RESOLVED: u32 = 1 << 0;
+    /// The walk of `path` stopped early (too deep, a name cut at [`super::NAME_READ`], or the
+    /// buffer full): what is there is the root side of the path.
+    pub const PATH_CUT: u32 = 1 << 1;
+    /// `cwd` holds the working directory at exec, walked from its dentry in the kernel.
+    pub const CWD_RESOLVED: u32 = 1 << 2;
+    /// As [`PATH_CUT`] for `cwd`.
+    pub const CWD_CUT: u32 = 1 << 3;
+    /// `interp` holds `bprm->interp` (the interpreter of a `#!` script, or the file itself).
+    pub const INTERP: u32 = 1 << 4;
 }
 
 /// Which syscall produced a [`WxMemEvent`].
@@ -193,8 +218,36 @@ pub mod ko {
     pub const INODE_SB: usize = 13;
     /// `super_block.s_dev`.
     pub const SB_DEV: usize = 14;
+    /// `file.f_path.mnt`.
+    pub const FILE_PATH_MNT: usize = 15;
+    /// `file.f_path.dentry`.
+    pub const FILE_PATH_DENTRY: usize = 16;
+    /// `dentry.d_parent`.
+    pub const DENTRY_PARENT: usize = 17;
+    /// `dentry.d_name.name`.
+    pub const DENTRY_NAME: usize = 18;
+    /// `vfsmount.mnt_root`.
+    pub const VFSMOUNT_ROOT: usize = 19;
+    /// `mount.mnt` (the `vfsmount` embedded in a `mount`).
+    pub const MOUNT_MNT: usize = 20;
+    /// `mount.mnt_parent`.
+    pub const MOUNT_PARENT: usize = 21;
+    /// `mount.mnt_mountpoint`.
+    pub const MOUNT_MOUNTPOINT: usize = 22;
+    /// `task_struct.fs`.
+    pub const TASK_FS: usize = 23;
+    /// `fs_struct.pwd.mnt`.
+    pub const FS_PWD_MNT: usize = 24;
+    /// `fs_struct.pwd.dentry`.
+    pub const FS_PWD_DENTRY: usize = 25;
+    /// `linux_binprm.file`.
+    pub const BPRM_FILE: usize = 26;
+    /// `linux_binprm.filename`.
+    pub const BPRM_FILENAME: usize = 27;
+    /// `linux_binprm.interp`.
+    pub const BPRM_INTERP: usize = 28;
     /// Number of slots.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 29;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.
@@ -258,8 +311,25 @@ pub struct ExecEvent {
     pub exe_dev: u32,
     /// Inode number of the executed file; 0 when unknown (no BTF).
     pub exe_ino: u64,
+    /// Bytes of `path` used.
+    pub path_len: u32,
+    /// Bytes of `cwd` used.
+    pub cwd_len: u32,
+    /// Bytes of `interp` used, without the NUL.
+    pub interp_len: u32,
+    /// Bits from [`path_flags`].
+    pub path_flags: u32,
+    /// The task's cgroup (v2) id: the inode number of its cgroup directory; 0 when unknown.
+    pub cgroup_id: u64,
     /// Path as given to execve (`bprm->filename`).
     pub filename: [u8; PATH_LEN],
+    /// `bprm->interp`: the interpreter of a `#!` script, else the same as `filename`.
+    pub interp: [u8; PATH_LEN],
+    /// The executed file (`bprm->file`) as the kernel resolved it: `/`-separated components
+    /// walked from its dentry up through its mounts, root first, not NUL-terminated.
+    pub path: [u8; RESOLVED_LEN],
+    /// The working directory at exec (`current->fs->pwd`), like `path`.
+    pub cwd: [u8; RESOLVED_LEN],
     /// NUL-separated argv.
     pub args: [u8; ARGS_LEN],
 }
@@ -429,7 +499,9 @@ pub const fn record_size(kind: u32) -> usize {
 // The layout is a contract with the kernel side: fail the build if a field moves.
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 56);
-    assert!(core::mem::size_of::<ExecEvent>() == 56 + 32 + PATH_LEN + ARGS_LEN);
+    assert!(
+        core::mem::size_of::<ExecEvent>() == 56 + 56 + 2 * PATH_LEN + 2 * RESOLVED_LEN + ARGS_LEN
+    );
     assert!(core::mem::size_of::<ForkEvent>() == 56 + 16);
     assert!(core::mem::size_of::<ExitEvent>() == 56 + 8);
     assert!(core::mem::size_of::<PtraceEvent>() == 56 + 40);

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, config, kind};
+use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, WALK_DEPTH, config, kind};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
@@ -50,3 +50,23 @@ pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(ALLOW_MAX, 0)
 /// Not LRU: an entry lives for one syscall; when the map is full the event is sent at entry.
 #[map]
 pub static PTRACE_PENDING: HashMap<u32, PendingPtrace> = HashMap::with_max_entries(1024, 0);
+
+/// A path walk's working state: the dentries met on the way up (so the names can be written
+/// root first), how many steps, and whether the root was reached. Kept in a map, not in
+/// registers: values read back from a map are unknown to the verifier, so every way out of
+/// the walk's loop leads to one state it checks once, instead of one per exit.
+#[repr(C)]
+pub struct Walk {
+    /// One slot per step: the dentry whose name to write, or 0 for a mount crossed.
+    pub stack: [u64; WALK_DEPTH],
+    /// Steps taken.
+    pub steps: u64,
+    /// 1 when the walk reached the root and every name fitted.
+    pub whole: u64,
+    /// Bytes written so far.
+    pub off: u64,
+}
+
+/// Per-CPU [`Walk`] (too large for the BPF stack next to the rest).
+#[map]
+pub static WALK_SCRATCH: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,13 +18,20 @@ use tracing::debug;
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
-    detect::{self, reverse_shell::is_shell_or_interpreter},
+    detect::{
+        self,
+        reverse_shell::{is_shell_name, is_shell_or_interpreter},
+    },
     identity::{AllowIds, ExeId},
     process::{
         enrich::{Found, Job, Outcome, Work},
         hash::HashCache,
-        merge,
-        table::{ConnectFact, ExeState, ProcessTable, PtraceFact, WxFact, push_bounded},
+        merge, program,
+        shells::Shells,
+        table::{
+            ConnectFact, ExeState, ExecImage, ProcessTable, PtraceFact, RelayFact, WxFact,
+            push_bounded,
+        },
         users::UserNames,
     },
     procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
@@ -35,6 +42,9 @@ use crate::{
 /// After a shell connects, its stdio is re-read this much later (the redirection onto the new
 /// socket happens after connect returns).
 const RECHECK_AFTER: Duration = Duration::from_millis(100);
+
+/// A shell whose relay was not found at its exec is looked at again this much later.
+const RELAY_RECHECK_AFTER: Duration = Duration::from_millis(500);
 
 /// An alert plus what the action stage needs to act on exactly that process.
 #[derive(Debug, Clone)]
@@ -111,8 +121,13 @@ pub struct Engine {
     counts: EngineStats,
     /// Pids whose stdio should be re-read soon (a shell that just connected somewhere).
     recheck: Vec<(u32, Instant)>,
+    /// Shells whose relay is looked for once more (its relay may connect after the exec), by
+    /// pid and image.
+    relay_recheck: Vec<(u32, u64, Instant)>,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
+    /// Installed shells and terminal servers, by file identity.
+    shells: Shells,
     /// Jobs asked for and not yet taken by [`Engine::take_jobs`].
     jobs: Vec<Job>,
     next_job: u64,
@@ -127,6 +142,7 @@ impl Engine {
         let allow = AllowIds::from_config(&cfg);
         Self {
             allow,
+            shells: Shells::discover(),
             cfg,
             table,
             users: UserNames::new(),
@@ -135,6 +151,7 @@ impl Engine {
             stats,
             counts: EngineStats::default(),
             recheck: Vec::new(),
+            relay_recheck: Vec::new(),
             jobs: Vec::new(),
             next_job: 1,
             waiting: HashMap::new(),
@@ -266,36 +283,95 @@ impl Engine {
                     p.ppid = x.ppid;
                 }
                 p.cmdline = x.argv.clone();
-                let (exe, state) = if gone {
+                let res = &x.resolved;
+                if let Some(cwd) = res.cwd.as_ref().filter(|_| !res.cwd_cut) {
+                    p.cwd = Some(cwd.clone());
+                }
+                if res.cgroup_id.is_some() && res.cgroup_id != p.cgroup_id {
+                    p.cgroup_id = res.cgroup_id;
+                    p.cgroup = None;
+                }
+                p.image_boot_ns = boot_ns_of(ev.ktime_ns);
+                let (proc_exe, proc_state) = if gone {
                     (None, ExeState::Unknown)
                 } else {
                     let (exe, state) = sample::read_exe(pid);
                     // /proc names whoever holds the pid now: if the kernel said which file was
-                    // exec'd and /proc runs another, the process is gone and the pid reused.
+                    // exec'd and /proc runs another, the process has exec'd again (or is gone
+                    // and the pid reused): /proc says nothing about this image.
                     match x.exe {
                         Some(id) if exe.is_some() && !runs(pid, id) => (None, ExeState::Unknown),
                         _ => (exe, state),
                     }
                 };
-                match exe {
-                    Some(exe) => {
-                        p.exe = Some(exe);
-                        p.exe_state = state;
+                // The path the kernel walked from the file itself is the truth (a cut one only
+                // when /proc cannot say); /proc only adds whether the file is still there.
+                let walked = res
+                    .path
+                    .clone()
+                    .filter(|_| !res.path_cut || proc_exe.is_none());
+                match (walked, proc_exe) {
+                    (Some(walked), proc_exe) => {
+                        p.exe_state = if proc_exe.is_some() {
+                            proc_state
+                        } else {
+                            match exe_state_from_filename(&walked, &p.memfds) {
+                                ExeState::Unknown => {
+                                    exe_state_from_filename(&x.filename, &p.memfds)
+                                }
+                                known => known,
+                            }
+                        };
+                        p.exe = Some(walked);
                     }
-                    // Gone already (a 2 ms process): the kernel's filename is what we have.
-                    None => {
-                        p.exe = Some(absolute(&x.filename, p.cwd.as_deref()));
+                    (_, Some(exe)) => {
+                        p.exe = Some(exe);
+                        p.exe_state = proc_state;
+                    }
+                    // Gone already (a 2 ms process) and no path from the kernel: the name
+                    // given to exec, made absolute and normalised.
+                    (None, None) => {
+                        p.exe = Some(program::normalise(&x.filename, p.cwd.as_deref()));
                         p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
                     }
                 }
-                if !gone && is_shell_or_interpreter(p.exe_name()) {
-                    // The fd links are cheap; the socket table behind them is read off the
+                let exe_path = p.exe.clone().unwrap_or_default();
+                let interpreter = program::is_interpreter(p.exe_name());
+                let stdin = (!gone && interpreter)
+                    .then(|| sample::stdin_link(pid))
+                    .flatten();
+                p.program = program::program(
+                    &exe_path,
+                    &x.filename,
+                    res.interp.as_deref(),
+                    &x.argv,
+                    stdin.as_deref(),
+                    p.cwd.as_deref(),
+                );
+                p.push_image(ExecImage {
+                    exe: p.exe.clone(),
+                    program: p.program.as_ref().map(|g| g.path.clone()),
+                    ktime_ns: ev.ktime_ns,
+                });
+                p.shell = self.shells.is_shell(p.exe_id) || is_shell_name(p.exe_name());
+                if !gone {
+                    // The fd links are cheap; the socket table behind them (and, for a program
+                    // not known as a shell, whether it is a copy of one) is read off the
                     // engine, and the exec is evaluated when it is in.
                     let inodes = sockets::stdio_sockets(pid);
+                    let named = is_shell_or_interpreter(p.exe_name());
                     if inodes.iter().any(Option::is_some) {
+                        let hash = (!p.shell && !named).then(|| p.exe.clone()).flatten();
                         let image = p.image;
                         let then = Then::Evaluate(Some(Box::new(ev.clone())));
-                        self.ask(pid, image, Work::StdioNet(inodes), then);
+                        self.ask(pid, image, Work::StdioNet(inodes, hash), then);
+                        return;
+                    }
+                    if p.shell && program::shell_reads_commands(&x.argv) {
+                        let (image, parent) = (p.image, p.ppid);
+                        let candidates = self.relatives(pid, parent);
+                        let then = Then::Evaluate(Some(Box::new(ev.clone())));
+                        self.ask(pid, image, Work::Relay { parent, candidates }, then);
                         return;
                     }
                 }
@@ -312,6 +388,11 @@ impl Engine {
                         p.sha256.clone(),
                         p.reported.clone(),
                         p.cwd.clone(),
+                        (
+                            p.program.clone(),
+                            p.exec_chain.last().cloned(),
+                            (p.cgroup_id, p.cgroup.clone()),
+                        ),
                     )
                 });
                 let start = f
@@ -320,6 +401,10 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
+                // The child's image begins with the child: its own exec id.
+                child.image_boot_ns = f
+                    .child_start_time_ns
+                    .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
                 if let Some((
                     (uid, gid),
                     name,
@@ -329,8 +414,13 @@ impl Engine {
                     sha256,
                     reported,
                     cwd,
+                    (program, last_image, (cgroup_id, cgroup)),
                 )) = image
                 {
+                    child.program = program;
+                    child.exec_chain = last_image.into_iter().collect();
+                    child.cgroup_id = cgroup_id;
+                    child.cgroup = cgroup;
                     child.uid = uid;
                     child.gid = gid;
                     child.name = name;
@@ -483,7 +573,45 @@ impl Engine {
                         {
                             merge::merge_identity(p, &s)
                         }
-                        Ok(Found::StdioNet(net)) => p.stdio_net = net,
+                        Ok(Found::StdioNet(net, digest)) => {
+                            p.stdio_net = net;
+                            if digest.is_some_and(|d| self.shells.digests.contains(&d)) {
+                                p.shell = true;
+                            }
+                            // Sockets that are not network ones (a socketpair from `socat
+                            // EXEC`): the process at their other end may be the relay.
+                            if p.stdio_net.is_empty()
+                                && p.shell
+                                && program::shell_reads_commands(&p.cmdline)
+                            {
+                                self.relay_recheck.push((w.pid, w.image, now));
+                            }
+                        }
+                        Ok(Found::Relay(relays)) => {
+                            // The relay of a pipeline may not have connected yet at the exec:
+                            // looked for once more a moment later (a second look is a sweep's).
+                            if relays.is_empty() && ev.is_some() {
+                                self.relay_recheck.push((
+                                    w.pid,
+                                    w.image,
+                                    now + RELAY_RECHECK_AFTER,
+                                ));
+                            }
+                            // A login server holding the pty or pipe is a session, not a relay.
+                            p.relay = relays
+                                .into_iter()
+                                .find(|r| {
+                                    !r.exe_id.is_some_and(|id| {
+                                        self.shells.terminal_servers.contains(&id)
+                                    })
+                                })
+                                .map(|r| RelayFact {
+                                    pid: r.pid,
+                                    exe: r.exe,
+                                    remote: r.remote,
+                                    accepted: r.accepted,
+                                });
+                        }
                         Ok(Found::Recheck(s))
                             if p.start_ticks == 0 || p.start_ticks == s.start_ticks =>
                         {
@@ -511,7 +639,12 @@ impl Engine {
             return;
         };
         q.job = None;
-        let Some(Found::Complete { sha256, conns }) = found else {
+        let Some(Found::Complete {
+            sha256,
+            conns,
+            cgroup,
+        }) = found
+        else {
             return;
         };
         if !conns.is_empty() {
@@ -520,6 +653,10 @@ impl Engine {
         let a = &mut q.flagged.alert;
         if sha256.is_some() {
             a.sha256 = sha256;
+        }
+        if let Some(cg) = cgroup {
+            a.container_id = alert::container_id(&cg);
+            a.cgroup = Some(cg);
         }
         let all: BTreeSet<&ConnectFact> = q.connects.iter().chain(&q.conns).collect();
         a.conns_outbound = all.len();
@@ -530,6 +667,9 @@ impl Engine {
         if let Some(p) = self.table.get_mut(w.pid).filter(|_| current) {
             if a.sha256.is_some() {
                 p.sha256 = a.sha256.clone();
+            }
+            if a.cgroup.is_some() {
+                p.cgroup = a.cgroup.clone();
             }
             p.conns = q.conns.clone();
         }
@@ -575,6 +715,23 @@ impl Engine {
         self.release()
     }
 
+    /// Where a shell's relay would be: its parent, its siblings, its grandparent (bounded).
+    fn relatives(&self, pid: u32, parent: u32) -> Vec<u32> {
+        const MAX: usize = 64;
+        let mut out = vec![parent];
+        if let Some(gp) = self.table.get(parent).map(|p| p.ppid).filter(|&g| g > 1) {
+            out.push(gp);
+        }
+        out.extend(
+            self.table
+                .iter()
+                .filter(|p| p.ppid == parent && p.pid != pid && p.exited.is_none())
+                .map(|p| p.pid)
+                .take(MAX),
+        );
+        out
+    }
+
     /// True when `pid` is `root` or descends from it (parents from the table, else /proc).
     pub fn descends_from(&self, pid: u32, root: u32) -> bool {
         let mut cur = pid;
@@ -616,11 +773,34 @@ impl Engine {
                 self.ask(pid, image, Work::Recheck(interest), Then::Evaluate(None));
             }
         }
+        let mut relays = Vec::new();
+        self.relay_recheck.retain(|&(pid, image, at)| {
+            if at <= now {
+                relays.push((pid, image));
+                false
+            } else {
+                true
+            }
+        });
+        for (pid, image) in relays {
+            let Some(parent) = self
+                .table
+                .get(pid)
+                .filter(|p| p.image == image && p.exited.is_none())
+                .map(|p| p.ppid)
+            else {
+                continue;
+            };
+            let candidates = self.relatives(pid, parent);
+            let work = Work::Relay { parent, candidates };
+            self.ask(pid, image, work, Then::Evaluate(None));
+        }
     }
 
     /// When the next recheck is due.
     pub fn next_recheck(&self) -> Option<Instant> {
-        self.recheck.iter().map(|&(_, at)| at).min()
+        let relays = self.relay_recheck.iter().map(|&(_, _, at)| at);
+        self.recheck.iter().map(|&(_, at)| at).chain(relays).min()
     }
 
     /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert
@@ -686,6 +866,7 @@ impl Engine {
             stopped_tracee,
         };
         let (connects, conns) = (p.connects.clone(), p.conns.clone());
+        let ppid = p.ppid;
         // Opening /proc/PID says whether it is still there; nothing of it is read here.
         let live = !gone && p.exited.is_none() && PidDir::open(pid).is_ok();
         let work = Work::Complete {
@@ -694,6 +875,8 @@ impl Engine {
         };
         let image = p.image;
         let job = live.then(|| self.ask(pid, image, work, Then::Complete));
+        let mut flagged = flagged;
+        flagged.alert.ancestors = ancestry(&self.table, ppid);
         self.queue.push_back(Queued {
             flagged,
             job,
@@ -733,6 +916,35 @@ fn identify(p: &mut crate::process::table::Process, trigger: &Trigger<'_>) {
     }
 }
 
+/// The parent chain from `ppid` up, as the table knows it (parent first, bounded, no loops).
+fn ancestry(table: &ProcessTable, ppid: u32) -> Vec<alert::Ancestor> {
+    let mut out = Vec::new();
+    let mut cur = ppid;
+    while cur != 0 && out.len() < alert::MAX_ANCESTORS {
+        let Some(p) = table.get(cur) else {
+            out.push(alert::Ancestor {
+                pid: cur,
+                exe: None,
+                exec_id: None,
+            });
+            break;
+        };
+        out.push(alert::Ancestor {
+            pid: cur,
+            exe: p
+                .exe
+                .as_deref()
+                .map(|e| crate::text::os_lossy(e.as_os_str()).into_owned()),
+            exec_id: alert::exec_id_of(p),
+        });
+        if p.ppid == cur || out.iter().any(|a| a.pid == p.ppid) {
+            break;
+        }
+        cur = p.ppid;
+    }
+    out
+}
+
 /// True when the process holding `pid` now runs the file `id`.
 fn runs(pid: u32, id: ExeId) -> bool {
     ExeId::of_proc_exe(pid, None) == Some(id)
@@ -754,23 +966,26 @@ fn attached_tracee(ev: &Event) -> Option<(u32, u64)> {
     (r.ret == 0).then_some((r.tracee_tgid?, start))
 }
 
-/// `filename` made absolute against `cwd` when possible.
-fn absolute(filename: &Path, cwd: Option<&Path>) -> PathBuf {
-    match cwd {
-        Some(cwd) if filename.is_relative() => cwd.join(filename),
-        _ => filename.to_path_buf(),
-    }
-}
-
 /// Best guess at the exe state when the process is gone before /proc could be read: an exec
-/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless.
+/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless, and
+/// so is a file the kernel's walk names `/memfd:NAME` (a memfd's dentry).
 fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
+    use std::os::unix::ffi::OsStrExt;
     let through_fd = filename.starts_with("/dev/fd") || filename.starts_with("/proc/self/fd");
-    if through_fd && !memfds.is_empty() {
+    if (through_fd && !memfds.is_empty()) || filename.as_os_str().as_bytes().starts_with(b"/memfd:")
+    {
         ExeState::Memfd
     } else {
         ExeState::Unknown
     }
+}
+
+/// CLOCK_BOOTTIME ns of an event's monotonic kernel time (0 stays 0: unknown).
+fn boot_ns_of(ktime_ns: u64) -> u64 {
+    if ktime_ns == 0 {
+        return 0;
+    }
+    ktime_ns.saturating_add(crate::identity::boot_minus_monotonic_ns())
 }
 
 #[cfg(test)]
@@ -804,6 +1019,7 @@ mod tests {
                 ppid: 1,
                 old_pid: tgid,
                 exe: None,
+                resolved: Default::default(),
             }),
         )
     }
@@ -935,7 +1151,7 @@ mod tests {
         e.on_events(&[exit, exec(me, "/tmp/dropper")], Instant::now());
         assert_ne!(
             e.table().get(me).and_then(|p| p.exe.clone()),
-            Some(PathBuf::from("/tmp/dropper"))
+            Some(std::path::PathBuf::from("/tmp/dropper"))
         );
     }
 
@@ -1006,7 +1222,7 @@ mod tests {
         e.on_event(&fork, now);
         let alerts = e.on_event(&exec(GONE + 1, "./payload"), now);
         assert_eq!(alerts.len(), 1, "tmp_exe through the inherited cwd");
-        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
+        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/payload"));
     }
 
     fn wx(tgid: u32) -> Event {
@@ -1042,6 +1258,7 @@ mod tests {
         assert_eq!(e.alerts_held(), 2);
         let digest = "ab".repeat(32);
         let found = Found::Complete {
+            cgroup: None,
             sha256: Some(digest.clone()),
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),

@@ -145,6 +145,20 @@ pub fn read_exe(pid: u32) -> (Option<PathBuf>, ExeState) {
     }
 }
 
+/// Where fd 0 of `pid` points (`/proc/PID/fd/0`): a path, `pipe:[N]`, `socket:[N]`, ...
+/// A link read: nothing the process can make slow.
+pub fn stdin_link(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()
+}
+
+/// The cgroup (v2) path of `pid` from `/proc/PID/cgroup` (`0::/path`).
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
 /// Splits ` (deleted)` off an exe link and says what the link means.
 pub fn classify_exe(link: PathBuf) -> (PathBuf, ExeState) {
     let bytes = link.as_os_str().as_bytes();

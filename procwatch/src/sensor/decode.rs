@@ -9,7 +9,7 @@ use procwatch_common as wire;
 
 use super::event::{
     Connect, Event, EventBody, EventKind, Exec, Exit, Fork, KernelAction, Memfd, Ptrace,
-    PtraceResult, SensorKind, WxMem,
+    PtraceResult, Resolved, SensorKind, WxMem,
 };
 use crate::identity::ExeId;
 use crate::text::{os_from_bytes, path_from_bytes, until_nul};
@@ -109,6 +109,43 @@ fn bounded(
     Ok(v)
 }
 
+/// The kernel-resolved part of an exec record: paths walked from dentries, the interpreter,
+/// the cgroup. Each is there only when its flag says the kernel filled it.
+fn resolved(e: &wire::ExecEvent) -> Result<Resolved, DecodeError> {
+    use wire::path_flags as pf;
+    let kind = EventKind::Exec;
+    let f = e.path_flags;
+    let path_len = bounded(kind, "path_len", e.path_len, wire::RESOLVED_LEN)?;
+    let cwd_len = bounded(kind, "cwd_len", e.cwd_len, wire::RESOLVED_LEN)?;
+    let interp_len = bounded(kind, "interp_len", e.interp_len, wire::PATH_LEN)?;
+    let filename_len = bounded(kind, "filename_len", e.filename_len, wire::PATH_LEN)?;
+    let walked = |bytes: &[u8]| {
+        // The walk writes `/name` per component; a NUL inside a name cannot come from a
+        // dentry, so anything after one is not part of the path.
+        let p = until_nul(bytes);
+        (!p.is_empty()).then(|| path_from_bytes(p))
+    };
+    let interp = until_nul(&e.interp[..interp_len]);
+    let filename = until_nul(&e.filename[..filename_len]);
+    Ok(Resolved {
+        path: if f & pf::PATH_RESOLVED != 0 {
+            walked(&e.path[..path_len])
+        } else {
+            None
+        },
+        path_cut: f & pf::PATH_CUT != 0,
+        cwd: if f & pf::CWD_RESOLVED != 0 {
+            walked(&e.cwd[..cwd_len])
+        } else {
+            None
+        },
+        cwd_cut: f & pf::CWD_CUT != 0,
+        interp: (f & pf::INTERP != 0 && !interp.is_empty() && interp != filename)
+            .then(|| path_from_bytes(interp)),
+        cgroup_id: nonzero(e.cgroup_id),
+    })
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header_len = size_of::<wire::EventHeader>();
@@ -127,6 +164,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let filename_len = bounded(kind, "filename_len", e.filename_len, wire::PATH_LEN)?;
             let args_len = bounded(kind, "args_len", e.args_len, wire::ARGS_LEN)?;
             let argc = bounded(kind, "argc", e.argc, wire::MAX_ARGS)?;
+            let resolved = resolved(&e)?;
             EventBody::Exec(Exec {
                 filename: path_from_bytes(until_nul(&e.filename[..filename_len])),
                 argv: split_args(&e.args[..args_len], argc),
@@ -135,6 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ppid: e.ppid,
                 old_pid: e.old_pid,
                 exe: ExeId::from_kernel(e.exe_dev, e.exe_ino),
+                resolved,
             })
         }
         EventKind::Fork => {
@@ -275,7 +314,7 @@ pub fn ptrace_request_name(request: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
+    use std::{ffi::OsString, path::Path};
 
     fn bytes_of<T: Wire>(value: &T) -> Vec<u8> {
         // SAFETY: `T: Wire` has no padding holes, so all its bytes are initialised.
@@ -316,9 +355,63 @@ mod tests {
             argc: 4,
             exe_dev: 0x0fe0_0001,
             exe_ino: 77,
+            path_len: 0,
+            cwd_len: 0,
+            interp_len: 0,
+            path_flags: 0,
+            cgroup_id: 0,
             filename: fixed(b"/bin/ls"),
+            interp: [0; wire::PATH_LEN],
+            path: [0; wire::RESOLVED_LEN],
+            cwd: [0; wire::RESOLVED_LEN],
             args: fixed(args),
         }
+    }
+
+    #[test]
+    fn exec_with_what_the_kernel_resolved() {
+        use wire::path_flags as pf;
+        let mut r = exec_record();
+        r.filename = fixed(b"./x.sh");
+        r.filename_len = 6;
+        r.interp = fixed(b"/bin/sh");
+        r.interp_len = 7;
+        r.path = fixed(b"/usr/bin/dash");
+        r.path_len = 13;
+        r.cwd = fixed(b"/tmp/w");
+        r.cwd_len = 6;
+        r.cgroup_id = 1234;
+        r.path_flags = pf::PATH_RESOLVED | pf::CWD_RESOLVED | pf::CWD_CUT | pf::INTERP;
+        let EventBody::Exec(x) = decode(&bytes_of(&r)).expect("decodes").body else {
+            panic!("not exec")
+        };
+        let res = x.resolved;
+        assert_eq!(res.path.as_deref(), Some(Path::new("/usr/bin/dash")));
+        assert_eq!(res.cwd.as_deref(), Some(Path::new("/tmp/w")));
+        assert_eq!(res.interp.as_deref(), Some(Path::new("/bin/sh")));
+        assert!(!res.path_cut && res.cwd_cut);
+        assert_eq!(res.cgroup_id, Some(1234));
+
+        // An ELF: interp is the filename itself, and is not repeated.
+        r.interp = fixed(b"./x.sh");
+        r.interp_len = 6;
+        // Without its flag a buffer is ignored whatever it holds.
+        r.path_flags = pf::INTERP;
+        let EventBody::Exec(x) = decode(&bytes_of(&r)).expect("decodes").body else {
+            panic!("not exec")
+        };
+        assert_eq!(x.resolved.interp, None);
+        assert_eq!(x.resolved.path, None);
+        assert_eq!(x.resolved.cwd, None);
+
+        r.path_len = wire::RESOLVED_LEN as u32 + 1;
+        assert!(matches!(
+            decode(&bytes_of(&r)),
+            Err(DecodeError::BadField {
+                field: "path_len",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -112,15 +112,24 @@ enum Hook {
     Btf(&'static str),
 }
 
-/// Which of two ways of seeing forks a probe belongs to.
+/// Which of two ways of seeing one thing (forks, execs) a probe belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ForkWay {
-    /// Not a fork probe.
+    /// Not one of two ways.
     None,
-    /// The BTF fork probe (preferred).
-    Btf,
-    /// The classic fork probes, attached only when the BTF one is not running.
-    Classic,
+    /// The BTF probe of this family (preferred).
+    Btf(Family),
+    /// The classic probes of this family, attached only when the BTF one is not running.
+    Classic(Family),
+}
+
+/// What a pair of alternative probes sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Family {
+    /// New processes.
+    Fork,
+    /// Execs.
+    Exec,
 }
 
 /// A program of the object and what it serves.
@@ -148,7 +157,17 @@ const fn classic(
 }
 
 const PROBES: &[ProbeSpec] = &[
-    classic("sched_process_exec", "sched", &[Exec]),
+    // What the kernel executed (its path from the dentry, the script interpreter, the cwd).
+    ProbeSpec {
+        program: "btf_sched_process_exec",
+        hook: Hook::Btf("sched_process_exec"),
+        kinds: &[Exec],
+        fork: ForkWay::Btf(Family::Exec),
+    },
+    ProbeSpec {
+        fork: ForkWay::Classic(Family::Exec),
+        ..classic("sched_process_exec", "sched", &[Exec])
+    },
     classic("sys_enter_execve", "syscalls", &[Exec]),
     classic("sys_enter_execveat", "syscalls", &[Exec]),
     // Fork tracking names the children that later exec, so exec needs it too.
@@ -156,18 +175,18 @@ const PROBES: &[ProbeSpec] = &[
         program: "btf_sched_process_fork",
         hook: Hook::Btf("sched_process_fork"),
         kinds: &[Fork, Exec],
-        fork: ForkWay::Btf,
+        fork: ForkWay::Btf(Family::Fork),
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sched_process_fork", "sched", &[Fork, Exec])
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sys_enter_clone", "syscalls", &[Fork, Exec])
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sys_enter_clone3", "syscalls", &[Fork, Exec])
     },
     classic("sys_enter_exit_group", "syscalls", &[Exit]),
@@ -320,13 +339,15 @@ impl EbpfSensor {
     fn attach_all(&mut self, kinds: &BTreeSet<EventKind>) -> Result<(), EbpfError> {
         // Loaded once, only if a BTF program is wanted.
         let mut kernel_btf: Option<Result<Btf, String>> = None;
-        let mut btf_fork = false;
+        let mut btf_running: BTreeSet<Family> = BTreeSet::new();
         let mut attached = 0usize;
         for spec in PROBES {
             if !spec.kinds.iter().any(|k| kinds.contains(k)) {
                 continue;
             }
-            if spec.fork == ForkWay::Classic && btf_fork {
+            if let ForkWay::Classic(f) = spec.fork
+                && btf_running.contains(&f)
+            {
                 continue;
             }
             let result = match spec.hook {
@@ -358,14 +379,21 @@ impl EbpfSensor {
                 Ok(()) => {
                     attached += 1;
                     debug!(probe = %label, "attached");
-                    if spec.fork == ForkWay::Btf {
-                        btf_fork = true;
+                    if let ForkWay::Btf(f) = spec.fork {
+                        btf_running.insert(f);
                     }
                     if spec.program == "sys_exit_ptrace" {
                         self.write_config(config::PTRACE_EXIT_ON, 1)?;
                     }
                 }
-                Err(e) if spec.fork == ForkWay::Btf => warn!(
+                Err(e) if spec.fork == ForkWay::Btf(Family::Exec) => warn!(
+                    probe = %label,
+                    error = %e,
+                    "BTF exec probe not attached; the classic exec tracepoint stands in (paths \
+                     are then the ones given to execve, resolved in user space; no script \
+                     interpreter or working directory from the kernel)"
+                ),
+                Err(e) if spec.fork == ForkWay::Btf(Family::Fork) => warn!(
                     probe = %label,
                     error = %e,
                     "BTF fork probe not attached; the classic fork tracepoint stands in (a \

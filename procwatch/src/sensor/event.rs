@@ -235,6 +235,44 @@ pub struct Exec {
     pub old_pid: u32,
     /// The executed file (device and inode, as the kernel has it), when read in the kernel.
     pub exe: Option<ExeId>,
+    /// What the kernel resolved about this exec (the BTF exec probe); empty otherwise.
+    #[serde(flatten)]
+    pub resolved: Resolved,
+}
+
+/// What the kernel itself resolved at an exec: no string a process passed, and nothing /proc
+/// says later, can stand in for these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// The executed file's path, walked from its dentry (symlinks, `..` and relative paths
+    /// already resolved by the kernel's lookup); for a `#!` script this is the interpreter.
+    #[serde(
+        rename = "exe_path",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub path: Option<PathBuf>,
+    /// `path` is only its root side (too deep or too long to keep whole).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_cut: bool,
+    /// The working directory at exec, walked the same way.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub cwd: Option<PathBuf>,
+    /// `cwd` is only its root side.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cwd_cut: bool,
+    /// The interpreter named by a `#!` line (`bprm->interp`), when it is not `filename`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub interp: Option<PathBuf>,
+    /// The cgroup (v2) id of the process at exec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
 }
 
 /// A new process.

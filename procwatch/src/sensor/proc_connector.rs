@@ -907,6 +907,7 @@ impl Reader {
                     ppid: info.ppid,
                     old_pid: pid,
                     exe: None,
+                    resolved: Default::default(),
                 })
             }
             Err(_) => {
@@ -920,6 +921,7 @@ impl Reader {
                     ppid: 0,
                     old_pid: pid,
                     exe: None,
+                    resolved: Default::default(),
                 })
             }
         };

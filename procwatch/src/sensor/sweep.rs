@@ -121,6 +121,7 @@ fn sweep_exec(p: &Sample, ktime_ns: u64) -> Event {
             ppid: p.ppid,
             old_pid: p.pid,
             exe: None,
+            resolved: Default::default(),
         }),
     }
 }

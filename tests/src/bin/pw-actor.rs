@@ -254,6 +254,29 @@ fn act(args: &[String]) {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
         }
+        "burn-cpu" => {
+            // Use this much CPU time (not wall time: the CPUs are shared), say so, then idle.
+            let want = Duration::from_secs_f64(arg(1).parse().unwrap_or(1.0));
+            let cpu = || {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: valid pointer to a timespec.
+                unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            };
+            let mut x: u64 = 0;
+            while cpu() < want {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            say("burnt");
+            std::thread::sleep(Duration::from_secs_f64(
+                args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30.0),
+            ));
+        }
         "rename" => {
             // comm holds 15 bytes and a NUL: any bytes, newlines and escapes included.
             let mut name = [0u8; 16];
@@ -315,6 +338,17 @@ fn act(args: &[String]) {
                 );
             }
             fail("exec /bin/sh");
+        }
+        "exec" => {
+            // Replace this image at once: `exec PATH ARGV0 ARGS...`.
+            let c = |s: &str| std::ffi::CString::new(s).unwrap_or_else(|_| fail("NUL in argument"));
+            let path = c(arg(1));
+            let rest: Vec<std::ffi::CString> = args[2..].iter().map(|a| c(a)).collect();
+            let mut argv: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            // SAFETY: valid path, NULL-terminated argv of valid C strings; environ is ours.
+            unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+            fail("execv");
         }
         "exec-empty-argv" => {
             // execve with an empty argv: the new program's command line is empty.
