@@ -50,3 +50,9 @@ pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(ALLOW_MAX, 0)
 /// Not LRU: an entry lives for one syscall; when the map is full the event is sent at entry.
 #[map]
 pub static PTRACE_PENDING: HashMap<u32, PendingPtrace> = HashMap::with_max_entries(1024, 0);
+
+/// Files (by `address_space` pointer) seen mapped shared and executable, so a later shared
+/// writable mapping of the same pages is recognised. LRU: such mappings are rare, and an
+/// evicted entry only loses that second-order case.
+#[map]
+pub static SHARED_EXEC: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);

@@ -88,3 +88,19 @@ pub fn exe_key(task: Task) -> Option<ExeKey> {
         ino,
     })
 }
+
+/// The file behind the current task's descriptor `fd` (`files->fdt->fd[fd]`).
+#[inline(always)]
+pub fn file_of_fd(fd: u64) -> Option<*const u8> {
+    if !offsets::kernel_known() {
+        return None;
+    }
+    let files = read::<*const u8>(current(), offsets::ko(ko::TASK_FILES))?;
+    let fdt = read::<*const u8>(files, offsets::ko(ko::FILES_FDT))?;
+    let max = read::<u32>(fdt, offsets::ko(ko::FDT_MAX_FDS))?;
+    if fd >= u64::from(max) {
+        return None;
+    }
+    let array = read::<*const u8>(fdt, offsets::ko(ko::FDT_FD))?;
+    read::<*const u8>(array, (fd as usize) * 8).filter(|f| !f.is_null())
+}

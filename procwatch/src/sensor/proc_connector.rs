@@ -961,6 +961,7 @@ fn event(
         comm: who.comm,
         start_time_ns,
         kernel_action: None,
+        compat: false,
         body,
     }
 }
