@@ -273,7 +273,7 @@ fn io_uring_connect(d: SocketAddrV4) {
 }
 
 /// A memfd mapped shared twice, W in one mapping and X in the other (`wx` or `xw`: which
-/// comes first).
+/// comes first; `ww`: both writable, no X, the benign shared-memory case).
 fn memfd_alias(order: &str) {
     // SAFETY: plain calls on our own memfd.
     unsafe {
@@ -294,6 +294,9 @@ fn memfd_alias(order: &str) {
         say("before");
         if order == "xw" {
             map(x);
+            map(w);
+        } else if order == "ww" {
+            map(w);
             map(w);
         } else {
             map(w);
