@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use procwatch_common::{flags, ko, via, wx_syscall};
 
-use crate::{connect, inject, offsets, process, ptrace, task, wx_mem};
+use crate::{connect, inject, memfd, offsets, process, ptrace, task, wx_mem};
 
 /// `TS_COMPAT` (arch/x86/include/asm/thread_info.h): the task is in a 32-bit syscall.
 const TS_COMPAT: u32 = 0x0002;
@@ -27,6 +27,7 @@ mod nr {
     pub const MMAP2: u64 = 192;
     pub const SENDMMSG: u64 = 345;
     pub const PROCESS_VM_WRITEV: u64 = 348;
+    pub const MEMFD_CREATE: u64 = 356;
     pub const EXECVEAT: u64 = 358;
     pub const CONNECT: u64 = 362;
     pub const SENDTO: u64 = 369;
@@ -62,6 +63,7 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
             | nr::MMAP2
             | nr::SENDMMSG
             | nr::PROCESS_VM_WRITEV
+            | nr::MEMFD_CREATE
             | nr::EXECVEAT
             | nr::CONNECT
             | nr::SENDTO
@@ -174,6 +176,7 @@ fn handle(id: u64, r: &Regs) -> Option<()> {
         nr::SENDMSG => msghdr(r.arg(0)?, r.arg(1)?, via::SENDMSG, r.arg(2)?),
         nr::SENDMMSG => mmsghdr(r.arg(0)?, r.arg(1)?, r.arg(2)?, r.arg(3)?),
         nr::PROCESS_VM_WRITEV => inject::process_vm_writev(r.arg(0)?, c),
+        nr::MEMFD_CREATE => memfd::on_memfd(ptr(r.arg(0)?), r.arg(1)?, c),
         nr::SOCKETCALL => socketcall(r.arg(0)? as u32, r.arg(1)?)?,
         _ => {}
     }

@@ -18,6 +18,7 @@ pub fn act(action: &str, args: &[String]) -> bool {
         "ia32" => ia32::act(arg(1), args.get(2..).unwrap_or(&[])),
         "memfd-alias" => memfd_alias(arg(1)),
         "personality-rw" => personality_rw(),
+        "clone-tricks" => clone_tricks(),
         _ => return false,
     }
     true
@@ -326,6 +327,55 @@ fn personality_rw() {
         );
         say(&format!("after {}", m != libc::MAP_FAILED));
     }
+}
+
+/// A clone3 that fails (CLONE_THREAD without CLONE_SIGHAND: no task is made), then a raw
+/// `clone(CLONE_PARENT)` whose child is the caller's sibling (its real parent is ours).
+/// Prints `failed <rc>` and `child <pid>`; the child exits after 200 ms, unreaped by us.
+fn clone_tricks() {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let args = CloneArgs {
+        flags: libc::CLONE_THREAD as u64,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: clone3 with a valid args struct; the kernel refuses these flags.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
+    say(&format!("failed {rc}"));
+    // SAFETY: a fork-like clone (no shared memory); the child only sleeps and _exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: async-signal-safe calls in the child.
+        unsafe {
+            libc::usleep(200_000);
+            libc::_exit(0);
+        }
+    }
+    say(&format!("child {pid}"));
 }
 
 /// 32-bit syscalls (`int 0x80`) from this 64-bit process. Their pointers are 32 bits, so

@@ -26,6 +26,7 @@ use super::{
     btf,
     decode::decode,
     event::{Event, EventKind},
+    ia32::{self, Ia32},
     stats::SensorStats,
     tracefs,
 };
@@ -333,7 +334,10 @@ impl EbpfSensor {
             );
         }
         sensor.set_kill_policy(&opts.kill)?;
+        // Asked before the probes are attached: the child it forks is no event.
+        let ia32 = ia32::emulation();
         sensor.attach_all(&opts.kinds)?;
+        sensor.say_ia32(ia32);
         Ok(sensor)
     }
 
@@ -426,6 +430,25 @@ impl EbpfSensor {
             );
         }
         Ok(())
+    }
+
+    /// Says whether 32-bit (`int 0x80`) syscalls exist here and whether they are watched:
+    /// no `syscalls:*` tracepoint sees them, only the raw `sys_enter` probe.
+    fn say_ia32(&self, state: Ia32) {
+        let watched = self
+            .probes
+            .iter()
+            .find(|p| p.tracepoint == "raw_tp:sys_enter")
+            .map(|p| p.attached);
+        match (state, watched) {
+            (Ia32::Enabled, Some(true)) => info!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled; watched by raw_tp:sys_enter"
+            ),
+            (Ia32::Enabled, Some(false)) => warn!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled and raw_tp:sys_enter is not attached: ptrace, W+X, connect and exec made that way are NOT seen"
+            ),
+            (state, _) => info!(ia32_emulation = %state, "32-bit syscalls (int 0x80)"),
+        }
     }
 
     /// Probes that were tried and are not attached (`category:name` or `tp_btf:name`).
