@@ -42,6 +42,7 @@ fn returned(lines: &[String]) -> bool {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn memory_writes_into_another_process_are_ptrace_findings() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -76,6 +77,7 @@ fn memory_writes_into_another_process_are_ptrace_findings() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn writing_ones_own_memory_through_proc_self_mem_is_not_injection() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -92,6 +94,7 @@ fn writing_ones_own_memory_through_proc_self_mem_is_not_injection() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -114,6 +117,7 @@ fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn udp_to_a_listed_port_stays_quiet() {
     require_root!();
     let sink = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
@@ -134,6 +138,7 @@ fn udp_to_a_listed_port_stays_quiet() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn io_uring_connect_is_seen_and_reported() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -153,6 +158,7 @@ async fn io_uring_connect_is_seen_and_reported() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn int80_syscalls_from_a_64_bit_process_are_seen_and_scored() {
     require_root!();
     let mut m = Monitor::start(FAST, &[]);
@@ -209,6 +215,7 @@ fn killed_by_sigkill(status: &ExitStatus) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn int80_and_injection_are_killed_in_the_kernel_before_the_call_returns() {
     require_root!();
     let cases: [(&[&str], bool); 6] = [
@@ -250,6 +257,7 @@ async fn int80_and_injection_are_killed_in_the_kernel_before_the_call_returns() 
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn wx_without_asking_for_both_at_once() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -266,6 +274,7 @@ fn wx_without_asking_for_both_at_once() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_shared_mapping_that_is_never_executable_stays_quiet() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -284,6 +293,7 @@ fn a_shared_mapping_that_is_never_executable_stays_quiet() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn a_failed_clone_makes_no_child_and_clone_parent_cannot_hide_one() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
