@@ -333,3 +333,29 @@ async fn a_failed_clone_makes_no_child_and_clone_parent_cannot_hide_one() {
     // SAFETY: reaping the child CLONE_PARENT made ours.
     unsafe { libc::waitpid(child as i32, std::ptr::null_mut(), 0) };
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+async fn an_int80_execve_carries_its_argv() {
+    require_root!();
+    let mut sensor = LiveSensor::start(KillPolicy::default());
+    // argv[0] is the path: execve(path, [path, "ia32-argv", "second"]) of /bin/true.
+    let (pid, status, lines) = tokio::task::spawn_blocking(|| {
+        run(&["ia32", "execve", "/bin/true", "ia32-argv", "second"])
+    })
+    .await
+    .expect("actor");
+    assert!(status.success(), "{status:?} {lines:?}");
+    assert!(!returned(&lines), "the exec replaced the actor: {lines:?}");
+    let e = sensor
+        .expect("exec", pid, |e| {
+            e.tgid == pid
+                && matches!(&e.body, EventBody::Exec(x) if x.filename == Path::new("/bin/true"))
+        })
+        .await;
+    let EventBody::Exec(x) = &e.body else {
+        unreachable!()
+    };
+    assert!(!x.args_missing, "{x:?}");
+    assert_eq!(x.argv, ["/bin/true", "ia32-argv", "second"], "{x:?}");
+}

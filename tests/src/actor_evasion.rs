@@ -383,6 +383,7 @@ fn clone_tricks() {
 mod ia32 {
     use super::{dest, fail, reap, say, sleeping_child};
 
+    const EXECVE: u32 = 11;
     const PTRACE: u32 = 26;
     const SOCKETCALL: u32 = 102;
     const MPROTECT: u32 = 125;
@@ -448,6 +449,7 @@ mod ia32 {
         unsafe { at.cast::<libc::sockaddr_in>().write_unaligned(sa) };
     }
 
+    /// `args` are the ones after `what`; `execve` takes the path and the argv to run.
     pub fn act(what: &str, args: &[String]) {
         let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
         let page = low_page();
@@ -512,6 +514,32 @@ mod ia32 {
                 let rc = int80(PROCESS_VM_WRITEV, [child as u32, lp, 1, lp + 8, 1, 0]);
                 say(&format!("after {rc}"));
                 reap(child);
+            }
+            "execve" => {
+                // execve(path, argv) with the strings and the 32-bit pointer array in the page.
+                let mut at = 1024usize;
+                let mut ptrs: Vec<u32> = Vec::new();
+                for s in args.iter().filter(|s| s.len() < 256) {
+                    // SAFETY: at + len + 1 stays inside the page (at most 8 strings of < 256).
+                    unsafe {
+                        page.add(at).copy_from_nonoverlapping(s.as_ptr(), s.len());
+                        *page.add(at + s.len()) = 0;
+                    }
+                    ptrs.push(lp + at as u32);
+                    at += s.len() + 1;
+                    if ptrs.len() == 8 {
+                        break;
+                    }
+                }
+                ptrs.push(0);
+                // SAFETY: the pointer array fits at the start of the page.
+                unsafe {
+                    page.cast::<u32>()
+                        .copy_from_nonoverlapping(ptrs.as_ptr(), ptrs.len())
+                };
+                say("before");
+                let rc = int80(EXECVE, [ptrs[0], lp, 0, 0, 0, 0]);
+                say(&format!("after {rc}"));
             }
             other => {
                 eprintln!("pw-actor: unknown ia32 action {other}");
