@@ -20,9 +20,11 @@ const MONITORS: [Monitor; 5] = [
 const HOW: &str = "A generator process (`xtask bench-worker syscalls`, started after the \
 monitor) makes the calls with raw `syscall` instructions in a loop timed with a monotonic \
 clock, after 10,000 warm-up calls: `mprotect(page, 4096, PROT_READ)` on a page of its own \
-(never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no monitor \
-traces. Enabling any syscall tracepoint moves every task onto the kernel's slower syscall \
-entry path, so getppid measures that cost alone. auditd must record every mprotect to see a \
+(never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no \
+per-syscall tracepoint traces. Enabling any syscall tracepoint moves every task onto the \
+kernel's slower syscall entry path, so for the peers getppid measures that cost alone; for \
+procwatch it adds its raw `sys_enter` program, which runs for every syscall to catch 32-bit \
+ones and returns at once for the rest. auditd must record every mprotect to see a \
 W+X one (audit cannot filter on the flag bits). *bare tracepoint* counts connect and mprotect \
 calls in a per-CPU map and nothing else. Medians over the rounds; `vs none` is the median of \
 each round's ratio minus one. Then one more procwatch run with the kernel's BPF run statistics on (`kernel.bpf_stats_enabled`, restored afterwards; it adds two clock reads per program run, so it is kept out of the rounds above) gives the cost per program type over the same calls: the raw `sys_enter` program runs for every syscall of every process (it handles only 32-bit ones and returns at once for the rest), the classic tracepoints only for their own syscalls.";
