@@ -51,8 +51,13 @@ pub mod kind {
     pub const WX_MEM: u32 = 6;
     /// `sys_enter_memfd_create`.
     pub const MEMFD: u32 = 7;
+    /// Writing another process's memory without ptrace: `process_vm_writev`, or
+    /// `/proc/PID/mem` opened for writing.
+    pub const INJECT: u32 = 8;
+    /// An io_uring request for a network operation (connect, send, ...).
+    pub const IO_URING: u32 = 9;
     /// One past the highest tag: the size of per-kind counter arrays.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 10;
 }
 
 /// Bits of [`EventHeader::flags`].
@@ -69,6 +74,34 @@ pub mod flags {
     pub const ARGS_MISSING: u32 = 1 << 4;
     /// A ptrace record emitted at syscall exit: `ret` and the tracee are filled in.
     pub const PTRACE_RESULT: u32 = 1 << 5;
+    /// The syscall was a 32-bit (ia32, `int 0x80`) one made by the process.
+    pub const COMPAT: u32 = 1 << 6;
+    /// An [`super::InjectEvent`] whose target memory is the caller's own.
+    pub const SELF_TARGET: u32 = 1 << 7;
+    /// A [`super::ConnectEvent`] from a send with `MSG_FASTOPEN` (a TCP connect with data).
+    pub const FASTOPEN: u32 = 1 << 8;
+}
+
+/// How a [`ConnectEvent`] reached its destination (`via`).
+pub mod via {
+    /// `connect(2)` (or socketcall's connect).
+    pub const CONNECT: u32 = 0;
+    /// `sendto(2)` with a destination address.
+    pub const SENDTO: u32 = 1;
+    /// `sendmsg(2)` with `msg_name` set.
+    pub const SENDMSG: u32 = 2;
+    /// `sendmmsg(2)`, one of its messages with `msg_name` set.
+    pub const SENDMMSG: u32 = 3;
+    /// One past the highest value.
+    pub const COUNT: u32 = 4;
+}
+
+/// How an [`InjectEvent`] writes into the target (`method`).
+pub mod inject {
+    /// `process_vm_writev(2)`.
+    pub const PROCESS_VM_WRITEV: u32 = 1;
+    /// `/proc/PID/mem` (or `/proc/PID/task/TID/mem`) opened for writing.
+    pub const PROC_MEM: u32 = 2;
 }
 
 /// Bits of [`ExecEvent::path_flags`].
@@ -94,6 +127,16 @@ pub mod wx_syscall {
     pub const PKEY_MPROTECT: u32 = 2;
     /// `mmap(2)`.
     pub const MMAP: u32 = 3;
+    /// ia32 `mmap2` (pages offset).
+    pub const MMAP2: u32 = 4;
+    /// ia32 old `mmap` (arguments in a struct in user memory).
+    pub const OLD_MMAP: u32 = 5;
+    /// A writable mapping made while the process has `READ_IMPLIES_EXEC` (`personality(2)`):
+    /// the kernel makes it executable too.
+    pub const READ_IMPLIES_EXEC: u32 = 6;
+    /// An executable shared mapping of a file that is also mapped shared and writable
+    /// (or the other way round): the same pages both W and X through two addresses.
+    pub const SHARED_ALIAS: u32 = 7;
 }
 
 /// Indices into the `CONFIG` array map (each slot a `u64`): settings that change while
@@ -178,8 +221,42 @@ pub mod tp {
     pub const MEMFD_NAME: usize = 26;
     /// `sys_enter_memfd_create`: `flags`.
     pub const MEMFD_FLAGS: usize = 27;
+    /// `sys_enter_process_vm_writev`: `pid`.
+    pub const PVW_PID: usize = 28;
+    /// `sys_exit_openat`: `ret`.
+    pub const OPENAT_RET: usize = 29;
+    /// `sys_exit_openat2`: `ret`.
+    pub const OPENAT2_RET: usize = 30;
+    /// `sys_exit_open`: `ret`.
+    pub const OPEN_RET: usize = 31;
+    /// `sys_enter_sendto`: `flags`.
+    pub const SENDTO_FLAGS: usize = 32;
+    /// `sys_enter_sendto`: `addr`.
+    pub const SENDTO_ADDR: usize = 33;
+    /// `sys_enter_sendto`: `addr_len`.
+    pub const SENDTO_ADDRLEN: usize = 34;
+    /// `sys_enter_sendto`: `fd`.
+    pub const SENDTO_FD: usize = 35;
+    /// `sys_enter_sendmsg`: `fd`.
+    pub const SENDMSG_FD: usize = 36;
+    /// `sys_enter_sendmsg`: `msg`.
+    pub const SENDMSG_MSG: usize = 37;
+    /// `sys_enter_sendmsg`: `flags`.
+    pub const SENDMSG_FLAGS: usize = 38;
+    /// `sys_enter_sendmmsg`: `fd`.
+    pub const SENDMMSG_FD: usize = 39;
+    /// `sys_enter_sendmmsg`: `mmsg`.
+    pub const SENDMMSG_MMSG: usize = 40;
+    /// `sys_enter_sendmmsg`: `vlen`.
+    pub const SENDMMSG_VLEN: usize = 41;
+    /// `sys_enter_sendmmsg`: `flags`.
+    pub const SENDMMSG_FLAGS: usize = 42;
+    /// `io_uring:io_uring_submit_req`: `opcode`.
+    pub const URING_OPCODE: usize = 43;
+    /// `sys_enter_mmap`: `fd`.
+    pub const MMAP_FD: usize = 44;
     /// Number of slots.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 45;
     /// A field this kernel's format file does not have.
     pub const UNKNOWN: u32 = u32::MAX;
 }
@@ -246,8 +323,42 @@ pub mod ko {
     pub const BPRM_FILENAME: usize = 27;
     /// `linux_binprm.interp`.
     pub const BPRM_INTERP: usize = 28;
+    /// `task_struct.files`.
+    pub const TASK_FILES: usize = 29;
+    /// `files_struct.fdt`.
+    pub const FILES_FDT: usize = 30;
+    /// `fdtable.fd`.
+    pub const FDT_FD: usize = 31;
+    /// `fdtable.max_fds`.
+    pub const FDT_MAX_FDS: usize = 32;
+    /// `file.f_mode`.
+    pub const FILE_MODE: usize = 33;
+    /// `file.private_data` (the target's `mm_struct` for a `/proc/PID/mem` file).
+    pub const FILE_PRIVATE: usize = 34;
+    /// `super_block.s_magic`.
+    pub const SB_MAGIC: usize = 35;
+    /// `task_struct.thread_info.status` (x86: `TS_COMPAT` during a 32-bit syscall).
+    pub const TASK_TI_STATUS: usize = 36;
+    /// `task_struct.personality`.
+    pub const TASK_PERSONALITY: usize = 37;
+    /// `file.f_mapping`.
+    pub const FILE_MAPPING: usize = 38;
+    /// `address_space.i_mmap_writable` (shared writable mappings of the file).
+    pub const MAPPING_WRITABLE: usize = 39;
+    /// `pt_regs.bx` (first argument of an ia32 syscall).
+    pub const REGS_BX: usize = 40;
+    /// `pt_regs.cx`.
+    pub const REGS_CX: usize = 41;
+    /// `pt_regs.dx`.
+    pub const REGS_DX: usize = 42;
+    /// `pt_regs.si`.
+    pub const REGS_SI: usize = 43;
+    /// `pt_regs.di`.
+    pub const REGS_DI: usize = 44;
+    /// `pt_regs.bp` (sixth argument of an ia32 syscall).
+    pub const REGS_BP: usize = 45;
     /// Number of slots.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 46;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.
@@ -393,8 +504,8 @@ pub struct ConnectEvent {
     pub family: u16,
     /// Destination port in host byte order.
     pub port: u16,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// How: one of the [`via`] constants.
+    pub via: u32,
     /// Destination address: 4 bytes used for IPv4, 16 for IPv6, network order.
     pub addr: [u8; 16],
 }
@@ -431,6 +542,60 @@ pub struct MemfdEvent {
     pub name_len: u32,
     /// Name argument.
     pub name: [u8; MEMFD_NAME_LEN],
+}
+
+/// Another process's memory written without ptrace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectEvent {
+    /// Common header; the task is the writer.
+    pub header: EventHeader,
+    /// One of the [`inject`] constants.
+    pub method: u32,
+    /// Bytes of `target_name` used.
+    pub target_name_len: u32,
+    /// `process_vm_writev`: the pid argument (in the writer's pid namespace).
+    pub target_pid: u64,
+    /// `/proc/PID/mem`: the name of the directory holding `mem` (the target's pid or tid,
+    /// as procfs spells it), decoded in userspace.
+    pub target_name: [u8; COMM_LEN],
+}
+
+/// An io_uring request for a network operation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoUringEvent {
+    /// Common header; the task is the submitter (an SQPOLL kernel thread's owner otherwise).
+    pub header: EventHeader,
+    /// `IORING_OP_*` opcode.
+    pub opcode: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `IORING_OP_*` opcodes that talk to the network (uapi io_uring.h).
+pub mod uring_op {
+    /// `IORING_OP_SENDMSG`.
+    pub const SENDMSG: u32 = 9;
+    /// `IORING_OP_ACCEPT`.
+    pub const ACCEPT: u32 = 13;
+    /// `IORING_OP_CONNECT`.
+    pub const CONNECT: u32 = 16;
+    /// `IORING_OP_SEND`.
+    pub const SEND: u32 = 26;
+    /// `IORING_OP_SOCKET`.
+    pub const SOCKET: u32 = 45;
+    /// `IORING_OP_SEND_ZC`.
+    pub const SEND_ZC: u32 = 47;
+    /// `IORING_OP_SENDMSG_ZC`.
+    pub const SENDMSG_ZC: u32 = 48;
+    /// True for the opcodes above.
+    pub const fn is_network(op: u32) -> bool {
+        matches!(
+            op,
+            SENDMSG | ACCEPT | CONNECT | SEND | SOCKET | SEND_ZC | SENDMSG_ZC
+        )
+    }
 }
 
 /// Key of the exec allowlist map: what an executable file is (not the path it was run by).
@@ -492,6 +657,8 @@ pub const fn record_size(kind: u32) -> usize {
         kind::CONNECT => core::mem::size_of::<ConnectEvent>(),
         kind::WX_MEM => core::mem::size_of::<WxMemEvent>(),
         kind::MEMFD => core::mem::size_of::<MemfdEvent>(),
+        kind::INJECT => core::mem::size_of::<InjectEvent>(),
+        kind::IO_URING => core::mem::size_of::<IoUringEvent>(),
         _ => 0,
     }
 }
@@ -508,6 +675,8 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectEvent>() == 56 + 32);
     assert!(core::mem::size_of::<WxMemEvent>() == 56 + 40);
     assert!(core::mem::size_of::<MemfdEvent>() == 56 + 8 + MEMFD_NAME_LEN);
+    assert!(core::mem::size_of::<InjectEvent>() == 56 + 16 + COMM_LEN);
+    assert!(core::mem::size_of::<IoUringEvent>() == 56 + 8);
     assert!(core::mem::size_of::<ExeKey>() == 16);
     assert!(core::mem::size_of::<PendingPtrace>() == 24);
 };

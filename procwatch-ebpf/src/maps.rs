@@ -70,3 +70,9 @@ pub struct Walk {
 /// Per-CPU [`Walk`] (too large for the BPF stack next to the rest).
 #[map]
 pub static WALK_SCRATCH: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Files (by `address_space` pointer) seen mapped shared and executable, so a later shared
+/// writable mapping of the same pages is recognised. LRU: such mappings are rare, and an
+/// evicted entry only loses that second-order case.
+#[map]
+pub static SHARED_EXEC: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);

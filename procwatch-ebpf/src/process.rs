@@ -36,24 +36,44 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Copies up to `MAX_ARGS` arguments into the per-thread pending-args map.
 fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64> {
+    // SAFETY: reading a syscall argument slot inside the tracepoint record.
+    let argv: u64 = unsafe { ctx.read_at(argv_offset) }.map_err(i64::from)?;
+    capture_args(argv, false)
+}
+
+/// The `i`th pointer of a user `argv` array: 8-byte pointers, or 4-byte ones for an ia32
+/// exec (`compat`).
+#[inline(always)]
+fn argv_entry(argv: u64, i: usize, compat: bool) -> Option<*const u8> {
+    // SAFETY: user pointer reads through the helper, which tolerates faults.
+    unsafe {
+        if compat {
+            bpf_probe_read_user((argv as usize + 4 * i) as *const u32)
+                .ok()
+                .map(|p| p as usize as *const u8)
+        } else {
+            bpf_probe_read_user((argv as usize + 8 * i) as *const *const u8).ok()
+        }
+    }
+}
+
+/// Copies up to `MAX_ARGS` arguments of the user array `argv` into the per-thread
+/// pending-args map.
+#[inline(always)]
+pub fn capture_args(argv: u64, compat: bool) -> Result<(), i64> {
     let (pid_tgid, tgid) = current();
     if is_self(tgid) {
         return Ok(());
     }
-    // SAFETY: reading a syscall argument slot inside the tracepoint record.
-    let argv: *const *const u8 = unsafe { ctx.read_at(argv_offset) }.map_err(i64::from)?;
     let scratch = ARGS_SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
     let mut off: usize = 0;
     let mut argc: u32 = 0;
     let mut arg_flags: u32 = 0;
     let mut i: usize = 0;
     while i < MAX_ARGS {
-        // SAFETY: user pointer read through the helper, which tolerates faults.
-        let arg: *const u8 = match unsafe { bpf_probe_read_user(argv.wrapping_add(i)) } {
-            Ok(p) => p,
-            Err(_) => break,
+        let Some(arg) = argv_entry(argv, i, compat) else {
+            break;
         };
         if arg.is_null() {
             break;
@@ -80,9 +100,8 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
         argc += 1;
         i += 1;
     }
-    // SAFETY: as above.
     if i == MAX_ARGS
-        && let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) }
+        && let Some(next) = argv_entry(argv, MAX_ARGS, compat)
         && !next.is_null()
     {
         arg_flags |= flags::ARGS_TRUNCATED;

@@ -230,3 +230,19 @@ pub unsafe fn walk_path(vfsmnt: *const u8, dentry: *const u8, out: *mut u8) -> O
     let whole = unsafe { core::ptr::read_volatile(&raw const (*w).whole) } != 0;
     Some((off as u32, whole))
 }
+
+/// The file behind the current task's descriptor `fd` (`files->fdt->fd[fd]`).
+#[inline(always)]
+pub fn file_of_fd(fd: u64) -> Option<*const u8> {
+    if !offsets::kernel_known() {
+        return None;
+    }
+    let files = read::<*const u8>(current(), offsets::ko(ko::TASK_FILES))?;
+    let fdt = read::<*const u8>(files, offsets::ko(ko::FILES_FDT))?;
+    let max = read::<u32>(fdt, offsets::ko(ko::FDT_MAX_FDS))?;
+    if fd >= u64::from(max) {
+        return None;
+    }
+    let array = read::<*const u8>(fdt, offsets::ko(ko::FDT_FD))?;
+    read::<*const u8>(array, (fd as usize) * 8).filter(|f| !f.is_null())
+}

@@ -206,6 +206,9 @@ impl Trigger<'_> {
                         serde_json::to_value(action).unwrap_or_default(),
                     );
                 }
+                if let Some(obj) = v.as_object_mut().filter(|_| e.compat) {
+                    obj.insert("compat".into(), true.into());
+                }
                 v
             }
             Trigger::Sweep => serde_json::json!({ "kind": "sweep" }),

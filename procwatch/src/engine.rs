@@ -496,6 +496,29 @@ impl Engine {
                 push_bounded(&mut p.memfds, m.name.clone());
                 return;
             }
+            // Writing into another process is ptrace-class: the same rule, the same facts.
+            // A process writing its own memory is not (see docs/rules.md).
+            EventBody::Inject(i) => {
+                if i.target_self || i.target_pid == Some(ev.tgid) {
+                    return;
+                }
+                let asked = self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
+                let fact = PtraceFact {
+                    request: i.method,
+                    target: i.target_pid.map_or(0, u64::from),
+                };
+                let new = push_bounded(&mut p.ptrace_events, fact);
+                if asked || (!new && ev.kernel_action.is_none()) {
+                    return;
+                }
+            }
+            // Reported in the event stream; the connection it makes is judged by the sweep's
+            // socket table (its destination is not readable at submission).
+            EventBody::IoUring(_) => {
+                self.learn(pid, ev, now);
+                return;
+            }
         }
         self.evaluate(pid, &Trigger::Event(ev), gone);
     }
@@ -1004,6 +1027,7 @@ mod tests {
             comm: "payload".into(),
             start_time_ns: None,
             kernel_action: None,
+            compat: false,
             body,
         }
     }
@@ -1078,6 +1102,8 @@ mod tests {
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
                 port: 4444,
+                via: "connect",
+                fastopen: false,
             }),
         );
         assert_eq!(e.on_event(&connect, now).len(), 1);
@@ -1309,6 +1335,8 @@ mod tests {
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
                 port: 4444,
+                via: "connect",
+                fastopen: false,
             }),
         );
         assert!(e.on_event(&connect, now).is_empty());

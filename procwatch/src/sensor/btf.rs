@@ -40,6 +40,23 @@ pub const MEMBERS: [(usize, &str, &str); ko::COUNT - 1] = [
     (ko::BPRM_FILE, "linux_binprm", "file"),
     (ko::BPRM_FILENAME, "linux_binprm", "filename"),
     (ko::BPRM_INTERP, "linux_binprm", "interp"),
+    (ko::TASK_FILES, "task_struct", "files"),
+    (ko::FILES_FDT, "files_struct", "fdt"),
+    (ko::FDT_FD, "fdtable", "fd"),
+    (ko::FDT_MAX_FDS, "fdtable", "max_fds"),
+    (ko::FILE_MODE, "file", "f_mode"),
+    (ko::FILE_PRIVATE, "file", "private_data"),
+    (ko::SB_MAGIC, "super_block", "s_magic"),
+    (ko::TASK_TI_STATUS, "task_struct", "thread_info.status"),
+    (ko::TASK_PERSONALITY, "task_struct", "personality"),
+    (ko::FILE_MAPPING, "file", "f_mapping"),
+    (ko::MAPPING_WRITABLE, "address_space", "i_mmap_writable"),
+    (ko::REGS_BX, "pt_regs", "bx"),
+    (ko::REGS_CX, "pt_regs", "cx"),
+    (ko::REGS_DX, "pt_regs", "dx"),
+    (ko::REGS_SI, "pt_regs", "si"),
+    (ko::REGS_DI, "pt_regs", "di"),
+    (ko::REGS_BP, "pt_regs", "bp"),
 ];
 
 /// Why the kernel's BTF could not provide the offsets.

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use procwatch_common as wire;
 
 use super::event::{
-    Connect, Event, EventBody, EventKind, Exec, Exit, Fork, KernelAction, Memfd, Ptrace,
-    PtraceResult, Resolved, SensorKind, WxMem,
+    Connect, Event, EventBody, EventKind, Exec, Exit, Fork, Inject, IoUring, KernelAction, Memfd,
+    Ptrace, PtraceResult, Resolved, SensorKind, WxMem,
 };
 use crate::identity::ExeId;
 use crate::text::{os_from_bytes, path_from_bytes, until_nul};
@@ -72,6 +72,10 @@ unsafe impl Wire for wire::ConnectEvent {}
 unsafe impl Wire for wire::WxMemEvent {}
 // SAFETY: as above.
 unsafe impl Wire for wire::MemfdEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::InjectEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::IoUringEvent {}
 
 /// Reads a `T` from the start of `bytes`; the caller has checked the length.
 fn read<T: Wire>(bytes: &[u8]) -> T {
@@ -220,11 +224,26 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     });
                 }
             };
+            let via = match e.via {
+                wire::via::CONNECT => "connect",
+                wire::via::SENDTO => "sendto",
+                wire::via::SENDMSG => "sendmsg",
+                wire::via::SENDMMSG => "sendmmsg",
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "via",
+                        value: u64::from(other),
+                    });
+                }
+            };
             EventBody::Connect(Connect {
                 fd: e.fd,
                 family,
                 addr,
                 port: e.port,
+                via,
+                fastopen: header.flags & wire::flags::FASTOPEN != 0,
             })
         }
         EventKind::WxMem => {
@@ -233,6 +252,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 wire::wx_syscall::MPROTECT => "mprotect",
                 wire::wx_syscall::PKEY_MPROTECT => "pkey_mprotect",
                 wire::wx_syscall::MMAP => "mmap",
+                wire::wx_syscall::MMAP2 => "mmap2",
+                wire::wx_syscall::OLD_MMAP => "old_mmap",
+                wire::wx_syscall::READ_IMPLIES_EXEC => "read_implies_exec",
+                wire::wx_syscall::SHARED_ALIAS => "shared_alias",
                 other => {
                     return Err(DecodeError::BadField {
                         kind: kind.as_str(),
@@ -257,6 +280,40 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 flags: e.flags,
             })
         }
+        EventKind::Inject => {
+            let e: wire::InjectEvent = read_exact(bytes, kind)?;
+            let name_len = bounded(kind, "target_name_len", e.target_name_len, wire::COMM_LEN)?;
+            let (method, target_pid) = match e.method {
+                wire::inject::PROCESS_VM_WRITEV => {
+                    ("process_vm_writev", u32::try_from(e.target_pid).ok())
+                }
+                wire::inject::PROC_MEM => ("proc_mem", pid_name(&e.target_name[..name_len])),
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "method",
+                        value: u64::from(other),
+                    });
+                }
+            };
+            EventBody::Inject(Inject {
+                method,
+                target_pid,
+                target_self: header.flags & wire::flags::SELF_TARGET != 0,
+            })
+        }
+        EventKind::IoUring => {
+            let e: wire::IoUringEvent = read_exact(bytes, kind)?;
+            let op = uring_op_name(e.opcode).ok_or(DecodeError::BadField {
+                kind: kind.as_str(),
+                field: "opcode",
+                value: u64::from(e.opcode),
+            })?;
+            EventBody::IoUring(IoUring {
+                opcode: e.opcode,
+                op,
+            })
+        }
     };
     Ok(Event {
         sensor: SensorKind::Ebpf,
@@ -268,7 +325,33 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         comm: os_from_bytes(until_nul(&header.comm)),
         start_time_ns: nonzero(header.start_ns),
         kernel_action: kernel_action(header.flags),
+        compat: header.flags & wire::flags::COMPAT != 0,
         body,
+    })
+}
+
+/// A procfs directory name that is a pid (decimal, no sign, no leading zero), as a pid.
+fn pid_name(name: &[u8]) -> Option<u32> {
+    let name = until_nul(name);
+    if name.is_empty() || name.len() > 10 || name[0] == b'0' || !name.iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// Name of a network io_uring opcode; `None` for one the kernel side does not report.
+fn uring_op_name(op: u32) -> Option<&'static str> {
+    use wire::uring_op as o;
+    Some(match op {
+        o::SENDMSG => "SENDMSG",
+        o::ACCEPT => "ACCEPT",
+        o::CONNECT => "CONNECT",
+        o::SEND => "SEND",
+        o::SOCKET => "SOCKET",
+        o::SEND_ZC => "SEND_ZC",
+        o::SENDMSG_ZC => "SENDMSG_ZC",
+        _ => return None,
     })
 }
 
@@ -544,7 +627,7 @@ mod tests {
             fd: 3,
             family: wire::AF_INET,
             port: 4444,
-            _pad: 0,
+            via: wire::via::CONNECT,
             addr: fixed(&[127, 0, 0, 1]),
         };
         let EventBody::Connect(c) = decode(&bytes_of(&v4)).expect("v4").body else {
@@ -566,6 +649,23 @@ mod tests {
             (c.family, c.addr),
             ("inet6", IpAddr::V6(Ipv6Addr::LOCALHOST))
         );
+        let udp = wire::ConnectEvent {
+            header: header(wire::kind::CONNECT, wire::flags::FASTOPEN),
+            via: wire::via::SENDTO,
+            ..v4
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&udp)).expect("sendto").body else {
+            panic!()
+        };
+        assert_eq!((c.via, c.fastopen, c.port), ("sendto", true, 4444));
+        let bad_via = wire::ConnectEvent {
+            via: wire::via::COUNT,
+            ..v4
+        };
+        assert!(matches!(
+            decode(&bytes_of(&bad_via)),
+            Err(DecodeError::BadField { field: "via", .. })
+        ));
         let unix = wire::ConnectEvent { family: 1, ..v4 };
         assert!(matches!(
             decode(&bytes_of(&unix)),
@@ -686,5 +786,72 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid");
         assert_eq!(v["kind"], "fork");
         assert_eq!(v["comm"], "a\n\"\u{1b}[2J\u{fffd}");
+    }
+
+    #[test]
+    fn inject_and_io_uring_round_trip() {
+        let pvw = wire::InjectEvent {
+            header: header(wire::kind::INJECT, wire::flags::COMPAT),
+            method: wire::inject::PROCESS_VM_WRITEV,
+            target_name_len: 0,
+            target_pid: 4321,
+            target_name: [0; wire::COMM_LEN],
+        };
+        let e = decode(&bytes_of(&pvw)).expect("pvw");
+        assert!(e.compat);
+        let EventBody::Inject(i) = e.body else {
+            panic!()
+        };
+        assert_eq!(
+            (i.method, i.target_pid, i.target_self),
+            ("process_vm_writev", Some(4321), false)
+        );
+        let mem = wire::InjectEvent {
+            header: header(wire::kind::INJECT, wire::flags::SELF_TARGET),
+            method: wire::inject::PROC_MEM,
+            target_name_len: 3,
+            target_pid: 0,
+            target_name: fixed(b"777"),
+        };
+        let EventBody::Inject(i) = decode(&bytes_of(&mem)).expect("mem").body else {
+            panic!()
+        };
+        assert_eq!(
+            (i.method, i.target_pid, i.target_self),
+            ("proc_mem", Some(777), true)
+        );
+        // A directory name that is no pid (or a length past the array) never becomes one.
+        for (name, len) in [
+            (&b"self"[..], 4),
+            (b"0777", 4),
+            (b"", 0),
+            (b"99999999999", 11),
+        ] {
+            let odd = wire::InjectEvent {
+                target_name: fixed(name),
+                target_name_len: len,
+                ..mem
+            };
+            let EventBody::Inject(i) = decode(&bytes_of(&odd)).expect("odd name").body else {
+                panic!()
+            };
+            assert_eq!(i.target_pid, None, "{name:?}");
+        }
+        let long = wire::InjectEvent {
+            target_name_len: wire::COMM_LEN as u32 + 1,
+            ..mem
+        };
+        assert!(decode(&bytes_of(&long)).is_err());
+        let ring = wire::IoUringEvent {
+            header: header(wire::kind::IO_URING, 0),
+            opcode: wire::uring_op::CONNECT,
+            _pad: 0,
+        };
+        let EventBody::IoUring(u) = decode(&bytes_of(&ring)).expect("uring").body else {
+            panic!()
+        };
+        assert_eq!(u.op, "CONNECT");
+        let read = wire::IoUringEvent { opcode: 22, ..ring };
+        assert!(decode(&bytes_of(&read)).is_err());
     }
 }

@@ -16,7 +16,7 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
 use procwatch_common::{ALLOW_MAX, ExeKey, config, ko, tp};
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
@@ -26,6 +26,7 @@ use super::{
     btf,
     decode::decode,
     event::{Event, EventKind},
+    ia32::{self, Ia32},
     stats::SensorStats,
     tracefs,
 };
@@ -110,6 +111,8 @@ enum Hook {
     Classic(&'static str),
     /// A BTF-enabled raw tracepoint of this name.
     Btf(&'static str),
+    /// A raw tracepoint of this name (needs the kernel's BTF offsets to read anything).
+    Raw(&'static str),
 }
 
 /// Which of two ways of seeing one thing (forks, execs) a probe belongs to.
@@ -141,7 +144,7 @@ struct ProbeSpec {
     fork: ForkWay,
 }
 
-use EventKind::{Connect, Exec, Exit, Fork, Memfd, Ptrace, WxMem};
+use EventKind::{Connect, Exec, Exit, Fork, Inject, IoUring, Memfd, Ptrace, WxMem};
 
 const fn classic(
     program: &'static str,
@@ -199,6 +202,23 @@ const PROBES: &[ProbeSpec] = &[
     classic("sys_enter_pkey_mprotect", "syscalls", &[WxMem]),
     classic("sys_enter_mmap", "syscalls", &[WxMem]),
     classic("sys_enter_memfd_create", "syscalls", &[Memfd]),
+    classic("sys_enter_process_vm_writev", "syscalls", &[Inject]),
+    // /proc/PID/mem opened for writing, judged on the opened file at syscall exit.
+    classic("sys_exit_openat", "syscalls", &[Inject]),
+    classic("sys_exit_openat2", "syscalls", &[Inject]),
+    classic("sys_exit_open", "syscalls", &[Inject]),
+    // Traffic that names its destination without connect (UDP, TCP Fast Open).
+    classic("sys_enter_sendto", "syscalls", &[Connect]),
+    classic("sys_enter_sendmsg", "syscalls", &[Connect]),
+    classic("sys_enter_sendmmsg", "syscalls", &[Connect]),
+    classic("io_uring_submit_req", "io_uring", &[IoUring]),
+    // 32-bit (int 0x80) syscalls, which no syscalls:* tracepoint sees.
+    ProbeSpec {
+        program: "raw_sys_enter",
+        hook: Hook::Raw("sys_enter"),
+        kinds: &[Ptrace, WxMem, Connect, Exec, Inject],
+        fork: ForkWay::None,
+    },
 ];
 
 impl ProbeSpec {
@@ -207,6 +227,7 @@ impl ProbeSpec {
         match self.hook {
             Hook::Classic(category) => format!("{category}:{}", self.program),
             Hook::Btf(name) => format!("tp_btf:{name}"),
+            Hook::Raw(name) => format!("raw_tp:{name}"),
         }
     }
 }
@@ -332,7 +353,10 @@ impl EbpfSensor {
             );
         }
         sensor.set_kill_policy(&opts.kill)?;
+        // Asked before the probes are attached: the child it forks is no event.
+        let ia32 = ia32::emulation();
         sensor.attach_all(&opts.kinds)?;
+        sensor.say_ia32(ia32);
         Ok(sensor)
     }
 
@@ -362,6 +386,10 @@ impl EbpfSensor {
                         ))
                     }
                 }
+                Hook::Raw(name) => match &self.kernel_offsets {
+                    Err(e) => Err(format!("no kernel BTF: {e}")),
+                    Ok(_) => attach_raw(&mut self.ebpf, spec.program, name),
+                },
                 Hook::Btf(name) => match &self.kernel_offsets {
                     Err(e) => Err(format!("no kernel BTF: {e}")),
                     Ok(_) => {
@@ -430,6 +458,25 @@ impl EbpfSensor {
             );
         }
         Ok(())
+    }
+
+    /// Says whether 32-bit (`int 0x80`) syscalls exist here and whether they are watched:
+    /// no `syscalls:*` tracepoint sees them, only the raw `sys_enter` probe.
+    fn say_ia32(&self, state: Ia32) {
+        let watched = self
+            .probes
+            .iter()
+            .find(|p| p.tracepoint == "raw_tp:sys_enter")
+            .map(|p| p.attached);
+        match (state, watched) {
+            (Ia32::Enabled, Some(true)) => info!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled; watched by raw_tp:sys_enter"
+            ),
+            (Ia32::Enabled, Some(false)) => warn!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled and raw_tp:sys_enter is not attached: ptrace, W+X, connect and exec made that way are NOT seen"
+            ),
+            (state, _) => info!(ia32_emulation = %state, "32-bit syscalls (int 0x80)"),
+        }
     }
 
     /// Probes that were tried and are not attached (`category:name` or `tp_btf:name`).
@@ -752,6 +799,18 @@ fn attach_btf(ebpf: &mut Ebpf, program: &str, name: &str, btf: &Btf) -> Result<(
     tp.load(name, btf)
         .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
     tp.attach()
+        .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
+    Ok(())
+}
+
+fn attach_raw(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    let tp: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+    tp.load()
+        .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
+    tp.attach(name)
         .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
     Ok(())
 }

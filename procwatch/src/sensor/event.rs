@@ -50,11 +50,15 @@ pub enum EventKind {
     WxMem,
     /// memfd_create().
     Memfd,
+    /// Another process's memory written without ptrace.
+    Inject,
+    /// An io_uring network request.
+    IoUring,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -62,6 +66,8 @@ impl EventKind {
         EventKind::Connect,
         EventKind::WxMem,
         EventKind::Memfd,
+        EventKind::Inject,
+        EventKind::IoUring,
     ];
 
     /// Stable name used on the command line and in JSON.
@@ -74,6 +80,8 @@ impl EventKind {
             EventKind::Connect => "connect",
             EventKind::WxMem => "wx_mem",
             EventKind::Memfd => "memfd",
+            EventKind::Inject => "inject",
+            EventKind::IoUring => "io_uring",
         }
     }
 
@@ -88,6 +96,8 @@ impl EventKind {
             EventKind::Connect => kind::CONNECT,
             EventKind::WxMem => kind::WX_MEM,
             EventKind::Memfd => kind::MEMFD,
+            EventKind::Inject => kind::INJECT,
+            EventKind::IoUring => kind::IO_URING,
         }
     }
 
@@ -120,7 +130,7 @@ impl std::str::FromStr for EventKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 UnknownKind(format!(
-                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd)"
+                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd, inject, io_uring)"
                 ))
             })
     }
@@ -163,6 +173,9 @@ pub struct Event {
     /// Set when the kernel's kill policy acted on this syscall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_action: Option<KernelAction>,
+    /// The syscall was a 32-bit one (`int 0x80`), which only the raw `sys_enter` probe sees.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compat: bool,
     /// Kind-specific fields.
     #[serde(flatten)]
     pub body: EventBody,
@@ -199,6 +212,10 @@ pub enum EventBody {
     WxMem(WxMem),
     /// memfd_create().
     Memfd(Memfd),
+    /// Another process's memory written without ptrace.
+    Inject(Inject),
+    /// An io_uring network request.
+    IoUring(IoUring),
 }
 
 impl EventBody {
@@ -212,6 +229,8 @@ impl EventBody {
             EventBody::Connect(_) => EventKind::Connect,
             EventBody::WxMem(_) => EventKind::WxMem,
             EventBody::Memfd(_) => EventKind::Memfd,
+            EventBody::Inject(_) => EventKind::Inject,
+            EventBody::IoUring(_) => EventKind::IoUring,
         }
     }
 }
@@ -328,12 +347,17 @@ pub struct Connect {
     pub addr: IpAddr,
     /// Destination port.
     pub port: u16,
+    /// How: "connect", "sendto", "sendmsg" or "sendmmsg".
+    pub via: &'static str,
+    /// A send with `MSG_FASTOPEN`: a TCP connect carrying data.
+    pub fastopen: bool,
 }
 
 /// A request for W+X memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WxMem {
-    /// "mprotect", "pkey_mprotect" or "mmap".
+    /// "mprotect", "pkey_mprotect", "mmap", "mmap2", "old_mmap", or how W+X came without
+    /// being asked for: "read_implies_exec", "shared_alias".
     pub syscall: &'static str,
     /// Address argument.
     pub start: u64,
@@ -353,4 +377,25 @@ pub struct Memfd {
     pub name: OsString,
     /// Flags given.
     pub flags: u32,
+}
+
+/// Another process's memory written without ptrace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Inject {
+    /// "process_vm_writev" or "proc_mem" (`/proc/PID/mem` opened for writing).
+    pub method: &'static str,
+    /// The target pid (or tid, for `/proc/PID/task/TID/mem`) as the writer named it; `None`
+    /// when it could not be read.
+    pub target_pid: Option<u32>,
+    /// The target memory is the writer's own (not an injection).
+    pub target_self: bool,
+}
+
+/// An io_uring network request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IoUring {
+    /// `IORING_OP_*` number.
+    pub opcode: u32,
+    /// Its name ("CONNECT", "SENDMSG", ...).
+    pub op: &'static str,
 }

@@ -963,6 +963,7 @@ fn event(
         comm: who.comm,
         start_time_ns,
         kernel_action: None,
+        compat: false,
         body,
     }
 }

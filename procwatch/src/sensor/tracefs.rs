@@ -159,6 +159,43 @@ pub const FIELDS: [(usize, &str, &str, &str); tp::COUNT] = [
         "sys_enter_memfd_create",
         "flags",
     ),
+    (
+        tp::PVW_PID,
+        "syscalls",
+        "sys_enter_process_vm_writev",
+        "pid",
+    ),
+    (tp::OPENAT_RET, "syscalls", "sys_exit_openat", "ret"),
+    (tp::OPENAT2_RET, "syscalls", "sys_exit_openat2", "ret"),
+    (tp::OPEN_RET, "syscalls", "sys_exit_open", "ret"),
+    (tp::SENDTO_FLAGS, "syscalls", "sys_enter_sendto", "flags"),
+    (tp::SENDTO_ADDR, "syscalls", "sys_enter_sendto", "addr"),
+    (
+        tp::SENDTO_ADDRLEN,
+        "syscalls",
+        "sys_enter_sendto",
+        "addr_len",
+    ),
+    (tp::SENDTO_FD, "syscalls", "sys_enter_sendto", "fd"),
+    (tp::SENDMSG_FD, "syscalls", "sys_enter_sendmsg", "fd"),
+    (tp::SENDMSG_MSG, "syscalls", "sys_enter_sendmsg", "msg"),
+    (tp::SENDMSG_FLAGS, "syscalls", "sys_enter_sendmsg", "flags"),
+    (tp::SENDMMSG_FD, "syscalls", "sys_enter_sendmmsg", "fd"),
+    (tp::SENDMMSG_MMSG, "syscalls", "sys_enter_sendmmsg", "mmsg"),
+    (tp::SENDMMSG_VLEN, "syscalls", "sys_enter_sendmmsg", "vlen"),
+    (
+        tp::SENDMMSG_FLAGS,
+        "syscalls",
+        "sys_enter_sendmmsg",
+        "flags",
+    ),
+    (
+        tp::URING_OPCODE,
+        "io_uring",
+        "io_uring_submit_req",
+        "opcode",
+    ),
+    (tp::MMAP_FD, "syscalls", "sys_enter_mmap", "fd"),
 ];
 
 /// Fields the programs can do without: `group_dead` (a leader's exit then stands for its

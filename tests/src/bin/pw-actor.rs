@@ -14,7 +14,15 @@
 //!          and PTRACE_ATTACH to "PID": the number names another process outside) |
 //!          recycle EXE [MS] (run `EXE exit 0`, reap it, wait MS milliseconds, then start
 //!          `sleep 30` under the very same pid with clone3 set_tid; prints `first <pid>` and
-//!          `impostor <pid>`)
+//!          `impostor <pid>`) |
+//!          pvm-write | proc-mem-write abs|rel|task | proc-self-mem (memory writes, see
+//!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT |
+//!          tcp-fastopen ADDR PORT | io-uring-connect ADDR PORT |
+//!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|pvm-write|connect A P|socketcall-connect A P|
+//!          sendto A P (int 0x80) | memfd-alias wx|xw | personality-rw
+#[path = "../actor_evasion.rs"]
+mod evasion;
+
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -451,6 +459,7 @@ fn act(args: &[String]) {
             let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
             say(&format!("memfd {fd}"));
         }
+        other if evasion::act(other, args) => {}
         other => {
             eprintln!("pw-actor: unknown action {other}");
             exit(2)
