@@ -10,6 +10,8 @@
 #[cfg(target_arch = "bpf")]
 mod connect;
 #[cfg(target_arch = "bpf")]
+mod doom;
+#[cfg(target_arch = "bpf")]
 mod emit;
 #[cfg(target_arch = "bpf")]
 mod maps;

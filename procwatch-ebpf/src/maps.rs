@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, config, kind};
+use procwatch_common::{
+    ALLOW_MAX, DOOMED_MAX, Doom, ExeKey, PendingArgs, PendingPtrace, config, kind,
+};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
@@ -50,3 +52,10 @@ pub static ALLOW_UID: HashMap<u32, u8> = HashMap::with_max_entries(ALLOW_MAX, 0)
 /// Not LRU: an entry lives for one syscall; when the map is full the event is sent at entry.
 #[map]
 pub static PTRACE_PENDING: HashMap<u32, PendingPtrace> = HashMap::with_max_entries(1024, 0);
+
+/// Processes condemned by a kill verdict, by tgid, with their start time: filled by userspace
+/// (the flagged process and the descendants it knows of) and by the fork probe (every child
+/// of a condemned process). Not LRU: an eviction would let a condemned process's children
+/// live; entries leave at process exit.
+#[map]
+pub static DOOMED: HashMap<u32, Doom> = HashMap::with_max_entries(DOOMED_MAX, 0);

@@ -62,6 +62,8 @@ pub struct EngineStats {
     pub alerts: u64,
     /// Alerts suppressed by the whitelist.
     pub whitelisted: u64,
+    /// Evaluations where an exception silenced at least one finding.
+    pub excepted: u64,
     /// Processes evicted from a full table.
     pub evicted: u64,
     /// Processes tracked now.
@@ -627,18 +629,34 @@ impl Engine {
     /// on a live process waits for its facts (digest, connections), read off the engine.
     fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>, gone: bool) {
         let cfg = &self.cfg;
-        let Some(p) = self.table.get_mut(pid) else {
+        let Some(p) = self.table.get(pid) else {
             return;
         };
         let findings = detect::evaluate(p, cfg);
         if findings.is_empty() {
             return;
         }
+        let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+        let user = self.users.name(p.uid).map(str::to_owned);
+        let ctx = detect::except::Context {
+            user: user.as_deref(),
+            parent_exe: parent_exe.as_deref(),
+        };
+        let (findings, silenced) = detect::except::apply(findings, p, &ctx, cfg);
+        if !silenced.is_empty() {
+            self.counts.excepted += 1;
+            debug!(pid, exceptions = ?silenced, "findings silenced by exceptions");
+        }
+        if findings.is_empty() {
+            return;
+        }
+        let Some(p) = self.table.get_mut(pid) else {
+            return;
+        };
         let verdict = score::score(findings, 0.0, cfg);
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }
-        let user = self.users.name(p.uid).map(str::to_owned);
         let whitelisted = p
             .exe_id
             .is_some_and(|id| self.allow.whitelist.contains(&id));

@@ -1,0 +1,234 @@
+//! A normal day on a server, at the default rules and exceptions (only the sweep is made
+//! faster): JVM and Node JITs, python, grep -P (PCRE JIT), an ssh and a PostgreSQL client to
+//! loopback, gcc compiling at full CPU, and a package-style replacement of a running daemon's
+//! binary make no alert for this test's own processes. Positive controls in the same run (a
+//! /tmp binary, a busy process that is no compiler, a daemon whose binary is deleted with
+//! nothing in its place) do alert, after the silence they vouch for.
+use std::{
+    collections::HashSet,
+    io::{Read, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use procwatch_tests::{Monitor, TempDir, has_rule, require_root, scratch_base, spawn_retrying};
+
+const TIMING: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
+
+/// Pids this test started; an alert is judged when its process or its parent is one.
+#[derive(Clone, Default)]
+struct Mine(Arc<Mutex<HashSet<u64>>>);
+
+impl Mine {
+    fn add(&self, pid: u32) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(u64::from(pid));
+        }
+    }
+
+    fn owns(&self, alert: &serde_json::Value) -> bool {
+        let Ok(s) = self.0.lock() else { return false };
+        [&alert["pid"], &alert["ppid"]]
+            .iter()
+            .any(|p| p.as_u64().is_some_and(|p| s.contains(&p)))
+    }
+
+    /// Runs `cmd` to completion; returns whether it succeeded.
+    fn run(&self, cmd: &mut Command) -> bool {
+        let mut child = spawn_retrying(cmd.stdin(Stdio::null()).stdout(Stdio::null()));
+        self.add(child.id());
+        child.wait().is_ok_and(|s| s.success())
+    }
+
+    fn spawn(&self, cmd: &mut Command) -> Child {
+        let child = spawn_retrying(cmd.stdin(Stdio::null()).stdout(Stdio::null()));
+        self.add(child.id());
+        child
+    }
+}
+
+/// A loopback server on `port` that greets with `banner` and closes each connection.
+fn server(port: u16, banner: &'static [u8]) -> Option<std::thread::JoinHandle<()>> {
+    let l = TcpListener::bind(("127.0.0.1", port)).ok()?;
+    Some(std::thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((mut s, _)) = l.accept() else { break };
+            let _ = s.write_all(banner);
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+        }
+    }))
+}
+
+/// A C file that keeps cc1 busy at -O2 for a few seconds.
+fn heavy_c(dir: &Path) -> PathBuf {
+    let mut src = String::new();
+    for i in 0..1500 {
+        src.push_str(&format!(
+            "int f{i}(int x) {{ int s = {i}; for (int j = 0; j < x; j++) {{ s = s * 31 + j * {i} ^ (s >> 3); if (s % 7 == {m}) s += f{p}(j); }} return s; }}\n",
+            m = i % 7,
+            p = if i == 0 { 0 } else { i - 1 }
+        ));
+    }
+    src.push_str("int main(void) { return f1499(3) & 1; }\n");
+    let path = dir.join("heavy.c");
+    std::fs::write(&path, src).expect("write heavy.c");
+    path
+}
+
+fn wait_for_exe(pid: u32, name: &str) {
+    assert!(
+        procwatch_tests::eventually(Duration::from_secs(5), || {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.ends_with(name))
+        }),
+        "{name} never ran"
+    );
+}
+
+#[test]
+fn a_normal_day_makes_no_alert_and_the_controls_do() {
+    require_root!();
+    let m = Monitor::start(TIMING, &[]);
+    let mine = Mine::default();
+    let dir = TempDir::new_in(&scratch_base(), "normal-day");
+
+    // JIT runtimes.
+    if Path::new("/usr/bin/java").exists() {
+        assert!(mine.run(Command::new("java").arg("-version").stderr(Stdio::null())));
+        let src = dir.0.join("Hot.java");
+        std::fs::write(
+            &src,
+            "public class Hot { static long f(long x) { return x * 31 + (x >>> 3); }\n\
+             public static void main(String[] a) { long s = 0;\n\
+             for (long i = 0; i < 200_000_000L; i++) s = f(s ^ i);\n\
+             System.out.println(s); } }\n",
+        )
+        .expect("write Hot.java");
+        assert!(mine.run(Command::new("java").arg(&src)), "java Hot.java");
+    }
+    if Path::new("/usr/bin/node").exists() {
+        assert!(mine.run(Command::new("node").args([
+            "-e",
+            "let s = 0; for (let i = 0; i < 5e7; i++) s = (s * 31 + i) % 1000003; console.log(s)",
+        ])));
+    }
+    assert!(mine.run(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import re, json; print(len(json.dumps([re.sub('a+', 'b', 'caaat') for _ in range(10000)])))",
+    ])));
+    std::fs::write(dir.0.join("words"), "aaab\nfoo\n").expect("write words");
+    mine.run(
+        Command::new("/usr/bin/grep")
+            .args(["-P", "a+b$"])
+            .arg(dir.0.join("words")),
+    );
+
+    // Clients to their usual ports on loopback (servers played by this test).
+    let ssh_server = server(22, b"SSH-2.0-OpenSSH_9.2\r\n");
+    if ssh_server.is_some() && Path::new("/usr/bin/ssh").exists() {
+        mine.run(
+            Command::new("/usr/bin/ssh")
+                .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=3"])
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ])
+                .args(["-p", "22", "nobody@127.0.0.1", "true"])
+                .stderr(Stdio::null()),
+        );
+    }
+    let pg_server = server(5432, b"");
+    if pg_server.is_some() && Path::new("/usr/bin/psql").exists() {
+        mine.run(
+            Command::new("/usr/bin/psql")
+                .arg("host=127.0.0.1 port=5432 connect_timeout=3 user=x dbname=x")
+                .arg("-c")
+                .arg("select 1")
+                .env("PGPASSWORD", "x")
+                .stderr(Stdio::null()),
+        );
+    }
+
+    // A compile at full CPU.
+    let c = heavy_c(&dir.0);
+    let t0 = std::time::Instant::now();
+    assert!(
+        mine.run(
+            Command::new("gcc")
+                .args(["-O2", "-c", "-o"])
+                .arg(dir.0.join("heavy.o"))
+                .arg(&c)
+        )
+    );
+    eprintln!("gcc took {:?}", t0.elapsed());
+
+    // A package upgrade: the running daemon's binary replaced the way dpkg does (new file
+    // written beside it, renamed over it), in root-owned directories.
+    let pkg = dir.0.join("pkg-bin");
+    std::fs::create_dir_all(&pkg).expect("mkdir pkg-bin");
+    let daemon = pkg.join("pw-daemon");
+    std::fs::copy("/usr/bin/sleep", &daemon).expect("install daemon");
+    let mut upgraded = mine.spawn(Command::new(&daemon).arg("60"));
+    wait_for_exe(upgraded.id(), "pw-daemon");
+    let staged = pkg.join("pw-daemon.dpkg-new");
+    std::fs::copy("/usr/bin/sleep", &staged).expect("stage the new version");
+    std::fs::rename(&staged, &daemon).expect("replace the running binary");
+
+    // Positive controls, after everything above had its sweeps.
+    let gone_bin = dir.0.join("pw-gone");
+    std::fs::copy("/usr/bin/sleep", &gone_bin).expect("copy");
+    let mut gone = mine.spawn(Command::new(&gone_bin).arg("60"));
+    wait_for_exe(gone.id(), "pw-gone");
+    std::fs::remove_file(&gone_bin).expect("delete the running binary");
+    let busy_bin = dir.0.join("pw-busy");
+    std::fs::copy(
+        procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor"))),
+        &busy_bin,
+    )
+    .expect("copy actor");
+    let mut busy = mine.spawn(Command::new(&busy_bin).args(["busy", "5"]));
+    let tmp = TempDir::new_in("/tmp", "normal-day");
+    let control = tmp.copy_exe(Path::new("/bin/true"), "control");
+    assert!(mine.run(&mut Command::new(&control)));
+
+    let gone_alert = m.expect_rule(gone.id(), "deleted_exe");
+    let busy_alert = m.expect_rule(busy.id(), "high_cpu");
+    let tmp_alerts = m.wait_alert(Duration::from_secs(15), |a| {
+        has_rule(a, "tmp_exe") && mine.owns(a)
+    });
+    for c in [&mut upgraded, &mut gone, &mut busy] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    if let Some(s) = ssh_server {
+        let _ = std::net::TcpStream::connect("127.0.0.1:22");
+        let _ = std::net::TcpStream::connect("127.0.0.1:22");
+        let _ = s.join();
+    }
+    if let Some(s) = pg_server {
+        let _ = std::net::TcpStream::connect("127.0.0.1:5432");
+        let _ = std::net::TcpStream::connect("127.0.0.1:5432");
+        let _ = s.join();
+    }
+    assert!(
+        tmp_alerts.is_some(),
+        "positive control: the /tmp binary did not alert"
+    );
+    let controls: HashSet<u64> = [&gone_alert, &busy_alert]
+        .iter()
+        .filter_map(|a| a["pid"].as_u64())
+        .chain(tmp_alerts.iter().filter_map(|a| a["pid"].as_u64()))
+        .collect();
+    let noise: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| mine.owns(a) && !a["pid"].as_u64().is_some_and(|p| controls.contains(&p)))
+        .collect();
+    assert!(noise.is_empty(), "everyday software alerted: {noise:#?}");
+}
