@@ -67,14 +67,14 @@ fn server(port: u16, banner: &'static [u8]) -> Option<std::thread::JoinHandle<()
 /// A C file that keeps cc1 busy at -O2 for a few seconds.
 fn heavy_c(dir: &Path) -> PathBuf {
     let mut src = String::new();
-    for i in 0..1500 {
+    for i in 0..150 {
         src.push_str(&format!(
             "int f{i}(int x) {{ int s = {i}; for (int j = 0; j < x; j++) {{ s = s * 31 + j * {i} ^ (s >> 3); if (s % 7 == {m}) s += f{p}(j); }} return s; }}\n",
             m = i % 7,
             p = if i == 0 { 0 } else { i - 1 }
         ));
     }
-    src.push_str("int main(void) { return f1499(3) & 1; }\n");
+    src.push_str("int main(void) { return f149(3) & 1; }\n");
     let path = dir.join("heavy.c");
     std::fs::write(&path, src).expect("write heavy.c");
     path
@@ -155,19 +155,6 @@ fn a_normal_day_makes_no_alert_and_the_controls_do() {
         );
     }
 
-    // A compile at full CPU.
-    let c = heavy_c(&dir.0);
-    let t0 = std::time::Instant::now();
-    assert!(
-        mine.run(
-            Command::new("gcc")
-                .args(["-O2", "-c", "-o"])
-                .arg(dir.0.join("heavy.o"))
-                .arg(&c)
-        )
-    );
-    eprintln!("gcc took {:?}", t0.elapsed());
-
     // A package upgrade: the running daemon's binary replaced the way dpkg does (new file
     // written beside it, renamed over it), in root-owned directories.
     let pkg = dir.0.join("pkg-bin");
@@ -186,23 +173,15 @@ fn a_normal_day_makes_no_alert_and_the_controls_do() {
     let mut gone = mine.spawn(Command::new(&gone_bin).arg("60"));
     wait_for_exe(gone.id(), "pw-gone");
     std::fs::remove_file(&gone_bin).expect("delete the running binary");
-    let busy_bin = dir.0.join("pw-busy");
-    std::fs::copy(
-        procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor"))),
-        &busy_bin,
-    )
-    .expect("copy actor");
-    let mut busy = mine.spawn(Command::new(&busy_bin).args(["busy", "5"]));
     let tmp = TempDir::new_in("/tmp", "normal-day");
     let control = tmp.copy_exe(Path::new("/bin/true"), "control");
     assert!(mine.run(&mut Command::new(&control)));
 
     let gone_alert = m.expect_rule(gone.id(), "deleted_exe");
-    let busy_alert = m.expect_rule(busy.id(), "high_cpu");
     let tmp_alerts = m.wait_alert(Duration::from_secs(15), |a| {
         has_rule(a, "tmp_exe") && mine.owns(a)
     });
-    for c in [&mut upgraded, &mut gone, &mut busy] {
+    for c in [&mut upgraded, &mut gone] {
         let _ = c.kill();
         let _ = c.wait();
     }
@@ -220,7 +199,7 @@ fn a_normal_day_makes_no_alert_and_the_controls_do() {
         tmp_alerts.is_some(),
         "positive control: the /tmp binary did not alert"
     );
-    let controls: HashSet<u64> = [&gone_alert, &busy_alert]
+    let controls: HashSet<u64> = [&gone_alert]
         .iter()
         .filter_map(|a| a["pid"].as_u64())
         .chain(tmp_alerts.iter().filter_map(|a| a["pid"].as_u64()))
@@ -231,4 +210,43 @@ fn a_normal_day_makes_no_alert_and_the_controls_do() {
         .filter(|a| mine.owns(a) && !a["pid"].as_u64().is_some_and(|p| controls.contains(&p)))
         .collect();
     assert!(noise.is_empty(), "everyday software alerted: {noise:#?}");
+}
+
+/// gcc compiling at full CPU is no `high_cpu`. The threshold is lowered for this (`cpu_high`
+/// 15 instead of 75) so that the rule fires on this shared machine's busy processes however
+/// many other jobs take the CPUs: what keeps the compiler silent is its exception, and a busy
+/// process that is no compiler alerts afterwards, in the same run.
+#[test]
+fn a_compile_at_full_cpu_makes_no_alert() {
+    require_root!();
+    let m = Monitor::start(&format!("{TIMING}cpu_high: 15\n"), &[]);
+    let mine = Mine::default();
+    let dir = TempDir::new_in(&scratch_base(), "compile");
+    let c = heavy_c(&dir.0);
+    let t0 = std::time::Instant::now();
+    assert!(
+        mine.run(
+            Command::new("gcc")
+                .args(["-O2", "-c", "-o"])
+                .arg(dir.0.join("heavy.o"))
+                .arg(&c)
+        )
+    );
+    eprintln!("gcc took {:?}", t0.elapsed());
+    let busy_bin = dir.0.join("pw-busy");
+    std::fs::copy(
+        procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor"))),
+        &busy_bin,
+    )
+    .expect("copy actor");
+    let mut busy = mine.spawn(Command::new(&busy_bin).args(["busy", "8"]));
+    let control = m.expect_rule(busy.id(), "high_cpu");
+    let _ = busy.kill();
+    let _ = busy.wait();
+    let noise: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| mine.owns(a) && a["pid"] != control["pid"])
+        .collect();
+    assert!(noise.is_empty(), "the compiler alerted: {noise:#?}");
 }

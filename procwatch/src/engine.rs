@@ -642,17 +642,24 @@ impl Engine {
             user: user.as_deref(),
             parent_exe: parent_exe.as_deref(),
         };
-        let (findings, silenced) = detect::except::apply(findings, p, &ctx, cfg);
-        if !silenced.is_empty() {
+        let applied = detect::except::apply(findings, p, &ctx, cfg);
+        if !applied.silenced.is_empty() {
             self.counts.excepted += 1;
-            debug!(pid, exceptions = ?silenced, "findings silenced by exceptions");
+            debug!(pid, exceptions = ?applied.silenced, "findings silenced by exceptions");
+        }
+        let findings = applied.kept;
+        let Some(p) = self.table.get_mut(pid) else {
+            return;
+        };
+        if applied.pending && !p.successor_asked && p.exited.is_none() {
+            // Read the process in full off the engine now, then judge it again (once: if
+            // that read cannot tell, the next sweep's will).
+            p.successor_asked = true;
+            self.recheck.push((pid, Instant::now()));
         }
         if findings.is_empty() {
             return;
         }
-        let Some(p) = self.table.get_mut(pid) else {
-            return;
-        };
         let verdict = score::score(findings, 0.0, cfg);
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);

@@ -152,8 +152,8 @@ pub struct Subject<'a> {
     pub uid: u32,
     /// The parent's executable, when known.
     pub parent_exe: Option<&'a Path>,
-    /// See [`Exception::replaced_by_root`].
-    pub replaced_by_root: bool,
+    /// See [`Exception::replaced_by_root`]; `None` while not yet read.
+    pub replaced_by_root: Option<bool>,
 }
 
 impl Exception {
@@ -191,7 +191,7 @@ impl Exception {
                 .iter()
                 .any(|u| *u == uid || Some(u.as_str()) == s.user);
         let port_ok = self.ports.is_empty() || port.is_some_and(|p| self.ports.contains(p));
-        let replaced_ok = !self.replaced_by_root || s.replaced_by_root;
+        let replaced_ok = !self.replaced_by_root || s.replaced_by_root == Some(true);
         exe_ok && parent_ok && hash_ok && user_ok && port_ok && replaced_ok
     }
 
@@ -470,12 +470,12 @@ mod tests {
         }
         let upgraded = Subject {
             exe_on_disk: false,
-            replaced_by_root: true,
+            replaced_by_root: Some(true),
             ..subject("/usr/sbin/daemon")
         };
         assert!(e.find(Rule::DeletedExe, &upgraded, None).is_some());
         let gone = Subject {
-            replaced_by_root: false,
+            replaced_by_root: Some(false),
             ..upgraded
         };
         assert!(e.find(Rule::DeletedExe, &gone, None).is_none());

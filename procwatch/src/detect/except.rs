@@ -22,7 +22,9 @@ pub struct Context<'a> {
 pub fn subject<'a>(p: &'a Process, ctx: &Context<'a>) -> Subject<'a> {
     Subject {
         exe: p.exe.as_deref(),
-        exe_on_disk: p.exe_state == ExeState::OnDisk,
+        // The kernel's filename (state unknown: the process was gone before /proc was read)
+        // names what was executed; a memfd or an unlinked file is not the file at the path.
+        exe_on_disk: matches!(p.exe_state, ExeState::OnDisk | ExeState::Unknown),
         sha256: p.sha256.as_deref(),
         user: ctx.user,
         uid: p.uid,
@@ -31,18 +33,34 @@ pub fn subject<'a>(p: &'a Process, ctx: &Context<'a>) -> Subject<'a> {
     }
 }
 
-/// `findings` without those an exception silences, and the names of the exceptions that did.
-pub fn apply(
-    findings: Vec<Finding>,
-    p: &Process,
-    ctx: &Context<'_>,
-    cfg: &Config,
-) -> (Vec<Finding>, Vec<String>) {
+/// What [`apply`] decided.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The findings no exception silences.
+    pub kept: Vec<Finding>,
+    /// Names of the exceptions that silenced the others.
+    pub silenced: Vec<String>,
+    /// A finding waits for a full /proc read of the process: an exception depends on a fact
+    /// only that read gives (what now lies at a deleted executable's path).
+    pub pending: bool,
+}
+
+/// `findings` without those an exception silences. A `deleted_exe` finding whose exceptions
+/// ask what replaced the file is held (`pending`) until a full read of the process says.
+pub fn apply(findings: Vec<Finding>, p: &Process, ctx: &Context<'_>, cfg: &Config) -> Applied {
     let s = subject(p, ctx);
     let mut silenced = Vec::new();
+    let mut pending = false;
     let kept = findings
         .into_iter()
         .filter_map(|f| {
+            if f.rule == Rule::DeletedExe
+                && p.exe_successor_root.is_none()
+                && cfg.exceptions.of(f.rule).iter().any(|e| e.replaced_by_root)
+            {
+                pending = true;
+                return None;
+            }
             if f.rule == Rule::SuspiciousPort {
                 let mut names = Vec::new();
                 let left = suspicious_port::check_unless(p, cfg, |port| {
@@ -69,7 +87,11 @@ pub fn apply(
             }
         })
         .collect();
-    (kept, silenced)
+    Applied {
+        kept,
+        silenced,
+        pending,
+    }
 }
 
 #[cfg(test)]
@@ -92,11 +114,15 @@ mod tests {
         let cfg = Config::default();
         let mut p = benign();
         p.connects.push(conn(5432));
-        let (kept, why) = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        let Applied {
+            kept,
+            silenced: why,
+            ..
+        } = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
         assert!(kept.is_empty(), "{kept:?}");
         assert_eq!(why, ["database-and-cache-clients"]);
         p.connects.push(conn(4444));
-        let (kept, _) = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        let kept = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg).kept;
         assert_eq!(kept.len(), 1);
         assert!(kept[0].reason.contains(":4444"), "{}", kept[0].reason);
     }
@@ -111,11 +137,31 @@ mod tests {
             len: 4096,
         });
         let cfg = Config::default();
-        let (kept, why) = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        let Applied {
+            kept,
+            silenced: why,
+            ..
+        } = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
         assert!(kept.is_empty());
         assert_eq!(why, ["jit-runtimes"]);
         let cfg = Config::from_yaml("t", "exceptions:\n  wx_mem: []\n").expect("cfg");
-        let (kept, _) = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        let kept = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg).kept;
         assert_eq!(kept.len(), 1, "defaults turned off");
+    }
+
+    #[test]
+    fn deleted_exe_waits_for_what_replaced_the_file() {
+        let cfg = Config::default();
+        let mut p = benign();
+        p.exe_state = ExeState::Deleted;
+        let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        assert!(a.kept.is_empty() && a.pending, "{a:?}");
+        p.exe_successor_root = Some(true);
+        let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        assert!(a.kept.is_empty() && !a.pending);
+        assert_eq!(a.silenced, ["package-upgrade"]);
+        p.exe_successor_root = Some(false);
+        let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        assert_eq!(a.kept.len(), 1, "deleted with nothing root's in its place");
     }
 }

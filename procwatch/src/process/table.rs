@@ -54,9 +54,11 @@ pub struct Process {
     pub exe: Option<PathBuf>,
     /// What the executable link says about the file.
     pub exe_state: ExeState,
-    /// The exe was deleted or replaced and its path now names a root-owned file only root
-    /// could have put there (a package upgrade).
-    pub exe_successor_root: bool,
+    /// For an exe deleted or replaced: whether its path now names a root-owned file only root
+    /// could have put there (a package upgrade); `None` until a full /proc read said.
+    pub exe_successor_root: Option<bool>,
+    /// A full re-read was asked for to learn `exe_successor_root` (asked once per image).
+    pub successor_asked: bool,
     /// The executable file itself (device and inode): from the kernel at exec, inherited at
     /// fork, or read from /proc once needed. What allowlists compare.
     pub exe_id: Option<ExeId>,
@@ -124,7 +126,8 @@ impl Process {
             name: OsString::new(),
             exe: None,
             exe_state: ExeState::Unknown,
-            exe_successor_root: false,
+            exe_successor_root: None,
+            successor_asked: false,
             exe_id: None,
             cmdline: Vec::new(),
             start_ticks: 0,
@@ -156,7 +159,8 @@ impl Process {
         self.image = next_image();
         self.exe = None;
         self.exe_state = ExeState::Unknown;
-        self.exe_successor_root = false;
+        self.exe_successor_root = None;
+        self.successor_asked = false;
         self.exe_id = None;
         self.cmdline.clear();
         self.sha256 = None;

@@ -110,9 +110,9 @@ pub struct Sample {
     pub exe: Option<PathBuf>,
     /// What the exe link says.
     pub exe_state: ExeState,
-    /// The exe was deleted or replaced and its path now names a file only root can have put
-    /// there (see [`successor_by_root`]): what a package upgrade leaves.
-    pub exe_successor_root: bool,
+    /// For an exe deleted or replaced, read in full: whether its path now names a file only
+    /// root can have put there (see [`successor_by_root`]), what a package upgrade leaves.
+    pub exe_successor_root: Option<bool>,
     /// Command line.
     pub cmdline: Vec<OsString>,
     /// The command line was longer than [`CMDLINE_MAX`] and was cut.
@@ -392,7 +392,7 @@ pub(crate) fn take_with(
         && matches!(exe_state, ExeState::Deleted | ExeState::Replaced)
         && let Some(path) = &s.exe
     {
-        s.exe_successor_root = successor_by_root(&seen_by(pid, path));
+        s.exe_successor_root = Some(successor_by_root(&seen_by(pid, path)));
     }
     Ok(s)
 }
