@@ -15,6 +15,9 @@ use std::{
 
 use tracing::debug;
 
+mod doom;
+pub use doom::Condemned;
+
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
@@ -120,6 +123,11 @@ pub struct Engine {
     next_job: u64,
     waiting: HashMap<u64, Waiting>,
     queue: VecDeque<Queued>,
+    /// Processes condemned by kill verdicts (and their descendants).
+    doomed: doom::Doomed,
+    /// Condemned by a fork seen after the verdict: killed by whoever drains
+    /// [`Engine::take_condemned`], not by the action stage.
+    late: Vec<Condemned>,
 }
 
 impl Engine {
@@ -141,6 +149,8 @@ impl Engine {
             next_job: 1,
             waiting: HashMap::new(),
             queue: VecDeque::new(),
+            doomed: doom::Doomed::default(),
+            late: Vec::new(),
         }
     }
 
@@ -175,6 +185,26 @@ impl Engine {
         }
         cfg.user_whitelisted(a.user.as_deref(), a.uid)
             .then(|| "exempt: whitelisted user".into())
+    }
+
+    /// Condemns the flagged process `f` and every live descendant the table knows (those the
+    /// exemptions allow); returns the descendants, for the action stage to kill.
+    pub fn condemn(&mut self, f: &Flagged) -> Vec<Condemned> {
+        let root = Condemned {
+            pid: f.alert.pid,
+            start_ticks: f.start_ticks,
+        };
+        if root.start_ticks == 0 {
+            return Vec::new();
+        }
+        self.doomed
+            .condemn_tree(root, &self.table, &self.allow, &self.cfg, &mut self.users)
+    }
+
+    /// Every process condemned since the last call (for the kernel's map), and, second, those
+    /// of them only a fork seen after the verdict condemned: nobody else kills these.
+    pub fn take_condemned(&mut self) -> (Vec<Condemned>, Vec<Condemned>) {
+        (self.doomed.take_new(), std::mem::take(&mut self.late))
     }
 
     /// The process table (read-only).
@@ -322,6 +352,7 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
+                child.fork_parent = f.parent_tgid;
                 if let Some((
                     (uid, gid),
                     name,
@@ -345,9 +376,23 @@ impl Engine {
                     // The child starts where its parent is: a relative exec resolves against it.
                     child.cwd = cwd;
                 }
+                if let (Some(parent), Some(child)) =
+                    (self.table.get(f.parent_tgid), self.table.get(f.child_tgid))
+                {
+                    let before = self.doomed.contains(child.pid, child.start_ticks);
+                    self.doomed
+                        .on_fork(parent, child, &self.allow, &self.cfg, &mut self.users);
+                    if !before && self.doomed.contains(child.pid, child.start_ticks) {
+                        self.late.push(Condemned {
+                            pid: child.pid,
+                            start_ticks: child.start_ticks,
+                        });
+                    }
+                }
                 return;
             }
             EventBody::Exit(_) => {
+                self.doomed.on_exit(pid);
                 self.table.mark_exited(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.

@@ -20,7 +20,7 @@ use crate::{
     alert::{Action, ActionBy, Alert},
     cli::DetectArgs,
     config::{Config, RuleAction},
-    engine::{Engine, Flagged},
+    engine::{Condemned, Engine, Flagged},
     offload,
     output::Outputs,
 };
@@ -83,6 +83,8 @@ pub struct Prepared {
     pub exemption: Option<String>,
     /// What the alert's rules call for under the config in force.
     pub intent: Intent,
+    /// Live descendants condemned with the process (killed after it, each by pid + start).
+    pub descendants: Vec<Condemned>,
 }
 
 /// What an alert calls for: per-rule `actions:` over the command line's default, and the kill
@@ -125,8 +127,10 @@ impl Intent {
     }
 }
 
-/// Decides, with the engine's table, what the action stage cannot know on its own.
-pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Vec<Prepared> {
+/// Decides, with the engine's table, what the action stage cannot know on its own. A process
+/// that is to be killed (here, or already in the kernel) is condemned with its descendants
+/// (see `engine::doom`): they die with it.
+pub fn prepare(flagged: Vec<Flagged>, engine: &mut Engine, policy: &ActPolicy) -> Vec<Prepared> {
     flagged
         .into_iter()
         .map(|flagged| {
@@ -135,11 +139,24 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Ve
                 .is_none_or(|root| engine.descends_from(flagged.alert.pid, root));
             let exemption = engine.kill_exemption(&flagged);
             let intent = Intent::of(&flagged.alert, engine.config(), policy);
+            let a = &flagged.alert;
+            let dies = a.action == Action::Killed || (intent.kill && a.action == Action::Alert);
+            let condemn = dies
+                && in_scope
+                && exemption.is_none()
+                && !flagged.kernel_thread
+                && flagged.start_ticks != 0;
+            let descendants = if condemn {
+                engine.condemn(&flagged)
+            } else {
+                Vec::new()
+            };
             Prepared {
                 flagged,
                 in_scope,
                 exemption,
                 intent,
+                descendants,
             }
         })
         .collect()
@@ -148,12 +165,15 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Ve
 /// Acts on every flagged process and writes its alert. Returns true when the run must stop.
 pub async fn deliver(
     flagged: Vec<Flagged>,
-    engine: &Engine,
+    engine: &mut Engine,
     policy: &ActPolicy,
     outputs: &Outputs,
     tally: &mut Tally,
 ) -> bool {
-    deliver_prepared(prepare(flagged, engine, policy), policy, outputs, tally).await
+    let prepared = prepare(flagged, engine, policy);
+    // No kernel map and no fork events here: the descendants found are killed by `act`.
+    let _ = engine.take_condemned();
+    deliver_prepared(prepared, policy, outputs, tally).await
 }
 
 async fn deliver_prepared(
@@ -225,6 +245,7 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         in_scope,
         exemption,
         intent,
+        descendants,
     } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
@@ -281,6 +302,23 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
             Ok(()) => info!(pid = alert.pid, "killed flagged process"),
             Err(e) => warn!(pid = alert.pid, error = %e, "did not kill flagged process"),
         }
+    }
+    if !descendants.is_empty() {
+        let killed = kill::kill_descendants(&descendants);
+        let note = format!(
+            "descendants killed: {} of {} ({})",
+            killed.len(),
+            descendants.len(),
+            killed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        alert.action_reason = Some(match alert.action_reason.take() {
+            Some(why) => format!("{why}; {note}"),
+            None => note,
+        });
     }
     alert
 }
@@ -379,6 +417,7 @@ mod tests {
                 dump: true,
                 note: None,
             },
+            descendants: Vec::new(),
         }
     }
 

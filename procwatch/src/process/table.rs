@@ -44,6 +44,9 @@ pub struct Process {
     pub pid: u32,
     /// Parent pid (0 when unknown).
     pub ppid: u32,
+    /// The process that forked this one, as the kernel reported the fork (0 when the fork
+    /// was not seen); unlike `ppid` it stays when the process is re-parented.
+    pub fork_parent: u32,
     /// Real uid.
     pub uid: u32,
     /// Real gid.
@@ -121,6 +124,7 @@ impl Process {
         Self {
             pid,
             ppid: 0,
+            fork_parent: 0,
             uid: u32::MAX,
             gid: u32::MAX,
             name: OsString::new(),
