@@ -4,7 +4,7 @@
 //! itself, so `bpf_send_signal` there kills it before it runs one instruction of its own: a
 //! child cannot outrun user space, however fast its parent forks, exits or detaches it.
 use aya_ebpf::{helpers::generated, macros::tracepoint, programs::TracePointContext};
-use procwatch_common::Doom;
+use procwatch_common::{Doom, config};
 
 use crate::{
     emit,
@@ -35,6 +35,9 @@ fn kill_if_doomed() {
         return;
     }
     let (_, tgid) = emit::current();
+    if tgid <= 1 || emit::is_self(tgid) || u64::from(tgid) == emit::config(config::PARENT_TGID) {
+        return;
+    }
     if doom_of(tgid, task::current()).is_some() {
         // SAFETY: plain helper call; it signals the current process only.
         unsafe { generated::bpf_send_signal(SIGKILL) };
@@ -46,6 +49,13 @@ fn kill_if_doomed() {
 /// new thread, which dies with its process.
 #[inline(always)]
 pub fn on_fork(parent_tgid: u32, child_tgid: u32, child_start_ns: u64) {
+    // Never init, procwatch or its parent, whatever the map says.
+    if parent_tgid <= 1
+        || emit::is_self(parent_tgid)
+        || u64::from(parent_tgid) == emit::config(config::PARENT_TGID)
+    {
+        return;
+    }
     let Some(d) = doom_of(parent_tgid, task::current()) else {
         return;
     };

@@ -82,6 +82,18 @@ impl Doomed {
         cfg: &Config,
         users: &mut UserNames,
     ) -> Vec<Condemned> {
+        // The root passed the kill's exemptions already; these guards are the kernel's
+        // too (init, procwatch, its parent), so the kernel never holds them condemned.
+        let me = std::process::id();
+        // SAFETY: getppid has no preconditions.
+        let parent = u32::try_from(unsafe { libc::getppid() }).unwrap_or(0);
+        if root.pid <= 1
+            || root.pid == me
+            || root.pid == parent
+            || table.get(root.pid).is_some_and(|p| p.kernel_thread)
+        {
+            return Vec::new();
+        }
         self.add(root);
         // Children by the parent they were forked by, once for the whole walk.
         let mut children: HashMap<u32, Vec<&Process>> = HashMap::new();
