@@ -35,6 +35,7 @@ fn finish(actor: Actor) -> (std::process::ExitStatus, Vec<String>) {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn kill_on_alert_kills_wx_and_ptrace_in_the_kernel() {
     require_root!();
     for action in ["mprotect-wx", "mmap-wx", "ptrace-attach"] {
@@ -64,6 +65,7 @@ fn kill_on_alert_kills_wx_and_ptrace_in_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn allowlisted_executable_survives_enforcement() {
     require_root!();
     let dir = TempDir::new_in(&scratch_base(), "allow");
@@ -109,6 +111,7 @@ fn allowlisted_executable_survives_enforcement() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn tmp_binary_is_killed_from_user_space() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "ukill");
@@ -137,6 +140,7 @@ fn tmp_binary_is_killed_from_user_space() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn processes_outside_the_scope_are_not_killed() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "noscope");
@@ -165,6 +169,7 @@ fn processes_outside_the_scope_are_not_killed() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn stop_on_alert_exits_after_exactly_one_complete_alert() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "stop");
@@ -187,6 +192,7 @@ fn stop_on_alert_exits_after_exactly_one_complete_alert() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_applies() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "hup");
@@ -235,6 +241,7 @@ fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_applies() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn sigterm_under_a_stream_of_alerts_loses_none() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "stream");
@@ -267,6 +274,7 @@ fn sigterm_under_a_stream_of_alerts_loses_none() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn daemon_mode_detaches_writes_a_pid_file_and_cleans_up() {
     require_root!();
     let dir = TempDir::new_in(&scratch_base(), "daemon");
@@ -342,6 +350,7 @@ fn daemon_mode_detaches_writes_a_pid_file_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn readiness_is_sent_to_notify_socket() {
     require_root!();
     let dir = TempDir::new_in(&scratch_base(), "notify");
@@ -370,7 +379,10 @@ fn readiness_is_sent_to_notify_socket() {
 #[test]
 fn the_systemd_unit_verifies() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("SKIP: systemd-analyze is not installed, the unit cannot be verified here");
+        procwatch_tests::skip(
+            "the_systemd_unit_verifies",
+            "systemd-analyze is not installed, the unit cannot be verified here",
+        );
         return;
     };
     assert!(out.status.success());
@@ -412,6 +424,7 @@ fn sha256_of(path: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn kill_with_dump_freezes_dumps_the_deleted_executable_then_kills() {
     require_root!();
     let dir = TempDir::new_in(&scratch_base(), "dumpkill");
@@ -475,13 +488,14 @@ fn kill_with_dump_freezes_dumps_the_deleted_executable_then_kills() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn hostile_names_keep_every_record_whole_and_the_dump_inside_dir() {
     use std::os::unix::ffi::OsStrExt;
     require_root!();
     let dir = TempDir::new_in("/tmp", "hostile");
     let name = std::ffi::OsStr::from_bytes(b"evil\n\"q\x1b[2J\xff..");
     let exe = dir.0.join(name);
-    std::fs::copy(actor(), &exe).expect("copy under a hostile name");
+    procwatch_tests::install_exe(&actor(), &exe);
     let dumps = TempDir::new_in(&scratch_base(), "hostile-dumps");
     let log = dumps.0.join("procwatch.log");
     let config = format!("{FAST}outputs:\n  log_file: {}\n", log.display());

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use procwatch_tests::{Monitor, TempDir, eventually, has_rule, require_root};
+use procwatch_tests::{Monitor, TempDir, has_rule, require_root};
 
 /// Fast state checks so sweep-based rules fire within a second or two.
 const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
@@ -31,6 +31,7 @@ fn run(program: &Path, args: &[&str]) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn tmp_exe_in_tmp_var_tmp_and_dev_shm() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -54,6 +55,7 @@ fn tmp_exe_in_tmp_var_tmp_and_dev_shm() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn deleted_exe_while_running() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -77,6 +79,7 @@ fn deleted_exe_while_running() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn fileless_exec_from_memfd() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -99,6 +102,7 @@ fn fileless_exec_from_memfd() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn wx_memory_via_mprotect_and_mmap() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -116,6 +120,7 @@ fn wx_memory_via_mprotect_and_mmap() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn ptrace_attach_to_another_process() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -126,6 +131,7 @@ fn ptrace_attach_to_another_process() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn connect_to_unlisted_port_on_loopback() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -144,13 +150,15 @@ fn connect_to_unlisted_port_on_loopback() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn connecting_to_a_listed_port_does_not_alert() {
     require_root!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let m = Monitor::start(&format!("{FAST}ports: \"53,80,443,{port}\"\n"), &[]);
     let pid = run(&actor(), &["connect", "127.0.0.1", &port.to_string()]);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Positive control: a later process's alert means the connect was already judged.
+    m.sync_events();
     assert!(
         m.alerts().iter().all(|a| a["pid"] != pid),
         "{:#?}",
@@ -165,6 +173,7 @@ fn accept_one(listener: TcpListener) -> std::thread::JoinHandle<Option<std::net:
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn reverse_shell_with_socket_stdio() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -214,12 +223,17 @@ fn reverse_shell_with_socket_stdio() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn busy_loop_is_high_cpu() {
     require_root!();
     // 25 %: a busy loop shares 2 CPUs with the rest of the test suite; the threshold itself
     // is unit-tested exactly in detect::high_cpu.
     let m = Monitor::start(&format!("{FAST}cpu_high: 25\n"), &[]);
-    let mut child = Command::new(actor())
+    // At the highest priority, so a machine loaded by other work still gives it its share
+    // (`nice` execs the actor: same pid).
+    let mut child = Command::new("nice")
+        .args(["-n", "-20"])
+        .arg(actor())
         .args(["busy", "12"])
         .stdout(Stdio::null())
         .spawn()
@@ -232,6 +246,7 @@ fn busy_loop_is_high_cpu() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn empty_command_line_with_min_score_override() {
     require_root!();
     // empty_cmdline weighs 2, under the default min_score of 3: --min-score 1 lets it alert.
@@ -247,6 +262,7 @@ fn empty_command_line_with_min_score_override() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn sigterm_exits_zero_with_a_summary() {
     require_root!();
     let m = Monitor::start(FAST, &[]);
@@ -265,5 +281,4 @@ fn sigterm_exits_zero_with_a_summary() {
             .is_some_and(|n| n >= alerts),
         "{summary:#}"
     );
-    assert!(eventually(Duration::from_secs(1), || true));
 }

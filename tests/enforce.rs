@@ -72,6 +72,7 @@ fn killed_by_sigkill(status: &std::process::ExitStatus) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn wx_mprotect_is_killed_before_the_next_line() {
     require_root!();
     for action in ["mprotect-wx", "mmap-wx", "pkey-mprotect-wx"] {
@@ -93,6 +94,7 @@ async fn wx_mprotect_is_killed_before_the_next_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn ptrace_attach_is_killed_before_the_next_line() {
     require_root!();
     for action in ["ptrace-attach", "ptrace-seize"] {
@@ -114,6 +116,7 @@ async fn ptrace_attach_is_killed_before_the_next_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn descendants_of_the_scope_are_killed_too() {
     require_root!();
     let (_sensor, _, status, lines) =
@@ -128,6 +131,7 @@ async fn descendants_of_the_scope_are_killed_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn allowlisted_executable_and_its_children_survive() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "allow");
@@ -174,6 +178,7 @@ async fn allowlisted_executable_and_its_children_survive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn policy_off_or_out_of_scope_kills_nothing() {
     require_root!();
     let (_s, _, status, lines) =
@@ -199,6 +204,7 @@ async fn policy_off_or_out_of_scope_kills_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn whitelisted_users_are_exempt_in_the_kernel() {
     require_root!();
     const NOBODY: u32 = 65534;
@@ -250,6 +256,7 @@ fn spawn_started_under_shell(program: &Path, args: &[&str]) -> (Actor, u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn processes_that_predate_the_policy_get_their_exemption_and_scope() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "predate");
@@ -320,6 +327,7 @@ async fn processes_that_predate_the_policy_get_their_exemption_and_scope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn an_allowlisted_file_is_exempt_under_any_name_and_a_copy_is_not() {
     require_root!();
     let dir = TempDir::new_in("/tmp", "names");
@@ -361,6 +369,7 @@ async fn an_allowlisted_file_is_exempt_under_any_name_and_a_copy_is_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn a_killed_attach_is_reported_at_exit_with_the_task_it_really_attached() {
     require_root!();
     let (mut sensor, pid, status, lines) =

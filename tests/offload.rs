@@ -176,10 +176,11 @@ fn run(exe: &Path, args: &[&str]) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn hung_reads_are_abandoned_and_detection_goes_on() {
     require_root!();
     if let Some(why) = fuse_missing() {
-        eprintln!("SKIP hung_reads_are_abandoned_and_detection_goes_on: {why}");
+        procwatch_tests::skip("hung_reads_are_abandoned_and_detection_goes_on", &why);
         return;
     }
     let bash = Path::new("/bin/bash");
@@ -194,7 +195,10 @@ fn hung_reads_are_abandoned_and_detection_goes_on() {
         std::fs::metadata(bash).expect("bash").len()
     );
     let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:443") else {
-        eprintln!("SKIP hung_reads_are_abandoned_and_detection_goes_on: 127.0.0.1:443 is taken");
+        procwatch_tests::skip(
+            "hung_reads_are_abandoned_and_detection_goes_on",
+            "127.0.0.1:443 is taken",
+        );
         return;
     };
     let script =
@@ -313,6 +317,7 @@ fn hung_reads_are_abandoned_and_detection_goes_on() {
 /// while on the host `DIR/tool` is another file: it is not "replaced". A file deleted inside
 /// that namespace is still "deleted".
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_container_process_is_judged_by_its_own_files() {
     require_root!();
     let dir = TempDir::new_in(&scratch_base(), "mntns");

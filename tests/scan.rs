@@ -25,11 +25,11 @@ impl Drop for Sleeper {
 }
 
 fn sleeper(exe: &Path) -> Sleeper {
-    let child = procwatch_tests::spawn_retrying(
-        Command::new(exe)
-            .args(["sleep", "60"])
-            .stdout(Stdio::null()),
-    );
+    let child = Command::new(exe)
+        .args(["sleep", "60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     std::thread::sleep(std::time::Duration::from_millis(200));
     Sleeper(child)
 }
@@ -57,6 +57,7 @@ fn scan(args: &[&str], home: &Path) -> (std::process::ExitStatus, Vec<serde_json
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn one_sweep_flags_tmp_and_deleted_executables_as_jsonl_on_stdout() {
     require_root!();
     let home = TempDir::new_in(&scratch_base(), "scan-home");
@@ -85,6 +86,7 @@ fn one_sweep_flags_tmp_and_deleted_executables_as_jsonl_on_stdout() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn interval_repeats_without_repeating_alerts() {
     require_root!();
     let home = TempDir::new_in(&scratch_base(), "scan-home");
@@ -98,6 +100,7 @@ fn interval_repeats_without_repeating_alerts() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn stop_on_alert_exits_three_after_one_alert() {
     require_root!();
     let home = TempDir::new_in(&scratch_base(), "scan-home");

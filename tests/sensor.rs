@@ -18,6 +18,7 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn exec_of_copied_binary_carries_filename_argv_and_ppid() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -62,6 +63,7 @@ async fn exec_of_copied_binary_carries_filename_argv_and_ppid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn exec_of_long_argv_is_truncated_and_flagged() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -88,6 +90,7 @@ async fn exec_of_long_argv_is_truncated_and_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn fork_and_exit_with_status() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -122,6 +125,7 @@ async fn fork_and_exit_with_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn threads_are_not_reported_as_forks() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -145,6 +149,7 @@ async fn threads_are_not_reported_as_forks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn ptrace_attach_and_seize_name_the_target() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -175,6 +180,7 @@ async fn ptrace_attach_and_seize_name_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn connect_over_ipv4_and_ipv6_loopback() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -208,6 +214,7 @@ async fn connect_over_ipv4_and_ipv6_loopback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn wx_memory_via_mprotect_mmap_and_pkey_mprotect() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -240,6 +247,7 @@ async fn wx_memory_via_mprotect_mmap_and_pkey_mprotect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn memfd_create_carries_its_name() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -257,6 +265,7 @@ async fn memfd_create_carries_its_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn no_event_is_lost_or_malformed_in_a_burst_of_execs() {
     require_root!();
     let mut sensor = LiveSensor::start(KillPolicy::default());
@@ -294,6 +303,7 @@ fn proc_start(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn start_times_and_the_executed_file_come_from_the_kernel() {
     require_root!();
     use procwatch::identity::{ExeId, ticks_from_boot_ns};
@@ -388,6 +398,7 @@ fn format_offset(category: &str, name: &str, field: &str) -> Option<u32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn loader_passes_the_format_files_offsets_and_btf_offsets() {
     require_root!();
     use procwatch::sensor::tracefs::FIELDS;

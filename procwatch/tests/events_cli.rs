@@ -11,12 +11,13 @@ use std::{
 use serde_json::Value;
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn events_stream_is_jsonl_of_requested_kinds_and_sigint_prints_counts() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: procwatch events needs root to load eBPF programs");
-        return;
-    }
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "procwatch events needs root to load eBPF programs"
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_procwatch"))
         .args(["events", "--sensor", "ebpf", "--kinds", "exec,connect"])
         .stdin(Stdio::null())
@@ -121,19 +122,27 @@ fn events_stream_is_jsonl_of_requested_kinds_and_sigint_prints_counts() {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn without_privilege_the_error_says_what_is_needed() {
     use std::os::unix::{fs::PermissionsExt, process::CommandExt};
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: needs root to drop to an unprivileged user");
-        return;
-    }
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "needs root to drop to an unprivileged user"
+    );
     // A copy the unprivileged user can execute wherever the checkout lives.
     let dir = std::env::temp_dir().join(format!("pw-nopriv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     let bin = dir.join("procwatch");
-    std::fs::copy(env!("CARGO_BIN_EXE_procwatch"), &bin).expect("copy");
+    // Written by a `cp` child, never by a descriptor of this multi-threaded test process, which
+    // another test's fork could inherit and make the exec below fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .args(["--preserve=mode", "--", env!("CARGO_BIN_EXE_procwatch")])
+        .arg(&bin)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp procwatch: {copied}");
     let out = Command::new(&bin)
         .args(["events", "--sensor", "ebpf", "--duration", "1"])
         .uid(65534)

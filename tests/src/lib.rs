@@ -17,18 +17,59 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Returns early from a test (printing why) when not root.
+/// The `#[ignore]` reason every root-only test carries: an unprivileged `cargo test` lists it as
+/// ignored (skipped, never passed); `cargo xtask test`, as root, runs it with `--include-ignored`.
+pub const NEEDS_ROOT: &str = "needs root (eBPF, real processes): cargo xtask test runs it as root";
+
+/// First line of a root-only test (which is also `#[ignore = "needs root ..."]`): run without
+/// root anyway (`--include-ignored` as a user), it fails rather than passing without testing.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::is_root() {
-            eprintln!(
-                "SKIP {}: needs root (eBPF programs and real processes)",
-                module_path!()
-            );
-            return;
-        }
+        assert!(
+            $crate::is_root(),
+            "{}: needs root (eBPF programs and real processes); unprivileged runs list it as ignored",
+            module_path!()
+        );
     };
+}
+
+/// Records that the running test could not run here (the machine lacks `why`), for `cargo xtask
+/// test` to count as skipped rather than passed; the caller returns right after.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIP {test}: {why}");
+    if let Some(file) = std::env::var_os("PROCWATCH_TEST_SKIPS") {
+        let line = format!("{test}\t{}\n", why.replace(['\n', '\t'], " "));
+        // One write() of a short line to an O_APPEND file: lines from parallel tests never
+        // interleave.
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
+/// Writes `dst` as a copy of `src` (mode kept) through a `cp` child process, never through a file
+/// descriptor of the test process: another test thread forking at that moment would inherit a
+/// writable descriptor of the new executable and make its exec fail with ETXTBSY ("Text file
+/// busy"). With the writer in its own process, which has exited before anyone runs the file, no
+/// process ever holds the file open for writing while it is executed.
+pub fn install_exe(src: &Path, dst: &Path) {
+    let status = Command::new("cp")
+        .arg("--preserve=mode")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run cp {} {}: {e}", src.display(), dst.display()));
+    assert!(
+        status.success(),
+        "cp {} {}: {status}",
+        src.display(),
+        dst.display()
+    );
 }
 
 /// The eBPF sensor loaded inside the test process, with its event channel.
@@ -216,11 +257,11 @@ impl TempDir {
         Self(dir)
     }
 
-    /// Copies `src` into the directory as `name` (mode preserved) and returns the new path.
+    /// Copies `src` into the directory as `name` (mode preserved, see [`install_exe`]) and
+    /// returns the new path.
     pub fn copy_exe(&self, src: &Path, name: &str) -> PathBuf {
         let dst = self.0.join(name);
-        std::fs::copy(src, &dst)
-            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", src.display(), dst.display()));
+        install_exe(src, &dst);
         dst
     }
 }
@@ -395,10 +436,13 @@ impl Monitor {
         }
     }
 
-    /// Every alert written so far (each line must be valid JSON and match the schema).
+    /// Every alert written so far (each line must be valid JSON and match the schema). A line
+    /// still being written (no newline yet) is left for the next call.
     pub fn alerts(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.jsonl).unwrap_or_default();
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let v: serde_json::Value =
@@ -438,6 +482,48 @@ impl Monitor {
                 self.alerts()
             )
         })
+    }
+
+    /// Event barrier: runs a `/tmp` copy of `/bin/true` and waits for its `tmp_exe` alert. The
+    /// engine handles events and releases alerts in order, so every event of a process that ended
+    /// before this call has been judged when it returns: a positive control that makes "no
+    /// alert so far" mean something (needs a config under which `tmp_exe` alerts). Returns the
+    /// barrier's pid, whose own alert the caller leaves out.
+    pub fn sync_events(&self) -> u32 {
+        let dir = TempDir::new_in("/tmp", "barrier");
+        let exe = dir.copy_exe(Path::new("/bin/true"), "pw-barrier");
+        let mut child = Command::new(&exe).spawn().expect("run the barrier");
+        let pid = child.id();
+        let _ = child.wait();
+        self.expect_rule(pid, "tmp_exe");
+        pid
+    }
+
+    /// Sweep barrier: starts a process whose executable is then deleted and waits for its
+    /// `deleted_exe` alert, which only a /proc sweep can raise: when this returns, a sweep ran
+    /// after the call began, so state-based rules had their chance at everything alive then.
+    /// Returns the barrier's pid.
+    pub fn sync_sweep(&self) -> u32 {
+        let dir = TempDir::new_in(&scratch_base(), "sweep-barrier");
+        let exe = dir.copy_exe(Path::new("/bin/sleep"), "pw-sweep-barrier");
+        let mut child = Command::new(&exe)
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run the sweep barrier");
+        let pid = child.id();
+        std::fs::remove_file(&exe).expect("delete the barrier's executable");
+        let found = self.wait_alert(Duration::from_secs(30), |a| {
+            a["pid"] == pid && has_rule(a, "deleted_exe")
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found.is_some(),
+            "no sweep within 30 s (no deleted_exe for the barrier {pid}); alerts: {:#?}",
+            self.alerts()
+        );
+        pid
     }
 
     /// The pid of the procwatch process.
@@ -540,24 +626,114 @@ pub fn stable_actor(built: &Path) -> PathBuf {
             });
         let dst = PathBuf::from(scratch_base()).join(format!("pw-actor-{tag:016x}"));
         let tmp = dst.with_extension(format!("partial-{}", std::process::id()));
-        std::fs::copy(built, &tmp)
-            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), tmp.display()));
+        install_exe(built, &tmp);
         std::fs::rename(&tmp, &dst).expect("rename the actor copy into place");
         dst
     })
     .clone()
 }
 
-/// Spawns `cmd`, retrying while the executable is busy: a file just copied by this test can be
-/// briefly held open for writing by a child another test thread forked meanwhile (ETXTBSY).
-pub fn spawn_retrying(cmd: &mut Command) -> Child {
-    for _ in 0..100 {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            other => return other.unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+/// The processes this test process started, directly or not, as the kernel reports them (exec
+/// and fork events of an eBPF sensor loaded in the test process): a test judges only these, never what
+/// other software on the machine did meanwhile.
+pub struct OwnTree {
+    members: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OwnTree {
+    /// Starts following the fork events of this process's descendants.
+    pub fn start() -> Self {
+        let members = Arc::new(std::sync::Mutex::new(std::collections::HashSet::from([
+            std::process::id(),
+        ])));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let (members, stop) = (members.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    let mut sensor = LiveSensor::start(KillPolicy::default());
+                    let _ = ready_tx.send(());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let next =
+                            tokio::time::timeout(Duration::from_millis(50), sensor.rx.recv());
+                        match next.await {
+                            Ok(Some(event)) => {
+                                // The sensor leaves out what its own process (this one) does,
+                                // forks included: a direct child is seen at its exec, which
+                                // names its parent; descendants further down by their forks.
+                                let (parent, child) = match &event.body {
+                                    procwatch::sensor::EventBody::Fork(f) => {
+                                        (f.parent_tgid, f.child_tgid)
+                                    }
+                                    procwatch::sensor::EventBody::Exec(e) => (e.ppid, event.tgid),
+                                    _ => continue,
+                                };
+                                let mut m = members.lock().expect("tree lock");
+                                if m.contains(&parent) {
+                                    m.insert(child);
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => {}
+                        }
+                    }
+                });
+            })
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the tree's sensor loads");
+        Self {
+            members,
+            stop,
+            reader: Some(reader),
         }
     }
-    panic!("spawn {cmd:?}: executable stayed busy")
+
+    /// Waits until every fork that happened before this call has been seen: forks a marker
+    /// child and waits for it to be a member.
+    pub fn sync(&self) {
+        let mut marker = Command::new("/bin/true").spawn().expect("run the marker");
+        let pid = marker.id();
+        let _ = marker.wait();
+        assert!(
+            eventually(Duration::from_secs(10), || self.contains(pid)),
+            "the fork of marker {pid} was never seen"
+        );
+    }
+
+    /// True when `pid` was started by this test process or one of its descendants.
+    pub fn contains(&self, pid: u32) -> bool {
+        self.members.lock().expect("tree lock").contains(&pid)
+    }
+
+    /// The alerts among `alerts` about processes of this tree.
+    pub fn own(&self, alerts: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+        self.sync();
+        alerts
+            .into_iter()
+            .filter(|a| {
+                a["pid"]
+                    .as_u64()
+                    .and_then(|p| u32::try_from(p).ok())
+                    .is_some_and(|p| self.contains(p))
+            })
+            .collect()
+    }
+}
+
+impl Drop for OwnTree {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
 }

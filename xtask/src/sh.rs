@@ -94,6 +94,29 @@ pub fn run(cmd: &mut Command) -> Result {
     }
 }
 
+/// Copies the executable `src` to `dst` (mode kept) through a `cp` child, never through a
+/// descriptor of this process, which a thread forking meanwhile would inherit and make the
+/// exec of `dst` fail with ETXTBSY.
+pub fn install_exe(src: &Path, dst: &Path) -> Result {
+    let st = Command::new("cp")
+        .arg("--preserve=mode")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cp: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot copy {} to {} ({st})",
+            src.display(),
+            dst.display()
+        ))
+    }
+}
+
 /// Runs `cmd` quietly; its stdout if it exited with 0.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd

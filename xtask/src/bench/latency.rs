@@ -1,7 +1,7 @@
 //! Workload 4: from the exec of a /tmp binary to its alert line in procwatch's JSONL file.
 use std::{
     ffi::CString,
-    fs::{self, File},
+    fs::File,
     io::Read,
     os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::Path,
@@ -86,7 +86,7 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
 fn one_round(env: &Env, samples: usize) -> Result<measure::Sample> {
     let dir = env.scratch_dir("latency")?;
     let bin = dir.path().join("dropped");
-    fs::copy("/bin/true", &bin).map_err(|e| format!("cannot copy /bin/true: {e}"))?;
+    crate::sh::install_exe(std::path::Path::new("/bin/true"), &bin)?;
     let running = monitors::start(env, Monitor::Procwatch, dir.path())?;
     let mut tail = Tail::open(running.out())?;
     let mut latencies = Vec::with_capacity(samples);
@@ -218,6 +218,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn tail_sees_appended_lines() {

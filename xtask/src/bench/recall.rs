@@ -1,6 +1,5 @@
 //! Workload 5: short-lived /tmp binaries; how many produced an alert (procwatch) or an event
 //! (peers).
-use std::fs;
 
 use super::{
     Env, Plan,
@@ -38,7 +37,7 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
     let series = rounds(plan, &MONITORS, "short-lived recall", |m| {
         let bin_dir = env.scratch_dir("recall-bin")?;
         let bin = bin_dir.path().join("shortlived");
-        fs::copy("/bin/true", &bin).map_err(|e| format!("cannot copy /bin/true: {e}"))?;
+        crate::sh::install_exe(std::path::Path::new("/bin/true"), &bin)?;
         let path = bin.display().to_string();
         let args = vec![
             "exec".to_owned(),

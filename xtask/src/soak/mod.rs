@@ -121,7 +121,7 @@ pub fn command(o: &Options) -> Result<u8> {
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let payload_dir = env.scratch_dir("payload")?;
     let payload = payload_dir.path().join("soak-payload");
-    fs::copy("/bin/true", &payload).map_err(|e| format!("cannot copy /bin/true: {e}"))?;
+    crate::sh::install_exe(std::path::Path::new("/bin/true"), &payload)?;
     let ours = OurExes {
         payload: payload.display().to_string(),
         worker: env.worker.display().to_string(),
