@@ -53,6 +53,7 @@ fn start_ticks(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_dropper_that_daemonises_and_exits_leaves_nothing_running() {
     require_root!();
     become_subreaper();
@@ -95,6 +96,7 @@ fn a_dropper_that_daemonises_and_exits_leaves_nothing_running() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 async fn a_condemned_process_cannot_fork_a_child_that_runs() {
     require_root!();
     become_subreaper();
