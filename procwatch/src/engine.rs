@@ -696,9 +696,9 @@ impl Engine {
         let Some(p) = self.table.get_mut(pid) else {
             return;
         };
-        if applied.pending && !p.successor_asked && p.exited.is_none() {
+        if applied.pending {
             // Read the process in full off the engine now, then judge it again (once: if
-            // that read cannot tell, the next sweep's will).
+            // that read cannot tell, the finding stands).
             p.successor_asked = true;
             self.recheck.push((pid, Instant::now()));
         }

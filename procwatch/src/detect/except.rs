@@ -54,8 +54,12 @@ pub fn apply(findings: Vec<Finding>, p: &Process, ctx: &Context<'_>, cfg: &Confi
     let kept = findings
         .into_iter()
         .filter_map(|f| {
+            // Held once: if the full read asked for cannot tell either (the process's reads
+            // hang and it is read header-only), the finding stands.
             if f.rule == Rule::DeletedExe
                 && p.exe_successor_root.is_none()
+                && !p.successor_asked
+                && p.exited.is_none()
                 && cfg.exceptions.of(f.rule).iter().any(|e| e.replaced_by_root)
             {
                 pending = true;
@@ -156,6 +160,9 @@ mod tests {
         p.exe_state = ExeState::Deleted;
         let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
         assert!(a.kept.is_empty() && a.pending, "{a:?}");
+        p.successor_asked = true;
+        let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
+        assert_eq!(a.kept.len(), 1, "asked, and still unknown: it stands");
         p.exe_successor_root = Some(true);
         let a = apply(evaluate(&p, &cfg), &p, &Context::default(), &cfg);
         assert!(a.kept.is_empty() && !a.pending);
