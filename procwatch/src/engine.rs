@@ -886,6 +886,20 @@ mod tests {
         )
     }
 
+    /// An engine whose only temporary directory cannot hold this test binary: tests that use
+    /// this process (alive, so /proc is read) must not depend on where the checkout lives (a
+    /// clone under /tmp makes the test binary itself `tmp_exe`).
+    fn engine_temp_elsewhere() -> Engine {
+        let cfg = Config {
+            temp_dirs: vec![PathBuf::from(UNIT_TEMP)],
+            ..Config::default()
+        };
+        Engine::new(cfg, SensorKind::Ebpf, Arc::new(SensorStats::default()))
+    }
+
+    /// The temporary directory of `engine_temp_elsewhere`.
+    const UNIT_TEMP: &str = "/procwatch-unit-temp";
+
     // A pid far above pid_max, so no /proc entry exists and only event data is used.
     const GONE: u32 = 0x7fff_fff0;
 
@@ -1083,7 +1097,7 @@ mod tests {
         // This test process is alive: its alert waits for a job (digest, connections); the
         // alert for a gone pid decided after it needs none, but does not overtake it.
         let me = std::process::id();
-        let mut e = engine();
+        let mut e = engine_temp_elsewhere();
         let now = Instant::now();
         assert!(e.on_event(&exec(me, "/usr/bin/true"), now).is_empty());
         assert!(e.on_event(&wx(me), now).is_empty(), "held for its facts");
@@ -1091,7 +1105,8 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         assert!(matches!(jobs[0].work, Work::Complete { .. }));
         assert!(
-            e.on_event(&exec(GONE, "/tmp/dropper"), now).is_empty(),
+            e.on_event(&exec(GONE, &format!("{UNIT_TEMP}/dropper")), now)
+                .is_empty(),
             "held behind"
         );
         assert_eq!(e.alerts_held(), 2);
@@ -1124,7 +1139,7 @@ mod tests {
     #[test]
     fn a_failed_job_releases_its_alert_as_it_is() {
         let me = std::process::id();
-        let mut e = engine();
+        let mut e = engine_temp_elsewhere();
         e.on_event(&exec(me, "/usr/bin/true"), Instant::now());
         e.on_event(&wx(me), Instant::now());
         let job = e.take_jobs().pop().expect("a job");
