@@ -237,3 +237,47 @@ fn a_compile_at_full_cpu_makes_no_alert() {
         .collect();
     assert!(noise.is_empty(), "the compiler alerted: {noise:#?}");
 }
+
+/// The sha256 of `path` (by `sha256sum`).
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+/// An exception by hash silences even the first alert (the hash is known only once the
+/// process is flagged); a copy of another program in the same place still alerts, after it.
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn an_exception_by_hash_silences_its_executable_only() {
+    require_root!();
+    let tmp = TempDir::new_in("/tmp", "by-hash");
+    let known = tmp.copy_exe(Path::new("/usr/bin/sleep"), "known-tool");
+    let other = tmp.copy_exe(Path::new("/usr/bin/true"), "other-tool");
+    let config = format!(
+        "{TIMING}exceptions:\n  tmp_exe:\n    - name: our-tool\n      sha256: [{}]\n",
+        sha256_of(&known)
+    );
+    let m = Monitor::start(&config, &[]);
+    let mut k = spawn(Command::new(&known).arg("3"));
+    let known_pid = u64::from(k.id());
+    let mut o = spawn(&mut Command::new(&other));
+    let other_pid = o.id();
+    let _ = o.wait();
+    // The other tool's alert comes after the known one was judged: it started later, and
+    // alerts leave in decision order.
+    m.expect_rule(other_pid, "tmp_exe");
+    let _ = k.wait();
+    let own: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| a["pid"] == known_pid)
+        .collect();
+    assert!(own.is_empty(), "the excepted executable alerted: {own:#?}");
+}

@@ -103,6 +103,8 @@ struct Queued {
     /// The process's own connects and /proc connections when the alert was decided.
     connects: Vec<ConnectFact>,
     conns: Vec<ConnectFact>,
+    /// Every reason turned out to be silenced by an exception by hash, known only now.
+    dropped: bool,
 }
 
 /// The detection engine.
@@ -580,6 +582,31 @@ impl Engine {
             }
             p.conns = q.conns.clone();
         }
+        // Exceptions by hash could not be judged before the hash was known: an alert all of
+        // whose reasons one silences is dropped now (its process is no longer judged by it).
+        let a = &q.flagged.alert;
+        if let Some(p) = self
+            .table
+            .get(w.pid)
+            .filter(|p| current && p.sha256.is_some())
+        {
+            let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+            let ctx = detect::except::Context {
+                user: a.user.as_deref(),
+                parent_exe: parent_exe.as_deref(),
+            };
+            let s = detect::except::subject(p, &ctx);
+            let by_hash = |rule| {
+                self.cfg
+                    .exceptions
+                    .of(rule)
+                    .iter()
+                    .any(|e| e.needs_hash() && e.matches(&s, None))
+            };
+            if !a.reasons.is_empty() && a.reasons.iter().all(|r| by_hash(r.rule)) {
+                q.dropped = true;
+            }
+        }
     }
 
     /// Alerts at the front of the queue whose facts are in.
@@ -587,6 +614,15 @@ impl Engine {
         let mut out = Vec::new();
         while self.queue.front().is_some_and(|q| q.job.is_none()) {
             if let Some(q) = self.queue.pop_front() {
+                if q.dropped {
+                    self.counts.alerts = self.counts.alerts.saturating_sub(1);
+                    self.counts.excepted += 1;
+                    debug!(
+                        pid = q.flagged.alert.pid,
+                        "alert silenced by an exception by hash"
+                    );
+                    continue;
+                }
                 out.push(q.flagged);
             }
         }
@@ -769,6 +805,7 @@ impl Engine {
             job,
             connects,
             conns,
+            dropped: false,
         });
     }
 }
