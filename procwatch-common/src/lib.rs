@@ -608,6 +608,21 @@ pub struct ExeKey {
     pub ino: u64,
 }
 
+/// Most processes condemned at once by kill verdicts (the flagged ones and their
+/// descendants); an entry leaves when its process exits.
+pub const DOOMED_MAX: u32 = 8192;
+
+/// A process a kill verdict condemned, by start time (the map's key is its tgid). A fork of
+/// it is condemned too and killed by the kernel before it runs a user instruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Doom {
+    /// Start time in clock ticks since boot, as /proc/PID/stat gives it.
+    pub start_ticks: u64,
+    /// Nanoseconds per clock tick, to compare the kernel's start time in ns with it.
+    pub ns_per_tick: u64,
+}
+
 /// A `PTRACE_ATTACH` the policy killed, held from syscall entry to syscall exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -645,6 +660,8 @@ mod pod {
     unsafe impl aya::Pod for super::ExeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingArgs {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Doom {}
 }
 
 /// Byte size of each record kind, indexed by tag; 0 for tags that do not exist.
@@ -679,4 +696,5 @@ const _: () = {
     assert!(core::mem::size_of::<IoUringEvent>() == 56 + 8);
     assert!(core::mem::size_of::<ExeKey>() == 16);
     assert!(core::mem::size_of::<PendingPtrace>() == 24);
+    assert!(core::mem::size_of::<Doom>() == 16);
 };

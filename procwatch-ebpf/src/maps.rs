@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, PendingArgs, PendingPtrace, WALK_DEPTH, config, kind};
+use procwatch_common::{
+    ALLOW_MAX, DOOMED_MAX, Doom, ExeKey, PendingArgs, PendingPtrace, WALK_DEPTH, config, kind,
+};
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
 #[map]
@@ -76,3 +78,10 @@ pub static WALK_SCRATCH: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0)
 /// evicted entry only loses that second-order case.
 #[map]
 pub static SHARED_EXEC: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Processes condemned by a kill verdict, by tgid, with their start time: filled by userspace
+/// (the flagged process and the descendants it knows of) and by the fork probe (every child
+/// of a condemned process). Not LRU: an eviction would let a condemned process's children
+/// live; entries leave at process exit.
+#[map]
+pub static DOOMED: HashMap<u32, Doom> = HashMap::with_max_entries(DOOMED_MAX, 0);

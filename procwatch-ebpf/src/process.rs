@@ -17,6 +17,7 @@ use procwatch_common::{
 };
 
 use crate::{
+    doom,
     emit::{self, current, fill_header, is_self, reserve},
     maps::{ARGS_SCRATCH, CLONE_FLAGS, EXEC_ARGS, EXIT_CODES, PTRACE_PENDING},
     offsets, task,
@@ -313,10 +314,16 @@ fn try_btf_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (Some(child_pid), Some(child_tgid)) = (task::pid(child), task::tgid(child)) else {
         return Err(0);
     };
-    if child_pid != child_tgid {
+    let (pid_tgid, tgid) = current();
+    let new_process = child_pid == child_tgid;
+    doom::on_fork(
+        tgid,
+        if new_process { child_tgid } else { 0 },
+        task::start_ns(child).unwrap_or(0),
+    );
+    if !new_process {
         return Ok(()); // a new thread
     }
-    let (pid_tgid, tgid) = current();
     if is_self(tgid) {
         return Ok(());
     }
@@ -430,6 +437,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !group_dead {
         return Ok(());
     }
+    doom::on_exit(tgid);
     let code = EXIT_CODES.get_ptr(tgid).map(|p| unsafe { *p });
     let _ = EXIT_CODES.remove(tgid);
     if is_self(tgid) {

@@ -15,6 +15,9 @@ use std::{
 
 use tracing::debug;
 
+mod doom;
+pub use doom::Condemned;
+
 use crate::{
     alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
     config::Config,
@@ -72,6 +75,8 @@ pub struct EngineStats {
     pub alerts: u64,
     /// Alerts suppressed by the whitelist.
     pub whitelisted: u64,
+    /// Evaluations where an exception silenced at least one finding.
+    pub excepted: u64,
     /// Processes evicted from a full table.
     pub evicted: u64,
     /// Processes tracked now.
@@ -108,6 +113,8 @@ struct Queued {
     /// The process's own connects and /proc connections when the alert was decided.
     connects: Vec<ConnectFact>,
     conns: Vec<ConnectFact>,
+    /// Every reason turned out to be silenced by an exception by hash, known only now.
+    dropped: bool,
 }
 
 /// The detection engine.
@@ -133,6 +140,11 @@ pub struct Engine {
     next_job: u64,
     waiting: HashMap<u64, Waiting>,
     queue: VecDeque<Queued>,
+    /// Processes condemned by kill verdicts (and their descendants).
+    doomed: doom::Doomed,
+    /// Condemned by a fork seen after the verdict: killed by whoever drains
+    /// [`Engine::take_condemned`], not by the action stage.
+    late: Vec<Condemned>,
 }
 
 impl Engine {
@@ -156,6 +168,8 @@ impl Engine {
             next_job: 1,
             waiting: HashMap::new(),
             queue: VecDeque::new(),
+            doomed: doom::Doomed::default(),
+            late: Vec::new(),
         }
     }
 
@@ -190,6 +204,26 @@ impl Engine {
         }
         cfg.user_whitelisted(a.user.as_deref(), a.uid)
             .then(|| "exempt: whitelisted user".into())
+    }
+
+    /// Condemns the flagged process `f` and every live descendant the table knows (those the
+    /// exemptions allow); returns the descendants, for the action stage to kill.
+    pub fn condemn(&mut self, f: &Flagged) -> Vec<Condemned> {
+        let root = Condemned {
+            pid: f.alert.pid,
+            start_ticks: f.start_ticks,
+        };
+        if root.start_ticks == 0 {
+            return Vec::new();
+        }
+        self.doomed
+            .condemn_tree(root, &self.table, &self.allow, &self.cfg, &mut self.users)
+    }
+
+    /// Every process condemned since the last call (for the kernel's map), and, second, those
+    /// of them only a fork seen after the verdict condemned: nobody else kills these.
+    pub fn take_condemned(&mut self) -> (Vec<Condemned>, Vec<Condemned>) {
+        (self.doomed.take_new(), std::mem::take(&mut self.late))
     }
 
     /// The process table (read-only).
@@ -405,6 +439,7 @@ impl Engine {
                 child.image_boot_ns = f
                     .child_start_time_ns
                     .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
+                child.fork_parent = f.parent_tgid;
                 if let Some((
                     (uid, gid),
                     name,
@@ -433,9 +468,23 @@ impl Engine {
                     // The child starts where its parent is: a relative exec resolves against it.
                     child.cwd = cwd;
                 }
+                if let (Some(parent), Some(child)) =
+                    (self.table.get(f.parent_tgid), self.table.get(f.child_tgid))
+                {
+                    let before = self.doomed.contains(child.pid, child.start_ticks);
+                    self.doomed
+                        .on_fork(parent, child, &self.allow, &self.cfg, &mut self.users);
+                    if !before && self.doomed.contains(child.pid, child.start_ticks) {
+                        self.late.push(Condemned {
+                            pid: child.pid,
+                            start_ticks: child.start_ticks,
+                        });
+                    }
+                }
                 return;
             }
             EventBody::Exit(_) => {
+                self.doomed.on_exit(pid);
                 self.table.mark_exited(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
@@ -696,6 +745,31 @@ impl Engine {
             }
             p.conns = q.conns.clone();
         }
+        // Exceptions by hash could not be judged before the hash was known: an alert all of
+        // whose reasons one silences is dropped now (its process is no longer judged by it).
+        let a = &q.flagged.alert;
+        if let Some(p) = self
+            .table
+            .get(w.pid)
+            .filter(|p| current && p.sha256.is_some())
+        {
+            let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+            let ctx = detect::except::Context {
+                user: a.user.as_deref(),
+                parent_exe: parent_exe.as_deref(),
+            };
+            let s = detect::except::subject(p, &ctx);
+            let by_hash = |rule| {
+                self.cfg
+                    .exceptions
+                    .of(rule)
+                    .iter()
+                    .any(|e| e.needs_hash() && e.matches(&s, None))
+            };
+            if !a.reasons.is_empty() && a.reasons.iter().all(|r| by_hash(r.rule)) {
+                q.dropped = true;
+            }
+        }
     }
 
     /// Alerts at the front of the queue whose facts are in.
@@ -703,6 +777,15 @@ impl Engine {
         let mut out = Vec::new();
         while self.queue.front().is_some_and(|q| q.job.is_none()) {
             if let Some(q) = self.queue.pop_front() {
+                if q.dropped {
+                    self.counts.alerts = self.counts.alerts.saturating_sub(1);
+                    self.counts.excepted += 1;
+                    debug!(
+                        pid = q.flagged.alert.pid,
+                        "alert silenced by an exception by hash"
+                    );
+                    continue;
+                }
                 out.push(q.flagged);
             }
         }
@@ -830,10 +913,34 @@ impl Engine {
     /// on a live process waits for its facts (digest, connections), read off the engine.
     fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>, gone: bool) {
         let cfg = &self.cfg;
-        let Some(p) = self.table.get_mut(pid) else {
+        let Some(p) = self.table.get(pid) else {
             return;
         };
         let findings = detect::evaluate(p, cfg);
+        if findings.is_empty() {
+            return;
+        }
+        let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+        let user = self.users.name(p.uid).map(str::to_owned);
+        let ctx = detect::except::Context {
+            user: user.as_deref(),
+            parent_exe: parent_exe.as_deref(),
+        };
+        let applied = detect::except::apply(findings, p, &ctx, cfg);
+        if !applied.silenced.is_empty() {
+            self.counts.excepted += 1;
+            debug!(pid, exceptions = ?applied.silenced, "findings silenced by exceptions");
+        }
+        let findings = applied.kept;
+        let Some(p) = self.table.get_mut(pid) else {
+            return;
+        };
+        if applied.pending {
+            // Read the process in full off the engine now, then judge it again (once: if
+            // that read cannot tell, the finding stands).
+            p.successor_asked = true;
+            self.recheck.push((pid, Instant::now()));
+        }
         if findings.is_empty() {
             return;
         }
@@ -841,7 +948,6 @@ impl Engine {
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }
-        let user = self.users.name(p.uid).map(str::to_owned);
         let whitelisted = p
             .exe_id
             .is_some_and(|id| self.allow.whitelist.contains(&id));
@@ -905,6 +1011,7 @@ impl Engine {
             job,
             connects,
             conns,
+            dropped: false,
         });
     }
 }

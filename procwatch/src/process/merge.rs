@@ -58,6 +58,9 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
         }
         p.exe = s.exe.clone();
         p.exe_state = s.exe_state;
+        if !s.partial {
+            p.exe_successor_root = s.exe_successor_root;
+        }
     }
     if !s.zombie && !s.partial && (s.exe.is_some() || !s.cmdline.is_empty()) {
         p.cmdline = s.cmdline.clone();

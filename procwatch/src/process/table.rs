@@ -71,6 +71,9 @@ pub struct Process {
     pub pid: u32,
     /// Parent pid (0 when unknown).
     pub ppid: u32,
+    /// The process that forked this one, as the kernel reported the fork (0 when the fork
+    /// was not seen); unlike `ppid` it stays when the process is re-parented.
+    pub fork_parent: u32,
     /// Real uid.
     pub uid: u32,
     /// Real gid.
@@ -81,6 +84,11 @@ pub struct Process {
     pub exe: Option<PathBuf>,
     /// What the executable link says about the file.
     pub exe_state: ExeState,
+    /// For an exe deleted or replaced: whether its path now names a root-owned file only root
+    /// could have put there (a package upgrade); `None` until a full /proc read said.
+    pub exe_successor_root: Option<bool>,
+    /// A full re-read was asked for to learn `exe_successor_root` (asked once per image).
+    pub successor_asked: bool,
     /// The executable file itself (device and inode): from the kernel at exec, inherited at
     /// fork, or read from /proc once needed. What allowlists compare.
     pub exe_id: Option<ExeId>,
@@ -158,11 +166,14 @@ impl Process {
         Self {
             pid,
             ppid: 0,
+            fork_parent: 0,
             uid: u32::MAX,
             gid: u32::MAX,
             name: OsString::new(),
             exe: None,
             exe_state: ExeState::Unknown,
+            exe_successor_root: None,
+            successor_asked: false,
             exe_id: None,
             cmdline: Vec::new(),
             start_ticks: 0,
@@ -209,6 +220,8 @@ impl Process {
         self.image = next_image();
         self.exe = None;
         self.exe_state = ExeState::Unknown;
+        self.exe_successor_root = None;
+        self.successor_asked = false;
         self.exe_id = None;
         self.cmdline.clear();
         self.sha256 = None;

@@ -110,6 +110,9 @@ pub struct Sample {
     pub exe: Option<PathBuf>,
     /// What the exe link says.
     pub exe_state: ExeState,
+    /// For an exe deleted or replaced, read in full: whether its path now names a file only
+    /// root can have put there (see [`successor_by_root`]), what a package upgrade leaves.
+    pub exe_successor_root: Option<bool>,
     /// Command line.
     pub cmdline: Vec<OsString>,
     /// The command line was longer than [`CMDLINE_MAX`] and was cut.
@@ -186,6 +189,24 @@ fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
         return false;
     };
     (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino())
+}
+
+/// True when `path` names a regular file owned by root that only root may write, and every
+/// directory above it is owned by root and writable by root alone: a file only root can have
+/// put there, as a package manager replacing a binary does. A deleted exe with nothing at its
+/// path, or one replaced by a file another user could have written, is not.
+pub fn successor_by_root(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let owned_by_root = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
+    let Ok(file) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !file.file_type().is_file() || !owned_by_root(&file) {
+        return false;
+    }
+    path.ancestors().skip(1).all(|dir| {
+        std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir() && owned_by_root(&m))
+    })
 }
 
 /// `path`, a path `pid` itself names (its exe or cwd link, an exec filename), as procwatch can
@@ -381,6 +402,12 @@ pub(crate) fn take_with(
     }
     s.exe = exe;
     s.exe_state = exe_state;
+    if depth == Depth::Full
+        && matches!(exe_state, ExeState::Deleted | ExeState::Replaced)
+        && let Some(path) = &s.exe
+    {
+        s.exe_successor_root = Some(successor_by_root(&seen_by(pid, path)));
+    }
     Ok(s)
 }
 

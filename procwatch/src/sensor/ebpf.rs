@@ -18,7 +18,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, config, ko, tp};
+use procwatch_common::{ALLOW_MAX, Doom, ExeKey, config, ko, tp};
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
@@ -192,6 +192,12 @@ const PROBES: &[ProbeSpec] = &[
         fork: ForkWay::Classic(Family::Fork),
         ..classic("sys_enter_clone3", "syscalls", &[Fork, Exec])
     },
+    // A condemned process's child dies on its first return to user space (its own exit from
+    // the fork syscall), before it runs an instruction: kills that stick.
+    classic("sys_exit_clone", "syscalls", &[Fork]),
+    classic("sys_exit_clone3", "syscalls", &[Fork]),
+    classic("sys_exit_fork", "syscalls", &[Fork]),
+    classic("sys_exit_vfork", "syscalls", &[Fork]),
     classic("sys_enter_exit_group", "syscalls", &[Exit]),
     classic("sched_process_exit", "sched", &[Exit, Fork, Exec]),
     classic("sys_enter_ptrace", "syscalls", &[Ptrace]),
@@ -576,6 +582,30 @@ impl EbpfSensor {
         remove_all(&mut self.ebpf, "ALLOW_EXE", &stale_keys)?;
         remove_all(&mut self.ebpf, "ALLOW_UID", &stale_uids)?;
         Ok(())
+    }
+
+    /// Condemns the process `pid` that started at `start_ticks` in the kernel: each child it
+    /// forks from now on is condemned too and killed before it runs, and so is it when it
+    /// forks. Needs the kernel's BTF (start times); without it this is refused.
+    pub fn condemn(&mut self, pid: u32, start_ticks: u64) -> Result<(), EbpfError> {
+        if let Err(e) = &self.kernel_offsets {
+            return Err(EbpfError::NoKernelIdentity(e.clone()));
+        }
+        let map_err = |e: aya::maps::MapError| EbpfError::Map {
+            name: "DOOMED",
+            detail: e.to_string(),
+        };
+        let map = self.ebpf.map_mut("DOOMED").ok_or(EbpfError::Map {
+            name: "DOOMED",
+            detail: "missing".into(),
+        })?;
+        let mut hash: BpfHashMap<&mut MapData, u32, Doom> =
+            BpfHashMap::try_from(map).map_err(map_err)?;
+        let doom = Doom {
+            start_ticks,
+            ns_per_tick: 1_000_000_000 / crate::identity::clk_tck(),
+        };
+        hash.insert(pid, doom, 0).map_err(map_err)
     }
 
     /// Starts the task that drains the ring buffer into `tx` until `stop` fires, then drains

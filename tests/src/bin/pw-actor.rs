@@ -7,6 +7,8 @@
 //!            `child <pid> killed <signal>` and exits 0
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
 //!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
+//!          spawn-daemon SECS (fork a child into a new session, sleeping SECS; print
+//!          `daemon <pid>` and exit) | fork-report SECS (fork a child that prints `child ran`) |
 //!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
 //!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s) |
 //!          ptrace-attach-pid PID (PTRACE_ATTACH to a process the test names) |
@@ -372,6 +374,43 @@ fn act(args: &[String]) {
             let handles: Vec<_> = (0..n).map(|i| std::thread::spawn(move || i * 2)).collect();
             let sum: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
             say(&format!("threads {n} {sum}"));
+        }
+        "spawn-daemon" => {
+            // A dropper's manners: a child in a new session that outlives its parent, which
+            // exits at once. The child sleeps SECS, then exits.
+            let secs: u64 = arg(1).parse().unwrap_or_else(|_| fail("seconds"));
+            // SAFETY: plain fork; the child only calls async-signal-safe functions.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: setsid/close/sleep/_exit are async-signal-safe.
+                unsafe {
+                    libc::setsid();
+                    libc::close(1);
+                    libc::sleep(secs as libc::c_uint);
+                    libc::_exit(0);
+                }
+            }
+            if pid < 0 {
+                fail("fork");
+            }
+            say(&format!("daemon {pid}"));
+        }
+        "fork-report" => {
+            // Forks a child that says so on stdout if it ever runs, then both sleep SECS.
+            let secs: u64 = arg(1).parse().unwrap_or_else(|_| fail("seconds"));
+            say("before");
+            // SAFETY: plain fork; the child only calls async-signal-safe functions.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: write/sleep/_exit are async-signal-safe.
+                unsafe {
+                    libc::write(1, b"child ran\n".as_ptr().cast(), 10);
+                    libc::sleep(secs as libc::c_uint);
+                    libc::_exit(0);
+                }
+            }
+            say(&format!("after fork {pid}"));
+            std::thread::sleep(Duration::from_secs(secs));
         }
         "fork" => {
             // SAFETY: plain fork; the child exits at once.
