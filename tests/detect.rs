@@ -247,6 +247,25 @@ fn busy_loop_is_high_cpu() {
 
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_fresh_worker_is_judged_by_its_cpu_since_start_on_the_first_sweep() {
+    require_root!();
+    // A worker that burnt 3 s of CPU right after it started and then idles: between any two
+    // sweeps it uses nothing, so only its use since its start can show it, on the first sweep
+    // that sees it. (A low threshold: on 2 shared CPUs the burn takes longer than 3 s of
+    // wall time, and the monitor's start adds to the worker's age.)
+    let mut w = procwatch_tests::Actor::spawn(&actor(), &["burn-cpu", "3", "120"]);
+    let burnt = (0..12).any(|_| w.read_line().is_some_and(|l| l == "burnt"));
+    assert!(burnt, "the worker never finished burning: {:?}", w.lines);
+    let m = Monitor::start(&format!("{FAST}cpu_high: 3\n"), &[]);
+    let a = m.expect_rule(w.pid(), "high_cpu");
+    assert_eq!(a["trigger"]["kind"], "sweep");
+    assert!(a["cpu_pct"].as_f64().is_some_and(|c| c >= 3.0), "{a:#}");
+    let _ = w.child.kill();
+    let _ = w.child.wait();
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn empty_command_line_with_min_score_override() {
     require_root!();
     // empty_cmdline weighs 2, under the default min_score of 3: --min-score 1 lets it alert.

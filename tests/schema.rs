@@ -6,7 +6,10 @@ use procwatch::{
     alert::{self, SensorInfo, Trigger},
     config::{Config, Rule},
     detect,
-    process::table::{ConnectFact, ExeState, Process, PtraceFact, WxFact},
+    process::{
+        program::{Program, Via},
+        table::{ConnectFact, ExeState, ExecImage, Process, PtraceFact, WxFact},
+    },
     score,
     sensor::{SensorKind, SensorStats},
 };
@@ -37,6 +40,21 @@ fn everything_wrong() -> Process {
         port: 4444,
     });
     p.stdio_net.push((0, None));
+    p.start_ticks = 12_345;
+    p.image_boot_ns = 123_450_000_123;
+    p.program = Some(Program {
+        path: "/dev/shm/x.py".into(),
+        via: Via::Stdin,
+    });
+    for (exe, t) in [("/usr/bin/dash", 1_000_000), ("/tmp/x/bash", 2_000_000)] {
+        p.push_image(ExecImage {
+            exe: Some(exe.into()),
+            program: None,
+            ktime_ns: t,
+        });
+    }
+    p.cgroup_id = Some(4242);
+    p.cgroup = Some(format!("/system.slice/docker-{}.scope", "ab".repeat(32)));
     p
 }
 
@@ -59,8 +77,30 @@ fn alerts_for_every_rule_match_the_schema() {
             probes_missing: Vec::new(),
         },
     );
+    let mut a = a;
+    a.ancestors = vec![
+        alert::Ancestor {
+            pid: 1,
+            exe: Some("/sbin/init".into()),
+            exec_id: Some("aG9zdDoxOjE=".into()),
+        },
+        alert::Ancestor {
+            pid: 7,
+            exe: None,
+            exec_id: None,
+        },
+    ];
     let v = serde_json::to_value(&a).expect("serialises");
     assert_valid_alert(&v);
+    // The identity and provenance fields are there, in the shapes the schema names.
+    assert!(
+        v["exec_id"].as_str().is_some_and(|e| !e.is_empty()),
+        "{v:#}"
+    );
+    assert_eq!(v["program"]["via"], "stdin");
+    assert_eq!(v["exec_chain"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["container_id"], "ab".repeat(32));
+    assert_eq!(v["cgroup_id"], 4242);
     let line = serde_json::to_string(&a).expect("line");
     assert!(!line.contains('\n'), "one line whatever the name holds");
 
@@ -107,6 +147,16 @@ fn the_schema_rejects_what_it_should() {
         ("pid", serde_json::json!(-1)),
         ("reasons", serde_json::json!([])),
         ("sha256", serde_json::json!("not-a-digest")),
+        ("container_id", serde_json::json!("docker")),
+        (
+            "program",
+            serde_json::json!({"path": "/tmp/x", "via": "magic"}),
+        ),
+        (
+            "exec_chain",
+            serde_json::json!([{"exe": "/bin/sh", "time": "now"}]),
+        ),
+        ("ancestors", serde_json::json!([{"pid": -3, "exe": null}])),
     ] {
         let mut v = good.clone();
         v[field] = bad;

@@ -22,6 +22,16 @@ pub const SCOPE_DEPTH: usize = 32;
 pub const ALLOW_MAX: u32 = 1024;
 /// Most arguments captured from one exec.
 pub const MAX_ARGS: usize = 32;
+/// Bytes kept of a path the kernel resolved (the executed file, the working directory), built
+/// from the dentries themselves: `/`-separated components, root first.
+pub const RESOLVED_LEN: usize = 512;
+/// Bytes read of one path component (a dentry name; `NAME_MAX` is 255).
+pub const NAME_READ: usize = 128;
+/// Highest offset a component's `/` may be written at; keeps the read inside [`RESOLVED_LEN`].
+pub const RESOLVED_START_LIMIT: usize = RESOLVED_LEN - NAME_READ - 1;
+/// Slots of the per-CPU stack a path walk keeps its steps in (a power of two; the walk takes
+/// fewer steps, and deeper paths are cut and flagged).
+pub const WALK_DEPTH: usize = 64;
 /// Bytes kept of a memfd name (the kernel allows 249).
 pub const MEMFD_NAME_LEN: usize = 256;
 
@@ -52,10 +62,15 @@ pub mod kind {
     pub const WX_MEM: u32 = 6;
     /// `sys_enter_memfd_create`.
     pub const MEMFD: u32 = 7;
+    /// Writing another process's memory without ptrace: `process_vm_writev`, or
+    /// `/proc/PID/mem` opened for writing.
+    pub const INJECT: u32 = 8;
+    /// An io_uring request for a network operation (connect, send, ...).
+    pub const IO_URING: u32 = 9;
     /// `open`/`openat`/`openat2` of a path under a watched prefix (or a relative path).
-    pub const FILE_OPEN: u32 = 8;
+    pub const FILE_OPEN: u32 = 10;
     /// One past the highest tag: the size of per-kind counter arrays.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 11;
 }
 
 /// Bits of [`EventHeader::flags`].
@@ -72,6 +87,49 @@ pub mod flags {
     pub const ARGS_MISSING: u32 = 1 << 4;
     /// A ptrace record emitted at syscall exit: `ret` and the tracee are filled in.
     pub const PTRACE_RESULT: u32 = 1 << 5;
+    /// The syscall was a 32-bit (ia32, `int 0x80`) one made by the process.
+    pub const COMPAT: u32 = 1 << 6;
+    /// An [`super::InjectEvent`] whose target memory is the caller's own.
+    pub const SELF_TARGET: u32 = 1 << 7;
+    /// A [`super::ConnectEvent`] from a send with `MSG_FASTOPEN` (a TCP connect with data).
+    pub const FASTOPEN: u32 = 1 << 8;
+}
+
+/// How a [`ConnectEvent`] reached its destination (`via`).
+pub mod via {
+    /// `connect(2)` (or socketcall's connect).
+    pub const CONNECT: u32 = 0;
+    /// `sendto(2)` with a destination address.
+    pub const SENDTO: u32 = 1;
+    /// `sendmsg(2)` with `msg_name` set.
+    pub const SENDMSG: u32 = 2;
+    /// `sendmmsg(2)`, one of its messages with `msg_name` set.
+    pub const SENDMMSG: u32 = 3;
+    /// One past the highest value.
+    pub const COUNT: u32 = 4;
+}
+
+/// How an [`InjectEvent`] writes into the target (`method`).
+pub mod inject {
+    /// `process_vm_writev(2)`.
+    pub const PROCESS_VM_WRITEV: u32 = 1;
+    /// `/proc/PID/mem` (or `/proc/PID/task/TID/mem`) opened for writing.
+    pub const PROC_MEM: u32 = 2;
+}
+
+/// Bits of [`ExecEvent::path_flags`].
+pub mod path_flags {
+    /// `path` holds the executed file's path, walked from its dentry in the kernel.
+    pub const PATH_RESOLVED: u32 = 1 << 0;
+    /// The walk of `path` stopped early (too deep, a name cut at [`super::NAME_READ`], or the
+    /// buffer full): what is there is the root side of the path.
+    pub const PATH_CUT: u32 = 1 << 1;
+    /// `cwd` holds the working directory at exec, walked from its dentry in the kernel.
+    pub const CWD_RESOLVED: u32 = 1 << 2;
+    /// As [`PATH_CUT`] for `cwd`.
+    pub const CWD_CUT: u32 = 1 << 3;
+    /// `interp` holds `bprm->interp` (the interpreter of a `#!` script, or the file itself).
+    pub const INTERP: u32 = 1 << 4;
 }
 
 /// Which syscall produced a [`WxMemEvent`].
@@ -82,6 +140,16 @@ pub mod wx_syscall {
     pub const PKEY_MPROTECT: u32 = 2;
     /// `mmap(2)`.
     pub const MMAP: u32 = 3;
+    /// ia32 `mmap2` (pages offset).
+    pub const MMAP2: u32 = 4;
+    /// ia32 old `mmap` (arguments in a struct in user memory).
+    pub const OLD_MMAP: u32 = 5;
+    /// A writable mapping made while the process has `READ_IMPLIES_EXEC` (`personality(2)`):
+    /// the kernel makes it executable too.
+    pub const READ_IMPLIES_EXEC: u32 = 6;
+    /// An executable shared mapping of a file that is also mapped shared and writable
+    /// (or the other way round): the same pages both W and X through two addresses.
+    pub const SHARED_ALIAS: u32 = 7;
 }
 
 /// Indices into the `CONFIG` array map (each slot a `u64`): settings that change while
@@ -168,22 +236,56 @@ pub mod tp {
     pub const MEMFD_NAME: usize = 26;
     /// `sys_enter_memfd_create`: `flags`.
     pub const MEMFD_FLAGS: usize = 27;
+    /// `sys_enter_process_vm_writev`: `pid`.
+    pub const PVW_PID: usize = 28;
+    /// `sys_exit_openat`: `ret`.
+    pub const OPENAT_RET: usize = 29;
+    /// `sys_exit_openat2`: `ret`.
+    pub const OPENAT2_RET: usize = 30;
+    /// `sys_exit_open`: `ret`.
+    pub const OPEN_RET: usize = 31;
+    /// `sys_enter_sendto`: `flags`.
+    pub const SENDTO_FLAGS: usize = 32;
+    /// `sys_enter_sendto`: `addr`.
+    pub const SENDTO_ADDR: usize = 33;
+    /// `sys_enter_sendto`: `addr_len`.
+    pub const SENDTO_ADDRLEN: usize = 34;
+    /// `sys_enter_sendto`: `fd`.
+    pub const SENDTO_FD: usize = 35;
+    /// `sys_enter_sendmsg`: `fd`.
+    pub const SENDMSG_FD: usize = 36;
+    /// `sys_enter_sendmsg`: `msg`.
+    pub const SENDMSG_MSG: usize = 37;
+    /// `sys_enter_sendmsg`: `flags`.
+    pub const SENDMSG_FLAGS: usize = 38;
+    /// `sys_enter_sendmmsg`: `fd`.
+    pub const SENDMMSG_FD: usize = 39;
+    /// `sys_enter_sendmmsg`: `mmsg`.
+    pub const SENDMMSG_MMSG: usize = 40;
+    /// `sys_enter_sendmmsg`: `vlen`.
+    pub const SENDMMSG_VLEN: usize = 41;
+    /// `sys_enter_sendmmsg`: `flags`.
+    pub const SENDMMSG_FLAGS: usize = 42;
+    /// `io_uring:io_uring_submit_req`: `opcode`.
+    pub const URING_OPCODE: usize = 43;
+    /// `sys_enter_mmap`: `fd`.
+    pub const MMAP_FD: usize = 44;
     /// `sys_enter_openat`: `dfd`.
-    pub const OPENAT_DFD: usize = 28;
+    pub const OPENAT_DFD: usize = 45;
     /// `sys_enter_openat`: `filename`.
-    pub const OPENAT_FILENAME: usize = 29;
+    pub const OPENAT_FILENAME: usize = 46;
     /// `sys_enter_openat`: `flags`.
-    pub const OPENAT_FLAGS: usize = 30;
+    pub const OPENAT_FLAGS: usize = 47;
     /// `sys_enter_openat2`: `dfd`.
-    pub const OPENAT2_DFD: usize = 31;
+    pub const OPENAT2_DFD: usize = 48;
     /// `sys_enter_openat2`: `filename`.
-    pub const OPENAT2_FILENAME: usize = 32;
+    pub const OPENAT2_FILENAME: usize = 49;
     /// `sys_enter_open`: `filename` (x86_64 has `open`; newer architectures do not).
-    pub const OPEN_FILENAME: usize = 33;
+    pub const OPEN_FILENAME: usize = 50;
     /// `sys_enter_open`: `flags`.
-    pub const OPEN_FLAGS: usize = 34;
+    pub const OPEN_FLAGS: usize = 51;
     /// Number of slots.
-    pub const COUNT: usize = 35;
+    pub const COUNT: usize = 52;
     /// A field this kernel's format file does not have.
     pub const UNKNOWN: u32 = u32::MAX;
 }
@@ -222,8 +324,70 @@ pub mod ko {
     pub const INODE_SB: usize = 13;
     /// `super_block.s_dev`.
     pub const SB_DEV: usize = 14;
+    /// `file.f_path.mnt`.
+    pub const FILE_PATH_MNT: usize = 15;
+    /// `file.f_path.dentry`.
+    pub const FILE_PATH_DENTRY: usize = 16;
+    /// `dentry.d_parent`.
+    pub const DENTRY_PARENT: usize = 17;
+    /// `dentry.d_name.name`.
+    pub const DENTRY_NAME: usize = 18;
+    /// `vfsmount.mnt_root`.
+    pub const VFSMOUNT_ROOT: usize = 19;
+    /// `mount.mnt` (the `vfsmount` embedded in a `mount`).
+    pub const MOUNT_MNT: usize = 20;
+    /// `mount.mnt_parent`.
+    pub const MOUNT_PARENT: usize = 21;
+    /// `mount.mnt_mountpoint`.
+    pub const MOUNT_MOUNTPOINT: usize = 22;
+    /// `task_struct.fs`.
+    pub const TASK_FS: usize = 23;
+    /// `fs_struct.pwd.mnt`.
+    pub const FS_PWD_MNT: usize = 24;
+    /// `fs_struct.pwd.dentry`.
+    pub const FS_PWD_DENTRY: usize = 25;
+    /// `linux_binprm.file`.
+    pub const BPRM_FILE: usize = 26;
+    /// `linux_binprm.filename`.
+    pub const BPRM_FILENAME: usize = 27;
+    /// `linux_binprm.interp`.
+    pub const BPRM_INTERP: usize = 28;
+    /// `task_struct.files`.
+    pub const TASK_FILES: usize = 29;
+    /// `files_struct.fdt`.
+    pub const FILES_FDT: usize = 30;
+    /// `fdtable.fd`.
+    pub const FDT_FD: usize = 31;
+    /// `fdtable.max_fds`.
+    pub const FDT_MAX_FDS: usize = 32;
+    /// `file.f_mode`.
+    pub const FILE_MODE: usize = 33;
+    /// `file.private_data` (the target's `mm_struct` for a `/proc/PID/mem` file).
+    pub const FILE_PRIVATE: usize = 34;
+    /// `super_block.s_magic`.
+    pub const SB_MAGIC: usize = 35;
+    /// `task_struct.thread_info.status` (x86: `TS_COMPAT` during a 32-bit syscall).
+    pub const TASK_TI_STATUS: usize = 36;
+    /// `task_struct.personality`.
+    pub const TASK_PERSONALITY: usize = 37;
+    /// `file.f_mapping`.
+    pub const FILE_MAPPING: usize = 38;
+    /// `address_space.i_mmap_writable` (shared writable mappings of the file).
+    pub const MAPPING_WRITABLE: usize = 39;
+    /// `pt_regs.bx` (first argument of an ia32 syscall).
+    pub const REGS_BX: usize = 40;
+    /// `pt_regs.cx`.
+    pub const REGS_CX: usize = 41;
+    /// `pt_regs.dx`.
+    pub const REGS_DX: usize = 42;
+    /// `pt_regs.si`.
+    pub const REGS_SI: usize = 43;
+    /// `pt_regs.di`.
+    pub const REGS_DI: usize = 44;
+    /// `pt_regs.bp` (sixth argument of an ia32 syscall).
+    pub const REGS_BP: usize = 45;
     /// Number of slots.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 46;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.
@@ -287,8 +451,25 @@ pub struct ExecEvent {
     pub exe_dev: u32,
     /// Inode number of the executed file; 0 when unknown (no BTF).
     pub exe_ino: u64,
+    /// Bytes of `path` used.
+    pub path_len: u32,
+    /// Bytes of `cwd` used.
+    pub cwd_len: u32,
+    /// Bytes of `interp` used, without the NUL.
+    pub interp_len: u32,
+    /// Bits from [`path_flags`].
+    pub path_flags: u32,
+    /// The task's cgroup (v2) id: the inode number of its cgroup directory; 0 when unknown.
+    pub cgroup_id: u64,
     /// Path as given to execve (`bprm->filename`).
     pub filename: [u8; PATH_LEN],
+    /// `bprm->interp`: the interpreter of a `#!` script, else the same as `filename`.
+    pub interp: [u8; PATH_LEN],
+    /// The executed file (`bprm->file`) as the kernel resolved it: `/`-separated components
+    /// walked from its dentry up through its mounts, root first, not NUL-terminated.
+    pub path: [u8; RESOLVED_LEN],
+    /// The working directory at exec (`current->fs->pwd`), like `path`.
+    pub cwd: [u8; RESOLVED_LEN],
     /// NUL-separated argv.
     pub args: [u8; ARGS_LEN],
 }
@@ -352,8 +533,8 @@ pub struct ConnectEvent {
     pub family: u16,
     /// Destination port in host byte order.
     pub port: u16,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// How: one of the [`via`] constants.
+    pub via: u32,
     /// Destination address: 4 bytes used for IPv4, 16 for IPv6, network order.
     pub addr: [u8; 16],
 }
@@ -390,6 +571,60 @@ pub struct MemfdEvent {
     pub name_len: u32,
     /// Name argument.
     pub name: [u8; MEMFD_NAME_LEN],
+}
+
+/// Another process's memory written without ptrace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectEvent {
+    /// Common header; the task is the writer.
+    pub header: EventHeader,
+    /// One of the [`inject`] constants.
+    pub method: u32,
+    /// Bytes of `target_name` used.
+    pub target_name_len: u32,
+    /// `process_vm_writev`: the pid argument (in the writer's pid namespace).
+    pub target_pid: u64,
+    /// `/proc/PID/mem`: the name of the directory holding `mem` (the target's pid or tid,
+    /// as procfs spells it), decoded in userspace.
+    pub target_name: [u8; COMM_LEN],
+}
+
+/// An io_uring request for a network operation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoUringEvent {
+    /// Common header; the task is the submitter (an SQPOLL kernel thread's owner otherwise).
+    pub header: EventHeader,
+    /// `IORING_OP_*` opcode.
+    pub opcode: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `IORING_OP_*` opcodes that talk to the network (uapi io_uring.h).
+pub mod uring_op {
+    /// `IORING_OP_SENDMSG`.
+    pub const SENDMSG: u32 = 9;
+    /// `IORING_OP_ACCEPT`.
+    pub const ACCEPT: u32 = 13;
+    /// `IORING_OP_CONNECT`.
+    pub const CONNECT: u32 = 16;
+    /// `IORING_OP_SEND`.
+    pub const SEND: u32 = 26;
+    /// `IORING_OP_SOCKET`.
+    pub const SOCKET: u32 = 45;
+    /// `IORING_OP_SEND_ZC`.
+    pub const SEND_ZC: u32 = 47;
+    /// `IORING_OP_SENDMSG_ZC`.
+    pub const SENDMSG_ZC: u32 = 48;
+    /// True for the opcodes above.
+    pub const fn is_network(op: u32) -> bool {
+        matches!(
+            op,
+            SENDMSG | ACCEPT | CONNECT | SEND | SOCKET | SEND_ZC | SENDMSG_ZC
+        )
+    }
 }
 
 /// Which call opened a file ([`FileOpenEvent::syscall`]).
@@ -474,6 +709,21 @@ pub struct ExeKey {
     pub ino: u64,
 }
 
+/// Most processes condemned at once by kill verdicts (the flagged ones and their
+/// descendants); an entry leaves when its process exits.
+pub const DOOMED_MAX: u32 = 8192;
+
+/// A process a kill verdict condemned, by start time (the map's key is its tgid). A fork of
+/// it is condemned too and killed by the kernel before it runs a user instruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Doom {
+    /// Start time in clock ticks since boot, as /proc/PID/stat gives it.
+    pub start_ticks: u64,
+    /// Nanoseconds per clock tick, to compare the kernel's start time in ns with it.
+    pub ns_per_tick: u64,
+}
+
 /// A `PTRACE_ATTACH` the policy killed, held from syscall entry to syscall exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -513,6 +763,7 @@ mod pod {
     unsafe impl aya::Pod for super::PendingArgs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchPrefix {}
+    unsafe impl aya::Pod for super::Doom {}
 }
 
 /// Byte size of each record kind, indexed by tag; 0 for tags that do not exist.
@@ -526,6 +777,8 @@ pub const fn record_size(kind: u32) -> usize {
         kind::WX_MEM => core::mem::size_of::<WxMemEvent>(),
         kind::MEMFD => core::mem::size_of::<MemfdEvent>(),
         kind::FILE_OPEN => core::mem::size_of::<FileOpenEvent>(),
+        kind::INJECT => core::mem::size_of::<InjectEvent>(),
+        kind::IO_URING => core::mem::size_of::<IoUringEvent>(),
         _ => 0,
     }
 }
@@ -533,16 +786,21 @@ pub const fn record_size(kind: u32) -> usize {
 // The layout is a contract with the kernel side: fail the build if a field moves.
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 56);
-    assert!(core::mem::size_of::<ExecEvent>() == 56 + 32 + PATH_LEN + ARGS_LEN);
+    assert!(
+        core::mem::size_of::<ExecEvent>() == 56 + 56 + 2 * PATH_LEN + 2 * RESOLVED_LEN + ARGS_LEN
+    );
     assert!(core::mem::size_of::<ForkEvent>() == 56 + 16);
     assert!(core::mem::size_of::<ExitEvent>() == 56 + 8);
     assert!(core::mem::size_of::<PtraceEvent>() == 56 + 40);
     assert!(core::mem::size_of::<ConnectEvent>() == 56 + 32);
     assert!(core::mem::size_of::<WxMemEvent>() == 56 + 40);
     assert!(core::mem::size_of::<MemfdEvent>() == 56 + 8 + MEMFD_NAME_LEN);
+    assert!(core::mem::size_of::<InjectEvent>() == 56 + 16 + COMM_LEN);
+    assert!(core::mem::size_of::<IoUringEvent>() == 56 + 8);
     assert!(core::mem::size_of::<ExeKey>() == 16);
     assert!(core::mem::size_of::<FileOpenEvent>() == 56 + 16 + FILE_PATH_LEN);
     assert!(core::mem::size_of::<WatchPrefix>() == 16 + 2 * WATCH_HEAD_LEN + 2 * WATCH_TAIL_LEN);
     assert!(core::mem::size_of::<OpenKey>() == 24);
     assert!(core::mem::size_of::<PendingPtrace>() == 24);
+    assert!(core::mem::size_of::<Doom>() == 16);
 };

@@ -1,6 +1,6 @@
 //! procwatch's kernel side: tracepoint programs feeding one ring buffer.
 //!
-//! Tracepoints (classic, and BTF-enabled for fork) only: kprobes and fentry are not available
+//! Tracepoints (classic, BTF-enabled for fork, and the raw `sys_enter` for 32-bit syscalls) only: kprobes and fentry are not available
 //! on the machines this runs on (see `shared/notes/ebpf-on-these-machines.md`). Each probe
 //! family is a module with entry points of the `x() -> try_x()` shape; every map lives in
 //! `maps`, every load-time offset in `offsets`, every kernel-struct read in `task`.
@@ -8,11 +8,18 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod compat;
+#[cfg(target_arch = "bpf")]
 mod connect;
+#[cfg(target_arch = "bpf")]
+mod doom;
 #[cfg(target_arch = "bpf")]
 mod emit;
 #[cfg(target_arch = "bpf")]
 mod file_open;
+mod inject;
+#[cfg(target_arch = "bpf")]
+mod io_uring;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use procwatch_common::{
-    ALLOW_MAX, ExeKey, FileOpenEvent, OPEN_SEEN_MAX, OpenKey, PendingArgs, PendingPtrace,
-    WATCH_MAX, WatchPrefix, config, kind,
+    ALLOW_MAX, DOOMED_MAX, Doom, ExeKey, FileOpenEvent, OPEN_SEEN_MAX, OpenKey, PendingArgs,
+    PendingPtrace, WALK_DEPTH, WATCH_MAX, WatchPrefix, config, kind,
 };
 
 /// The one ring buffer all events go through. Userspace may resize it at load time.
@@ -68,3 +68,36 @@ pub static OPEN_SEEN: LruHashMap<OpenKey, u8> = LruHashMap::with_max_entries(OPE
 /// the ring buffer (most opens are not watched and never reach it).
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// A path walk's working state: the dentries met on the way up (so the names can be written
+/// root first), how many steps, and whether the root was reached. Kept in a map, not in
+/// registers: values read back from a map are unknown to the verifier, so every way out of
+/// the walk's loop leads to one state it checks once, instead of one per exit.
+#[repr(C)]
+pub struct Walk {
+    /// One slot per step: the dentry whose name to write, or 0 for a mount crossed.
+    pub stack: [u64; WALK_DEPTH],
+    /// Steps taken.
+    pub steps: u64,
+    /// 1 when the walk reached the root and every name fitted.
+    pub whole: u64,
+    /// Bytes written so far.
+    pub off: u64,
+}
+
+/// Per-CPU [`Walk`] (too large for the BPF stack next to the rest).
+#[map]
+pub static WALK_SCRATCH: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+/// Files (by `address_space` pointer) seen mapped shared and executable, so a later shared
+/// writable mapping of the same pages is recognised. LRU: such mappings are rare, and an
+/// evicted entry only loses that second-order case.
+#[map]
+pub static SHARED_EXEC: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// Processes condemned by a kill verdict, by tgid, with their start time: filled by userspace
+/// (the flagged process and the descendants it knows of) and by the fork probe (every child
+/// of a condemned process). Not LRU: an eviction would let a condemned process's children
+/// live; entries leave at process exit.
+#[map]
+pub static DOOMED: HashMap<u32, Doom> = HashMap::with_max_entries(DOOMED_MAX, 0);

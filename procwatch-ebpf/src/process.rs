@@ -13,10 +13,11 @@ use aya_ebpf::{
 };
 use procwatch_common::{
     ARG_LEN, ARGS_LEN, ARGS_START_LIMIT, CLONE_THREAD, ExecEvent, ExitEvent, ForkEvent, MAX_ARGS,
-    PATH_LEN, flags, kind, tp,
+    PATH_LEN, flags, kind, ko, path_flags, tp,
 };
 
 use crate::{
+    doom,
     emit::{self, current, fill_header, is_self, reserve},
     maps::{ARGS_SCRATCH, CLONE_FLAGS, EXEC_ARGS, EXIT_CODES, PTRACE_PENDING},
     offsets, task,
@@ -36,24 +37,44 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Copies up to `MAX_ARGS` arguments into the per-thread pending-args map.
 fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64> {
+    // SAFETY: reading a syscall argument slot inside the tracepoint record.
+    let argv: u64 = unsafe { ctx.read_at(argv_offset) }.map_err(i64::from)?;
+    capture_args(argv, false)
+}
+
+/// The `i`th pointer of a user `argv` array: 8-byte pointers, or 4-byte ones for an ia32
+/// exec (`compat`).
+#[inline(always)]
+fn argv_entry(argv: u64, i: usize, compat: bool) -> Option<*const u8> {
+    // SAFETY: user pointer reads through the helper, which tolerates faults.
+    unsafe {
+        if compat {
+            bpf_probe_read_user((argv as usize + 4 * i) as *const u32)
+                .ok()
+                .map(|p| p as usize as *const u8)
+        } else {
+            bpf_probe_read_user((argv as usize + 8 * i) as *const *const u8).ok()
+        }
+    }
+}
+
+/// Copies up to `MAX_ARGS` arguments of the user array `argv` into the per-thread
+/// pending-args map.
+#[inline(always)]
+pub fn capture_args(argv: u64, compat: bool) -> Result<(), i64> {
     let (pid_tgid, tgid) = current();
     if is_self(tgid) {
         return Ok(());
     }
-    // SAFETY: reading a syscall argument slot inside the tracepoint record.
-    let argv: *const *const u8 = unsafe { ctx.read_at(argv_offset) }.map_err(i64::from)?;
     let scratch = ARGS_SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
     let mut off: usize = 0;
     let mut argc: u32 = 0;
     let mut arg_flags: u32 = 0;
     let mut i: usize = 0;
     while i < MAX_ARGS {
-        // SAFETY: user pointer read through the helper, which tolerates faults.
-        let arg: *const u8 = match unsafe { bpf_probe_read_user(argv.wrapping_add(i)) } {
-            Ok(p) => p,
-            Err(_) => break,
+        let Some(arg) = argv_entry(argv, i, compat) else {
+            break;
         };
         if arg.is_null() {
             break;
@@ -80,9 +101,8 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
         argc += 1;
         i += 1;
     }
-    // SAFETY: as above.
     if i == MAX_ARGS
-        && let Ok(next) = unsafe { bpf_probe_read_user::<*const u8>(argv.wrapping_add(MAX_ARGS)) }
+        && let Some(next) = argv_entry(argv, MAX_ARGS, compat)
         && !next.is_null()
     {
         arg_flags |= flags::ARGS_TRUNCATED;
@@ -108,6 +128,8 @@ fn try_capture_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i
     Ok(())
 }
 
+/// The classic exec tracepoint: only where the BTF one cannot load. It knows the path as
+/// given and the file's identity, not the path the kernel resolved, the interpreter or cwd.
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let _ = try_exec(&ctx);
@@ -124,14 +146,122 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: as above.
     let old_pid: u32 = unsafe { ctx.read_at(offsets::tp(tp::EXEC_OLD_PID)) }.map_err(i64::from)?;
     let filename_ptr = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
-    let me = task::current();
-    let exe = task::exe_key(me);
 
     let Some(mut entry) = reserve::<ExecEvent>(kind::EXEC) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points to a reserved slot of size_of::<ExecEvent>() bytes.
+    unsafe {
+        fill_exec_common(e, pid_tgid, old_pid);
+        (*e).path_len = 0;
+        (*e).cwd_len = 0;
+        (*e).interp_len = 0;
+        (*e).path_flags = 0;
+        let n = generated::bpf_probe_read_kernel_str(
+            (*e).filename.as_mut_ptr().cast(),
+            PATH_LEN as u32,
+            filename_ptr.cast(),
+        );
+        (*e).filename_len = if n > 0 { (n - 1) as u32 } else { 0 };
+    }
+    emit::submit(entry, emit::Urgency::Bulk);
+    Ok(())
+}
+
+/// `sched_process_exec(task, old_pid, bprm)` with the `linux_binprm` itself: what the kernel
+/// executed (`bprm->file`, its path walked from the dentry), the interpreter of a `#!` script
+/// (`bprm->interp`) next to the script (`bprm->filename`), and the working directory.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn btf_sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_btf_exec(&ctx);
+    0
+}
+
+fn try_btf_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    if !offsets::kernel_known() {
+        return Ok(());
+    }
+    let (pid_tgid, tgid) = current();
+    if is_self(tgid) {
+        return Ok(());
+    }
+    let old_pid: u32 = ctx.arg::<u64>(1) as u32;
+    let bprm: *const u8 = ctx.arg(2);
+    let Some(mut entry) = reserve::<ExecEvent>(kind::EXEC) else {
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to a reserved slot of size_of::<ExecEvent>() bytes; every kernel
+    // read goes through the fault-tolerant helpers.
+    unsafe {
+        fill_exec_common(e, pid_tgid, old_pid);
+        let mut pflags = 0u32;
+        let filename = task::read::<*const u8>(bprm, offsets::ko(ko::BPRM_FILENAME));
+        let n = match filename {
+            Some(f) => generated::bpf_probe_read_kernel_str(
+                (*e).filename.as_mut_ptr().cast(),
+                PATH_LEN as u32,
+                f.cast(),
+            ),
+            None => 0,
+        };
+        (*e).filename_len = if n > 0 { (n - 1) as u32 } else { 0 };
+        let interp = task::read::<*const u8>(bprm, offsets::ko(ko::BPRM_INTERP));
+        let n = match interp {
+            Some(i) => generated::bpf_probe_read_kernel_str(
+                (*e).interp.as_mut_ptr().cast(),
+                PATH_LEN as u32,
+                i.cast(),
+            ),
+            None => 0,
+        };
+        (*e).interp_len = if n > 0 {
+            pflags |= path_flags::INTERP;
+            (n - 1) as u32
+        } else {
+            0
+        };
+        (*e).path_len = 0;
+        if let Some(file) = task::read::<*const u8>(bprm, offsets::ko(ko::BPRM_FILE))
+            && let Some(mnt) = task::read::<*const u8>(file, offsets::ko(ko::FILE_PATH_MNT))
+            && let Some(dentry) = task::read::<*const u8>(file, offsets::ko(ko::FILE_PATH_DENTRY))
+            && let Some((len, whole)) = task::walk_path(mnt, dentry, (*e).path.as_mut_ptr())
+        {
+            (*e).path_len = len;
+            pflags |= path_flags::PATH_RESOLVED;
+            if !whole {
+                pflags |= path_flags::PATH_CUT;
+            }
+        }
+        (*e).cwd_len = 0;
+        if let Some(fs) = task::read::<*const u8>(task::current(), offsets::ko(ko::TASK_FS))
+            && let Some(mnt) = task::read::<*const u8>(fs, offsets::ko(ko::FS_PWD_MNT))
+            && let Some(dentry) = task::read::<*const u8>(fs, offsets::ko(ko::FS_PWD_DENTRY))
+            && let Some((len, whole)) = task::walk_path(mnt, dentry, (*e).cwd.as_mut_ptr())
+        {
+            (*e).cwd_len = len;
+            pflags |= path_flags::CWD_RESOLVED;
+            if !whole {
+                pflags |= path_flags::CWD_CUT;
+            }
+        }
+        (*e).path_flags = pflags;
+    }
+    emit::submit(entry, emit::Urgency::Bulk);
+    Ok(())
+}
+
+/// Fills what both exec probes report alike: header, parent, the file's identity, cgroup,
+/// and argv captured at syscall entry.
+///
+/// # Safety
+/// `e` must point to a reserved `ExecEvent` slot.
+#[inline(always)]
+unsafe fn fill_exec_common(e: *mut ExecEvent, pid_tgid: u64, old_pid: u32) {
+    let me = task::current();
+    let exe = task::exe_key(me);
+    // SAFETY: the caller guarantees `e`.
     unsafe {
         fill_header(&raw mut (*e).header, kind::EXEC, pid_tgid, 0);
         (*e).old_pid = old_pid;
@@ -146,13 +276,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
                 (*e).exe_ino = 0;
             }
         }
-        let n = generated::bpf_probe_read_kernel_str(
-            (*e).filename.as_mut_ptr().cast(),
-            PATH_LEN as u32,
-            filename_ptr.cast(),
-        );
-        (*e).filename_len = if n > 0 { (n - 1) as u32 } else { 0 };
-
+        (*e).cgroup_id = generated::bpf_get_current_cgroup_id();
         match EXEC_ARGS.get_ptr(old_pid) {
             Some(pending) => {
                 generated::bpf_probe_read_kernel(
@@ -172,8 +296,6 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    emit::submit(entry, emit::Urgency::Bulk);
-    Ok(())
 }
 
 /// `sched_process_fork(parent, child)` with the task pointers themselves: the child is a new
@@ -192,10 +314,16 @@ fn try_btf_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (Some(child_pid), Some(child_tgid)) = (task::pid(child), task::tgid(child)) else {
         return Err(0);
     };
-    if child_pid != child_tgid {
+    let (pid_tgid, tgid) = current();
+    let new_process = child_pid == child_tgid;
+    doom::on_fork(
+        tgid,
+        if new_process { child_tgid } else { 0 },
+        task::start_ns(child).unwrap_or(0),
+    );
+    if !new_process {
         return Ok(()); // a new thread
     }
-    let (pid_tgid, tgid) = current();
     if is_self(tgid) {
         return Ok(());
     }
@@ -309,6 +437,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !group_dead {
         return Ok(());
     }
+    doom::on_exit(tgid);
     let code = EXIT_CODES.get_ptr(tgid).map(|p| unsafe { *p });
     let _ = EXIT_CODES.remove(tgid);
     if is_self(tgid) {

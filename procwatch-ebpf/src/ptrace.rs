@@ -27,26 +27,36 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
 }
 
 fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
-    let (pid_tgid, tgid) = current();
-    if is_self(tgid) {
-        return Ok(());
-    }
     // ptrace(long request, long pid, unsigned long addr, unsigned long data)
     // SAFETY: offsets from the format file.
     let request: u64 =
         unsafe { ctx.read_at(offsets::tp(tp::PTRACE_REQUEST)) }.map_err(i64::from)?;
-    let attaches = request == PTRACE_ATTACH || request == PTRACE_SEIZE;
-    if !attaches && request != PTRACE_TRACEME {
-        return Ok(());
-    }
     // SAFETY: as above.
     let target: u64 = unsafe { ctx.read_at(offsets::tp(tp::PTRACE_PID)) }.map_err(i64::from)?;
+    on_ptrace(request, target, 0, true);
+    Ok(())
+}
+
+/// Reports (and under the policy kills) a ptrace request. `at_exit`: a killed
+/// `PTRACE_ATTACH` is reported at syscall exit (only the 64-bit entry has an exit probe);
+/// `hdr_flags` carries `COMPAT` for the ia32 entry.
+#[inline(always)]
+pub fn on_ptrace(request: u64, target: u64, hdr_flags: u32, at_exit: bool) {
+    let (pid_tgid, tgid) = current();
+    if is_self(tgid) {
+        return;
+    }
+    let attaches = request == PTRACE_ATTACH || request == PTRACE_SEIZE;
+    if !attaches && request != PTRACE_TRACEME {
+        return;
+    }
     let action = if attaches {
         policy::enforce(config::KILL_PTRACE, tgid)
     } else {
         0
     };
-    if request == PTRACE_ATTACH
+    if at_exit
+        && request == PTRACE_ATTACH
         && action & flags::KILLED != 0
         && emit::config(config::PTRACE_EXIT_ON) != 0
     {
@@ -57,16 +67,21 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
             _pad: 0,
         };
         if PTRACE_PENDING.insert(pid_tgid as u32, pending, 0).is_ok() {
-            return Ok(()); // reported at syscall exit
+            return; // reported at syscall exit
         }
     }
     let Some(mut entry) = reserve::<PtraceEvent>(kind::PTRACE) else {
-        return Ok(());
+        return;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: reserved slot of the right size.
     unsafe {
-        fill_header(&raw mut (*e).header, kind::PTRACE, pid_tgid, action);
+        fill_header(
+            &raw mut (*e).header,
+            kind::PTRACE,
+            pid_tgid,
+            action | hdr_flags,
+        );
         (*e).request = request;
         (*e).target_pid = target;
         (*e).ret = 0;
@@ -75,7 +90,6 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
         (*e).tracee_start_ns = 0;
     }
     emit::submit(entry, emit::Urgency::Urgent);
-    Ok(())
 }
 
 #[tracepoint]

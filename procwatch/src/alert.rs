@@ -99,6 +99,43 @@ pub struct SensorInfo {
     pub probes_missing: Vec<String>,
 }
 
+/// One ancestor of the alerted process (parent first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ancestor {
+    /// Process id.
+    pub pid: u32,
+    /// Executable path, when known.
+    pub exe: Option<String>,
+    /// Its current image's exec id, when its start is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_id: Option<String>,
+}
+
+/// One program image in the alerted process's exec chain (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainImage {
+    /// The executable.
+    pub exe: Option<String>,
+    /// The script or loaded program, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// When it was exec'd (RFC 3339, ms, UTC); absent when the time is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// The file the process loads or interprets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgramInfo {
+    /// Its path.
+    pub path: String,
+    /// How it was found.
+    pub via: crate::process::program::Via,
+}
+
+/// Most ancestors an alert lists.
+pub const MAX_ANCESTORS: usize = 8;
+
 /// A `procwatch.alert/v1` record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -110,8 +147,31 @@ pub struct Alert {
     pub host: String,
     /// Process id.
     pub pid: u32,
+    /// Unique per exec: base64 of `boot_id:image start (CLOCK_BOOTTIME ns):pid`.
+    pub exec_id: String,
+    /// Start of the process (CLOCK_BOOTTIME ns, to the clock tick /proc shows); with `pid` it
+    /// names the process. Absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_boottime_ns: Option<u64>,
     /// Parent pid.
     pub ppid: u32,
+    /// The parent chain, parent first, at most [`MAX_ANCESTORS`].
+    pub ancestors: Vec<Ancestor>,
+    /// The program images this process ran, oldest first (bounded).
+    pub exec_chain: Vec<ChainImage>,
+    /// The script or program the executable loads or interprets, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramInfo>,
+    /// cgroup (v2) id, from the kernel at exec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    /// cgroup (v2) path, when read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Container id (64 hex digits) found in the cgroup path (docker, containerd, CRI-O,
+    /// podman), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     /// Real uid.
     pub uid: u32,
     /// User name, when known.
@@ -180,6 +240,9 @@ impl Trigger<'_> {
                         serde_json::to_value(action).unwrap_or_default(),
                     );
                 }
+                if let Some(obj) = v.as_object_mut().filter(|_| e.compat) {
+                    obj.insert("compat".into(), true.into());
+                }
                 v
             }
             Trigger::Sweep => serde_json::json!({ "kind": "sweep" }),
@@ -195,6 +258,32 @@ impl Trigger<'_> {
     }
 }
 
+/// The exec id of `p`'s current image (its start time stands in when its exec was not seen).
+pub fn exec_id_of(p: &Process) -> Option<String> {
+    let ns = if p.image_boot_ns != 0 {
+        p.image_boot_ns
+    } else {
+        crate::identity::boot_ns_from_ticks(p.start_ticks)?
+    };
+    Some(crate::identity::exec_id(
+        crate::identity::host_key(),
+        ns,
+        p.pid,
+    ))
+}
+
+/// The container id in a cgroup path: the last component that is, or wraps, 64 hex digits
+/// (`/docker/<id>`, `docker-<id>.scope`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
+/// `libpod-<id>.scope`, kubepods' `.../<id>`).
+pub fn container_id(cgroup: &str) -> Option<String> {
+    cgroup.rsplit('/').find_map(|c| {
+        let c = c.strip_suffix(".scope").unwrap_or(c);
+        let id = c.rsplit(['-', ':']).next()?;
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| id.to_ascii_lowercase())
+    })
+}
+
 /// Builds an alert for `p` from its verdict.
 pub fn build(
     p: &Process,
@@ -203,12 +292,34 @@ pub fn build(
     user: Option<String>,
     sensor: SensorInfo,
 ) -> Alert {
+    let lossy = |p: &std::path::Path| os_lossy(p.as_os_str()).into_owned();
     Alert {
         schema: SCHEMA,
         timestamp: trigger.time(),
         host: hostname().to_string(),
         pid: p.pid,
+        exec_id: exec_id_of(p).unwrap_or_default(),
+        start_boottime_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         ppid: p.ppid,
+        // Filled by the engine, which has the table.
+        ancestors: Vec::new(),
+        exec_chain: p
+            .exec_chain
+            .iter()
+            .map(|i| ChainImage {
+                exe: i.exe.as_deref().map(lossy),
+                program: i.program.as_deref().map(lossy),
+                time: (i.ktime_ns != 0)
+                    .then(|| clock::rfc3339_ms(clock::wall_from_ktime(i.ktime_ns))),
+            })
+            .collect(),
+        program: p.program.as_ref().map(|g| ProgramInfo {
+            path: lossy(&g.path),
+            via: g.via,
+        }),
+        cgroup_id: p.cgroup_id,
+        cgroup: p.cgroup.clone(),
+        container_id: p.cgroup.as_deref().and_then(container_id),
         uid: p.uid,
         user,
         name: p.name.clone(),
@@ -326,4 +437,31 @@ pub fn terminal_line(a: &Alert) -> String {
         action,
         why.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_the_usual_runtimes() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for path in [
+            format!("/docker/{id}"),
+            format!("/system.slice/docker-{id}.scope"),
+            format!("/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope"),
+            format!("/kubepods/besteffort/pod1234/{id}"),
+            format!("/machine.slice/libpod-{id}.scope/container"),
+            format!("/system.slice/crio-{id}.scope"),
+        ] {
+            assert_eq!(container_id(&path).as_deref(), Some(id), "{path}");
+        }
+        for path in [
+            "/user.slice/user-0.slice/session-3.scope",
+            "/",
+            "/system.slice/ssh.service",
+        ] {
+            assert_eq!(container_id(path), None, "{path}");
+        }
+    }
 }

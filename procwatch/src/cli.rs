@@ -168,7 +168,7 @@ pub struct AllowWhat {
 /// Arguments of `procwatch events`.
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
-    /// Only these kinds (comma-separated): exec, fork, exit, ptrace, connect, wx_mem, memfd.
+    /// Only these kinds (comma-separated): exec, fork, exit, ptrace, connect, wx_mem, memfd, inject, io_uring.
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<EventKind>,
     /// Stop after this long: seconds, or a number with ms, s, m, h or d (default: until

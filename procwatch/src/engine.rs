@@ -8,25 +8,35 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     ffi::OsString,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use tracing::debug;
 
+mod doom;
+pub use doom::Condemned;
+
 use crate::{
-    alert::{self, Action, ActionBy, Alert, SensorInfo, Trigger},
+    alert::{self, Action, ActionBy, Alert, RuleId, SensorInfo, Trigger},
     baseline::Behaviour,
     config::Config,
-    detect::{self, reverse_shell::is_shell_or_interpreter},
+    detect::{
+        self,
+        reverse_shell::{is_shell_name, is_shell_or_interpreter},
+    },
     identity::{AllowIds, ExeId},
     learning::{Judgement, Learning, event_behaviour},
     process::{
         enrich::{Found, Job, Outcome, Work},
         hash::HashCache,
-        merge,
-        table::{ConnectFact, ExeState, ProcessTable, PtraceFact, WxFact, push_bounded},
+        merge, program,
+        shells::Shells,
+        table::{
+            ConnectFact, ExeState, ExecImage, ProcessTable, PtraceFact, RelayFact, WxFact,
+            push_bounded,
+        },
         users::UserNames,
     },
     procfs::{PidDir, sample, sample::Interest, sockets, sweep::Sweep},
@@ -40,6 +50,9 @@ use crate::{
 /// After a shell connects, its stdio is re-read this much later (the redirection onto the new
 /// socket happens after connect returns).
 const RECHECK_AFTER: Duration = Duration::from_millis(100);
+
+/// A shell whose relay was not found at its exec is looked at again this much later.
+const RELAY_RECHECK_AFTER: Duration = Duration::from_millis(500);
 
 /// An alert plus what the action stage needs to act on exactly that process.
 #[derive(Debug, Clone)]
@@ -67,6 +80,8 @@ pub struct EngineStats {
     pub alerts: u64,
     /// Alerts suppressed by the whitelist.
     pub whitelisted: u64,
+    /// Evaluations where an exception silenced at least one finding.
+    pub excepted: u64,
     /// Processes evicted from a full table.
     pub evicted: u64,
     /// Processes tracked now.
@@ -103,6 +118,8 @@ struct Queued {
     /// The process's own connects and /proc connections when the alert was decided.
     connects: Vec<ConnectFact>,
     conns: Vec<ConnectFact>,
+    /// Every reason turned out to be silenced by an exception by hash, known only now.
+    dropped: bool,
 }
 
 /// The detection engine.
@@ -116,8 +133,13 @@ pub struct Engine {
     counts: EngineStats,
     /// Pids whose stdio should be re-read soon (a shell that just connected somewhere).
     recheck: Vec<(u32, Instant)>,
+    /// Shells whose relay is looked for once more (its relay may connect after the exec), by
+    /// pid and image.
+    relay_recheck: Vec<(u32, u64, Instant)>,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
+    /// Installed shells and terminal servers, by file identity.
+    shells: Shells,
     /// Jobs asked for and not yet taken by [`Engine::take_jobs`].
     jobs: Vec<Job>,
     next_job: u64,
@@ -125,6 +147,11 @@ pub struct Engine {
     queue: VecDeque<Queued>,
     /// The learned baselines, when on.
     learning: Option<Learning>,
+    /// Processes condemned by kill verdicts (and their descendants).
+    doomed: doom::Doomed,
+    /// Condemned by a fork seen after the verdict: killed by whoever drains
+    /// [`Engine::take_condemned`], not by the action stage.
+    late: Vec<Condemned>,
 }
 
 impl Engine {
@@ -134,6 +161,7 @@ impl Engine {
         let allow = AllowIds::from_config(&cfg);
         Self {
             allow,
+            shells: Shells::discover(),
             cfg,
             table,
             users: UserNames::new(),
@@ -142,11 +170,14 @@ impl Engine {
             stats,
             counts: EngineStats::default(),
             recheck: Vec::new(),
+            relay_recheck: Vec::new(),
             jobs: Vec::new(),
             next_job: 1,
             waiting: HashMap::new(),
             queue: VecDeque::new(),
             learning: None,
+            doomed: doom::Doomed::default(),
+            late: Vec::new(),
         }
     }
 
@@ -199,6 +230,26 @@ impl Engine {
         }
         cfg.user_whitelisted(a.user.as_deref(), a.uid)
             .then(|| "exempt: whitelisted user".into())
+    }
+
+    /// Condemns the flagged process `f` and every live descendant the table knows (those the
+    /// exemptions allow); returns the descendants, for the action stage to kill.
+    pub fn condemn(&mut self, f: &Flagged) -> Vec<Condemned> {
+        let root = Condemned {
+            pid: f.alert.pid,
+            start_ticks: f.start_ticks,
+        };
+        if root.start_ticks == 0 {
+            return Vec::new();
+        }
+        self.doomed
+            .condemn_tree(root, &self.table, &self.allow, &self.cfg, &mut self.users)
+    }
+
+    /// Every process condemned since the last call (for the kernel's map), and, second, those
+    /// of them only a fork seen after the verdict condemned: nobody else kills these.
+    pub fn take_condemned(&mut self) -> (Vec<Condemned>, Vec<Condemned>) {
+        (self.doomed.take_new(), std::mem::take(&mut self.late))
     }
 
     /// The process table (read-only).
@@ -292,38 +343,99 @@ impl Engine {
                     p.ppid = x.ppid;
                 }
                 p.cmdline = x.argv.clone();
-                let (exe, state) = if gone {
+                let res = &x.resolved;
+                if let Some(cwd) = res.cwd.as_ref().filter(|_| !res.cwd_cut) {
+                    p.cwd = Some(cwd.clone());
+                }
+                if res.cgroup_id.is_some() && res.cgroup_id != p.cgroup_id {
+                    p.cgroup_id = res.cgroup_id;
+                    p.cgroup = None;
+                }
+                p.image_boot_ns = boot_ns_of(ev.ktime_ns);
+                let (proc_exe, proc_state) = if gone {
                     (None, ExeState::Unknown)
                 } else {
                     let (exe, state) = sample::read_exe(pid);
                     // /proc names whoever holds the pid now: if the kernel said which file was
-                    // exec'd and /proc runs another, the process is gone and the pid reused.
+                    // exec'd and /proc runs another, the process has exec'd again (or is gone
+                    // and the pid reused): /proc says nothing about this image.
                     match x.exe {
                         Some(id) if exe.is_some() && !runs(pid, id) => (None, ExeState::Unknown),
                         _ => (exe, state),
                     }
                 };
-                match exe {
-                    Some(exe) => {
-                        p.exe = Some(exe);
-                        p.exe_state = state;
+                // The path the kernel walked from the file itself is the truth (a cut one only
+                // when /proc cannot say); /proc only adds whether the file is still there.
+                let walked = res
+                    .path
+                    .clone()
+                    .filter(|_| !res.path_cut || proc_exe.is_none());
+                match (walked, proc_exe) {
+                    (Some(walked), proc_exe) => {
+                        p.exe_state = if proc_exe.is_some() {
+                            proc_state
+                        } else {
+                            match exe_state_from_filename(&walked, &p.memfds) {
+                                ExeState::Unknown => {
+                                    exe_state_from_filename(&x.filename, &p.memfds)
+                                }
+                                known => known,
+                            }
+                        };
+                        p.exe = Some(walked);
                     }
-                    // Gone already (a 2 ms process): the kernel's filename is what we have.
-                    None => {
-                        p.exe = Some(absolute(&x.filename, p.cwd.as_deref()));
+                    (_, Some(exe)) => {
+                        p.exe = Some(exe);
+                        p.exe_state = proc_state;
+                    }
+                    // Gone already (a 2 ms process) and no path from the kernel: the name
+                    // given to exec, made absolute and normalised.
+                    (None, None) => {
+                        p.exe = Some(program::normalise(&x.filename, p.cwd.as_deref()));
                         p.exe_state = exe_state_from_filename(&x.filename, &p.memfds);
                     }
                 }
-                let shell = !gone && is_shell_or_interpreter(p.exe_name());
-                let image = p.image;
+                let exe_path = p.exe.clone().unwrap_or_default();
+                let interpreter = program::is_interpreter(p.exe_name());
+                let stdin = (!gone && interpreter)
+                    .then(|| sample::stdin_link(pid))
+                    .flatten();
+                p.program = program::program(
+                    &exe_path,
+                    &x.filename,
+                    res.interp.as_deref(),
+                    &x.argv,
+                    stdin.as_deref(),
+                    p.cwd.as_deref(),
+                );
+                p.push_image(ExecImage {
+                    exe: p.exe.clone(),
+                    program: p.program.as_ref().map(|g| g.path.clone()),
+                    ktime_ns: ev.ktime_ns,
+                });
+                p.shell = self.shells.is_shell(p.exe_id) || is_shell_name(p.exe_name());
                 self.learn_exec(pid, ev);
-                if shell {
-                    // The fd links are cheap; the socket table behind them is read off the
+                let Some(p) = self.table.get(pid) else {
+                    return;
+                };
+                if !gone {
+                    // The fd links are cheap; the socket table behind them (and, for a program
+                    // not known as a shell, whether it is a copy of one) is read off the
                     // engine, and the exec is evaluated when it is in.
                     let inodes = sockets::stdio_sockets(pid);
+                    let named = is_shell_or_interpreter(p.exe_name());
                     if inodes.iter().any(Option::is_some) {
+                        let hash = (!p.shell && !named).then(|| p.exe.clone()).flatten();
+                        let image = p.image;
                         let then = Then::Evaluate(Some(Box::new(ev.clone())));
-                        self.ask(pid, image, Work::StdioNet(inodes), then);
+                        self.ask(pid, image, Work::StdioNet(inodes, hash), then);
+                        return;
+                    }
+                    if p.shell && program::shell_reads_commands(&x.argv) {
+                        let (image, parent) = (p.image, p.ppid);
+                        let candidates = self.relatives(pid, parent);
+                        let then = Then::Evaluate(Some(Box::new(ev.clone())));
+                        self.ask(pid, image, Work::Relay { parent, candidates }, then);
                         return;
                     }
                 }
@@ -340,6 +452,11 @@ impl Engine {
                         p.sha256.clone(),
                         p.reported.clone(),
                         p.cwd.clone(),
+                        (
+                            p.program.clone(),
+                            p.exec_chain.last().cloned(),
+                            (p.cgroup_id, p.cgroup.clone()),
+                        ),
                     )
                 });
                 let start = f
@@ -348,6 +465,11 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
+                // The child's image begins with the child: its own exec id.
+                child.image_boot_ns = f
+                    .child_start_time_ns
+                    .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
+                child.fork_parent = f.parent_tgid;
                 if let Some((
                     (uid, gid),
                     name,
@@ -357,8 +479,13 @@ impl Engine {
                     sha256,
                     reported,
                     cwd,
+                    (program, last_image, (cgroup_id, cgroup)),
                 )) = image
                 {
+                    child.program = program;
+                    child.exec_chain = last_image.into_iter().collect();
+                    child.cgroup_id = cgroup_id;
+                    child.cgroup = cgroup;
                     child.uid = uid;
                     child.gid = gid;
                     child.name = name;
@@ -371,12 +498,26 @@ impl Engine {
                     // The child starts where its parent is: a relative exec resolves against it.
                     child.cwd = cwd;
                 }
+                if let (Some(parent), Some(child)) =
+                    (self.table.get(f.parent_tgid), self.table.get(f.child_tgid))
+                {
+                    let before = self.doomed.contains(child.pid, child.start_ticks);
+                    self.doomed
+                        .on_fork(parent, child, &self.allow, &self.cfg, &mut self.users);
+                    if !before && self.doomed.contains(child.pid, child.start_ticks) {
+                        self.late.push(Condemned {
+                            pid: child.pid,
+                            start_ticks: child.start_ticks,
+                        });
+                    }
+                }
                 return;
             }
             EventBody::Exit(_) => {
                 if let (Some(l), Some(p)) = (self.learning.as_mut(), self.table.get(pid)) {
                     l.exited(p);
                 }
+                self.doomed.on_exit(pid);
                 self.table.mark_exited(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
@@ -457,6 +598,29 @@ impl Engine {
                 self.learn(pid, ev, now);
                 let p = self.table.entry(pid, 0, ev.sensor, now);
                 push_bounded(&mut p.memfds, m.name.clone());
+                return;
+            }
+            // Writing into another process is ptrace-class: the same rule, the same facts.
+            // A process writing its own memory is not (see docs/rules.md).
+            EventBody::Inject(i) => {
+                if i.target_self || i.target_pid == Some(ev.tgid) {
+                    return;
+                }
+                let asked = self.learn(pid, ev, now);
+                let p = self.table.entry(pid, 0, ev.sensor, now);
+                let fact = PtraceFact {
+                    request: i.method,
+                    target: i.target_pid.map_or(0, u64::from),
+                };
+                let new = push_bounded(&mut p.ptrace_events, fact);
+                if asked || (!new && ev.kernel_action.is_none()) {
+                    return;
+                }
+            }
+            // Reported in the event stream; the connection it makes is judged by the sweep's
+            // socket table (its destination is not readable at submission).
+            EventBody::IoUring(_) => {
+                self.learn(pid, ev, now);
                 return;
             }
         }
@@ -590,7 +754,45 @@ impl Engine {
                         {
                             merge::merge_identity(p, &s)
                         }
-                        Ok(Found::StdioNet(net)) => p.stdio_net = net,
+                        Ok(Found::StdioNet(net, digest)) => {
+                            p.stdio_net = net;
+                            if digest.is_some_and(|d| self.shells.digests.contains(&d)) {
+                                p.shell = true;
+                            }
+                            // Sockets that are not network ones (a socketpair from `socat
+                            // EXEC`): the process at their other end may be the relay.
+                            if p.stdio_net.is_empty()
+                                && p.shell
+                                && program::shell_reads_commands(&p.cmdline)
+                            {
+                                self.relay_recheck.push((w.pid, w.image, now));
+                            }
+                        }
+                        Ok(Found::Relay(relays)) => {
+                            // The relay of a pipeline may not have connected yet at the exec:
+                            // looked for once more a moment later (a second look is a sweep's).
+                            if relays.is_empty() && ev.is_some() {
+                                self.relay_recheck.push((
+                                    w.pid,
+                                    w.image,
+                                    now + RELAY_RECHECK_AFTER,
+                                ));
+                            }
+                            // A login server holding the pty or pipe is a session, not a relay.
+                            p.relay = relays
+                                .into_iter()
+                                .find(|r| {
+                                    !r.exe_id.is_some_and(|id| {
+                                        self.shells.terminal_servers.contains(&id)
+                                    })
+                                })
+                                .map(|r| RelayFact {
+                                    pid: r.pid,
+                                    exe: r.exe,
+                                    remote: r.remote,
+                                    accepted: r.accepted,
+                                });
+                        }
                         Ok(Found::Recheck(s))
                             if p.start_ticks == 0 || p.start_ticks == s.start_ticks =>
                         {
@@ -635,7 +837,12 @@ impl Engine {
             return;
         };
         q.job = None;
-        let Some(Found::Complete { sha256, conns }) = found else {
+        let Some(Found::Complete {
+            sha256,
+            conns,
+            cgroup,
+        }) = found
+        else {
             return;
         };
         if !conns.is_empty() {
@@ -644,6 +851,10 @@ impl Engine {
         let a = &mut q.flagged.alert;
         if sha256.is_some() {
             a.sha256 = sha256;
+        }
+        if let Some(cg) = cgroup {
+            a.container_id = alert::container_id(&cg);
+            a.cgroup = Some(cg);
         }
         let all: BTreeSet<&ConnectFact> = q.connects.iter().chain(&q.conns).collect();
         a.conns_outbound = all.len();
@@ -655,7 +866,39 @@ impl Engine {
             if a.sha256.is_some() {
                 p.sha256 = a.sha256.clone();
             }
+            if a.cgroup.is_some() {
+                p.cgroup = a.cgroup.clone();
+            }
             p.conns = q.conns.clone();
+        }
+        // Exceptions by hash could not be judged before the hash was known: an alert all of
+        // whose reasons one silences is dropped now (its process is no longer judged by it).
+        let a = &q.flagged.alert;
+        if let Some(p) = self
+            .table
+            .get(w.pid)
+            .filter(|p| current && p.sha256.is_some())
+        {
+            let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+            let ctx = detect::except::Context {
+                user: a.user.as_deref(),
+                parent_exe: parent_exe.as_deref(),
+            };
+            let s = detect::except::subject(p, &ctx);
+            let by_hash = |rule| {
+                self.cfg
+                    .exceptions
+                    .of(rule)
+                    .iter()
+                    .any(|e| e.needs_hash() && e.matches(&s, None))
+            };
+            let silenced = |r: &alert::Reason| match r.rule {
+                RuleId::Heuristic(rule) => by_hash(rule),
+                RuleId::Anomaly(_) => false,
+            };
+            if !a.reasons.is_empty() && a.reasons.iter().all(silenced) {
+                q.dropped = true;
+            }
         }
     }
 
@@ -664,6 +907,15 @@ impl Engine {
         let mut out = Vec::new();
         while self.queue.front().is_some_and(|q| q.job.is_none()) {
             if let Some(q) = self.queue.pop_front() {
+                if q.dropped {
+                    self.counts.alerts = self.counts.alerts.saturating_sub(1);
+                    self.counts.excepted += 1;
+                    debug!(
+                        pid = q.flagged.alert.pid,
+                        "alert silenced by an exception by hash"
+                    );
+                    continue;
+                }
                 out.push(q.flagged);
             }
         }
@@ -717,6 +969,23 @@ impl Engine {
         self.release()
     }
 
+    /// Where a shell's relay would be: its parent, its siblings, its grandparent (bounded).
+    fn relatives(&self, pid: u32, parent: u32) -> Vec<u32> {
+        const MAX: usize = 64;
+        let mut out = vec![parent];
+        if let Some(gp) = self.table.get(parent).map(|p| p.ppid).filter(|&g| g > 1) {
+            out.push(gp);
+        }
+        out.extend(
+            self.table
+                .iter()
+                .filter(|p| p.ppid == parent && p.pid != pid && p.exited.is_none())
+                .map(|p| p.pid)
+                .take(MAX),
+        );
+        out
+    }
+
     /// True when `pid` is `root` or descends from it (parents from the table, else /proc).
     pub fn descends_from(&self, pid: u32, root: u32) -> bool {
         let mut cur = pid;
@@ -758,21 +1027,67 @@ impl Engine {
                 self.ask(pid, image, Work::Recheck(interest), Then::Evaluate(None));
             }
         }
+        let mut relays = Vec::new();
+        self.relay_recheck.retain(|&(pid, image, at)| {
+            if at <= now {
+                relays.push((pid, image));
+                false
+            } else {
+                true
+            }
+        });
+        for (pid, image) in relays {
+            let Some(parent) = self
+                .table
+                .get(pid)
+                .filter(|p| p.image == image && p.exited.is_none())
+                .map(|p| p.ppid)
+            else {
+                continue;
+            };
+            let candidates = self.relatives(pid, parent);
+            let work = Work::Relay { parent, candidates };
+            self.ask(pid, image, work, Then::Evaluate(None));
+        }
     }
 
     /// When the next recheck is due.
     pub fn next_recheck(&self) -> Option<Instant> {
-        self.recheck.iter().map(|&(_, at)| at).min()
+        let relays = self.relay_recheck.iter().map(|&(_, _, at)| at);
+        self.recheck.iter().map(|&(_, at)| at).chain(relays).min()
     }
 
     /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert
     /// on a live process waits for its facts (digest, connections), read off the engine.
     fn evaluate(&mut self, pid: u32, trigger: &Trigger<'_>, gone: bool) {
         let cfg = &self.cfg;
-        let Some(p) = self.table.get_mut(pid) else {
+        let Some(p) = self.table.get(pid) else {
             return;
         };
         let findings = detect::evaluate(p, cfg);
+        // Exceptions first: what they silence is neither scored nor matched against the
+        // baseline.
+        let parent_exe = self.table.get(p.ppid).and_then(|q| q.exe.clone());
+        let user = self.users.name(p.uid).map(str::to_owned);
+        let ctx = detect::except::Context {
+            user: user.as_deref(),
+            parent_exe: parent_exe.as_deref(),
+        };
+        let applied = detect::except::apply(findings, p, &ctx, cfg);
+        if !applied.silenced.is_empty() {
+            self.counts.excepted += 1;
+            debug!(pid, exceptions = ?applied.silenced, "findings silenced by exceptions");
+        }
+        let findings = applied.kept;
+        let Some(p) = self.table.get_mut(pid) else {
+            return;
+        };
+        if applied.pending {
+            // Read the process in full off the engine now, then judge it again (once: if
+            // that read cannot tell, the finding stands).
+            p.successor_asked = true;
+            self.recheck.push((pid, Instant::now()));
+        }
         let judged = match self.learning.as_mut() {
             Some(l) => l.judge(p, &findings, cfg),
             None => Judgement::default(),
@@ -785,7 +1100,6 @@ impl Engine {
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }
-        let user = self.users.name(p.uid).map(str::to_owned);
         let whitelisted = p
             .exe_id
             .is_some_and(|id| self.allow.whitelist.contains(&id));
@@ -837,6 +1151,7 @@ impl Engine {
             stopped_tracee,
         };
         let (connects, conns) = (p.connects.clone(), p.conns.clone());
+        let ppid = p.ppid;
         // Opening /proc/PID says whether it is still there; nothing of it is read here.
         let live = !gone && p.exited.is_none() && PidDir::open(pid).is_ok();
         let work = Work::Complete {
@@ -845,11 +1160,14 @@ impl Engine {
         };
         let image = p.image;
         let job = live.then(|| self.ask(pid, image, work, Then::Complete));
+        let mut flagged = flagged;
+        flagged.alert.ancestors = ancestry(&self.table, ppid);
         self.queue.push_back(Queued {
             flagged,
             job,
             connects,
             conns,
+            dropped: false,
         });
     }
 }
@@ -884,6 +1202,35 @@ fn identify(p: &mut crate::process::table::Process, trigger: &Trigger<'_>) {
     }
 }
 
+/// The parent chain from `ppid` up, as the table knows it (parent first, bounded, no loops).
+fn ancestry(table: &ProcessTable, ppid: u32) -> Vec<alert::Ancestor> {
+    let mut out = Vec::new();
+    let mut cur = ppid;
+    while cur != 0 && out.len() < alert::MAX_ANCESTORS {
+        let Some(p) = table.get(cur) else {
+            out.push(alert::Ancestor {
+                pid: cur,
+                exe: None,
+                exec_id: None,
+            });
+            break;
+        };
+        out.push(alert::Ancestor {
+            pid: cur,
+            exe: p
+                .exe
+                .as_deref()
+                .map(|e| crate::text::os_lossy(e.as_os_str()).into_owned()),
+            exec_id: alert::exec_id_of(p),
+        });
+        if p.ppid == cur || out.iter().any(|a| a.pid == p.ppid) {
+            break;
+        }
+        cur = p.ppid;
+    }
+    out
+}
+
 /// True when the process holding `pid` now runs the file `id`.
 fn runs(pid: u32, id: ExeId) -> bool {
     ExeId::of_proc_exe(pid, None) == Some(id)
@@ -905,23 +1252,26 @@ fn attached_tracee(ev: &Event) -> Option<(u32, u64)> {
     (r.ret == 0).then_some((r.tracee_tgid?, start))
 }
 
-/// `filename` made absolute against `cwd` when possible.
-fn absolute(filename: &Path, cwd: Option<&Path>) -> PathBuf {
-    match cwd {
-        Some(cwd) if filename.is_relative() => cwd.join(filename),
-        _ => filename.to_path_buf(),
-    }
-}
-
 /// Best guess at the exe state when the process is gone before /proc could be read: an exec
-/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless.
+/// through `/dev/fd/N` or `/proc/self/fd/N` by a process that created a memfd is fileless, and
+/// so is a file the kernel's walk names `/memfd:NAME` (a memfd's dentry).
 fn exe_state_from_filename(filename: &Path, memfds: &[OsString]) -> ExeState {
+    use std::os::unix::ffi::OsStrExt;
     let through_fd = filename.starts_with("/dev/fd") || filename.starts_with("/proc/self/fd");
-    if through_fd && !memfds.is_empty() {
+    if (through_fd && !memfds.is_empty()) || filename.as_os_str().as_bytes().starts_with(b"/memfd:")
+    {
         ExeState::Memfd
     } else {
         ExeState::Unknown
     }
+}
+
+/// CLOCK_BOOTTIME ns of an event's monotonic kernel time (0 stays 0: unknown).
+fn boot_ns_of(ktime_ns: u64) -> u64 {
+    if ktime_ns == 0 {
+        return 0;
+    }
+    ktime_ns.saturating_add(crate::identity::boot_minus_monotonic_ns())
 }
 
 #[cfg(test)]
@@ -943,6 +1293,7 @@ mod tests {
             comm: "payload".into(),
             start_time_ns: None,
             kernel_action: None,
+            compat: false,
             body,
         }
     }
@@ -958,6 +1309,7 @@ mod tests {
                 ppid: 1,
                 old_pid: tgid,
                 exe: None,
+                resolved: Default::default(),
             }),
         )
     }
@@ -1012,6 +1364,8 @@ mod tests {
         let connect = event(
             GONE,
             EventBody::Connect(Connect {
+                via: "connect",
+                fastopen: false,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1089,7 +1443,7 @@ mod tests {
         e.on_events(&[exit, exec(me, "/tmp/dropper")], Instant::now());
         assert_ne!(
             e.table().get(me).and_then(|p| p.exe.clone()),
-            Some(PathBuf::from("/tmp/dropper"))
+            Some(std::path::PathBuf::from("/tmp/dropper"))
         );
     }
 
@@ -1160,7 +1514,7 @@ mod tests {
         e.on_event(&fork, now);
         let alerts = e.on_event(&exec(GONE + 1, "./payload"), now);
         assert_eq!(alerts.len(), 1, "tmp_exe through the inherited cwd");
-        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/./payload"));
+        assert_eq!(alerts[0].alert.exe.as_deref(), Some("/tmp/work/payload"));
     }
 
     fn wx(tgid: u32) -> Event {
@@ -1196,6 +1550,7 @@ mod tests {
         assert_eq!(e.alerts_held(), 2);
         let digest = "ab".repeat(32);
         let found = Found::Complete {
+            cgroup: None,
             sha256: Some(digest.clone()),
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),
@@ -1242,6 +1597,8 @@ mod tests {
         let connect = event(
             me,
             EventBody::Connect(Connect {
+                via: "connect",
+                fastopen: false,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1280,6 +1637,8 @@ mod tests {
             let mut c = event(
                 pid,
                 EventBody::Connect(Connect {
+                    via: "connect",
+                    fastopen: false,
                     fd: 3,
                     family: "inet",
                     addr: [10, 0, 0, 5].into(),
@@ -1315,6 +1674,8 @@ mod tests {
         let mut c = event(
             pid,
             EventBody::Connect(Connect {
+                via: "connect",
+                fastopen: false,
                 fd: 3,
                 family: "inet",
                 addr: [10, 0, 0, 5].into(),

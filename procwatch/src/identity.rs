@@ -117,6 +117,20 @@ pub fn boot_ns_from_ticks(ticks: u64) -> Option<u64> {
     (ticks != 0).then(|| ticks.saturating_mul(1_000_000_000 / clk_tck()))
 }
 
+/// CLOCK_BOOTTIME now, in clock ticks (the unit of /proc's start times); `None` if unreadable.
+pub fn boot_ticks_now() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?;
+    Some(ns / (1_000_000_000 / clk_tck()))
+}
+
 /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC now: what to add to an event's monotonic kernel time
 /// to compare it with start times (they differ by the time spent suspended).
 pub fn boot_minus_monotonic_ns() -> u64 {
@@ -145,6 +159,50 @@ pub fn started_by(start_ticks: u64, event_ktime_ns: u64) -> bool {
     let per_tick = 1_000_000_000 / clk_tck();
     let event_boot_ns = event_ktime_ns.saturating_add(boot_minus_monotonic_ns());
     start_ticks.saturating_mul(per_tick) <= event_boot_ns
+}
+
+/// This boot of this host: `/proc/sys/kernel/random/boot_id` (read once; the host name when
+/// it cannot be read). With a boot-relative time and a pid it names one process image
+/// anywhere, at any time.
+pub fn host_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| crate::alert::hostname().to_owned())
+    })
+}
+
+/// An id unique per exec (like Tetragon's `exec_id`): base64 of `host_key:boot_ns:pid`, where
+/// `boot_ns` is when the image began (its exec, or the process's start for an image it
+/// inherited at fork), CLOCK_BOOTTIME ns. Two execs of one pid differ in time; two processes
+/// that reuse a pid differ in time too.
+pub fn exec_id(host: &str, image_boot_ns: u64, pid: u32) -> String {
+    base64(format!("{host}:{image_boot_ns}:{pid}").as_bytes())
+}
+
+/// Standard base64 with padding (RFC 4648).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The executables the config names, resolved to file identities: the userspace whitelist
@@ -207,6 +265,34 @@ pub fn resolve_all(paths: &[PathBuf]) -> (BTreeSet<ExeId>, Vec<(PathBuf, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), enc, "{plain}");
+        }
+    }
+
+    #[test]
+    fn exec_ids_differ_per_exec_and_per_pid() {
+        let a = exec_id("host", 1_000, 42);
+        assert_eq!(a, base64(b"host:1000:42"));
+        assert_ne!(
+            a,
+            exec_id("host", 1_001, 42),
+            "a second exec of the same pid"
+        );
+        assert_ne!(a, exec_id("host", 1_000, 43));
+        assert_ne!(a, exec_id("other", 1_000, 42));
+    }
 
     #[test]
     fn a_symlink_and_a_hard_link_are_the_same_executable_and_a_copy_is_not() {

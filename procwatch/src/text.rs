@@ -89,6 +89,14 @@ pub fn serialize_path<S: Serializer>(p: &Path, ser: S) -> Result<S::Ok, S::Error
     ser.serialize_str(&os_lossy(p.as_os_str()))
 }
 
+/// serde helper: an optional path as a lossy string (or null).
+pub fn serialize_opt_path<S: Serializer>(p: &Option<PathBuf>, ser: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => serialize_path(p, ser),
+        None => ser.serialize_none(),
+    }
+}
+
 /// serde helper: a list of `OsString`s as lossy strings.
 pub fn serialize_os_list<S: Serializer>(list: &[OsString], ser: S) -> Result<S::Ok, S::Error> {
     let mut seq = ser.serialize_seq(Some(list.len()))?;

@@ -16,6 +16,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("auditd", "benchmarks: auditd as a peer"),
     ("bpftrace", "benchmarks and cross-checks of the probes"),
     ("procps", "benchmarks: `ps` as the scan baseline"),
+    (
+        "socat",
+        "reverse- and bind-shell relays in tests/reverse_shell.rs",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.

@@ -29,3 +29,21 @@ pub fn kill(alert: &mut Alert, start_ticks: u64) -> Result<(), SignalError> {
     let target = Target::open(alert.pid, start_ticks);
     kill_target(alert, target)
 }
+
+/// Kills each condemned descendant of a killed process, each through a pidfd of exactly that
+/// process (pid + start time; its executable may have changed by exec since it was forked).
+/// Returns the pids killed; one already gone, or refused (init, procwatch), is skipped.
+pub fn kill_descendants(victims: &[crate::engine::Condemned]) -> Vec<u32> {
+    victims
+        .iter()
+        .filter_map(|c| {
+            match Target::open(c.pid, c.start_ticks).and_then(|t| t.signal(libc::SIGKILL)) {
+                Ok(()) => Some(c.pid),
+                Err(e) => {
+                    tracing::debug!(pid = c.pid, error = %e, "descendant not killed");
+                    None
+                }
+            }
+        })
+        .collect()
+}

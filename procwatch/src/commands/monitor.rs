@@ -25,6 +25,7 @@ use super::{
     setup,
 };
 use crate::{
+    actions,
     cli::MonitorArgs,
     config::Config,
     engine::{Engine, Flagged},
@@ -34,7 +35,10 @@ use crate::{
         Depth,
         sweep::{Sweep, Sweeper},
     },
-    sensor::{self, EbpfOptions, SensorOptions, SensorStats, ebpf::KillPolicy},
+    sensor::{
+        self, EbpfOptions, SensorOptions, SensorStats,
+        ebpf::{EbpfSensor, KillPolicy},
+    },
 };
 
 /// Most events taken off the sensor's queue for one pass of the engine.
@@ -130,15 +134,39 @@ fn dispatch(engine: &mut Engine, done: &Done) {
 }
 
 /// Hands alerts to the action stage and starts the jobs the engine asked for meanwhile.
+/// Processes condemned meanwhile (a kill verdict's process and descendants, children a
+/// condemned process forked) go to the kernel, which kills their future children before they
+/// run; those only a late fork condemned are killed here, off the engine's task.
 async fn forward(
     flagged: Vec<Flagged>,
     engine: &mut Engine,
     policy: &ActPolicy,
     stage: &ActionStage,
     done: &Done,
+    ebpf: Option<&mut EbpfSensor>,
 ) {
     dispatch(engine, done);
-    stage.send(pipeline::prepare(flagged, engine, policy)).await;
+    let prepared = pipeline::prepare(flagged, engine, policy);
+    let (condemned, late) = engine.take_condemned();
+    if let Some(ebpf) = ebpf {
+        for c in &condemned {
+            if let Err(e) = ebpf.condemn(c.pid, c.start_ticks) {
+                warn!(pid = c.pid, error = %e, "the kernel cannot kill this process's future children");
+            }
+        }
+    }
+    if !late.is_empty() {
+        tokio::spawn(async move {
+            let job = offload::pool().run("kill", offload::READ_TIMEOUT, move || {
+                actions::kill::kill_descendants(&late)
+            });
+            match job.await {
+                Ok(killed) => info!(?killed, "killed children forked by condemned processes"),
+                Err(e) => warn!(error = %e, "children of condemned processes not killed"),
+            }
+        });
+    }
+    stage.send(prepared).await;
 }
 
 /// A sweep of every process on its own task.
@@ -203,7 +231,15 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let flagged = engine.on_samples(seed, started, std::time::Instant::now());
-    forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+    forward(
+        flagged,
+        &mut engine,
+        &policy,
+        &stage,
+        &done_tx,
+        running.ebpf.as_mut(),
+    )
+    .await;
     let probes_missing = stats.probes_missing();
     info!(
         sensor = running.kind.as_str(),
@@ -271,11 +307,27 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 }
                 let flagged = engine.on_events(&batch, std::time::Instant::now());
                 batch.clear();
-                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+                forward(
+                    flagged,
+                    &mut engine,
+                    &policy,
+                    &stage,
+                    &done_tx,
+                    running.ebpf.as_mut(),
+                )
+                .await;
             }
             Some((id, outcome)) = done_rx.recv() => {
                 let flagged = engine.on_job_done(id, outcome, std::time::Instant::now());
-                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+                forward(
+                    flagged,
+                    &mut engine,
+                    &policy,
+                    &stage,
+                    &done_tx,
+                    running.ebpf.as_mut(),
+                )
+                .await;
             }
             _ = ping.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
             _ = tick.tick() => {
@@ -302,7 +354,15 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 match done {
                     Ok(Ok(swept)) => {
                         let flagged = engine.on_samples(swept, started, std::time::Instant::now());
-                        forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+                        forward(
+                    flagged,
+                    &mut engine,
+                    &policy,
+                    &stage,
+                    &done_tx,
+                    running.ebpf.as_mut(),
+                )
+                .await;
                         // The sweep's samples and the entries that expired with it are freed.
                         crate::memory::release_free_heap();
                     }
@@ -360,7 +420,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
         if !stop_on_alert {
             let flagged = engine.on_events(&batch, std::time::Instant::now());
-            forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+            forward(flagged, &mut engine, &policy, &stage, &done_tx, None).await;
         }
         batch.clear();
     }
@@ -371,7 +431,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         match tokio::time::timeout_at(settle, done_rx.recv()).await {
             Ok(Some((id, outcome))) => {
                 let flagged = engine.on_job_done(id, outcome, std::time::Instant::now());
-                forward(flagged, &mut engine, &policy, &stage, &done_tx).await;
+                forward(flagged, &mut engine, &policy, &stage, &done_tx, None).await;
             }
             Ok(None) | Err(_) => break,
         }
@@ -385,7 +445,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     }
     let rest = engine.flush();
     if !stop_on_alert {
-        stage.send(pipeline::prepare(rest, &engine, &policy)).await;
+        stage
+            .send(pipeline::prepare(rest, &mut engine, &policy))
+            .await;
     }
     let tally = stage.finish().await;
     let sinks = match Arc::try_unwrap(outputs) {

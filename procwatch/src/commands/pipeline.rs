@@ -17,10 +17,10 @@ use crate::{
         kill,
         pidfd::{SignalError, Target},
     },
-    alert::{Action, ActionBy, Alert},
+    alert::{Action, ActionBy, Alert, RuleId},
     cli::DetectArgs,
-    config::Config,
-    engine::{Engine, Flagged},
+    config::{Config, RuleAction},
+    engine::{Condemned, Engine, Flagged},
     offload,
     output::Outputs,
 };
@@ -81,10 +81,68 @@ pub struct Prepared {
     pub in_scope: bool,
     /// Why the process may not be killed (allowlisted executable, whitelisted user), if so.
     pub exemption: Option<String>,
+    /// What the alert's rules call for under the config in force.
+    pub intent: Intent,
+    /// Live descendants condemned with the process (killed after it, each by pid + start).
+    pub descendants: Vec<Condemned>,
 }
 
-/// Decides, with the engine's table, what the action stage cannot know on its own.
-pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Vec<Prepared> {
+/// What an alert calls for: per-rule `actions:` over the command line's default, and the kill
+/// threshold `kill_min_score`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intent {
+    /// Kill the process (scope and exemptions still apply).
+    pub kill: bool,
+    /// Write a forensic dump.
+    pub dump: bool,
+    /// Why a kill one of its rules asks for is not carried out.
+    pub note: Option<String>,
+}
+
+impl Intent {
+    /// What `alert` calls for under `cfg`, given the command line's `policy`.
+    pub fn of(alert: &Alert, cfg: &Config, policy: &ActPolicy) -> Self {
+        let default = if policy.kill {
+            RuleAction::Kill
+        } else if policy.dump.is_some() {
+            RuleAction::Dump
+        } else {
+            RuleAction::Alert
+        };
+        // Per-rule actions name heuristic rules; a baseline anomaly takes the default action,
+        // and a finding the baseline knows as normal (scored 0) asks for nothing.
+        let heuristic = alert.reasons.iter().filter_map(|r| match r.rule {
+            RuleId::Heuristic(rule) if r.known.is_none() => Some(rule),
+            _ => None,
+        });
+        let anomaly = alert
+            .reasons
+            .iter()
+            .any(|r| matches!(r.rule, RuleId::Anomaly(_)));
+        let wanted = cfg.actions.strongest(heuristic, default).max(if anomaly {
+            default
+        } else {
+            RuleAction::Alert
+        });
+        let threshold = cfg.kill_threshold();
+        let sure = alert.total_score >= threshold;
+        Self {
+            kill: wanted == RuleAction::Kill && sure,
+            dump: wanted >= RuleAction::Dump,
+            note: (wanted == RuleAction::Kill && !sure).then(|| {
+                format!(
+                    "no kill: score {} is below kill_min_score {threshold}",
+                    alert.total_score
+                )
+            }),
+        }
+    }
+}
+
+/// Decides, with the engine's table, what the action stage cannot know on its own. A process
+/// that is to be killed (here, or already in the kernel) is condemned with its descendants
+/// (see `engine::doom`): they die with it.
+pub fn prepare(flagged: Vec<Flagged>, engine: &mut Engine, policy: &ActPolicy) -> Vec<Prepared> {
     flagged
         .into_iter()
         .map(|flagged| {
@@ -92,10 +150,25 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Ve
                 .scope
                 .is_none_or(|root| engine.descends_from(flagged.alert.pid, root));
             let exemption = engine.kill_exemption(&flagged);
+            let intent = Intent::of(&flagged.alert, engine.config(), policy);
+            let a = &flagged.alert;
+            let dies = a.action == Action::Killed || (intent.kill && a.action == Action::Alert);
+            let condemn = dies
+                && in_scope
+                && exemption.is_none()
+                && !flagged.kernel_thread
+                && flagged.start_ticks != 0;
+            let descendants = if condemn {
+                engine.condemn(&flagged)
+            } else {
+                Vec::new()
+            };
             Prepared {
                 flagged,
                 in_scope,
                 exemption,
+                intent,
+                descendants,
             }
         })
         .collect()
@@ -104,12 +177,15 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &Engine, policy: &ActPolicy) -> Ve
 /// Acts on every flagged process and writes its alert. Returns true when the run must stop.
 pub async fn deliver(
     flagged: Vec<Flagged>,
-    engine: &Engine,
+    engine: &mut Engine,
     policy: &ActPolicy,
     outputs: &Outputs,
     tally: &mut Tally,
 ) -> bool {
-    deliver_prepared(prepare(flagged, engine, policy), policy, outputs, tally).await
+    let prepared = prepare(flagged, engine, policy);
+    // No kernel map and no fork events here: the descendants found are killed by `act`.
+    let _ = engine.take_condemned();
+    deliver_prepared(prepared, policy, outputs, tally).await
 }
 
 async fn deliver_prepared(
@@ -180,12 +256,19 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         flagged: f,
         in_scope,
         exemption,
+        intent,
+        descendants,
     } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
         resume_tracee(pid, start);
     }
-    let mut kill = policy.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
+    if alert.action == Action::Alert
+        && let Some(note) = intent.note
+    {
+        alert.action_reason = Some(note);
+    }
+    let mut kill = intent.kill && alert.action == Action::Alert && !f.kernel_thread && in_scope;
     if kill && let Some(why) = exemption {
         alert.action = Action::Exempt;
         alert.action_by = Some(ActionBy::Userspace);
@@ -205,7 +288,10 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
     // Open the exact process that was scored once: the freeze, the dump and the kill all hit it.
     let mut target =
         (kill && !f.exited).then(|| Target::open_exact(alert.pid, f.start_ticks, f.exe_id));
-    if let Some((dir, limits)) = &policy.dump {
+    if intent.dump && policy.dump.is_none() {
+        alert.dump_error = Some("actions: asks for a dump, but no --dump DIR was given".into());
+    }
+    if let Some((dir, limits)) = policy.dump.as_ref().filter(|_| intent.dump) {
         if known {
             if let Some(Ok(t)) = target.take_if(|t| t.is_ok()) {
                 target = Some(freeze(t, alert.pid, f.start_ticks, f.exe_id).await);
@@ -228,6 +314,23 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
             Ok(()) => info!(pid = alert.pid, "killed flagged process"),
             Err(e) => warn!(pid = alert.pid, error = %e, "did not kill flagged process"),
         }
+    }
+    if !descendants.is_empty() {
+        let killed = kill::kill_descendants(&descendants);
+        let note = format!(
+            "descendants killed: {} of {} ({})",
+            killed.len(),
+            descendants.len(),
+            killed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        alert.action_reason = Some(match alert.action_reason.take() {
+            Some(why) => format!("{why}; {note}"),
+            None => note,
+        });
     }
     alert
 }
@@ -321,6 +424,12 @@ mod tests {
             flagged: flagged(pid, start_ticks),
             in_scope: true,
             exemption: None,
+            intent: Intent {
+                kill: true,
+                dump: true,
+                note: None,
+            },
+            descendants: Vec::new(),
         }
     }
 

@@ -68,7 +68,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         let mut flagged = engine.on_samples(swept, started, std::time::Instant::now());
         flagged.extend(settle(&mut engine).await);
         sweeps += 1;
-        if pipeline::deliver(flagged, &engine, &policy, &outputs, &mut tally).await {
+        if pipeline::deliver(flagged, &mut engine, &policy, &outputs, &mut tally).await {
             break "stopped on alert";
         }
         let Some(interval) = args.interval else {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    Config,
+    Config, Exception, Rule, RuleAction,
     baseline::PartialBaseline,
     error::{self, ConfigError},
     values::{
@@ -41,6 +41,10 @@ pub(crate) struct PartialConfig {
     cpu_high: Option<Positive>,
     #[serde(default, deserialize_with = "required")]
     min_score: Option<NonNegative>,
+    #[serde(default, deserialize_with = "nullable")]
+    kill_min_score: Option<Option<NonNegative>>,
+    #[serde(default)]
+    actions: Option<PartialActions>,
     #[serde(default, deserialize_with = "required")]
     ml_weight: Option<NonNegative>,
     #[serde(default, deserialize_with = "required")]
@@ -49,6 +53,8 @@ pub(crate) struct PartialConfig {
     weights: Option<PartialWeights>,
     #[serde(default)]
     whitelist: Option<PartialWhitelist>,
+    #[serde(default)]
+    exceptions: Option<PartialExceptions>,
     #[serde(default, deserialize_with = "required")]
     temp_dirs: Option<Vec<AbsPath>>,
     #[serde(default, deserialize_with = "required")]
@@ -95,6 +101,126 @@ struct PartialWeights {
     fileless_exe: Option<NonNegative>,
     #[serde(default, deserialize_with = "required")]
     reverse_shell: Option<NonNegative>,
+}
+
+/// `actions:`, one key per rule id; null goes back to what the command line asks for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of rule ids to alert, dump or kill"
+)]
+struct PartialActions {
+    #[serde(default, deserialize_with = "nullable")]
+    deleted_exe: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tmp_exe: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    wx_mem: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    ptrace: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    high_cpu: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    empty_cmdline: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    suspicious_port: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    fileless_exe: Option<Option<RuleAction>>,
+    #[serde(default, deserialize_with = "nullable")]
+    reverse_shell: Option<Option<RuleAction>>,
+}
+
+impl PartialActions {
+    /// Each rule's entry as this layer sets it, with its dotted key.
+    fn entries(&self) -> [(Rule, &'static str, Option<Option<RuleAction>>); 9] {
+        [
+            (Rule::DeletedExe, "actions.deleted_exe", self.deleted_exe),
+            (Rule::TmpExe, "actions.tmp_exe", self.tmp_exe),
+            (Rule::WxMem, "actions.wx_mem", self.wx_mem),
+            (Rule::Ptrace, "actions.ptrace", self.ptrace),
+            (Rule::HighCpu, "actions.high_cpu", self.high_cpu),
+            (
+                Rule::EmptyCmdline,
+                "actions.empty_cmdline",
+                self.empty_cmdline,
+            ),
+            (
+                Rule::SuspiciousPort,
+                "actions.suspicious_port",
+                self.suspicious_port,
+            ),
+            (Rule::FilelessExe, "actions.fileless_exe", self.fileless_exe),
+            (
+                Rule::ReverseShell,
+                "actions.reverse_shell",
+                self.reverse_shell,
+            ),
+        ]
+    }
+}
+
+/// `exceptions:`, one list per rule id; a list replaces the layer below's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of rule ids to lists of exceptions"
+)]
+struct PartialExceptions {
+    #[serde(default, deserialize_with = "required")]
+    deleted_exe: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    tmp_exe: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    wx_mem: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    ptrace: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    high_cpu: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    empty_cmdline: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    suspicious_port: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    fileless_exe: Option<Vec<Exception>>,
+    #[serde(default, deserialize_with = "required")]
+    reverse_shell: Option<Vec<Exception>>,
+}
+
+impl PartialExceptions {
+    /// Each rule's list as this layer sets it, with its dotted key.
+    fn entries(&self) -> [(Rule, &'static str, Option<&Vec<Exception>>); 9] {
+        [
+            (
+                Rule::DeletedExe,
+                "exceptions.deleted_exe",
+                self.deleted_exe.as_ref(),
+            ),
+            (Rule::TmpExe, "exceptions.tmp_exe", self.tmp_exe.as_ref()),
+            (Rule::WxMem, "exceptions.wx_mem", self.wx_mem.as_ref()),
+            (Rule::Ptrace, "exceptions.ptrace", self.ptrace.as_ref()),
+            (Rule::HighCpu, "exceptions.high_cpu", self.high_cpu.as_ref()),
+            (
+                Rule::EmptyCmdline,
+                "exceptions.empty_cmdline",
+                self.empty_cmdline.as_ref(),
+            ),
+            (
+                Rule::SuspiciousPort,
+                "exceptions.suspicious_port",
+                self.suspicious_port.as_ref(),
+            ),
+            (
+                Rule::FilelessExe,
+                "exceptions.fileless_exe",
+                self.fileless_exe.as_ref(),
+            ),
+            (
+                Rule::ReverseShell,
+                "exceptions.reverse_shell",
+                self.reverse_shell.as_ref(),
+            ),
+        ]
+    }
 }
 
 /// `whitelist:`.
@@ -183,6 +309,27 @@ impl Layer {
         let de = serde_yaml::Deserializer::from_str(&text);
         let partial: PartialConfig = serde_path_to_error::deserialize(de)
             .map_err(|e| ConfigError::from(error::from_serde(&origin, &text, &e)))?;
+        if let Some(x) = &partial.exceptions {
+            for (_, key, list) in x.entries() {
+                let Some(list) = list else { continue };
+                if let Some(e) = list.iter().find(|e| e.is_unconditional()) {
+                    let path: Vec<&str> = key.split('.').collect();
+                    let pos = super::locate::locate(&text, &path);
+                    return Err(super::Diagnostic {
+                        origin,
+                        line: pos.map(|p| p.0),
+                        column: pos.map(|p| p.1),
+                        key: Some(key.to_string()),
+                        kind: super::DiagnosticKind::BadValue,
+                        message: format!(
+                            "exception '{}' has no condition (exe, parent_exe, sha256, users, ports, replaced_by_root): it would silence the whole rule; set the rule's weight to 0 for that",
+                            e.name
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
         Ok(Self {
             origin,
             text,
@@ -221,6 +368,20 @@ impl Layer {
             |v: &NonNegative| v.0
         );
         take!(
+            "kill_min_score",
+            cfg.kill_min_score,
+            p.kill_min_score,
+            |v: &Option<NonNegative>| v.map(|n| n.0)
+        );
+        if let Some(a) = &p.actions {
+            for (rule, key, value) in a.entries() {
+                if let Some(v) = value {
+                    *cfg.actions.slot_mut(rule) = v;
+                    keys.push(key);
+                }
+            }
+        }
+        take!(
             "ml_weight",
             cfg.ml_weight,
             p.ml_weight,
@@ -252,6 +413,14 @@ impl Layer {
                 .iter()
                 .map(|u| u.0.clone())
                 .collect());
+        }
+        if let Some(x) = &p.exceptions {
+            for (rule, key, list) in x.entries() {
+                if let Some(list) = list {
+                    *cfg.exceptions.of_mut(rule) = list.clone();
+                    keys.push(key);
+                }
+            }
         }
         take!("temp_dirs", cfg.temp_dirs, p.temp_dirs, paths);
         take!(

@@ -3,8 +3,10 @@
 //! Order, later overriding earlier key by key: built-in defaults, `/etc/procwatch.yaml`,
 //! `~/.procwatch.yaml`, then `--config FILE`. Mappings merge; lists and scalars replace. See
 //! `docs/config.md` for every key.
+mod actions;
 mod baseline;
 mod error;
+mod exceptions;
 mod layer;
 mod locate;
 mod rule;
@@ -21,8 +23,10 @@ use std::{
 
 use serde::Serialize;
 
+pub use actions::{Actions, RuleAction};
 pub use baseline::{Baseline, Caps, Suppress};
 pub use error::{ConfigError, Diagnostic, DiagnosticKind};
+pub use exceptions::{Exception, Exceptions, Glob, Subject};
 pub use layer::Layer;
 pub use rule::{Rule, UnknownRule};
 pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
@@ -42,6 +46,12 @@ pub struct Config {
     pub weights: Weights,
     /// Processes never flagged.
     pub whitelist: Whitelist,
+    /// Per-rule exceptions: what is normal for a rule (shipped defaults for everyday software).
+    pub exceptions: Exceptions,
+    /// Score at or above which a kill is carried out (`None`: `min_score`).
+    pub kill_min_score: Option<f64>,
+    /// What an alert of each rule calls for (unset: what the command line asks for).
+    pub actions: Actions,
     /// Directories whose executables trigger `tmp_exe`.
     pub temp_dirs: Vec<PathBuf>,
     /// How often state-based rules are rechecked by the monitor.
@@ -214,6 +224,9 @@ impl Default for Config {
             ports: PortSet::from_ranges([(53, 53), (80, 80), (443, 443)]),
             weights: Weights::default(),
             whitelist: Whitelist::default(),
+            exceptions: Exceptions::default(),
+            kill_min_score: None,
+            actions: Actions::default(),
             temp_dirs: ["/tmp", "/var/tmp", "/dev/shm"]
                 .into_iter()
                 .map(PathBuf::from)
@@ -236,6 +249,13 @@ impl Config {
     /// The weight of `rule`.
     pub fn weight(&self, rule: Rule) -> f64 {
         self.weights.get(rule)
+    }
+
+    /// Score at or above which a kill is carried out: `kill_min_score`, never below `min_score`.
+    pub fn kill_threshold(&self) -> f64 {
+        self.kill_min_score
+            .unwrap_or(self.min_score)
+            .max(self.min_score)
     }
 
     /// Whether a connection to remote `port` is expected (not `suspicious_port`).
@@ -430,6 +450,22 @@ fn cross_check(
     layers: &[Layer],
     keys: &[Vec<&'static str>],
 ) -> Result<(), ConfigError> {
+    if let Some(kill) = config.kill_min_score
+        && kill < config.min_score
+    {
+        let min = config.min_score;
+        return Err(blame(
+            layers,
+            keys,
+            &["min_score", "kill_min_score"],
+            |key| match key {
+                "kill_min_score" => format!(
+                    "{kill} is below min_score ({min}): only alerts are killed, so it could never apply"
+                ),
+                _ => format!("{min} is above kill_min_score ({kill})"),
+            },
+        ));
+    }
     if config.dump.max_exe_bytes > config.dump.max_total_bytes {
         let (exe, total) = (config.dump.max_exe_bytes, config.dump.max_total_bytes);
         return Err(blame(

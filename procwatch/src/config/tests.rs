@@ -1180,3 +1180,40 @@ fn bad_baseline_values_are_located() {
         "must be absolute",
     );
 }
+
+// ---- actions and kill_min_score ----
+
+#[test]
+fn per_rule_actions_layer_and_validate() {
+    let c = parse("actions:\n  tmp_exe: alert\n  fileless_exe: kill\nkill_min_score: 8\n").unwrap();
+    assert_eq!(c.actions.get(Rule::TmpExe), Some(RuleAction::Alert));
+    assert_eq!(c.actions.get(Rule::FilelessExe), Some(RuleAction::Kill));
+    assert_eq!(c.actions.get(Rule::WxMem), None);
+    assert_eq!(c.kill_threshold(), 8.0);
+    assert_eq!(Config::default().kill_threshold(), 3.0, "unset: min_score");
+    // null goes back to the command line's choice.
+    let dir = Scratch::new();
+    let sources = ConfigSources {
+        system: Some(dir.file("etc.yaml", "actions:\n  tmp_exe: kill\n")),
+        user: Some(dir.file("user.yaml", "actions:\n  tmp_exe: ~\n")),
+    };
+    assert_eq!(
+        load(&sources, None).unwrap().actions.get(Rule::TmpExe),
+        None
+    );
+    // Errors are located on the value.
+    assert_err(
+        "\nactions:\n  tmp_exe: shoot\n",
+        3,
+        Some("actions.tmp_exe"),
+        "",
+    );
+    assert_err("actions:\n  nosuch: kill\n", 2, Some("actions.nosuch"), "");
+    let d = assert_err(
+        "min_score: 5\n\nkill_min_score: 4\n",
+        3,
+        Some("kill_min_score"),
+        "below min_score",
+    );
+    assert_eq!(d.column, Some(1));
+}

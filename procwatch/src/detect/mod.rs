@@ -3,6 +3,7 @@
 //! ptrace attaches, connects); state-based rules read what the last /proc sample found.
 pub mod deleted_exe;
 pub mod empty_cmdline;
+pub mod except;
 pub mod fileless_exe;
 pub mod high_cpu;
 pub mod ptrace;

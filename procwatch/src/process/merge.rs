@@ -11,6 +11,15 @@ pub fn merge(p: &mut Process, s: Sample, now: Instant) {
     let at = s.taken_at.unwrap_or(now);
     if let Some((prev_ticks, prev_at)) = p.cpu_sample {
         p.cpu_pct = stat::cpu_pct(prev_ticks, prev_at, s.cpu_ticks, at, stat::clk_tck());
+    } else if let Some(pct) = crate::identity::boot_ticks_now().and_then(|now| {
+        // The first sample: judged from the process's start, so a fresh worker burning a
+        // core is seen on this sweep, not the next one (which it may not live to see).
+        let tck = stat::clk_tck();
+        let ago = Instant::now().saturating_duration_since(at).as_secs_f64() * tck as f64;
+        let sampled = now.saturating_sub(ago as u64);
+        stat::cpu_pct_since_start(s.start_ticks, s.cpu_ticks, sampled, tck)
+    }) {
+        p.cpu_pct = pct;
     }
     p.cpu_sample = Some((s.cpu_ticks, at));
     p.rss_bytes = s.rss_bytes;
@@ -49,6 +58,9 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
         }
         p.exe = s.exe.clone();
         p.exe_state = s.exe_state;
+        if !s.partial {
+            p.exe_successor_root = s.exe_successor_root;
+        }
     }
     if !s.zombie && !s.partial && (s.exe.is_some() || !s.cmdline.is_empty()) {
         p.cmdline = s.cmdline.clone();

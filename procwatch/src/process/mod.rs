@@ -5,5 +5,7 @@
 pub mod enrich;
 pub mod hash;
 pub mod merge;
+pub mod program;
+pub mod shells;
 pub mod table;
 pub mod users;

@@ -37,6 +37,33 @@ pub struct PtraceFact {
 /// Most facts of one kind kept per process (a tight connect loop must not grow memory).
 pub const MAX_FACTS: usize = 16;
 
+/// A process holding the other end of a shell's stdio (or its parent) while connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayFact {
+    /// Its pid.
+    pub pid: u32,
+    /// Its executable.
+    pub exe: Option<PathBuf>,
+    /// The remote end of its connection.
+    pub remote: std::net::SocketAddr,
+    /// It accepted that connection (a bind shell's server).
+    pub accepted: bool,
+}
+
+/// Most program images kept in a process's exec chain (the first and the latest ones).
+pub const MAX_CHAIN: usize = 8;
+
+/// One program image a process ran, as its exec reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecImage {
+    /// The executable (the kernel's resolved path when it had one).
+    pub exe: Option<PathBuf>,
+    /// The script or loaded program, when there was one.
+    pub program: Option<PathBuf>,
+    /// When the exec happened: CLOCK_MONOTONIC ns (the event's kernel time; 0 when unknown).
+    pub ktime_ns: u64,
+}
+
 /// Everything known about one process.
 #[derive(Debug, Clone)]
 pub struct Process {
@@ -44,6 +71,9 @@ pub struct Process {
     pub pid: u32,
     /// Parent pid (0 when unknown).
     pub ppid: u32,
+    /// The process that forked this one, as the kernel reported the fork (0 when the fork
+    /// was not seen); unlike `ppid` it stays when the process is re-parented.
+    pub fork_parent: u32,
     /// Real uid.
     pub uid: u32,
     /// Real gid.
@@ -54,6 +84,11 @@ pub struct Process {
     pub exe: Option<PathBuf>,
     /// What the executable link says about the file.
     pub exe_state: ExeState,
+    /// For an exe deleted or replaced: whether its path now names a root-owned file only root
+    /// could have put there (a package upgrade); `None` until a full /proc read said.
+    pub exe_successor_root: Option<bool>,
+    /// A full re-read was asked for to learn `exe_successor_root` (asked once per image).
+    pub successor_asked: bool,
     /// The executable file itself (device and inode): from the kernel at exec, inherited at
     /// fork, or read from /proc once needed. What allowlists compare.
     pub exe_id: Option<ExeId>,
@@ -102,6 +137,21 @@ pub struct Process {
     /// Names this entry's current program image (new for each entry and each exec), so that
     /// what was read about one image is never applied to another under the same pid.
     pub image: u64,
+    /// The file the current image loads or interprets (a script, the loader's program).
+    pub program: Option<super::program::Program>,
+    /// Images this process ran, oldest first (bounded: the first one and the latest ones).
+    pub exec_chain: Vec<ExecImage>,
+    /// When the current image began (CLOCK_BOOTTIME ns): its exec, or the process's start
+    /// for an image inherited at fork. 0 when unknown. Part of the exec id.
+    pub image_boot_ns: u64,
+    /// cgroup (v2) id, from the kernel at exec.
+    pub cgroup_id: Option<u64>,
+    /// cgroup path (`/proc/PID/cgroup`, v2 line), once read.
+    pub cgroup: Option<String>,
+    /// A shell by what the file is (an installed shell, or a copy of one by digest).
+    pub shell: bool,
+    /// The relay of this shell's stdio, when one holds a network connection.
+    pub relay: Option<RelayFact>,
 }
 
 /// A number no other process image in this run has.
@@ -116,11 +166,14 @@ impl Process {
         Self {
             pid,
             ppid: 0,
+            fork_parent: 0,
             uid: u32::MAX,
             gid: u32::MAX,
             name: OsString::new(),
             exe: None,
             exe_state: ExeState::Unknown,
+            exe_successor_root: None,
+            successor_asked: false,
             exe_id: None,
             cmdline: Vec::new(),
             start_ticks: 0,
@@ -144,7 +197,22 @@ impl Process {
             reported: BTreeSet::new(),
             created_at: Instant::now(),
             image: next_image(),
+            program: None,
+            exec_chain: Vec::new(),
+            image_boot_ns: 0,
+            cgroup_id: None,
+            cgroup: None,
+            shell: false,
+            relay: None,
         }
+    }
+
+    /// Records a new image in the exec chain, keeping the first and the latest ones.
+    pub fn push_image(&mut self, image: ExecImage) {
+        if self.exec_chain.len() >= MAX_CHAIN {
+            self.exec_chain.remove(1);
+        }
+        self.exec_chain.push(image);
     }
 
     /// Forgets what belonged to the previous program image (exec replaces it).
@@ -152,6 +220,8 @@ impl Process {
         self.image = next_image();
         self.exe = None;
         self.exe_state = ExeState::Unknown;
+        self.exe_successor_root = None;
+        self.successor_asked = false;
         self.exe_id = None;
         self.cmdline.clear();
         self.sha256 = None;
@@ -159,6 +229,9 @@ impl Process {
         self.wx_maps.clear();
         self.stdio_net.clear();
         self.reported.clear();
+        self.program = None;
+        self.shell = false;
+        self.relay = None;
     }
 
     /// The executable's file name, falling back to `comm`.

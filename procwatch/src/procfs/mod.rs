@@ -11,6 +11,7 @@
 //! A process that is gone (or goes while it is read) is [`ReadError::Vanished`].
 mod dir;
 pub(crate) mod parse;
+pub mod relay;
 pub mod sample;
 pub mod sockets;
 pub mod stat;

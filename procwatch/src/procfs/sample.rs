@@ -110,6 +110,9 @@ pub struct Sample {
     pub exe: Option<PathBuf>,
     /// What the exe link says.
     pub exe_state: ExeState,
+    /// For an exe deleted or replaced, read in full: whether its path now names a file only
+    /// root can have put there (see [`successor_by_root`]), what a package upgrade leaves.
+    pub exe_successor_root: Option<bool>,
     /// Command line.
     pub cmdline: Vec<OsString>,
     /// The command line was longer than [`CMDLINE_MAX`] and was cut.
@@ -159,6 +162,20 @@ pub fn open_base(pid: u32, dfd: i32) -> Option<PathBuf> {
     std::fs::read_link(link).ok().filter(|p| p.is_absolute())
 }
 
+/// Where fd 0 of `pid` points (`/proc/PID/fd/0`): a path, `pipe:[N]`, `socket:[N]`, ...
+/// A link read: nothing the process can make slow.
+pub fn stdin_link(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()
+}
+
+/// The cgroup (v2) path of `pid` from `/proc/PID/cgroup` (`0::/path`).
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
 /// Splits ` (deleted)` off an exe link and says what the link means.
 pub fn classify_exe(link: PathBuf) -> (PathBuf, ExeState) {
     let bytes = link.as_os_str().as_bytes();
@@ -186,6 +203,24 @@ fn exe_replaced(pid: u32, path: &std::path::Path) -> bool {
         return false;
     };
     (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino())
+}
+
+/// True when `path` names a regular file owned by root that only root may write, and every
+/// directory above it is owned by root and writable by root alone: a file only root can have
+/// put there, as a package manager replacing a binary does. A deleted exe with nothing at its
+/// path, or one replaced by a file another user could have written, is not.
+pub fn successor_by_root(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let owned_by_root = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
+    let Ok(file) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !file.file_type().is_file() || !owned_by_root(&file) {
+        return false;
+    }
+    path.ancestors().skip(1).all(|dir| {
+        std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir() && owned_by_root(&m))
+    })
 }
 
 /// `path`, a path `pid` itself names (its exe or cwd link, an exec filename), as procwatch can
@@ -381,6 +416,12 @@ pub(crate) fn take_with(
     }
     s.exe = exe;
     s.exe_state = exe_state;
+    if depth == Depth::Full
+        && matches!(exe_state, ExeState::Deleted | ExeState::Replaced)
+        && let Some(path) = &s.exe
+    {
+        s.exe_successor_root = Some(successor_by_root(&seen_by(pid, path)));
+    }
     Ok(s)
 }
 

@@ -183,6 +183,26 @@ pub fn cpu_pct(
     (now_ticks - prev_ticks) as f64 / clk_tck as f64 / secs * 100.0
 }
 
+/// Youngest age at which a process is judged by its CPU use since it started: below it, the
+/// clock tick is too coarse a unit and a start-up burst too short to mean anything.
+pub const MIN_AGE_TICKS_SECS: u64 = 1;
+
+/// CPU % of one core a process used from its start (`start_ticks`, clock ticks since boot) to
+/// `now_boot_ticks`, having used `cpu_ticks`: what a fresh process is judged by before a
+/// second sample gives a window. `None` while it is younger than [`MIN_AGE_TICKS_SECS`].
+pub fn cpu_pct_since_start(
+    start_ticks: u64,
+    cpu_ticks: u64,
+    now_boot_ticks: u64,
+    clk_tck: u64,
+) -> Option<f64> {
+    let age = now_boot_ticks.checked_sub(start_ticks)?;
+    if start_ticks == 0 || clk_tck == 0 || age < MIN_AGE_TICKS_SECS * clk_tck {
+        return None;
+    }
+    Some(cpu_ticks as f64 / age as f64 * 100.0)
+}
+
 /// The writable-and-executable regions of a process (JIT runtimes have some; injected code
 /// usually does too).
 pub fn wx_mappings(pid: u32) -> Result<Vec<WxMapping>, ReadError> {
@@ -478,6 +498,24 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn cpu_since_start_judges_a_fresh_process_once_it_is_a_second_old() {
+        // 100 ticks/s: 150 ticks of CPU over 2 s of life is 75 %.
+        assert_eq!(cpu_pct_since_start(1_000, 150, 1_200, 100), Some(75.0));
+        assert_eq!(cpu_pct_since_start(1_000, 100, 1_100, 100), Some(100.0));
+        assert_eq!(
+            cpu_pct_since_start(1_000, 99, 1_099, 100),
+            None,
+            "too young"
+        );
+        assert_eq!(
+            cpu_pct_since_start(1_000, 5, 900, 100),
+            None,
+            "clock before start"
+        );
+        assert_eq!(cpu_pct_since_start(0, 5, 900, 100), None, "start unknown");
+    }
 
     #[test]
     fn stat_with_hostile_comm() {

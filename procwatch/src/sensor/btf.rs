@@ -26,6 +26,37 @@ pub const MEMBERS: [(usize, &str, &str); ko::COUNT - 1] = [
     (ko::INODE_INO, "inode", "i_ino"),
     (ko::INODE_SB, "inode", "i_sb"),
     (ko::SB_DEV, "super_block", "s_dev"),
+    (ko::FILE_PATH_MNT, "file", "f_path.mnt"),
+    (ko::FILE_PATH_DENTRY, "file", "f_path.dentry"),
+    (ko::DENTRY_PARENT, "dentry", "d_parent"),
+    (ko::DENTRY_NAME, "dentry", "d_name.name"),
+    (ko::VFSMOUNT_ROOT, "vfsmount", "mnt_root"),
+    (ko::MOUNT_MNT, "mount", "mnt"),
+    (ko::MOUNT_PARENT, "mount", "mnt_parent"),
+    (ko::MOUNT_MOUNTPOINT, "mount", "mnt_mountpoint"),
+    (ko::TASK_FS, "task_struct", "fs"),
+    (ko::FS_PWD_MNT, "fs_struct", "pwd.mnt"),
+    (ko::FS_PWD_DENTRY, "fs_struct", "pwd.dentry"),
+    (ko::BPRM_FILE, "linux_binprm", "file"),
+    (ko::BPRM_FILENAME, "linux_binprm", "filename"),
+    (ko::BPRM_INTERP, "linux_binprm", "interp"),
+    (ko::TASK_FILES, "task_struct", "files"),
+    (ko::FILES_FDT, "files_struct", "fdt"),
+    (ko::FDT_FD, "fdtable", "fd"),
+    (ko::FDT_MAX_FDS, "fdtable", "max_fds"),
+    (ko::FILE_MODE, "file", "f_mode"),
+    (ko::FILE_PRIVATE, "file", "private_data"),
+    (ko::SB_MAGIC, "super_block", "s_magic"),
+    (ko::TASK_TI_STATUS, "task_struct", "thread_info.status"),
+    (ko::TASK_PERSONALITY, "task_struct", "personality"),
+    (ko::FILE_MAPPING, "file", "f_mapping"),
+    (ko::MAPPING_WRITABLE, "address_space", "i_mmap_writable"),
+    (ko::REGS_BX, "pt_regs", "bx"),
+    (ko::REGS_CX, "pt_regs", "cx"),
+    (ko::REGS_DX, "pt_regs", "dx"),
+    (ko::REGS_SI, "pt_regs", "si"),
+    (ko::REGS_DI, "pt_regs", "di"),
+    (ko::REGS_BP, "pt_regs", "bp"),
 ];
 
 /// Why the kernel's BTF could not provide the offsets.
@@ -184,9 +215,23 @@ mod tests {
             ko::MM_EXE_FILE,
             ko::FILE_INODE,
             ko::INODE_SB,
+            ko::FILE_PATH_MNT,
+            ko::FILE_PATH_DENTRY,
+            ko::DENTRY_PARENT,
+            ko::DENTRY_NAME,
+            ko::VFSMOUNT_ROOT,
+            ko::MOUNT_PARENT,
+            ko::MOUNT_MOUNTPOINT,
+            ko::TASK_FS,
+            ko::BPRM_FILE,
+            ko::BPRM_FILENAME,
+            ko::BPRM_INTERP,
         ] {
             assert_eq!(o[slot] % 8, 0, "slot {slot}: {o:?}");
         }
+        // struct path is { mnt; dentry; }.
+        assert_eq!(o[ko::FILE_PATH_DENTRY], o[ko::FILE_PATH_MNT] + 8);
+        assert_eq!(o[ko::FS_PWD_DENTRY], o[ko::FS_PWD_MNT] + 8);
         // tgid follows pid in task_struct on every kernel since 2.6.
         assert_eq!(o[ko::TASK_TGID], o[ko::TASK_PID] + 4);
     }

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use procwatch_common as wire;
 
 use super::event::{
-    Connect, Event, EventBody, EventKind, Exec, Exit, FileOpen, Fork, KernelAction, Memfd, Ptrace,
-    PtraceResult, SensorKind, WxMem,
+    Connect, Event, EventBody, EventKind, Exec, Exit, FileOpen, Fork, Inject, IoUring,
+    KernelAction, Memfd, Ptrace, PtraceResult, Resolved, SensorKind, WxMem,
 };
 use crate::identity::ExeId;
 use crate::text::{os_from_bytes, path_from_bytes, until_nul};
@@ -73,6 +73,10 @@ unsafe impl Wire for wire::WxMemEvent {}
 // SAFETY: as above.
 unsafe impl Wire for wire::MemfdEvent {}
 // SAFETY: as above.
+unsafe impl Wire for wire::InjectEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::IoUringEvent {}
+// SAFETY: as above.
 unsafe impl Wire for wire::FileOpenEvent {}
 
 /// Reads a `T` from the start of `bytes`; the caller has checked the length.
@@ -111,6 +115,43 @@ fn bounded(
     Ok(v)
 }
 
+/// The kernel-resolved part of an exec record: paths walked from dentries, the interpreter,
+/// the cgroup. Each is there only when its flag says the kernel filled it.
+fn resolved(e: &wire::ExecEvent) -> Result<Resolved, DecodeError> {
+    use wire::path_flags as pf;
+    let kind = EventKind::Exec;
+    let f = e.path_flags;
+    let path_len = bounded(kind, "path_len", e.path_len, wire::RESOLVED_LEN)?;
+    let cwd_len = bounded(kind, "cwd_len", e.cwd_len, wire::RESOLVED_LEN)?;
+    let interp_len = bounded(kind, "interp_len", e.interp_len, wire::PATH_LEN)?;
+    let filename_len = bounded(kind, "filename_len", e.filename_len, wire::PATH_LEN)?;
+    let walked = |bytes: &[u8]| {
+        // The walk writes `/name` per component; a NUL inside a name cannot come from a
+        // dentry, so anything after one is not part of the path.
+        let p = until_nul(bytes);
+        (!p.is_empty()).then(|| path_from_bytes(p))
+    };
+    let interp = until_nul(&e.interp[..interp_len]);
+    let filename = until_nul(&e.filename[..filename_len]);
+    Ok(Resolved {
+        path: if f & pf::PATH_RESOLVED != 0 {
+            walked(&e.path[..path_len])
+        } else {
+            None
+        },
+        path_cut: f & pf::PATH_CUT != 0,
+        cwd: if f & pf::CWD_RESOLVED != 0 {
+            walked(&e.cwd[..cwd_len])
+        } else {
+            None
+        },
+        cwd_cut: f & pf::CWD_CUT != 0,
+        interp: (f & pf::INTERP != 0 && !interp.is_empty() && interp != filename)
+            .then(|| path_from_bytes(interp)),
+        cgroup_id: nonzero(e.cgroup_id),
+    })
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header_len = size_of::<wire::EventHeader>();
@@ -129,6 +170,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let filename_len = bounded(kind, "filename_len", e.filename_len, wire::PATH_LEN)?;
             let args_len = bounded(kind, "args_len", e.args_len, wire::ARGS_LEN)?;
             let argc = bounded(kind, "argc", e.argc, wire::MAX_ARGS)?;
+            let resolved = resolved(&e)?;
             EventBody::Exec(Exec {
                 filename: path_from_bytes(until_nul(&e.filename[..filename_len])),
                 argv: split_args(&e.args[..args_len], argc),
@@ -137,6 +179,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ppid: e.ppid,
                 old_pid: e.old_pid,
                 exe: ExeId::from_kernel(e.exe_dev, e.exe_ino),
+                resolved,
             })
         }
         EventKind::Fork => {
@@ -183,11 +226,26 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     });
                 }
             };
+            let via = match e.via {
+                wire::via::CONNECT => "connect",
+                wire::via::SENDTO => "sendto",
+                wire::via::SENDMSG => "sendmsg",
+                wire::via::SENDMMSG => "sendmmsg",
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "via",
+                        value: u64::from(other),
+                    });
+                }
+            };
             EventBody::Connect(Connect {
                 fd: e.fd,
                 family,
                 addr,
                 port: e.port,
+                via,
+                fastopen: header.flags & wire::flags::FASTOPEN != 0,
             })
         }
         EventKind::WxMem => {
@@ -196,6 +254,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 wire::wx_syscall::MPROTECT => "mprotect",
                 wire::wx_syscall::PKEY_MPROTECT => "pkey_mprotect",
                 wire::wx_syscall::MMAP => "mmap",
+                wire::wx_syscall::MMAP2 => "mmap2",
+                wire::wx_syscall::OLD_MMAP => "old_mmap",
+                wire::wx_syscall::READ_IMPLIES_EXEC => "read_implies_exec",
+                wire::wx_syscall::SHARED_ALIAS => "shared_alias",
                 other => {
                     return Err(DecodeError::BadField {
                         kind: kind.as_str(),
@@ -218,6 +280,40 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             EventBody::Memfd(Memfd {
                 name: os_from_bytes(until_nul(&e.name[..name_len])),
                 flags: e.flags,
+            })
+        }
+        EventKind::Inject => {
+            let e: wire::InjectEvent = read_exact(bytes, kind)?;
+            let name_len = bounded(kind, "target_name_len", e.target_name_len, wire::COMM_LEN)?;
+            let (method, target_pid) = match e.method {
+                wire::inject::PROCESS_VM_WRITEV => {
+                    ("process_vm_writev", u32::try_from(e.target_pid).ok())
+                }
+                wire::inject::PROC_MEM => ("proc_mem", pid_name(&e.target_name[..name_len])),
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "method",
+                        value: u64::from(other),
+                    });
+                }
+            };
+            EventBody::Inject(Inject {
+                method,
+                target_pid,
+                target_self: header.flags & wire::flags::SELF_TARGET != 0,
+            })
+        }
+        EventKind::IoUring => {
+            let e: wire::IoUringEvent = read_exact(bytes, kind)?;
+            let op = uring_op_name(e.opcode).ok_or(DecodeError::BadField {
+                kind: kind.as_str(),
+                field: "opcode",
+                value: u64::from(e.opcode),
+            })?;
+            EventBody::IoUring(IoUring {
+                opcode: e.opcode,
+                op,
             })
         }
         EventKind::FileOpen => {
@@ -262,7 +358,33 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         comm: os_from_bytes(until_nul(&header.comm)),
         start_time_ns: nonzero(header.start_ns),
         kernel_action: kernel_action(header.flags),
+        compat: header.flags & wire::flags::COMPAT != 0,
         body,
+    })
+}
+
+/// A procfs directory name that is a pid (decimal, no sign, no leading zero), as a pid.
+fn pid_name(name: &[u8]) -> Option<u32> {
+    let name = until_nul(name);
+    if name.is_empty() || name.len() > 10 || name[0] == b'0' || !name.iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// Name of a network io_uring opcode; `None` for one the kernel side does not report.
+fn uring_op_name(op: u32) -> Option<&'static str> {
+    use wire::uring_op as o;
+    Some(match op {
+        o::SENDMSG => "SENDMSG",
+        o::ACCEPT => "ACCEPT",
+        o::CONNECT => "CONNECT",
+        o::SEND => "SEND",
+        o::SOCKET => "SOCKET",
+        o::SEND_ZC => "SEND_ZC",
+        o::SENDMSG_ZC => "SENDMSG_ZC",
+        _ => return None,
     })
 }
 
@@ -308,7 +430,7 @@ pub fn ptrace_request_name(request: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
+    use std::{ffi::OsString, path::Path};
 
     fn bytes_of<T: Wire>(value: &T) -> Vec<u8> {
         // SAFETY: `T: Wire` has no padding holes, so all its bytes are initialised.
@@ -349,9 +471,63 @@ mod tests {
             argc: 4,
             exe_dev: 0x0fe0_0001,
             exe_ino: 77,
+            path_len: 0,
+            cwd_len: 0,
+            interp_len: 0,
+            path_flags: 0,
+            cgroup_id: 0,
             filename: fixed(b"/bin/ls"),
+            interp: [0; wire::PATH_LEN],
+            path: [0; wire::RESOLVED_LEN],
+            cwd: [0; wire::RESOLVED_LEN],
             args: fixed(args),
         }
+    }
+
+    #[test]
+    fn exec_with_what_the_kernel_resolved() {
+        use wire::path_flags as pf;
+        let mut r = exec_record();
+        r.filename = fixed(b"./x.sh");
+        r.filename_len = 6;
+        r.interp = fixed(b"/bin/sh");
+        r.interp_len = 7;
+        r.path = fixed(b"/usr/bin/dash");
+        r.path_len = 13;
+        r.cwd = fixed(b"/tmp/w");
+        r.cwd_len = 6;
+        r.cgroup_id = 1234;
+        r.path_flags = pf::PATH_RESOLVED | pf::CWD_RESOLVED | pf::CWD_CUT | pf::INTERP;
+        let EventBody::Exec(x) = decode(&bytes_of(&r)).expect("decodes").body else {
+            panic!("not exec")
+        };
+        let res = x.resolved;
+        assert_eq!(res.path.as_deref(), Some(Path::new("/usr/bin/dash")));
+        assert_eq!(res.cwd.as_deref(), Some(Path::new("/tmp/w")));
+        assert_eq!(res.interp.as_deref(), Some(Path::new("/bin/sh")));
+        assert!(!res.path_cut && res.cwd_cut);
+        assert_eq!(res.cgroup_id, Some(1234));
+
+        // An ELF: interp is the filename itself, and is not repeated.
+        r.interp = fixed(b"./x.sh");
+        r.interp_len = 6;
+        // Without its flag a buffer is ignored whatever it holds.
+        r.path_flags = pf::INTERP;
+        let EventBody::Exec(x) = decode(&bytes_of(&r)).expect("decodes").body else {
+            panic!("not exec")
+        };
+        assert_eq!(x.resolved.interp, None);
+        assert_eq!(x.resolved.path, None);
+        assert_eq!(x.resolved.cwd, None);
+
+        r.path_len = wire::RESOLVED_LEN as u32 + 1;
+        assert!(matches!(
+            decode(&bytes_of(&r)),
+            Err(DecodeError::BadField {
+                field: "path_len",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -484,7 +660,7 @@ mod tests {
             fd: 3,
             family: wire::AF_INET,
             port: 4444,
-            _pad: 0,
+            via: wire::via::CONNECT,
             addr: fixed(&[127, 0, 0, 1]),
         };
         let EventBody::Connect(c) = decode(&bytes_of(&v4)).expect("v4").body else {
@@ -506,6 +682,23 @@ mod tests {
             (c.family, c.addr),
             ("inet6", IpAddr::V6(Ipv6Addr::LOCALHOST))
         );
+        let udp = wire::ConnectEvent {
+            header: header(wire::kind::CONNECT, wire::flags::FASTOPEN),
+            via: wire::via::SENDTO,
+            ..v4
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&udp)).expect("sendto").body else {
+            panic!()
+        };
+        assert_eq!((c.via, c.fastopen, c.port), ("sendto", true, 4444));
+        let bad_via = wire::ConnectEvent {
+            via: wire::via::COUNT,
+            ..v4
+        };
+        assert!(matches!(
+            decode(&bytes_of(&bad_via)),
+            Err(DecodeError::BadField { field: "via", .. })
+        ));
         let unix = wire::ConnectEvent { family: 1, ..v4 };
         assert!(matches!(
             decode(&bytes_of(&unix)),
@@ -626,5 +819,72 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid");
         assert_eq!(v["kind"], "fork");
         assert_eq!(v["comm"], "a\n\"\u{1b}[2J\u{fffd}");
+    }
+
+    #[test]
+    fn inject_and_io_uring_round_trip() {
+        let pvw = wire::InjectEvent {
+            header: header(wire::kind::INJECT, wire::flags::COMPAT),
+            method: wire::inject::PROCESS_VM_WRITEV,
+            target_name_len: 0,
+            target_pid: 4321,
+            target_name: [0; wire::COMM_LEN],
+        };
+        let e = decode(&bytes_of(&pvw)).expect("pvw");
+        assert!(e.compat);
+        let EventBody::Inject(i) = e.body else {
+            panic!()
+        };
+        assert_eq!(
+            (i.method, i.target_pid, i.target_self),
+            ("process_vm_writev", Some(4321), false)
+        );
+        let mem = wire::InjectEvent {
+            header: header(wire::kind::INJECT, wire::flags::SELF_TARGET),
+            method: wire::inject::PROC_MEM,
+            target_name_len: 3,
+            target_pid: 0,
+            target_name: fixed(b"777"),
+        };
+        let EventBody::Inject(i) = decode(&bytes_of(&mem)).expect("mem").body else {
+            panic!()
+        };
+        assert_eq!(
+            (i.method, i.target_pid, i.target_self),
+            ("proc_mem", Some(777), true)
+        );
+        // A directory name that is no pid (or a length past the array) never becomes one.
+        for (name, len) in [
+            (&b"self"[..], 4),
+            (b"0777", 4),
+            (b"", 0),
+            (b"99999999999", 11),
+        ] {
+            let odd = wire::InjectEvent {
+                target_name: fixed(name),
+                target_name_len: len,
+                ..mem
+            };
+            let EventBody::Inject(i) = decode(&bytes_of(&odd)).expect("odd name").body else {
+                panic!()
+            };
+            assert_eq!(i.target_pid, None, "{name:?}");
+        }
+        let long = wire::InjectEvent {
+            target_name_len: wire::COMM_LEN as u32 + 1,
+            ..mem
+        };
+        assert!(decode(&bytes_of(&long)).is_err());
+        let ring = wire::IoUringEvent {
+            header: header(wire::kind::IO_URING, 0),
+            opcode: wire::uring_op::CONNECT,
+            _pad: 0,
+        };
+        let EventBody::IoUring(u) = decode(&bytes_of(&ring)).expect("uring").body else {
+            panic!()
+        };
+        assert_eq!(u.op, "CONNECT");
+        let read = wire::IoUringEvent { opcode: 22, ..ring };
+        assert!(decode(&bytes_of(&read)).is_err());
     }
 }

@@ -16,9 +16,9 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
-use procwatch_common::{ALLOW_MAX, ExeKey, config, ko, tp};
+use procwatch_common::{ALLOW_MAX, Doom, ExeKey, config, ko, tp};
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
@@ -26,6 +26,7 @@ use super::{
     btf,
     decode::decode,
     event::{Event, EventKind},
+    ia32::{self, Ia32},
     stats::SensorStats,
     tracefs,
 };
@@ -110,17 +111,28 @@ enum Hook {
     Classic(&'static str),
     /// A BTF-enabled raw tracepoint of this name.
     Btf(&'static str),
+    /// A raw tracepoint of this name (needs the kernel's BTF offsets to read anything).
+    Raw(&'static str),
 }
 
-/// Which of two ways of seeing forks a probe belongs to.
+/// Which of two ways of seeing one thing (forks, execs) a probe belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ForkWay {
-    /// Not a fork probe.
+    /// Not one of two ways.
     None,
-    /// The BTF fork probe (preferred).
-    Btf,
-    /// The classic fork probes, attached only when the BTF one is not running.
-    Classic,
+    /// The BTF probe of this family (preferred).
+    Btf(Family),
+    /// The classic probes of this family, attached only when the BTF one is not running.
+    Classic(Family),
+}
+
+/// What a pair of alternative probes sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Family {
+    /// New processes.
+    Fork,
+    /// Execs.
+    Exec,
 }
 
 /// A program of the object and what it serves.
@@ -132,7 +144,7 @@ struct ProbeSpec {
     fork: ForkWay,
 }
 
-use EventKind::{Connect, Exec, Exit, FileOpen, Fork, Memfd, Ptrace, WxMem};
+use EventKind::{Connect, Exec, Exit, FileOpen, Fork, Inject, IoUring, Memfd, Ptrace, WxMem};
 
 const fn classic(
     program: &'static str,
@@ -148,7 +160,17 @@ const fn classic(
 }
 
 const PROBES: &[ProbeSpec] = &[
-    classic("sched_process_exec", "sched", &[Exec]),
+    // What the kernel executed (its path from the dentry, the script interpreter, the cwd).
+    ProbeSpec {
+        program: "btf_sched_process_exec",
+        hook: Hook::Btf("sched_process_exec"),
+        kinds: &[Exec],
+        fork: ForkWay::Btf(Family::Exec),
+    },
+    ProbeSpec {
+        fork: ForkWay::Classic(Family::Exec),
+        ..classic("sched_process_exec", "sched", &[Exec])
+    },
     classic("sys_enter_execve", "syscalls", &[Exec]),
     classic("sys_enter_execveat", "syscalls", &[Exec]),
     // Fork tracking names the children that later exec, so exec needs it too.
@@ -156,20 +178,26 @@ const PROBES: &[ProbeSpec] = &[
         program: "btf_sched_process_fork",
         hook: Hook::Btf("sched_process_fork"),
         kinds: &[Fork, Exec],
-        fork: ForkWay::Btf,
+        fork: ForkWay::Btf(Family::Fork),
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sched_process_fork", "sched", &[Fork, Exec])
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sys_enter_clone", "syscalls", &[Fork, Exec])
     },
     ProbeSpec {
-        fork: ForkWay::Classic,
+        fork: ForkWay::Classic(Family::Fork),
         ..classic("sys_enter_clone3", "syscalls", &[Fork, Exec])
     },
+    // A condemned process's child dies on its first return to user space (its own exit from
+    // the fork syscall), before it runs an instruction: kills that stick.
+    classic("sys_exit_clone", "syscalls", &[Fork]),
+    classic("sys_exit_clone3", "syscalls", &[Fork]),
+    classic("sys_exit_fork", "syscalls", &[Fork]),
+    classic("sys_exit_vfork", "syscalls", &[Fork]),
     classic("sys_enter_exit_group", "syscalls", &[Exit]),
     classic("sched_process_exit", "sched", &[Exit, Fork, Exec]),
     classic("sys_enter_ptrace", "syscalls", &[Ptrace]),
@@ -183,6 +211,23 @@ const PROBES: &[ProbeSpec] = &[
     classic("sys_enter_openat", "syscalls", &[FileOpen]),
     classic("sys_enter_openat2", "syscalls", &[FileOpen]),
     classic("sys_enter_open", "syscalls", &[FileOpen]),
+    classic("sys_enter_process_vm_writev", "syscalls", &[Inject]),
+    // /proc/PID/mem opened for writing, judged on the opened file at syscall exit.
+    classic("sys_exit_openat", "syscalls", &[Inject]),
+    classic("sys_exit_openat2", "syscalls", &[Inject]),
+    classic("sys_exit_open", "syscalls", &[Inject]),
+    // Traffic that names its destination without connect (UDP, TCP Fast Open).
+    classic("sys_enter_sendto", "syscalls", &[Connect]),
+    classic("sys_enter_sendmsg", "syscalls", &[Connect]),
+    classic("sys_enter_sendmmsg", "syscalls", &[Connect]),
+    classic("io_uring_submit_req", "io_uring", &[IoUring]),
+    // 32-bit (int 0x80) syscalls, which no syscalls:* tracepoint sees.
+    ProbeSpec {
+        program: "raw_sys_enter",
+        hook: Hook::Raw("sys_enter"),
+        kinds: &[Ptrace, WxMem, Connect, Exec, Inject],
+        fork: ForkWay::None,
+    },
 ];
 
 impl ProbeSpec {
@@ -191,6 +236,7 @@ impl ProbeSpec {
         match self.hook {
             Hook::Classic(category) => format!("{category}:{}", self.program),
             Hook::Btf(name) => format!("tp_btf:{name}"),
+            Hook::Raw(name) => format!("raw_tp:{name}"),
         }
     }
 }
@@ -320,20 +366,25 @@ impl EbpfSensor {
         }
         sensor.set_kill_policy(&opts.kill)?;
         sensor.set_watched(&opts.watched)?;
+        // Asked before the probes are attached: the child it forks is no event.
+        let ia32 = ia32::emulation();
         sensor.attach_all(&opts.kinds)?;
+        sensor.say_ia32(ia32);
         Ok(sensor)
     }
 
     fn attach_all(&mut self, kinds: &BTreeSet<EventKind>) -> Result<(), EbpfError> {
         // Loaded once, only if a BTF program is wanted.
         let mut kernel_btf: Option<Result<Btf, String>> = None;
-        let mut btf_fork = false;
+        let mut btf_running: BTreeSet<Family> = BTreeSet::new();
         let mut attached = 0usize;
         for spec in PROBES {
             if !spec.kinds.iter().any(|k| kinds.contains(k)) {
                 continue;
             }
-            if spec.fork == ForkWay::Classic && btf_fork {
+            if let ForkWay::Classic(f) = spec.fork
+                && btf_running.contains(&f)
+            {
                 continue;
             }
             let result = match spec.hook {
@@ -348,6 +399,10 @@ impl EbpfSensor {
                         ))
                     }
                 }
+                Hook::Raw(name) => match &self.kernel_offsets {
+                    Err(e) => Err(format!("no kernel BTF: {e}")),
+                    Ok(_) => attach_raw(&mut self.ebpf, spec.program, name),
+                },
                 Hook::Btf(name) => match &self.kernel_offsets {
                     Err(e) => Err(format!("no kernel BTF: {e}")),
                     Ok(_) => {
@@ -365,14 +420,21 @@ impl EbpfSensor {
                 Ok(()) => {
                     attached += 1;
                     debug!(probe = %label, "attached");
-                    if spec.fork == ForkWay::Btf {
-                        btf_fork = true;
+                    if let ForkWay::Btf(f) = spec.fork {
+                        btf_running.insert(f);
                     }
                     if spec.program == "sys_exit_ptrace" {
                         self.write_config(config::PTRACE_EXIT_ON, 1)?;
                     }
                 }
-                Err(e) if spec.fork == ForkWay::Btf => warn!(
+                Err(e) if spec.fork == ForkWay::Btf(Family::Exec) => warn!(
+                    probe = %label,
+                    error = %e,
+                    "BTF exec probe not attached; the classic exec tracepoint stands in (paths \
+                     are then the ones given to execve, resolved in user space; no script \
+                     interpreter or working directory from the kernel)"
+                ),
+                Err(e) if spec.fork == ForkWay::Btf(Family::Fork) => warn!(
                     probe = %label,
                     error = %e,
                     "BTF fork probe not attached; the classic fork tracepoint stands in (a \
@@ -409,6 +471,25 @@ impl EbpfSensor {
             );
         }
         Ok(())
+    }
+
+    /// Says whether 32-bit (`int 0x80`) syscalls exist here and whether they are watched:
+    /// no `syscalls:*` tracepoint sees them, only the raw `sys_enter` probe.
+    fn say_ia32(&self, state: Ia32) {
+        let watched = self
+            .probes
+            .iter()
+            .find(|p| p.tracepoint == "raw_tp:sys_enter")
+            .map(|p| p.attached);
+        match (state, watched) {
+            (Ia32::Enabled, Some(true)) => info!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled; watched by raw_tp:sys_enter"
+            ),
+            (Ia32::Enabled, Some(false)) => warn!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled and raw_tp:sys_enter is not attached: ptrace, W+X, connect and exec made that way are NOT seen"
+            ),
+            (state, _) => info!(ia32_emulation = %state, "32-bit syscalls (int 0x80)"),
+        }
     }
 
     /// Probes that were tried and are not attached (`category:name` or `tp_btf:name`).
@@ -530,6 +611,30 @@ impl EbpfSensor {
         remove_all(&mut self.ebpf, "ALLOW_EXE", &stale_keys)?;
         remove_all(&mut self.ebpf, "ALLOW_UID", &stale_uids)?;
         Ok(())
+    }
+
+    /// Condemns the process `pid` that started at `start_ticks` in the kernel: each child it
+    /// forks from now on is condemned too and killed before it runs, and so is it when it
+    /// forks. Needs the kernel's BTF (start times); without it this is refused.
+    pub fn condemn(&mut self, pid: u32, start_ticks: u64) -> Result<(), EbpfError> {
+        if let Err(e) = &self.kernel_offsets {
+            return Err(EbpfError::NoKernelIdentity(e.clone()));
+        }
+        let map_err = |e: aya::maps::MapError| EbpfError::Map {
+            name: "DOOMED",
+            detail: e.to_string(),
+        };
+        let map = self.ebpf.map_mut("DOOMED").ok_or(EbpfError::Map {
+            name: "DOOMED",
+            detail: "missing".into(),
+        })?;
+        let mut hash: BpfHashMap<&mut MapData, u32, Doom> =
+            BpfHashMap::try_from(map).map_err(map_err)?;
+        let doom = Doom {
+            start_ticks,
+            ns_per_tick: 1_000_000_000 / crate::identity::clk_tck(),
+        };
+        hash.insert(pid, doom, 0).map_err(map_err)
     }
 
     /// Starts the task that drains the ring buffer into `tx` until `stop` fires, then drains
@@ -753,6 +858,18 @@ fn attach_btf(ebpf: &mut Ebpf, program: &str, name: &str, btf: &Btf) -> Result<(
     tp.load(name, btf)
         .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
     tp.attach()
+        .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
+    Ok(())
+}
+
+fn attach_raw(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    let tp: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+    tp.load()
+        .map_err(|e| format!("load (verifier) failed: {}", error_chain(&e)))?;
+    tp.attach(name)
         .map_err(|e| format!("attach failed: {}", error_chain(&e)))?;
     Ok(())
 }

@@ -50,13 +50,17 @@ pub enum EventKind {
     WxMem,
     /// memfd_create().
     Memfd,
+    /// Another process's memory written without ptrace.
+    Inject,
+    /// An io_uring network request.
+    IoUring,
     /// A file opened under a watched prefix.
     FileOpen,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -64,6 +68,8 @@ impl EventKind {
         EventKind::Connect,
         EventKind::WxMem,
         EventKind::Memfd,
+        EventKind::Inject,
+        EventKind::IoUring,
         EventKind::FileOpen,
     ];
 
@@ -77,6 +83,8 @@ impl EventKind {
             EventKind::Connect => "connect",
             EventKind::WxMem => "wx_mem",
             EventKind::Memfd => "memfd",
+            EventKind::Inject => "inject",
+            EventKind::IoUring => "io_uring",
             EventKind::FileOpen => "file_open",
         }
     }
@@ -92,6 +100,8 @@ impl EventKind {
             EventKind::Connect => kind::CONNECT,
             EventKind::WxMem => kind::WX_MEM,
             EventKind::Memfd => kind::MEMFD,
+            EventKind::Inject => kind::INJECT,
+            EventKind::IoUring => kind::IO_URING,
             EventKind::FileOpen => kind::FILE_OPEN,
         }
     }
@@ -125,7 +135,7 @@ impl std::str::FromStr for EventKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 UnknownKind(format!(
-                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd, file_open)"
+                    "'{s}' (known: exec, fork, exit, ptrace, connect, wx_mem, memfd, inject, io_uring, file_open)"
                 ))
             })
     }
@@ -168,6 +178,9 @@ pub struct Event {
     /// Set when the kernel's kill policy acted on this syscall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_action: Option<KernelAction>,
+    /// The syscall was a 32-bit one (`int 0x80`), which only the raw `sys_enter` probe sees.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compat: bool,
     /// Kind-specific fields.
     #[serde(flatten)]
     pub body: EventBody,
@@ -204,6 +217,10 @@ pub enum EventBody {
     WxMem(WxMem),
     /// memfd_create().
     Memfd(Memfd),
+    /// Another process's memory written without ptrace.
+    Inject(Inject),
+    /// An io_uring network request.
+    IoUring(IoUring),
     /// open/openat/openat2 of a watched (or relative) path, once per process and path.
     FileOpen(FileOpen),
 }
@@ -219,6 +236,8 @@ impl EventBody {
             EventBody::Connect(_) => EventKind::Connect,
             EventBody::WxMem(_) => EventKind::WxMem,
             EventBody::Memfd(_) => EventKind::Memfd,
+            EventBody::Inject(_) => EventKind::Inject,
+            EventBody::IoUring(_) => EventKind::IoUring,
             EventBody::FileOpen(_) => EventKind::FileOpen,
         }
     }
@@ -243,6 +262,44 @@ pub struct Exec {
     pub old_pid: u32,
     /// The executed file (device and inode, as the kernel has it), when read in the kernel.
     pub exe: Option<ExeId>,
+    /// What the kernel resolved about this exec (the BTF exec probe); empty otherwise.
+    #[serde(flatten)]
+    pub resolved: Resolved,
+}
+
+/// What the kernel itself resolved at an exec: no string a process passed, and nothing /proc
+/// says later, can stand in for these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// The executed file's path, walked from its dentry (symlinks, `..` and relative paths
+    /// already resolved by the kernel's lookup); for a `#!` script this is the interpreter.
+    #[serde(
+        rename = "exe_path",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub path: Option<PathBuf>,
+    /// `path` is only its root side (too deep or too long to keep whole).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_cut: bool,
+    /// The working directory at exec, walked the same way.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub cwd: Option<PathBuf>,
+    /// `cwd` is only its root side.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cwd_cut: bool,
+    /// The interpreter named by a `#!` line (`bprm->interp`), when it is not `filename`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "text::serialize_opt_path"
+    )]
+    pub interp: Option<PathBuf>,
+    /// The cgroup (v2) id of the process at exec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
 }
 
 /// A new process.
@@ -298,12 +355,17 @@ pub struct Connect {
     pub addr: IpAddr,
     /// Destination port.
     pub port: u16,
+    /// How: "connect", "sendto", "sendmsg" or "sendmmsg".
+    pub via: &'static str,
+    /// A send with `MSG_FASTOPEN`: a TCP connect carrying data.
+    pub fastopen: bool,
 }
 
 /// A request for W+X memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WxMem {
-    /// "mprotect", "pkey_mprotect" or "mmap".
+    /// "mprotect", "pkey_mprotect", "mmap", "mmap2", "old_mmap", or how W+X came without
+    /// being asked for: "read_implies_exec", "shared_alias".
     pub syscall: &'static str,
     /// Address argument.
     pub start: u64,
@@ -323,6 +385,27 @@ pub struct Memfd {
     pub name: OsString,
     /// Flags given.
     pub flags: u32,
+}
+
+/// Another process's memory written without ptrace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Inject {
+    /// "process_vm_writev" or "proc_mem" (`/proc/PID/mem` opened for writing).
+    pub method: &'static str,
+    /// The target pid (or tid, for `/proc/PID/task/TID/mem`) as the writer named it; `None`
+    /// when it could not be read.
+    pub target_pid: Option<u32>,
+    /// The target memory is the writer's own (not an injection).
+    pub target_self: bool,
+}
+
+/// An io_uring network request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IoUring {
+    /// `IORING_OP_*` number.
+    pub opcode: u32,
+    /// Its name ("CONNECT", "SENDMSG", ...).
+    pub op: &'static str,
 }
 
 /// A file open the kernel let through: under a watched prefix, or a path only user space can

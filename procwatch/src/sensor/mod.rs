@@ -5,6 +5,7 @@ pub mod btf;
 pub mod decode;
 pub mod ebpf;
 pub mod event;
+pub mod ia32;
 pub mod proc_connector;
 pub mod stats;
 pub mod sweep;

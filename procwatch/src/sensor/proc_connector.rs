@@ -907,6 +907,7 @@ impl Reader {
                     ppid: info.ppid,
                     old_pid: pid,
                     exe: None,
+                    resolved: Default::default(),
                 })
             }
             Err(_) => {
@@ -920,6 +921,7 @@ impl Reader {
                     ppid: 0,
                     old_pid: pid,
                     exe: None,
+                    resolved: Default::default(),
                 })
             }
         };
@@ -961,6 +963,7 @@ fn event(
         comm: who.comm,
         start_time_ns,
         kernel_action: None,
+        compat: false,
         body,
     }
 }

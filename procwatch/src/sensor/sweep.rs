@@ -113,6 +113,7 @@ fn sweep_exec(p: &Sample, ktime_ns: u64) -> Event {
         // Read from this very process's /proc entry: exact.
         start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
+        compat: false,
         body: EventBody::Exec(Exec {
             filename: p.exe.clone().unwrap_or_default(),
             argv: p.cmdline.clone(),
@@ -121,6 +122,7 @@ fn sweep_exec(p: &Sample, ktime_ns: u64) -> Event {
             ppid: p.ppid,
             old_pid: p.pid,
             exe: None,
+            resolved: Default::default(),
         }),
     }
 }
@@ -137,6 +139,7 @@ fn sweep_exit(p: &Sample, ktime_ns: u64) -> Event {
         comm: p.name.clone(),
         start_time_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
         kernel_action: None,
+        compat: false,
         body: EventBody::Exit(Exit { exit_code: None }),
     }
 }

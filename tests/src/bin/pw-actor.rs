@@ -7,6 +7,8 @@
 //!            `child <pid> killed <signal>` and exits 0
 //! Actions: exit CODE | sleep SECS | busy SECS | fork | mprotect-wx | mmap-wx | pkey-mprotect-wx |
 //!          ptrace-attach | ptrace-seize | connect ADDR PORT | memfd NAME | threads N |
+//!          spawn-daemon SECS (fork a child into a new session, sleeping SECS; print
+//!          `daemon <pid>` and exit) | fork-report SECS (fork a child that prints `child ran`) |
 //!          memfd-exec ARGS... | reverse-shell ADDR PORT | exec-empty-argv PATH |
 //!          rename HEX [SECS] (comm set to the hex-decoded bytes, then sleep; default 30 s) |
 //!          ptrace-attach-pid PID (PTRACE_ATTACH to a process the test names) |
@@ -21,6 +23,14 @@
 //!          `connect ADDR PORT` (kept open),
 //!          `spawn PATH [ARGS...]` (waited for), `wx` (an RWX page), `busy SECS [NICE]`, `sleep SECS`;
 //!          ends at end of input)
+//!          pvm-write | proc-mem-write abs|rel|task | proc-self-mem (memory writes, see
+//!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT |
+//!          tcp-fastopen ADDR PORT | io-uring-connect ADDR PORT |
+//!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|pvm-write|connect A P|socketcall-connect A P|
+//!          sendto A P (int 0x80) | memfd-alias wx|xw | personality-rw
+#[path = "../actor_evasion.rs"]
+mod evasion;
+
 use std::{
     io::{BufRead, Write},
     net::{SocketAddr, TcpStream},
@@ -260,6 +270,29 @@ fn act(args: &[String]) {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
         }
+        "burn-cpu" => {
+            // Use this much CPU time (not wall time: the CPUs are shared), say so, then idle.
+            let want = Duration::from_secs_f64(arg(1).parse().unwrap_or(1.0));
+            let cpu = || {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: valid pointer to a timespec.
+                unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            };
+            let mut x: u64 = 0;
+            while cpu() < want {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            say("burnt");
+            std::thread::sleep(Duration::from_secs_f64(
+                args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30.0),
+            ));
+        }
         "rename" => {
             // comm holds 15 bytes and a NUL: any bytes, newlines and escapes included.
             let mut name = [0u8; 16];
@@ -322,6 +355,17 @@ fn act(args: &[String]) {
             }
             fail("exec /bin/sh");
         }
+        "exec" => {
+            // Replace this image at once: `exec PATH ARGV0 ARGS...`.
+            let c = |s: &str| std::ffi::CString::new(s).unwrap_or_else(|_| fail("NUL in argument"));
+            let path = c(arg(1));
+            let rest: Vec<std::ffi::CString> = args[2..].iter().map(|a| c(a)).collect();
+            let mut argv: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            // SAFETY: valid path, NULL-terminated argv of valid C strings; environ is ours.
+            unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+            fail("execv");
+        }
         "exec-empty-argv" => {
             // execve with an empty argv: the new program's command line is empty.
             let path = std::ffi::CString::new(arg(1)).unwrap_or_else(|_| fail("path"));
@@ -336,6 +380,43 @@ fn act(args: &[String]) {
             let handles: Vec<_> = (0..n).map(|i| std::thread::spawn(move || i * 2)).collect();
             let sum: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
             say(&format!("threads {n} {sum}"));
+        }
+        "spawn-daemon" => {
+            // A dropper's manners: a child in a new session that outlives its parent, which
+            // exits at once. The child sleeps SECS, then exits.
+            let secs: u64 = arg(1).parse().unwrap_or_else(|_| fail("seconds"));
+            // SAFETY: plain fork; the child only calls async-signal-safe functions.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: setsid/close/sleep/_exit are async-signal-safe.
+                unsafe {
+                    libc::setsid();
+                    libc::close(1);
+                    libc::sleep(secs as libc::c_uint);
+                    libc::_exit(0);
+                }
+            }
+            if pid < 0 {
+                fail("fork");
+            }
+            say(&format!("daemon {pid}"));
+        }
+        "fork-report" => {
+            // Forks a child that says so on stdout if it ever runs, then both sleep SECS.
+            let secs: u64 = arg(1).parse().unwrap_or_else(|_| fail("seconds"));
+            say("before");
+            // SAFETY: plain fork; the child only calls async-signal-safe functions.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: write/sleep/_exit are async-signal-safe.
+                unsafe {
+                    libc::write(1, b"child ran\n".as_ptr().cast(), 10);
+                    libc::sleep(secs as libc::c_uint);
+                    libc::_exit(0);
+                }
+            }
+            say(&format!("after fork {pid}"));
+            std::thread::sleep(Duration::from_secs(secs));
         }
         "fork" => {
             // SAFETY: plain fork; the child exits at once.
@@ -424,6 +505,7 @@ fn act(args: &[String]) {
             say(&format!("memfd {fd}"));
         }
         "serve" => serve(),
+        other if evasion::act(other, args) => {}
         other => {
             eprintln!("pw-actor: unknown action {other}");
             exit(2)

@@ -11,6 +11,7 @@ pub mod json;
 mod latency;
 pub mod measure;
 pub mod monitors;
+mod progstats;
 mod recall;
 pub mod report;
 mod scan;

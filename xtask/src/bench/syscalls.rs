@@ -4,6 +4,7 @@ use super::{
     exec_storm::{failure_notes, rounds},
     measure::Sample,
     monitors::{self, Monitor},
+    progstats::{self, ProgStat},
     report::{self, Findings, Section, Table},
 };
 use crate::sh::Result;
@@ -19,15 +20,17 @@ const MONITORS: [Monitor; 5] = [
 const HOW: &str = "A generator process (`xtask bench-worker syscalls`, started after the \
 monitor) makes the calls with raw `syscall` instructions in a loop timed with a monotonic \
 clock, after 10,000 warm-up calls: `mprotect(page, 4096, PROT_READ)` on a page of its own \
-(never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no monitor \
-traces, then (a quarter as many) `openat`+`close` of `/etc/passwd`, under procwatch's watched \
-prefixes (its file-open probe reads the path, matches it, and finds the (process, path) pair \
-in its kernel map after the first), and of `/usr/lib/os-release`, outside them (dropped after \
-the prefix test). Enabling any syscall tracepoint moves every task onto the kernel's slower syscall \
-entry path, so getppid measures that cost alone. auditd must record every mprotect to see a \
+(never W+X, so procwatch's filter drops it in the kernel), then `getppid()`, which no \
+per-syscall tracepoint traces, then (a quarter as many) `openat`+`close` of `/etc/passwd`, \
+under procwatch's watched prefixes (its file-open probe reads the path, matches it, and finds \
+the (process, path) pair in its kernel map after the first), and of `/usr/lib/os-release`, \
+outside them (dropped after the prefix test). Enabling any syscall tracepoint moves every task \
+onto the kernel's slower syscall entry path, so for the peers getppid measures that cost alone; \
+for procwatch it adds its raw `sys_enter` program, which runs for every syscall to catch \
+32-bit ones and returns at once for the rest. auditd must record every mprotect to see a \
 W+X one (audit cannot filter on the flag bits). *bare tracepoint* counts connect and mprotect \
 calls in a per-CPU map and nothing else. Medians over the rounds; `vs none` is the median of \
-each round's ratio minus one.";
+each round's ratio minus one. Then one more procwatch run with the kernel's BPF run statistics on (`kernel.bpf_stats_enabled`, restored afterwards; it adds two clock reads per program run, so it is kept out of the rounds above) gives the cost per program type over the same calls: the raw `sys_enter` program runs for every syscall of every process (it handles only 32-bit ones and returns at once for the rest), the classic tracepoints only for their own syscalls.";
 
 pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
     let mut section = Section::new(
@@ -105,6 +108,14 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
     section
         .notes
         .extend(failure_notes("syscall overhead", &series));
+    match program_costs(env, &args) {
+        Ok(table) => section
+            .tables
+            .push(("Per BPF program type (procwatch)".into(), table)),
+        Err(e) => section
+            .notes
+            .push(format!("per-program costs not measured: {e}")),
+    }
     let over = |m: Monitor, key: &str| series[&m].ratio(none, key).map(|r| r - 1.0);
     findings.mprotect = Some((
         over(Monitor::Procwatch, "mprotect_ns"),
@@ -115,6 +126,41 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
         over(Monitor::Bare, "getppid_ns"),
     ));
     Ok(section)
+}
+
+/// One procwatch run of the worker with BPF run statistics on: runs and ns per run of its
+/// programs, by type, counted from just before the worker to just after it.
+fn program_costs(env: &Env, args: &[String]) -> Result<Table> {
+    let stats = progstats::StatsOn::new().ok_or("cannot turn on kernel.bpf_stats_enabled")?;
+    let dir = env.scratch_dir("procwatch-progstats")?;
+    let mut running = monitors::start(env, Monitor::Procwatch, dir.path())?;
+    let pid = running.pid().ok_or("procwatch has no pid")?;
+    let before = progstats::of_process(pid);
+    env.run_worker(args)?;
+    let after = progstats::of_process(pid);
+    running.check_alive()?;
+    running.stop()?;
+    drop(stats);
+    // Runs count every process's syscalls meanwhile, not only the worker's.
+    let mut table = Table::new(&["programs", "runs", "ns/run"]);
+    for (ty, d) in progstats::delta_by_type(&before, &after) {
+        let label = match ty {
+            progstats::RAW_TRACEPOINT => "raw_tp:sys_enter (every syscall; 32-bit ones handled)",
+            progstats::TRACEPOINT => "classic tracepoints (syscalls:*, sched:*, io_uring:*)",
+            progstats::TRACING => "tp_btf (sched_process_fork)",
+            _ => "other",
+        };
+        table.row(row(label, d));
+    }
+    if after.is_empty() {
+        return Err("no BPF program descriptors found in procwatch's /proc/PID/fdinfo".into());
+    }
+    Ok(table)
+}
+
+fn row(label: &str, d: ProgStat) -> Vec<String> {
+    let per_run = (d.run_cnt > 0).then(|| d.run_time_ns as f64 / d.run_cnt as f64);
+    vec![label.into(), thousands(d.run_cnt), report::num(per_run, 1)]
 }
 
 /// `1000000` as `1,000,000`.

