@@ -17,6 +17,7 @@ mod doom;
 mod emit;
 #[cfg(target_arch = "bpf")]
 mod file_open;
+#[cfg(target_arch = "bpf")]
 mod inject;
 #[cfg(target_arch = "bpf")]
 mod io_uring;
