@@ -18,7 +18,7 @@ use proptest::{
 };
 
 use procwatch::{
-    alert::{Action, ActionBy, Alert, Reason, SCHEMA, SensorInfo},
+    alert::{Action, ActionBy, Alert, Reason, SCHEMA, SensorInfo, SilenceHint},
     config::{self, Rule},
     output::{
         logfile,
@@ -269,6 +269,13 @@ fn hostile_alert() -> impl Strategy<Value = Alert> {
                 action_reason: (action_by.is_some()).then(|| trigger_text.clone()),
                 dump_error: dump.is_none().then(|| trigger_text.clone()),
                 dump,
+                silence_with: vec![SilenceHint {
+                    rule: "tmp_exe",
+                    exception: serde_json::json!({
+                        "name": trigger_text,
+                        "exe": [trigger_text],
+                    }),
+                }],
             }
         },
     )

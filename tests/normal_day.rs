@@ -19,6 +19,14 @@ use procwatch_tests::{
 
 const TIMING: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
 
+/// Held by each test here for its whole run: an `OwnTree` holds every process this test
+/// binary starts, so tests running side by side would judge each other's JVMs and compilers.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `cmd` to completion; returns whether it succeeded.
 fn run(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())
@@ -77,6 +85,7 @@ fn wait_for_exe(pid: u32, name: &str) {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_normal_day_makes_no_alert_and_the_controls_do() {
     require_root!();
+    let _alone = alone();
     let tree = OwnTree::start();
     let m = Monitor::start(TIMING, &[]);
     let dir = TempDir::new_in(&scratch_base(), "normal-day");
@@ -204,6 +213,7 @@ fn a_normal_day_makes_no_alert_and_the_controls_do() {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_compile_at_full_cpu_makes_no_alert() {
     require_root!();
+    let _alone = alone();
     let tree = OwnTree::start();
     let m = Monitor::start(&format!("{TIMING}cpu_high: 5\n"), &[]);
     let dir = TempDir::new_in(&scratch_base(), "compile");
@@ -259,6 +269,7 @@ fn sha256_of(path: &Path) -> String {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn an_exception_by_hash_silences_its_executable_only() {
     require_root!();
+    let _alone = alone();
     let tmp = TempDir::new_in("/tmp", "by-hash");
     let known = tmp.copy_exe(Path::new("/usr/bin/sleep"), "known-tool");
     let other = tmp.copy_exe(Path::new("/usr/bin/true"), "other-tool");
@@ -282,4 +293,61 @@ fn an_exception_by_hash_silences_its_executable_only() {
         .filter(|a| a["pid"] == known_pid)
         .collect();
     assert!(own.is_empty(), "the excepted executable alerted: {own:#?}");
+}
+
+/// An alert says which exception would silence it: pasted into the config as it comes, that
+/// entry silences the same executable (by its path, and for a port finding only that port),
+/// while another executable doing the same still alerts after it.
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn an_alert_names_the_exception_that_silences_it() {
+    require_root!();
+    let _alone = alone();
+    let tmp = TempDir::new_in("/tmp", "hint");
+    let tool = tmp.copy_exe(Path::new("/usr/bin/true"), "hinted-tool");
+    let other = tmp.copy_exe(Path::new("/usr/bin/true"), "other-tool");
+    let first = {
+        let m = Monitor::start(TIMING, &[]);
+        let mut c = spawn(&mut Command::new(&tool));
+        let pid = c.id();
+        let _ = c.wait();
+        m.expect_rule(pid, "tmp_exe")
+    };
+    let hints = first["silence_with"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let hint = hints
+        .iter()
+        .find(|h| h["rule"] == "tmp_exe")
+        .unwrap_or_else(|| panic!("no exception named for tmp_exe: {first:#}"));
+    assert_eq!(
+        hint["exception"]["exe"][0].as_str(),
+        tool.to_str(),
+        "by the executable's path: {hint:#}"
+    );
+    // JSON is YAML: the entry goes into the config exactly as the alert gave it.
+    let config = format!(
+        "{TIMING}exceptions:\n  tmp_exe:\n    - {}\n",
+        hint["exception"]
+    );
+    let m = Monitor::start(&config, &[]);
+    let mut c = spawn(&mut Command::new(&tool));
+    let silenced = u64::from(c.id());
+    let _ = c.wait();
+    let mut o = spawn(&mut Command::new(&other));
+    let control = o.id();
+    let _ = o.wait();
+    // Alerts leave in decision order: the later control's alert means the hinted run was
+    // judged already.
+    m.expect_rule(control, "tmp_exe");
+    let own: Vec<_> = m
+        .alerts()
+        .into_iter()
+        .filter(|a| a["pid"] == silenced)
+        .collect();
+    assert!(
+        own.is_empty(),
+        "the hinted exception did not silence: {own:#?}"
+    );
 }

@@ -218,6 +218,19 @@ pub struct Alert {
     /// Why no dump was written, when `--dump` is on and none was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dump_error: Option<String>,
+    /// For each heuristic reason, the `exceptions:` entry that would silence it for this
+    /// executable (what a user adds to their config after judging the alert a false alarm).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silence_with: Vec<SilenceHint>,
+}
+
+/// An exception that would silence one reason of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SilenceHint {
+    /// The rule, the key under `exceptions:`.
+    pub rule: &'static str,
+    /// The entry to add to that rule's list, as the config takes it.
+    pub exception: serde_json::Value,
 }
 
 /// What triggered an evaluation.
@@ -343,7 +356,67 @@ pub fn build(
         sensor,
         dump: None,
         dump_error: None,
+        silence_with: silence_hints(p, verdict, trigger),
     }
+}
+
+/// The exceptions that would silence the heuristic reasons of `verdict` for this executable:
+/// by its path (a pattern that matches only it), or by its digest when the path cannot name
+/// it (a memfd, a deleted file, glob characters in the name); for `suspicious_port` narrowed
+/// to the port dialled. None when neither path nor digest is known.
+fn silence_hints(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>) -> Vec<SilenceHint> {
+    let path = p
+        .exe
+        .as_deref()
+        .filter(|_| {
+            use crate::procfs::sample::ExeState;
+            !matches!(
+                p.exe_state,
+                ExeState::Memfd | ExeState::Deleted | ExeState::Replaced
+            )
+        })
+        .and_then(|e| e.to_str())
+        .filter(|e| e.starts_with('/') && !e.contains(['*', '?', '[', ']', '\\']));
+    let who = match (path, p.sha256.as_deref()) {
+        (Some(path), _) => serde_json::json!({ "exe": [path] }),
+        (None, Some(digest)) => serde_json::json!({ "sha256": [digest] }),
+        (None, None) => return Vec::new(),
+    };
+    let base: String = path
+        .and_then(|e| e.rsplit('/').next())
+        .unwrap_or("exe")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let dialled = trigger.to_json()["port"].as_u64();
+    verdict
+        .findings
+        .iter()
+        .map(|(f, _)| f.rule)
+        .filter(|rule| !verdict.known.contains_key(rule))
+        .map(|rule| {
+            let mut exception = who.clone();
+            exception["name"] = format!("local-{}-{base}", rule.as_str().replace('_', "-")).into();
+            if rule == crate::config::Rule::SuspiciousPort {
+                let ports: Vec<String> = match dialled {
+                    Some(port) => vec![port.to_string()],
+                    None => p.remote_ports().iter().map(u16::to_string).collect(),
+                };
+                exception["ports"] = ports.join(",").into();
+            }
+            SilenceHint {
+                rule: rule.as_str(),
+                exception,
+            }
+        })
+        .collect()
 }
 
 /// The heuristic findings (known ones with their `known` object and score 0), then the

@@ -277,6 +277,7 @@ pub(crate) mod tests {
             },
             dump: None,
             dump_error: None,
+            silence_with: Vec::new(),
         }
     }
 
