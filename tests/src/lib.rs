@@ -716,9 +716,20 @@ impl OwnTree {
         self.members.lock().expect("tree lock").contains(&pid)
     }
 
-    /// The alerts among `alerts` about processes of this tree.
+    /// The alerts among `alerts` about processes of this tree, leaving out what only says
+    /// where the checkout lives: a `tmp_exe` alone on a binary cargo built (this test, the
+    /// procwatch it runs) when the clone is under /tmp, as a CI clone may be.
     pub fn own(&self, alerts: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
         self.sync();
+        let built = target_dir().canonicalize().unwrap_or_else(|_| target_dir());
+        let checkout_artifact = |a: &serde_json::Value| {
+            a["exe"]
+                .as_str()
+                .is_some_and(|e| Path::new(e).starts_with(&built))
+                && a["reasons"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(|x| x["rule"] == "tmp_exe"))
+        };
         alerts
             .into_iter()
             .filter(|a| {
@@ -727,6 +738,7 @@ impl OwnTree {
                     .and_then(|p| u32::try_from(p).ok())
                     .is_some_and(|p| self.contains(p))
             })
+            .filter(|a| !checkout_artifact(a))
             .collect()
     }
 }
