@@ -678,9 +678,14 @@
         el('span', { class: 'who', title: clean(a.exe) }, `${clean(a.name ?? '?')} (${a.pid})`),
         el('span', { class: 'time' }, `#${a.id} ${timeOf(a.timestamp)}`),
       ),
-      el('div', { class: 'rules' }, rulesOf(a).map((r) => el('span', { class: 'rule' }, r))),
+      el(
+        'div',
+        { class: 'line2' },
+        el('span', { class: 'rules' }, rulesOf(a).map((r) => el('span', { class: 'rule' }, r))),
+        el('button', { type: 'button', class: 'small', 'data-testid': 'feed-open', onclick: () => openDetail(a.pid) }, 'Process'),
+      ),
       a.action && a.action !== 'alert' ? el('div', { class: 'muted' }, `action: ${clean(a.action)}${a.action_reason ? ' – ' + clean(a.action_reason) : ''}`) : null,
-      el('div', { class: 'actions' }, el('button', { type: 'button', 'data-testid': 'feed-open', onclick: () => openDetail(a.pid) }, 'Process'), acceptButton(a)),
+      acceptButton(a),
     );
   }
 
