@@ -118,7 +118,8 @@
   }
 
   function scoreBadge(score) {
-    return el('span', { class: scoreClass(score), 'data-testid': 'score' }, fmt(score, 2));
+    const n = num(score);
+    return el('span', { class: scoreClass(score), 'data-testid': 'score' }, n === null ? '–' : n.toFixed(1));
   }
 
   /** Renders any JSON value readably (for fields the page has no special view for). */
@@ -219,9 +220,12 @@
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
     document.body.classList.toggle('has-token', !!token);
-    state.tokenWaiters.splice(0).forEach((w) => w());
     refreshAll();
-    restartStream();
+    // The history first, then the stream resumes after the newest alert it holds.
+    loadRecentAlerts().finally(() => {
+      state.tokenWaiters.splice(0).forEach((w) => w());
+      restartStream();
+    });
     if (state.selectedPid !== null) openDetail(state.selectedPid);
     renderFeed();
   }
