@@ -251,14 +251,18 @@
     $('stat-alerts').textContent = fmt(statsField(s, 'alerts_total', 'alerts') ?? sum(byRule), 0);
     const eps = statsField(s, 'events_per_second', 'events_per_sec') || {};
     $('stat-eps').textContent = fmt(sum(eps), 1);
-    const lost = sum(statsField(s, 'events_lost', 'lost'));
+    const lostField = statsField(s, 'events_lost', 'lost');
+    const lost = lostField && typeof lostField === 'object' && num(lostField.total) !== null ? num(lostField.total) : sum(lostField);
     $('stat-lost').textContent = fmt(lost, 0);
     $('stat-lost').style.color = lost ? 'var(--red)' : '';
     $('stat-uptime').textContent = duration(statsField(s, 'uptime_secs', 'uptime_s', 'uptime_seconds', 'uptime'));
     const sensor = statsField(s, 'sensor');
     const probes = statsField(s, 'probes', 'attached_probes') ?? (sensor && sensor.probes);
     let sensorText = typeof sensor === 'string' ? sensor : (sensor && (sensor.kind || sensor.name)) || '–';
-    if (Array.isArray(probes)) {
+    const missing = sensor && typeof sensor === 'object' ? sensor.probes_missing : undefined;
+    if (Array.isArray(missing)) {
+      sensorText += missing.length ? ` (${missing.length} probes missing: ${missing.map(clean).join(', ')})` : ' (all probes attached)';
+    } else if (Array.isArray(probes)) {
       const attached = probes.filter((p) => p === true || typeof p === 'string' || (p && p.attached !== false)).length;
       sensorText += ` (${attached}/${probes.length} probes)`;
     } else if (num(probes) !== null) {
@@ -267,24 +271,38 @@
     $('stat-sensor').textContent = clean(sensorText);
 
     // Mode and learning progress.
-    const modeObj = statsField(s, 'mode');
+    const learning = statsField(s, 'learning');
+    const modeObj = statsField(s, 'mode') ?? learning;
     const mode = typeof modeObj === 'string' ? modeObj : (modeObj && (modeObj.mode || modeObj.state)) || '';
     let progress = num(statsField(s, 'learning_progress', 'progress'));
+    if (progress === null && learning && typeof learning === 'object') progress = num(learning.progress);
     if (progress === null && modeObj && typeof modeObj === 'object') progress = num(modeObj.progress);
     const badge = $('mode-badge');
     badge.textContent = clean(mode || 'mode ?');
     badge.className = 'badge ' + (mode === 'learning' ? 'learning' : mode ? 'monitoring' : '');
     const p = progress === null ? (mode === 'learning' ? 0 : 1) : Math.max(0, Math.min(1, progress > 1 ? progress / 100 : progress));
     $('learning-progress').value = p;
-    const until = statsField(s, 'learning_until', 'learning_ends') ?? (modeObj && modeObj.until);
+    const until = statsField(s, 'learning_until', 'learning_ends') ?? (learning && typeof learning === 'object' ? learning.ends : undefined);
+    const exes = learning && typeof learning === 'object' && num(learning.executables) !== null ? `, ${learning.executables} executables` : '';
     $('learning-text').textContent =
-      mode === 'learning' ? `${Math.round(p * 100)}%` + (until ? ` until ${timeOf(until)}` : '') : mode ? `done (${clean(mode)})` : '–';
+      mode === 'learning'
+        ? `${Math.round(p * 100)}%` + (until ? ` until ${new Date(until).toLocaleString()}` : '') + exes
+        : mode === 'off'
+          ? 'off (no baselines)'
+          : mode
+            ? `done${exes}`
+            : '–';
 
-    // Events per second, over time.
+    // Events per second, over time: the total from the server's own history when it keeps
+    // one (the chart is full at once), the kinds from what this page sampled.
     const kinds = {};
     for (const [k, v] of Object.entries(eps)) if (num(v) !== null) kinds[k] = num(v);
     state.epsHistory.push({ t: Date.now(), total: sum(kinds) ?? 0, kinds });
     if (state.epsHistory.length > EPS_POINTS) state.epsHistory.shift();
+    const hist = statsField(s, 'events_per_second_history');
+    state.epsServer = Array.isArray(hist)
+      ? hist.map((h) => ({ t: new Date(h.time).getTime(), total: num(h.events_per_second) ?? 0 })).filter((h) => Number.isFinite(h.t))
+      : null;
 
     const rules = {};
     for (const [k, v] of Object.entries(byRule)) if (num(v) !== null) rules[k] = num(v);
@@ -339,8 +357,9 @@
   function drawEps() {
     const { ctx, w, h } = canvasCtx($('chart-eps'));
     const pts = state.epsHistory;
+    const server = state.epsServer && state.epsServer.length >= 2 ? state.epsServer : null;
     const legend = $('chart-eps-legend');
-    if (pts.length < 2) {
+    if (!server && pts.length < 2) {
       ctx.fillStyle = '#8a9bab';
       ctx.fillText('collecting…', 10, h / 2);
       legend.replaceChildren();
@@ -349,15 +368,16 @@
     // The busiest kinds get a line of their own, beside the total.
     const totals = {};
     for (const p of pts) for (const [k, v] of Object.entries(p.kinds)) totals[k] = (totals[k] || 0) + v;
-    const kinds = Object.keys(totals).sort((a, b) => totals[b] - totals[a]).slice(0, 5);
-    const series = [{ name: 'total', color: '#dde6ee', get: (p) => p.total }].concat(
-      kinds.map((k, i) => ({ name: k, color: PALETTE[i % PALETTE.length], get: (p) => p.kinds[k] || 0 })),
+    const kinds = pts.length >= 2 ? Object.keys(totals).sort((a, b) => totals[b] - totals[a]).slice(0, 5) : [];
+    const series = [{ name: 'total', color: '#dde6ee', pts: (server || pts).map((p) => [p.t, p.total]) }].concat(
+      kinds.map((k, i) => ({ name: k, color: PALETTE[i % PALETTE.length], pts: pts.map((p) => [p.t, p.kinds[k] || 0]) })),
     );
-    const max = Math.max(1, ...pts.map((p) => p.total));
+    const all = series.flatMap((x) => x.pts);
+    const max = Math.max(1, ...all.map((p) => p[1]));
+    const t0 = Math.min(...all.map((p) => p[0]));
+    const span = Math.max(1, Math.max(...all.map((p) => p[0])) - t0);
     const left = 36;
     const bottom = h - 14;
-    const t0 = pts[0].t;
-    const span = Math.max(1, pts[pts.length - 1].t - t0);
     ctx.strokeStyle = '#2c3a47';
     ctx.fillStyle = '#8a9bab';
     ctx.textAlign = 'right';
@@ -371,19 +391,19 @@
     }
     ctx.textAlign = 'left';
     ctx.fillText(`last ${Math.round(span / 1000)} s`, left, h - 5);
-    for (const s of series) {
-      ctx.strokeStyle = s.color;
-      ctx.lineWidth = s.name === 'total' ? 2 : 1.2;
+    for (const x of series) {
+      ctx.strokeStyle = x.color;
+      ctx.lineWidth = x.name === 'total' ? 2 : 1.2;
       ctx.beginPath();
-      pts.forEach((p, i) => {
-        const x = left + ((p.t - t0) / span) * (w - left - 6);
-        const y = bottom - (s.get(p) / max) * (bottom - 8);
-        if (i) ctx.lineTo(x, y);
-        else ctx.moveTo(x, y);
+      x.pts.forEach(([t, v], i) => {
+        const px = left + ((t - t0) / span) * (w - left - 6);
+        const py = bottom - (v / max) * (bottom - 8);
+        if (i) ctx.lineTo(px, py);
+        else ctx.moveTo(px, py);
       });
       ctx.stroke();
     }
-    legend.replaceChildren(...series.map((s) => el('span', null, el('i', { style: `background:${s.color}` }), s.name)));
+    legend.replaceChildren(...series.map((x) => el('span', null, el('i', { style: `background:${x.color}` }), x.name)));
   }
 
   function drawCharts() {
@@ -459,7 +479,7 @@
   // ---- detail view ------------------------------------------------------------------------
 
   function section(title, ...content) {
-    return [el('h3', null, title), ...content];
+    return [el('h3', null, title), ...content.filter(Boolean)];
   }
 
   function reasonsList(reasons) {
@@ -557,6 +577,31 @@
     return wrap;
   }
 
+  /** The baseline of the process's executable: a summary, what is anomalous now, and all of it folded. */
+  function baselineView(b, anomalous) {
+    const box = el('div', { 'data-testid': 'detail-baseline' });
+    if (!b || typeof b !== 'object') {
+      box.append(el('span', { class: 'muted' }, 'no baseline for this executable'));
+      return box;
+    }
+    const kv = el('dl', { class: 'kv' });
+    const rows = [
+      ['state', b.state],
+      ['established', b.baseline_established],
+      ['processes seen', b.processes_seen],
+      ['first seen', b.first_seen],
+      ['accepted', b.accepted === undefined ? undefined : b.accepted ? 'yes (by hand)' : 'no'],
+    ];
+    for (const [k, v] of rows) if (v !== undefined && v !== null) kv.append(el('dt', null, k), el('dd', null, v));
+    box.append(kv);
+    if (Array.isArray(anomalous)) {
+      box.append(el('div', { class: 'muted', style: 'margin-top:6px' }, anomalous.length ? 'anomalous now:' : 'nothing anomalous now'));
+      if (anomalous.length) box.append(reasonsList(anomalous));
+    }
+    box.append(el('details', null, el('summary', { class: 'muted' }, 'everything learned'), renderValue(b)));
+    return box;
+  }
+
   async function openDetail(pid) {
     state.selectedPid = pid;
     const pane = $('detail');
@@ -587,6 +632,10 @@
       ['ppid', proc.ppid],
       ['sha256', proc.sha256],
       ['cpu %', fmt(proc.cpu_pct, 1)],
+      ['rss', num(proc.rss_bytes) !== null ? `${(proc.rss_bytes / 1048576).toFixed(1)} MiB` : null],
+      ['cwd', proc.cwd],
+      ['cgroup', proc.cgroup],
+      ['traced by', proc.tracer_pid ? proc.tracer_pid : null],
       ['outbound', proc.conns_outbound],
       ['ports', Array.isArray(proc.remote_ports) ? proc.remote_ports.join(', ') : proc.remote_ports],
       ['started', proc.start_time ?? proc.timestamp],
@@ -597,7 +646,7 @@
       if (v === undefined || v === null || v === '') continue;
       kv.append(el('dt', null, k), el('dd', null, v));
     }
-    const shown = new Set(['pid', 'name', 'total_score', 'heuristic_score', 'ml_score', 'exe', 'cmdline', 'user', 'uid', 'ppid', 'sha256', 'cpu_pct', 'conns_outbound', 'remote_ports', 'start_time', 'timestamp', 'exec_id', 'container_id', 'reasons', 'exec_chain', 'ancestors', 'connections', 'baseline', 'wx_regions', 'fds', 'fds_summary', 'open_fds', 'process', 'alerts']);
+    const shown = new Set(['pid', 'name', 'total_score', 'heuristic_score', 'ml_score', 'exe', 'cmdline', 'user', 'uid', 'ppid', 'sha256', 'cpu_pct', 'rss_bytes', 'cwd', 'cgroup', 'tracer_pid', 'conns_outbound', 'remote_ports', 'start_time', 'timestamp', 'exec_id', 'container_id', 'reasons', 'exec_chain', 'ancestors', 'connections', 'connects', 'baseline', 'anomalous_now', 'wx_regions', 'wx_requests', 'fds', 'fds_summary', 'open_fds', 'process', 'alerts', 'start_ticks']);
     const extra = Object.entries(proc).filter(([k]) => !shown.has(k));
     const baseline = proc.baseline;
     const parts = [
@@ -616,9 +665,12 @@
             : el('span', { class: 'muted' }, 'none'),
         ),
       ),
-      ...section('W+X memory', renderValue(proc.wx_regions)),
+      ...(Array.isArray(proc.connects) && proc.connects.length
+        ? section('Connect calls seen', el('ul', { class: 'plain mono' }, proc.connects.map((c) => el('li', null, connectionText(c)))))
+        : []),
+      ...section('W+X memory', renderValue(proc.wx_regions), proc.wx_requests && proc.wx_requests.length ? renderValue(proc.wx_requests) : null),
       ...section('Open files', renderValue(proc.fds ?? proc.fds_summary ?? proc.open_fds)),
-      ...section('Baseline', el('div', { 'data-testid': 'detail-baseline' }, renderValue(baseline))),
+      ...section('Baseline', baselineView(baseline, proc.anomalous_now)),
     ];
     if (extra.length) parts.push(...section('More', renderValue(Object.fromEntries(extra))));
     const alertsBox = el('div', { 'data-testid': 'detail-alerts' }, el('span', { class: 'muted' }, 'loading…'));
