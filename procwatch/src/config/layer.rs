@@ -9,6 +9,7 @@ use super::{
     Config, Exception, Rule, RuleAction,
     baseline::PartialBaseline,
     error::{self, ConfigError},
+    history::PartialHistory,
     values::{
         AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
         SyslogTarget, Token, TotalBytes, User,
@@ -77,6 +78,8 @@ pub(crate) struct PartialConfig {
     baseline: Option<PartialBaseline>,
     #[serde(default)]
     api: Option<PartialApi>,
+    #[serde(default)]
+    history: Option<PartialHistory>,
 }
 
 /// `weights:`, one key per rule id.
@@ -501,6 +504,9 @@ impl Layer {
             take!("api.token", c.token, a.token, |v: &Option<Token>| v
                 .as_ref()
                 .map(|t| t.0.clone()));
+        }
+        if let Some(h) = &p.history {
+            h.apply(&mut cfg.history, &mut keys);
         }
         keys
     }
