@@ -169,6 +169,7 @@ fn a_full_disk_is_counted_and_the_jsonl_stream_still_gets_every_alert() {
     assert!(status.success(), "{status:?}");
     let summary = summary.expect("exit summary");
     let h = &summary["history"];
+    eprintln!("history on a full disk: {h}");
     let lines = lines_by_id(&text);
     // Every alert reached the JSONL file, ours among them.
     assert_eq!(

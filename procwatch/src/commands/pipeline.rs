@@ -198,7 +198,9 @@ async fn deliver_prepared(
     history: &mut HistoryWriter,
     tally: &mut Tally,
 ) -> bool {
-    for p in batch {
+    for mut p in batch {
+        // The id first: a dump written while acting carries it.
+        history.assign_id(&mut p.flagged.alert);
         let alert = act(p, policy).await;
         publish(alert, history, outputs).await;
         tally.alerts += 1;
@@ -210,8 +212,9 @@ async fn deliver_prepared(
     false
 }
 
-/// Makes `alert` final — the one place alerts get their id — and hands it to the alert
-/// history (which never waits) and to the sinks, which write the same JSON line.
+/// Makes `alert` final (its id was given before it was acted on: ids are handed out only in
+/// this stage, in delivery order) and hands it to the alert history (which never waits) and
+/// to the sinks, which write the same JSON line.
 async fn publish(mut alert: Alert, history: &mut HistoryWriter, outputs: &Outputs) {
     match history.publish(&mut alert) {
         Ok(record) => {

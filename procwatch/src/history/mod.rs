@@ -321,22 +321,25 @@ impl std::fmt::Debug for HistoryWriter {
 }
 
 impl HistoryWriter {
-    /// Makes `alert` final: gives it the next id, serialises it once and publishes it (ring,
-    /// live subscribers, database queue). Returns the record; its `json` is what the sinks
-    /// write. Never waits: a full database queue drops the alert from the history, counted.
+    /// Gives `alert` the next id, unless it has one already; returns its id. The action
+    /// stage calls it before it acts, so a forensic dump's `alert.json` has the id too.
+    pub fn assign_id(&mut self, alert: &mut Alert) -> u64 {
+        if alert.id == 0 {
+            let id = self.last_id.load(Ordering::Relaxed) + 1;
+            self.last_id.store(id, Ordering::Relaxed);
+            self.shared.counters.last_id.store(id, Ordering::Relaxed);
+            alert.id = id;
+        }
+        alert.id
+    }
+
+    /// Makes `alert` final: gives it the next id (if [`Self::assign_id`] has not), serialises
+    /// it once and publishes it (ring, live subscribers, database queue). Returns the record;
+    /// its `json` is what the sinks write. Never waits: a full database queue drops the alert
+    /// from the history, counted.
     pub fn publish(&mut self, alert: &mut Alert) -> Result<Arc<AlertRecord>, serde_json::Error> {
-        let id = self.last_id.load(Ordering::Relaxed) + 1;
-        alert.id = id;
-        let record = match record::of(alert) {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                // Not handed out: the next alert takes the id.
-                alert.id = 0;
-                return Err(e);
-            }
-        };
-        self.last_id.store(id, Ordering::Relaxed);
-        self.shared.counters.last_id.store(id, Ordering::Relaxed);
+        self.assign_id(alert);
+        let record = Arc::new(record::of(alert)?);
         self.shared.ring().push(record.clone());
         // No subscriber is not an error.
         let _ = self.shared.live.send(record.clone());

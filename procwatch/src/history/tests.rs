@@ -324,6 +324,12 @@ async fn live_subscribers_get_each_alert_as_it_is_published() {
     assert_eq!(r.get(3).await.expect("get").map(|a| a.id), Some(3));
     assert!(r.path().is_none());
     assert!(!r.stats().enabled);
+    // An id given before acting (so a dump carries it) is the one published.
+    let mut a = alert(7, "/tmp/x", &[Rule::TmpExe]);
+    assert_eq!(w.assign_id(&mut a), 4);
+    assert_eq!(w.assign_id(&mut a), 4, "given once");
+    assert_eq!(w.publish(&mut a).expect("publish").id, 4);
+    assert_eq!(publish_n(&mut w, 1), [5]);
 }
 
 #[test]
