@@ -79,7 +79,6 @@ fn alerts_for_every_rule_match_the_schema() {
     );
     // The id the action stage gives a final alert.
     a.id = 1;
-    let mut a = a;
     a.ancestors = vec![
         alert::Ancestor {
             pid: 1,
