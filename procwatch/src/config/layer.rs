@@ -9,6 +9,7 @@ use super::{
     Config, Exception, PerRule, Rule, RuleAction,
     baseline::PartialBaseline,
     error::{self, ConfigError},
+    history::PartialHistory,
     per_rule::Set,
     values::{
         AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
@@ -60,6 +61,8 @@ pub(crate) struct PartialConfig {
     baseline: Option<PartialBaseline>,
     #[serde(default)]
     api: Option<PartialApi>,
+    #[serde(default)]
+    history: Option<PartialHistory>,
 }
 
 /// `whitelist:`.
@@ -318,6 +321,9 @@ impl Layer {
             take!("api.token", c.token, a.token, |v: &Option<Token>| v
                 .as_ref()
                 .map(|t| t.0.clone()));
+        }
+        if let Some(h) = &p.history {
+            h.apply(&mut cfg.history, &mut keys);
         }
         keys
     }

@@ -7,6 +7,7 @@ mod actions;
 mod baseline;
 mod error;
 mod exceptions;
+mod history;
 mod layer;
 mod locate;
 mod per_rule;
@@ -28,6 +29,7 @@ pub use actions::{Actions, RuleAction};
 pub use baseline::{Baseline, Caps, Suppress};
 pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use exceptions::{Exception, Exceptions, Glob, Subject};
+pub use history::History;
 pub use layer::Layer;
 pub use per_rule::PerRule;
 pub use rule::{Rule, UnknownRule};
@@ -79,6 +81,8 @@ pub struct Config {
     pub baseline: Baseline,
     /// HTTP API and web UI.
     pub api: Api,
+    /// The alert history database.
+    pub history: History,
 }
 
 /// Per-rule weights (`weights:`).
@@ -203,6 +207,7 @@ impl Default for Config {
             outputs: Outputs::default(),
             baseline: Baseline::default(),
             api: Api::default(),
+            history: History::default(),
         }
     }
 }
