@@ -412,6 +412,11 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                                 if let Err(e) = ebpf.set_kill_policy(&wanted) {
                                     error!(error = %e, "kill policy not updated");
                                 }
+                                // The file-open probe filters in the kernel: the new
+                                // `baseline.watched_prefixes` go there too.
+                                if let Err(e) = ebpf.set_watched(&new.baseline.watched_prefixes) {
+                                    error!(error = %e, "watched prefixes not updated in the kernel");
+                                }
                             }
                             None if wanted.kills() => error!(
                                 "SIGHUP: enforce: asks for in-kernel kills, but the eBPF sensor \
