@@ -225,7 +225,14 @@ const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: "raw_sys_enter",
         hook: Hook::Raw("sys_enter"),
-        kinds: &[Ptrace, WxMem, Connect, Exec, Inject],
+        kinds: &[Ptrace, WxMem, Connect, Exec, Inject, FileOpen],
+        fork: ForkWay::None,
+    },
+    // Their exits: a killed 32-bit PTRACE_ATTACH's tracee, a 32-bit open of /proc/PID/mem.
+    ProbeSpec {
+        program: "raw_sys_exit",
+        hook: Hook::Raw("sys_exit"),
+        kinds: &[Ptrace, Inject],
         fork: ForkWay::None,
     },
 ];
@@ -425,6 +432,9 @@ impl EbpfSensor {
                     }
                     if spec.program == "sys_exit_ptrace" {
                         self.write_config(config::PTRACE_EXIT_ON, 1)?;
+                    }
+                    if spec.program == "raw_sys_exit" {
+                        self.write_config(config::IA32_EXIT_ON, 1)?;
                     }
                 }
                 Err(e) if spec.fork == ForkWay::Btf(Family::Exec) => warn!(
