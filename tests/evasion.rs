@@ -426,3 +426,32 @@ fn a_killed_int80_tracer_leaves_its_target_running() {
     let _ = victim.kill();
     let _ = victim.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+async fn an_int80_open_of_a_watched_file_is_reported() {
+    require_root!();
+    let mut sensor = LiveSensor::start(KillPolicy::default());
+    for how in ["open", "openat"] {
+        let (pid, _, lines) =
+            tokio::task::spawn_blocking(move || run(&["ia32", how, "/etc/hostname"]))
+                .await
+                .expect("actor");
+        assert!(
+            lines.iter().any(|l| l.starts_with("after ") && l != "after -2"),
+            "{how}: {lines:?}"
+        );
+        let e = sensor
+            .expect("file_open", pid, |e| {
+                e.tgid == pid
+                    && matches!(&e.body, EventBody::FileOpen(f)
+                        if f.path == std::ffi::OsStr::new("/etc/hostname"))
+            })
+            .await;
+        let EventBody::FileOpen(f) = &e.body else {
+            unreachable!()
+        };
+        assert!(e.compat, "{how}: {e:?}");
+        assert_eq!(f.syscall, how, "{e:?}");
+    }
+}

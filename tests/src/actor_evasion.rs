@@ -507,6 +507,22 @@ mod ia32 {
                 };
                 say(&format!("after {rc}"));
             }
+            "open" | "openat" => {
+                // A read-only open of the path given, by int 0x80.
+                let path = format!("{}\0", arg(0));
+                if path.len() > 1024 {
+                    fail("path too long");
+                }
+                // SAFETY: the path fits in the page.
+                unsafe { page.copy_from_nonoverlapping(path.as_ptr(), path.len()) };
+                say("before");
+                let fd = if what == "openat" {
+                    int80(OPENAT, [libc::AT_FDCWD as u32, lp, 0, 0, 0, 0])
+                } else {
+                    int80(OPEN, [lp, 0, 0, 0, 0, 0])
+                };
+                say(&format!("after {fd}"));
+            }
             "proc-mem-write" => {
                 // open (or openat from AT_FDCWD) of /proc/PID/mem for writing, by int 0x80;
                 // the write itself is an ordinary 64-bit pwrite.

@@ -27,7 +27,7 @@
 //!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT |
 //!          tcp-fastopen ADDR PORT | io-uring-connect ADDR PORT |
 //!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|ptrace-attach-pid PID|pvm-write|connect A P|
-//!          proc-mem-write open|openat |
+//!          proc-mem-write open|openat | open PATH | openat PATH |
 //!          socketcall-connect A P|
 //!          sendto A P (int 0x80) | memfd-alias wx|xw | personality-rw
 #[path = "../actor_evasion.rs"]
