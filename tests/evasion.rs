@@ -438,7 +438,9 @@ async fn an_int80_open_of_a_watched_file_is_reported() {
                 .await
                 .expect("actor");
         assert!(
-            lines.iter().any(|l| l.starts_with("after ") && l != "after -2"),
+            lines
+                .iter()
+                .any(|l| l.starts_with("after ") && l != "after -2"),
             "{how}: {lines:?}"
         );
         let e = sensor
@@ -454,4 +456,26 @@ async fn an_int80_open_of_a_watched_file_is_reported() {
         assert!(e.compat, "{how}: {e:?}");
         assert_eq!(f.syscall, how, "{e:?}");
     }
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn sensor_ia32_off_leaves_the_32_bit_probes_out_and_says_so() {
+    require_root!();
+    let mut m = Monitor::start(&format!("{FAST}sensor:\n  ia32: off\n"), &[]);
+    let said = "sensor.ia32 is off";
+    if !m.log.iter().any(|l| l.contains(said)) {
+        m.wait_log(std::time::Duration::from_secs(5), said);
+    }
+    let (unseen, _, lines) = run(&["ia32", "mprotect-wx"]);
+    assert!(returned(&lines), "{lines:?}");
+    // Positive control, after it: the same W+X by a 64-bit call alerts.
+    let (seen, _, lines) = run(&["mprotect-wx"]);
+    assert!(returned(&lines), "{lines:?}");
+    m.expect_rule(seen, "wx_mem");
+    assert!(
+        m.alerts().iter().all(|a| a["pid"] != unseen),
+        "{:#?}",
+        m.alerts()
+    );
 }

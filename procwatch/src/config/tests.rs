@@ -1217,3 +1217,20 @@ fn per_rule_actions_layer_and_validate() {
     );
     assert_eq!(d.column, Some(1));
 }
+
+#[test]
+fn sensor_ia32_is_auto_on_or_off() {
+    assert_eq!(Config::default().sensor.ia32, crate::config::Ia32Mode::Auto);
+    for (text, want) in [
+        ("auto", crate::config::Ia32Mode::Auto),
+        ("on", crate::config::Ia32Mode::On),
+        ("off", crate::config::Ia32Mode::Off),
+    ] {
+        let c = parse(&format!("sensor:\n  ia32: {text}\n")).unwrap();
+        assert_eq!(c.sensor.ia32, want, "{text}");
+    }
+    assert!(schema_keys().contains(&"sensor.ia32".to_string()));
+    let d = assert_err("sensor:\n  ia32: maybe\n", 2, Some("sensor.ia32"), "maybe");
+    assert!(d.message.contains("off"), "{d}");
+    assert_err("sensor:\n  ia64: on\n", 2, Some("sensor.ia64"), "ia64");
+}
