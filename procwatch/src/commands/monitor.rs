@@ -231,6 +231,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             ring_bytes: cfg.ring_buffer_kib.saturating_mul(1024),
             kill: kill_policy(&cfg, &args),
             watched: cfg.baseline.watched_prefixes.clone(),
+            ia32: cfg.sensor.ia32,
             ..EbpfOptions::default()
         },
         sweep_interval: cfg.sweep_interval,
