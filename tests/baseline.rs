@@ -407,3 +407,64 @@ async fn file_opens_are_filtered_and_sent_once_per_process_and_path() {
         "file_open is counted: {json}"
     );
 }
+
+/// SIGHUP keeps what the monitor learned since its last save (the file is unchanged, so the
+/// model in force stays), and new `baseline.watched_prefixes` reach the kernel's file-open
+/// filter at once: a file under a prefix added by the reload is learned.
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn sighup_keeps_unsaved_learning_and_takes_new_watched_prefixes() {
+    require_root!();
+    let scene = Scene::new();
+    let www = scene.dir.0.join("www");
+    let private = scene.dir.0.join("private");
+    let config = |watched: &Path| {
+        format!(
+            "sweep_interval: 200ms\nbaseline:\n  watched_prefixes: [{}]\n",
+            watched.display()
+        )
+    };
+    // A model file to start from (a short training of whatever runs here): the service is
+    // new to it, so the monitor learns it in its own window.
+    let t = train(&scene, 2);
+    let (status, summary, _) = t.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "train failed: {summary:?}");
+    let model = scene.model();
+    let mut m = Monitor::start(&config(&www), &["--model", model.to_str().expect("utf-8")]);
+    let mut s = Service::start(&scene.app);
+    s.cmd(&format!("connect 127.0.0.1 {}", scene.upstream));
+    s.cmd(&format!("read {}", www.join("index.html").display()));
+    // Not watched yet: stays in the kernel.
+    s.cmd(&format!("read {}", private.join("key.pem").display()));
+    m.sync_events();
+
+    std::fs::write(&m.config, config(&private)).expect("rewrite config");
+    m.signal(libc::SIGHUP);
+    m.wait_log(Duration::from_secs(60), "SIGHUP: baseline model");
+    s.cmd(&format!("read {}", private.join("key.pem").display()));
+    m.sync_events();
+    s.end();
+    let (status, _, _) = m.stop();
+    assert!(status.success(), "monitor exit: {status:?}");
+
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&model).expect("read model")).expect("JSON");
+    let exe = &saved["executables"][scene.app.to_str().expect("utf-8")];
+    let ports: Vec<u64> = exe["network"]["entries"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|e| e["port"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(
+        ports.contains(&u64::from(scene.upstream)),
+        "learned before the SIGHUP, saved at exit: {exe:#}"
+    );
+    let files = exe["files"].to_string();
+    assert!(
+        files.contains("index.html"),
+        "learned before the SIGHUP: {exe:#}"
+    );
+    assert!(
+        files.contains("key.pem"),
+        "under a prefix the SIGHUP added: {exe:#}"
+    );
+}

@@ -90,6 +90,9 @@ pub struct EngineStats {
     pub sweeps: u64,
     /// Processes a sweep found but could not read in time (their reads hang), summed over sweeps.
     pub sweep_unread: u64,
+    /// Sweep samples of processes whose exit was already in (read just before they exited):
+    /// left out, an exit being final.
+    pub sweep_after_exit: u64,
     /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
     pub enrich_failed: u64,
 }
@@ -930,6 +933,12 @@ impl Engine {
         let mut pids = Vec::with_capacity(sweep.samples.len());
         for s in sweep.samples {
             seen.insert(s.pid);
+            // Read before it exited, merged after its exit: the process is over, and an entry
+            // made from this sample would be judged (and alert) once more as a new process.
+            if self.table.has_ended(s.pid, s.start_ticks) {
+                self.counts.sweep_after_exit += 1;
+                continue;
+            }
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
@@ -963,6 +972,7 @@ impl Engine {
             }
         }
         self.table.expire(now);
+        self.table.forget_ended_before(started);
         for pid in pids {
             self.evaluate(pid, &Trigger::Sweep, false);
         }
@@ -1493,6 +1503,58 @@ mod tests {
             e.table().get(GONE).is_some_and(|p| p.exited.is_some()),
             "a later sweep that misses it does"
         );
+    }
+
+    /// The race: a sweep reads a process, the process exits, its exit event is handled, and
+    /// only then is the sweep merged. The sample must not bring the process back (a new entry
+    /// with nothing reported, so a second alert, and a second process for the baseline).
+    #[test]
+    fn a_sweep_that_read_a_process_before_its_exit_does_not_resurrect_it() {
+        let mut e = engine();
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        let sweep_started = Instant::now();
+        let first = e.on_event(&ev, Instant::now());
+        assert_eq!(first.len(), 1, "the exec alerts once");
+        let mut exit = event(
+            GONE,
+            EventBody::Exit(crate::sensor::event::Exit { exit_code: None }),
+        );
+        exit.start_time_ns = Some(start_ns);
+        e.on_event(&exit, Instant::now());
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample.clone()],
+            ..Sweep::default()
+        };
+        let again = e.on_samples(sweep, sweep_started, Instant::now());
+        assert!(
+            again.is_empty(),
+            "a second alert for the same process: {again:?}"
+        );
+        assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_some()));
+        assert_eq!(e.stats().sweep_after_exit, 1);
+        // A process that reused the pid (another start time) is new, and judged.
+        let reused = crate::procfs::Sample {
+            start_ticks: start + 1,
+            ..sample
+        };
+        let sweep = Sweep {
+            samples: vec![reused],
+            ..Sweep::default()
+        };
+        let new = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(new.len(), 1, "the reused pid is another process");
     }
 
     #[test]
