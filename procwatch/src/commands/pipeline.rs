@@ -85,6 +85,8 @@ pub struct Prepared {
     pub intent: Intent,
     /// Live descendants condemned with the process (killed after it, each by pid + start).
     pub descendants: Vec<Condemned>,
+    /// Who waits for the finished alert (a kill the API asked for).
+    pub reply: Option<tokio::sync::oneshot::Sender<Alert>>,
 }
 
 /// What an alert calls for: per-rule `actions:` over the command line's default, and the kill
@@ -169,6 +171,7 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &mut Engine, policy: &ActPolicy) -
                 exemption,
                 intent,
                 descendants,
+                reply: None,
             }
         })
         .collect()
@@ -194,8 +197,12 @@ async fn deliver_prepared(
     outputs: &Outputs,
     tally: &mut Tally,
 ) -> bool {
-    for p in batch {
+    for mut p in batch {
+        let reply = p.reply.take();
         let alert = act(p, policy).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(alert.clone());
+        }
         outputs.send(alert).await;
         tally.alerts += 1;
         if policy.stop_on_alert {
@@ -204,6 +211,23 @@ async fn deliver_prepared(
         }
     }
     false
+}
+
+/// A kill the API asked for, checked by the engine ([`Engine::api_kill`]): the action stage
+/// kills the exact process and the alert recording it goes to the sinks; `reply` gets it.
+pub fn api_kill(flagged: Flagged, reply: tokio::sync::oneshot::Sender<Alert>) -> Prepared {
+    Prepared {
+        flagged,
+        in_scope: true,
+        exemption: None,
+        intent: Intent {
+            kill: true,
+            dump: false,
+            note: None,
+        },
+        descendants: Vec::new(),
+        reply: Some(reply),
+    }
 }
 
 /// `monitor`'s action stage: a task of its own that acts on flagged processes and writes their
@@ -258,6 +282,7 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         exemption,
         intent,
         descendants,
+        reply: _,
     } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
@@ -430,6 +455,7 @@ mod tests {
                 note: None,
             },
             descendants: Vec::new(),
+            reply: None,
         }
     }
 

@@ -131,7 +131,7 @@ fn defaults_match_the_readme_and_issue() {
         let on = matches!(rule, Rule::WxMem | Rule::SuspiciousPort | Rule::HighCpu);
         assert_eq!(c.baseline.suppress.get(rule), on, "{rule}");
     }
-    assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.api.listen, None);
     assert_eq!(c.api.token, None);
 }
 
@@ -733,6 +733,15 @@ fn every_numeric_key_refuses_hostile_values() {
         ("api.listen", "\"127.0.0.1:0\""),
         ("api.listen", "\"[::1]:0\""),
         ("api.listen", "\"127.0.0.1:65536\""),
+        ("api.max_body_bytes", "10"),
+        ("api.max_body_bytes", "\"1GiB\""),
+        ("api.max_connections", "0"),
+        ("api.rate_limit", "0"),
+        ("api.rate_limit", "-1"),
+        ("api.cors_origins", "[\"*\"]"),
+        ("api.cors_origins", "[\"https://a.example/\"]"),
+        ("api.cors_origins", "[\"ftp://a.example\"]"),
+        ("api.token_file", "\"relative/token\""),
     ]);
     let every = [
         "cpu_high",
