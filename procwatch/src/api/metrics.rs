@@ -279,6 +279,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         &[],
         status.learning.progress,
     );
+    super::routes::alerts::history_metrics(&state, &mut |name, kind, help, value| {
+        f.head(name, kind, help);
+        f.sample(name, &[], value);
+    });
     let c = &state.counters;
     f.head(
         "procwatch_api_requests_total",

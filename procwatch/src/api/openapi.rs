@@ -274,7 +274,8 @@ fn paths() -> serde_json::Map<String, Value> {
 
 /// The document.
 pub fn document() -> Value {
-    let paths = paths();
+    let mut paths = paths();
+    super::routes::alerts::document(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -296,6 +297,7 @@ pub fn document() -> Value {
                 "ProcessList": process_list(),
                 "ProcessDetail": process_detail(),
                 "Stats": stats(),
+                "Alert": super::routes::alerts::alert_schema(),
             },
         },
     })

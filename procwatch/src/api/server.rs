@@ -143,6 +143,8 @@ pub struct Shared {
     pub sinks: Option<LiveSinkStats>,
     /// Requests to the engine.
     pub control: control::Sender,
+    /// The alert history and live alert bus.
+    pub history: crate::history::HistoryReader,
     /// The token, when configured.
     pub token: Option<String>,
     /// The API's counters.
@@ -176,6 +178,8 @@ pub struct Wiring {
     pub sinks: Option<LiveSinkStats>,
     /// Requests to the engine.
     pub control: control::Sender,
+    /// The alert history.
+    pub history: crate::history::HistoryReader,
     /// `monitor` or `api`.
     pub command: &'static str,
 }
@@ -197,6 +201,7 @@ pub fn router(state: AppState, cors: &[String]) -> Router {
         .route("/api/baselines", get(routes::baselines::list))
         .route("/api/baselines/{*exe}", get(routes::baselines::show))
         .route("/metrics", get(metrics::metrics));
+    let api = routes::alerts::routes(api);
     let mut app = api
         .fallback(|| async { ApiError::not_found("no such endpoint (GET /api lists them)") })
         .method_not_allowed_fallback(|| async {
@@ -253,6 +258,7 @@ impl Server {
             sensor: wiring.sensor,
             sinks: wiring.sinks,
             control: wiring.control,
+            history: wiring.history,
             token: settings.token.clone(),
             counters: counters.clone(),
             rate: RateLimiter::new(settings.limits.rate_limit, settings.limits.rate_burst),

@@ -59,7 +59,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(SensorStats::default());
     let mut engine = Engine::new(cfg.clone(), SensorKind::Sweep, stats.clone());
     engine.set_learning(learning);
-    let stage = ActionStage::start(policy.clone(), outputs.clone());
+    // No database: a monitor on this host may be writing it (one writer per file). The API
+    // still has the live stream and the most recent alerts, with ids from 1.
+    let (history, history_reader) = crate::history::History::memory();
+    let stage = ActionStage::start(policy.clone(), outputs.clone(), history);
     let mut stopped_on_alert = stage.stopped();
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -84,9 +87,12 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
         listen,
         scope,
         &engine,
-        stats.clone(),
-        Some(outputs.live_stats()),
-        "api",
+        serve::Feeds {
+            sensor: stats.clone(),
+            sinks: Some(outputs.live_stats()),
+            history: history_reader,
+            command: "api",
+        },
     )?;
     info!(
         addr = %side.addr(),
@@ -174,7 +180,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     stage
         .send(pipeline::prepare(rest, &mut engine, &policy))
         .await;
-    let tally = stage.finish().await;
+    let (tally, _history) = stage.finish().await;
     let sinks = match Arc::try_unwrap(outputs) {
         Ok(outputs) => outputs.close().await,
         Err(_) => Default::default(),

@@ -30,6 +30,7 @@ use crate::{
     cli::MonitorArgs,
     config::Config,
     engine::{Engine, Flagged},
+    history::{History, HistoryReader, HistoryWriter},
     offload,
     process::enrich::Outcome,
     procfs::{
@@ -118,6 +119,24 @@ fn baseline_summary(engine: &Engine, file: &ModelFile) -> serde_json::Value {
     })
 }
 
+/// The alert history the config and command line ask for: none for `train` or with
+/// `--no-history` (ids from 1, recent alerts in memory), else the database (a bad one stops
+/// the run with a message naming it).
+fn open_history(
+    cfg: &Config,
+    args: &MonitorArgs,
+) -> anyhow::Result<(HistoryWriter, HistoryReader)> {
+    if args.train || args.no_history {
+        return Ok(History::memory());
+    }
+    let mut hc = cfg.history.clone();
+    if let Some(path) = &args.history {
+        hc.enabled = true;
+        hc.path = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    Ok(History::open(&hc)?)
+}
+
 /// Results of enrichment jobs on their way back to the engine.
 type Done = mpsc::UnboundedSender<(u64, Outcome)>;
 
@@ -195,6 +214,16 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut model_file, learning) =
         ModelFile::open(&cfg, args.model.as_deref(), args.model_readonly, start)?;
+    // The alert history too: a file that is not one, or is in use, stops the run here.
+    let (history, history_reader) = open_history(&cfg, &args)?;
+    if let Some(path) = history_reader.path() {
+        info!(
+            path = %path.display(),
+            alerts = history_reader.stats().rows,
+            next_id = history_reader.stats().last_id + 1,
+            "alert history"
+        );
+    }
     let stats = Arc::new(SensorStats::default());
     let (tx, mut events) = mpsc::channel(8192);
     let opts = SensorOptions {
@@ -212,7 +241,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
     engine.set_learning(learning);
     let policy = ActPolicy::new(&args.detect, &cfg);
-    let stage = ActionStage::start(policy.clone(), outputs.clone());
+    let stage = ActionStage::start(policy.clone(), outputs.clone(), history);
     let mut stopped_on_alert = stage.stopped();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
@@ -248,9 +277,12 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             addr,
             args.detect.enforce_scope_pid,
             &engine,
-            stats.clone(),
-            Some(outputs.live_stats()),
-            "monitor",
+            serve::Feeds {
+                sensor: stats.clone(),
+                sinks: Some(outputs.live_stats()),
+                history: history_reader.clone(),
+                command: "monitor",
+            },
         )?),
         None => None,
     };
@@ -477,10 +509,15 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             .send(pipeline::prepare(rest, &mut engine, &policy))
             .await;
     }
-    let tally = stage.finish().await;
+    let (tally, history) = stage.finish().await;
     let sinks = match Arc::try_unwrap(outputs) {
         Ok(outputs) => outputs.close().await,
         Err(_) => Default::default(),
+    };
+    // After the sinks: what the history writes last never holds up an alert on its way out.
+    let history = match history {
+        Some(h) => h.close().await,
+        None => history_reader.stats(),
     };
     let summary = serde_json::json!({
         "stopped": stopped,
@@ -489,6 +526,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         "engine": engine.stats(),
         "offload": offload::pool().stats(),
         "sinks": sinks,
+        "history": history,
         "baseline": baseline_summary(&engine, &model_file),
     });
     eprintln!("procwatch monitor: {summary}");

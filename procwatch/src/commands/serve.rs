@@ -15,6 +15,18 @@ use crate::{
     sensor::SensorStats,
 };
 
+/// What the API reads besides the engine's copies.
+pub struct Feeds {
+    /// The sensor's counters.
+    pub sensor: Arc<SensorStats>,
+    /// The sinks' counters.
+    pub sinks: Option<LiveSinkStats>,
+    /// The alert history.
+    pub history: crate::history::HistoryReader,
+    /// `monitor` or `api`.
+    pub command: &'static str,
+}
+
 /// The running API and the engine's ends of its channels.
 pub struct ApiSide {
     server: Server,
@@ -30,9 +42,7 @@ impl ApiSide {
         listen: SocketAddr,
         scope: Option<u32>,
         engine: &Engine,
-        sensor: Arc<SensorStats>,
-        sinks: Option<LiveSinkStats>,
-        command: &'static str,
+        feeds: Feeds,
     ) -> anyhow::Result<Self> {
         let settings = Settings::resolve(&cfg.api, listen, scope)?;
         let (publisher, views) = Publisher::new(engine);
@@ -41,10 +51,11 @@ impl ApiSide {
             settings,
             Wiring {
                 views,
-                sensor,
-                sinks,
+                sensor: feeds.sensor,
+                sinks: feeds.sinks,
                 control: tx,
-                command,
+                history: feeds.history,
+                command: feeds.command,
             },
         )?;
         Ok(Self {

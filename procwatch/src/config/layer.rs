@@ -9,6 +9,7 @@ use super::{
     Config, Exception, Rule, RuleAction,
     baseline::PartialBaseline,
     error::{self, ConfigError},
+    history::PartialHistory,
     values::{
         AbsPath, BodyBytes, Bytes, Count, Interval, Listen, NonNegative, Origin, PortSet, Positive,
         RingKib, Span, SyslogTarget, Token, TotalBytes, User,
@@ -77,6 +78,8 @@ pub(crate) struct PartialConfig {
     baseline: Option<PartialBaseline>,
     #[serde(default)]
     api: Option<PartialApi>,
+    #[serde(default)]
+    history: Option<PartialHistory>,
 }
 
 /// `weights:`, one key per rule id.
@@ -550,6 +553,9 @@ impl Layer {
             );
             take!("api.rate_burst", c.rate_burst, a.rate_burst, |v: &Count| v
                 .0);
+        }
+        if let Some(h) = &p.history {
+            h.apply(&mut cfg.history, &mut keys);
         }
         keys
     }

@@ -7,6 +7,7 @@ mod actions;
 mod baseline;
 mod error;
 mod exceptions;
+mod history;
 mod layer;
 mod locate;
 mod rule;
@@ -27,6 +28,7 @@ pub use actions::{Actions, RuleAction};
 pub use baseline::{Baseline, Caps, Suppress};
 pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use exceptions::{Exception, Exceptions, Glob, Subject};
+pub use history::History;
 pub use layer::Layer;
 pub use rule::{Rule, UnknownRule};
 pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
@@ -77,6 +79,8 @@ pub struct Config {
     pub baseline: Baseline,
     /// HTTP API and web UI.
     pub api: Api,
+    /// The alert history database.
+    pub history: History,
 }
 
 /// Per-rule weights (`weights:`).
@@ -267,6 +271,7 @@ impl Default for Config {
             outputs: Outputs::default(),
             baseline: Baseline::default(),
             api: Api::default(),
+            history: History::default(),
         }
     }
 }

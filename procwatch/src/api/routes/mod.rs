@@ -1,4 +1,5 @@
 //! One module per group of endpoints; handlers read the published copies only.
+pub mod alerts;
 pub mod baselines;
 pub mod kill;
 pub mod meta;
