@@ -184,11 +184,32 @@ pub struct Wiring {
     pub command: &'static str,
 }
 
+/// Every route the router serves, as (method, OpenAPI path). A unit test checks that the
+/// OpenAPI document lists exactly these; the HTTP tests ask each one.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/assets/{path}"),
+    ("get", "/api"),
+    ("get", "/api/openapi.json"),
+    ("get", "/api/health"),
+    ("get", "/api/processes"),
+    ("get", "/api/suspicious"),
+    ("get", "/api/process/{pid}"),
+    ("post", "/api/process/{pid}/kill"),
+    ("get", "/api/stats"),
+    ("get", "/api/baselines"),
+    ("get", "/api/baselines/{exe}"),
+    ("get", "/metrics"),
+    ("get", "/api/alerts"),
+    ("get", "/api/alerts/stream"),
+    ("get", "/api/alerts/{id}"),
+    ("post", "/api/alerts/{id}/accept"),
+];
+
 /// The router with every route and middleware.
 pub fn router(state: AppState, cors: &[String]) -> Router {
     let api = Router::new()
         .route("/", get(routes::meta::page))
-        .route("/index.html", get(routes::meta::page))
         .route("/assets/{*path}", get(routes::meta::asset))
         .route("/api", get(routes::meta::index))
         .route("/api/openapi.json", get(routes::meta::openapi))
