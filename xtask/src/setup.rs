@@ -25,6 +25,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "chromium-driver",
         "WebDriver for the dashboard's browser test",
     ),
+    (
+        "prometheus",
+        "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.
