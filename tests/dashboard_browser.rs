@@ -592,6 +592,8 @@ fn the_dashboard_works_in_a_real_browser() {
     // Only this test's processes in the pictures (the machine runs others).
     let names = browser.wait("#name-filter", "the table's name filter");
     browser.type_text(&names, "pw-dash");
+    // The charts: alerts by rule at once, events per second once two samples are in.
+    browser.wait("#chart-eps-legend i", "the events-per-second chart");
     browser.js("window.scrollTo(0, 0)", &[]);
     browser.screenshot(&out.join("desktop.png"));
     browser.viewport(390, 844, true);

@@ -329,6 +329,14 @@
     return { ctx, w, h };
   }
 
+  /** `text` cut with an ellipsis to at most `width` pixels. */
+  function fitText(ctx, text, width) {
+    if (ctx.measureText(text).width <= width) return text;
+    let t = text;
+    while (t.length > 1 && ctx.measureText(t + '…').width > width) t = t.slice(0, -1);
+    return t + '…';
+  }
+
   function drawRules() {
     const { ctx, w, h } = canvasCtx($('chart-rules'));
     const entries = Object.entries(state.rulesCount || {}).sort((a, b) => b[1] - a[1]).slice(0, 8);
@@ -345,7 +353,7 @@
       const bw = Math.max(2, ((w - labelW - 40) * n) / max);
       ctx.fillStyle = '#8a9bab';
       ctx.textAlign = 'right';
-      ctx.fillText(clean(rule).slice(0, 24), labelW - 6, y + rowH / 2);
+      ctx.fillText(fitText(ctx, clean(rule), labelW - 8), labelW - 6, y + rowH / 2);
       ctx.fillStyle = PALETTE[i % PALETTE.length];
       ctx.fillRect(labelW, y + rowH * 0.18, bw, rowH * 0.64);
       ctx.fillStyle = '#dde6ee';
@@ -780,9 +788,14 @@
     b.dataset.state = text;
   }
 
+  /**
+   * The alerts of the last hour (the history answers in ascending id order); the stream then
+   * resumes after the newest of them, so the server replays anything newer first.
+   */
   async function loadRecentAlerts() {
     try {
-      const list = listOf(await api('/api/alerts?limit=200&order=desc'), 'alerts');
+      const since = Date.now() - 3600 * 1000;
+      const list = listOf(await api(`/api/alerts?since=${since}&limit=${FEED_KEEP}`), 'alerts');
       list.forEach((r) => addAlert(r, false));
       renderFeed();
     } catch (e) {
