@@ -188,6 +188,40 @@ impl Browser {
         );
     }
 
+    /// Clicks what `css` matches, found afresh each try: the table is redrawn on every
+    /// refresh, which leaves an element found before stale.
+    fn click_on(&self, css: &str, what: &str) {
+        let mut last = String::new();
+        let done = eventually(SHOW, || {
+            let Some(e) = self.find(css) else {
+                return false;
+            };
+            self.send("POST", &format!("/element/{e}/click"), None)
+                .map_err(|err| last = err)
+                .is_ok()
+        });
+        assert!(
+            done,
+            "{what}: could not click {css}: {last}\npage:\n{}",
+            self.page_text()
+        );
+    }
+
+    /// The text `css` shows now (read in one step: an element found before may be stale).
+    fn text_of(&self, css: &str) -> String {
+        self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+            &[json!(css)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    fn clear(&self, element: &str) {
+        self.cmd("POST", &format!("/element/{element}/clear"), None);
+    }
+
     fn text(&self, element: &str) -> String {
         self.cmd("GET", &format!("/element/{element}/text"), None)
             .as_str()
@@ -302,6 +336,11 @@ impl Running {
     fn id(&self) -> u32 {
         self.0.id()
     }
+
+    /// True once the process has ended (and is reaped).
+    fn ended(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
+    }
 }
 
 impl Drop for Running {
@@ -392,7 +431,19 @@ fn the_dashboard_works_in_a_real_browser() {
     let token = format!("pw-dash-{}-{}", std::process::id(), now_ms());
     let config = format!("{base_config}api:\n  token: \"{token}\"\n");
     // Port 0: the kernel picks a free one, which the log names (before "monitoring").
-    let mut m = Monitor::start(&config, &["--model", model_arg, "--api", "127.0.0.1:0"]);
+    // Kills (the dashboard's Kill button) are confined to this test's own process tree.
+    let scope = std::process::id().to_string();
+    let mut m = Monitor::start(
+        &config,
+        &[
+            "--model",
+            model_arg,
+            "--api",
+            "127.0.0.1:0",
+            "--enforce-scope-pid",
+            &scope,
+        ],
+    );
     const LISTENING: &str = "api listening on http://";
     let line = match m.log.iter().find(|l| l.contains(LISTENING)) {
         Some(l) => l.clone(),
@@ -417,7 +468,7 @@ fn the_dashboard_works_in_a_real_browser() {
     // The suspicious process (an executable in /tmp) and one whose name and arguments are
     // hostile: markup, quotes, an escape sequence, a newline and bytes that are not UTF-8.
     let tmp = TempDir::new_in("/tmp", "dashboard");
-    let (suspect_exe, suspect) = run_copy(
+    let (suspect_exe, mut suspect) = run_copy(
         &tmp,
         "/bin/sleep",
         "pw-dash-suspect".as_ref(),
@@ -454,8 +505,8 @@ fn the_dashboard_works_in_a_real_browser() {
 
     // The table shows the suspicious process, score in red.
     let row_css = format!("#process-rows tr[data-pid=\"{pid}\"]");
-    let row = browser.wait(&row_css, "the suspicious process's row");
-    let row_text = browser.text(&row);
+    browser.wait(&row_css, "the suspicious process's row");
+    let row_text = browser.text_of(&row_css);
     assert!(row_text.contains("pw-dash-suspect"), "row: {row_text}");
     let colour = browser.js(
         "return document.querySelector(arguments[0] + ' .score').className",
@@ -467,10 +518,8 @@ fn the_dashboard_works_in_a_real_browser() {
     );
 
     // The hostile process is shown as text: no element made from its name, no script ran.
-    let hrow = browser.wait(
-        &format!("#process-rows tr[data-pid=\"{hpid}\"]"),
-        "the hostile process's row",
-    );
+    let hrow_css = format!("#process-rows tr[data-pid=\"{hpid}\"]");
+    browser.wait(&hrow_css, "the hostile process's row");
     let htext = browser.js(
         "const r = document.querySelector(arguments[0]); \
          return {text: r.textContent, imgs: document.querySelectorAll('#process-rows img, #feed-list img, #process-rows script').length, \
@@ -488,7 +537,7 @@ fn the_dashboard_works_in_a_real_browser() {
         shown.contains('\u{fffd}') || shown.contains("\\xff") || shown.contains("\\xFF"),
         "an invalid byte is shown as a replacement or an escape: {htext}"
     );
-    browser.click(&hrow);
+    browser.click_on(&hrow_css, "the hostile process's row");
     let detail_text = browser.wait(
         "#detail:not([hidden]) [data-testid=detail-fields]",
         "hostile detail",
@@ -504,8 +553,54 @@ fn the_dashboard_works_in_a_real_browser() {
         "the detail view ran script from the arguments"
     );
 
+    // Sorting by any column (here pid: descending first for a number, then ascending), and
+    // the minimum-score filter.
+    let row_pids = || -> Vec<u64> {
+        let v = browser.js(
+            "return [...document.querySelectorAll('#process-rows tr')].map(r => Number(r.dataset.pid))",
+            &[],
+        );
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    browser.click_on("#process-table th[data-sort=pid]", "the pid heading");
+    let desc = row_pids();
+    assert!(
+        desc.len() > 2 && desc.windows(2).all(|w| w[0] > w[1]),
+        "pid descending: {desc:?}"
+    );
+    browser.click_on("#process-table th[data-sort=pid]", "the pid heading");
+    let asc = row_pids();
+    assert!(
+        asc.len() > 2 && asc.windows(2).all(|w| w[0] < w[1]),
+        "pid ascending: {asc:?}"
+    );
+    let min = browser.wait("#min-score", "the minimum score filter");
+    browser.clear(&min);
+    browser.type_text(&min, "4");
+    let scores = browser.js(
+        "return [...document.querySelectorAll('#process-rows tr .score')].map(s => Number(s.textContent))",
+        &[],
+    );
+    let scores: Vec<f64> = scores
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    assert!(
+        !scores.is_empty() && scores.iter().all(|&x| x >= 4.0),
+        "min score 4 shows only scores of 4 or more: {scores:?}"
+    );
+    assert!(
+        row_pids().contains(&u64::from(pid)),
+        "the suspicious process (score above 4) stays"
+    );
+    assert!(scores.len() < desc.len(), "the filter leaves something out");
+    browser.clear(&min);
+    browser.type_text(&min, "0");
+
     // Its row opens the detail view: reasons, exec chain.
-    browser.click(&row);
+    browser.click_on(&row_css, "the suspicious process's row");
     let title = browser.wait(
         &format!("#detail:not([hidden])[data-pid=\"{pid}\"] [data-testid=reasons]"),
         "the detail view of the suspicious process",
@@ -611,7 +706,7 @@ fn the_dashboard_works_in_a_real_browser() {
     );
     browser.js("window.scrollTo(0, 0)", &[]);
     browser.screenshot(&out.join("phone.png"));
-    browser.click(&browser.wait(&row_css, "the row at phone width"));
+    browser.click_on(&row_css, "the row at phone width");
     browser.wait(
         &format!("#detail:not([hidden])[data-pid=\"{pid}\"] [data-testid=reasons]"),
         "the detail view at phone width",
@@ -625,6 +720,32 @@ fn the_dashboard_works_in_a_real_browser() {
         "the detail view scrolls sideways at 390 px"
     );
     browser.screenshot(&out.join("detail-phone.png"));
+
+    // Kill, with the token (two clicks): the process dies, and the kill is recorded as an
+    // alert action.
+    let kill = browser.wait(
+        &format!("#detail:not([hidden])[data-pid=\"{pid}\"] #kill-button"),
+        "the kill button",
+    );
+    browser.click(&kill);
+    assert!(
+        browser.text(&kill).starts_with("Confirm kill"),
+        "the first click only arms the button: {}",
+        browser.text(&kill)
+    );
+    browser.click(&kill);
+    let said = browser.wait("[data-testid=kill-result]:not(:empty)", "the kill's answer");
+    assert!(
+        eventually(SHOW, || browser.text(&said).starts_with("killed")),
+        "the kill answered: {}",
+        browser.text(&said)
+    );
+    assert!(
+        eventually(SHOW, || suspect.ended()),
+        "the suspicious process {pid} is still alive after the kill"
+    );
+    let recorded = m.wait_alert(SHOW, |a| a["pid"] == pid && a["action"] == "killed");
+    assert!(recorded.is_some(), "no alert records the kill of {pid}");
 
     drop((suspect, hostile, trigger));
     drop(browser);

@@ -548,8 +548,9 @@
       kill.disabled = true;
       try {
         const r = await api(`/api/process/${encodeURIComponent(p.pid)}/kill`, 'POST');
+        const a = (r && r.alert) || {};
         msg.className = 'msg ok';
-        msg.textContent = clean(`kill: ${(r && (r.action || r.result || r.status)) || 'done'}${r && r.action_reason ? ' – ' + r.action_reason : ''}`);
+        msg.textContent = clean(`${r && r.killed ? 'killed' : 'not killed'}: ${a.action || ''}${a.action_reason ? ' – ' + a.action_reason : ''}${a.id !== undefined ? ` (alert #${a.id})` : ''}`);
       } catch (e) {
         msg.className = 'msg err';
         msg.textContent = clean(e.message);
@@ -572,9 +573,11 @@
       btn.disabled = true;
       try {
         const r = await api(`/api/alerts/${encodeURIComponent(alert.id)}/accept`, 'POST');
-        const added = r && (r.accepted || r.added);
+        const list = (v) => (Array.isArray(v) ? v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : x)).join('; ') : '');
+        const added = list(r && (r.added || r.accepted));
+        const skipped = list(r && r.skipped);
         msg.className = 'msg ok';
-        msg.textContent = clean('accepted' + (Array.isArray(added) ? `: ${added.map((x) => (typeof x === 'object' ? JSON.stringify(x) : x)).join('; ')}` : ''));
+        msg.textContent = clean('accepted' + (added ? `: ${added}` : '') + (skipped ? ` (not accepted: ${skipped})` : ''));
       } catch (err) {
         btn.disabled = false;
         msg.className = 'msg err';
