@@ -10,6 +10,7 @@ mod exceptions;
 mod history;
 mod layer;
 mod locate;
+mod per_rule;
 mod rule;
 mod values;
 
@@ -30,6 +31,7 @@ pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use exceptions::{Exception, Exceptions, Glob, Subject};
 pub use history::History;
 pub use layer::Layer;
+pub use per_rule::PerRule;
 pub use rule::{Rule, UnknownRule};
 pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
 
@@ -84,58 +86,18 @@ pub struct Config {
 }
 
 /// Per-rule weights (`weights:`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Weights {
-    /// Weight of [`Rule::DeletedExe`].
-    pub deleted_exe: f64,
-    /// Weight of [`Rule::TmpExe`].
-    pub tmp_exe: f64,
-    /// Weight of [`Rule::WxMem`].
-    pub wx_mem: f64,
-    /// Weight of [`Rule::Ptrace`].
-    pub ptrace: f64,
-    /// Weight of [`Rule::HighCpu`].
-    pub high_cpu: f64,
-    /// Weight of [`Rule::EmptyCmdline`].
-    pub empty_cmdline: f64,
-    /// Weight of [`Rule::SuspiciousPort`].
-    pub suspicious_port: f64,
-    /// Weight of [`Rule::FilelessExe`].
-    pub fileless_exe: f64,
-    /// Weight of [`Rule::ReverseShell`].
-    pub reverse_shell: f64,
-}
+pub type Weights = PerRule<f64>;
 
 impl Weights {
     /// The weight of `rule`.
     pub fn get(&self, rule: Rule) -> f64 {
-        match rule {
-            Rule::DeletedExe => self.deleted_exe,
-            Rule::TmpExe => self.tmp_exe,
-            Rule::WxMem => self.wx_mem,
-            Rule::Ptrace => self.ptrace,
-            Rule::HighCpu => self.high_cpu,
-            Rule::EmptyCmdline => self.empty_cmdline,
-            Rule::SuspiciousPort => self.suspicious_port,
-            Rule::FilelessExe => self.fileless_exe,
-            Rule::ReverseShell => self.reverse_shell,
-        }
+        *self.of(rule)
     }
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Self {
-            deleted_exe: Rule::DeletedExe.default_weight(),
-            tmp_exe: Rule::TmpExe.default_weight(),
-            wx_mem: Rule::WxMem.default_weight(),
-            ptrace: Rule::Ptrace.default_weight(),
-            high_cpu: Rule::HighCpu.default_weight(),
-            empty_cmdline: Rule::EmptyCmdline.default_weight(),
-            suspicious_port: Rule::SuspiciousPort.default_weight(),
-            fileless_exe: Rule::FilelessExe.default_weight(),
-            reverse_shell: Rule::ReverseShell.default_weight(),
-        }
+        PerRule::from_fn(Rule::default_weight)
     }
 }
 
