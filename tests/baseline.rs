@@ -236,6 +236,10 @@ fn train_then_monitor_judges_a_real_web_service() {
         text.contains(&scene.upstream.to_string()),
         "upstream port learned: {shown:#}"
     );
+    assert_eq!(
+        shown["behaviour"]["listens"], true,
+        "its listening port learned: {shown:#}"
+    );
 
     // Monitor with the trained model: it judges at once.
     let m = Monitor::start(
