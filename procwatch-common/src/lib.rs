@@ -172,8 +172,11 @@ pub mod config {
     pub const SCOPE_TGID: u32 = 6;
     /// How many entries of `WATCH_PREFIXES` are in use (0: file opens are not reported).
     pub const WATCH_COUNT: u32 = 7;
+    /// Non-zero: the raw `sys_exit` probe is attached, so a killed 32-bit `PTRACE_ATTACH` is
+    /// reported at syscall exit like the 64-bit one.
+    pub const IA32_EXIT_ON: u32 = 8;
     /// Number of slots.
-    pub const LEN: u32 = 8;
+    pub const LEN: u32 = 9;
 }
 
 /// Slots of the `TP_OFFSETS` global: byte offsets of the classic tracepoint fields the
@@ -386,12 +389,14 @@ pub mod ko {
     pub const REGS_DI: usize = 44;
     /// `pt_regs.bp` (sixth argument of an ia32 syscall).
     pub const REGS_BP: usize = 45;
+    /// `pt_regs.orig_ax` (the syscall number, still there at syscall exit).
+    pub const REGS_ORIG_AX: usize = 46;
     /// `inode.i_mode` (file type: a socket is `S_IFSOCK`).
-    pub const INODE_MODE: usize = 46;
+    pub const INODE_MODE: usize = 47;
     /// `socket.type` (`SOCK_STREAM`, `SOCK_DGRAM`, ...).
-    pub const SOCKET_TYPE: usize = 47;
+    pub const SOCKET_TYPE: usize = 48;
     /// Number of slots.
-    pub const COUNT: usize = 48;
+    pub const COUNT: usize = 49;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.

@@ -70,6 +70,8 @@ impl TrainArgs {
             daemon_log: PathBuf::from("/var/log/procwatch.log"),
             model: self.model,
             model_readonly: false,
+            history: None,
+            no_history: true,
             train: true,
         }
     }
@@ -282,6 +284,13 @@ pub struct MonitorArgs {
     /// Use the model without ever writing the file (a reviewed model shared by a fleet).
     #[arg(long)]
     pub model_readonly: bool,
+    /// The alert history database (default: history.path, else /var/lib/procwatch/alerts.db
+    /// as root, ~/.local/share/procwatch/alerts.db otherwise); turns the history on.
+    #[arg(long, env = "PROCWATCH_HISTORY", value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Keep no alert history database (ids start at 1; the API still has recent alerts).
+    #[arg(long)]
+    pub no_history: bool,
     /// Set by `train`: learn into a new model and write it, learned and stable, at the end.
     #[arg(skip)]
     pub train: bool,

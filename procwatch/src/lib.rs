@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod engine;
+pub mod history;
 pub mod identity;
 pub mod learning;
 pub mod memory;

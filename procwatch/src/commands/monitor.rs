@@ -29,6 +29,7 @@ use crate::{
     cli::MonitorArgs,
     config::Config,
     engine::{Engine, Flagged},
+    history::{History, HistoryReader, HistoryWriter},
     offload,
     process::enrich::Outcome,
     procfs::{
@@ -117,6 +118,24 @@ fn baseline_summary(engine: &Engine, file: &ModelFile) -> serde_json::Value {
     })
 }
 
+/// The alert history the config and command line ask for: none for `train` or with
+/// `--no-history` (ids from 1, recent alerts in memory), else the database (a bad one stops
+/// the run with a message naming it).
+fn open_history(
+    cfg: &Config,
+    args: &MonitorArgs,
+) -> anyhow::Result<(HistoryWriter, HistoryReader)> {
+    if args.train || args.no_history {
+        return Ok(History::memory());
+    }
+    let mut hc = cfg.history.clone();
+    if let Some(path) = &args.history {
+        hc.enabled = true;
+        hc.path = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    Ok(History::open(&hc)?)
+}
+
 /// Results of enrichment jobs on their way back to the engine.
 type Done = mpsc::UnboundedSender<(u64, Outcome)>;
 
@@ -194,6 +213,16 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut model_file, learning) =
         ModelFile::open(&cfg, args.model.as_deref(), args.model_readonly, start)?;
+    // The alert history too: a file that is not one, or is in use, stops the run here.
+    let (history, history_reader) = open_history(&cfg, &args)?;
+    if let Some(path) = history_reader.path() {
+        info!(
+            path = %path.display(),
+            alerts = history_reader.stats().rows,
+            next_id = history_reader.stats().last_id + 1,
+            "alert history"
+        );
+    }
     let stats = Arc::new(SensorStats::default());
     let (tx, mut events) = mpsc::channel(8192);
     let opts = SensorOptions {
@@ -202,6 +231,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             ring_bytes: cfg.ring_buffer_kib.saturating_mul(1024),
             kill: kill_policy(&cfg, &args),
             watched: cfg.baseline.watched_prefixes.clone(),
+            ia32: cfg.sensor.ia32,
             ..EbpfOptions::default()
         },
         sweep_interval: cfg.sweep_interval,
@@ -211,7 +241,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
     engine.set_learning(learning);
     let policy = ActPolicy::new(&args.detect, &cfg);
-    let stage = ActionStage::start(policy.clone(), outputs.clone());
+    let stage = ActionStage::start(policy.clone(), outputs.clone(), history);
     let mut stopped_on_alert = stage.stopped();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
@@ -454,10 +484,15 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             .send(pipeline::prepare(rest, &mut engine, &policy))
             .await;
     }
-    let tally = stage.finish().await;
+    let (tally, history) = stage.finish().await;
     let sinks = match Arc::try_unwrap(outputs) {
         Ok(outputs) => outputs.close().await,
         Err(_) => Default::default(),
+    };
+    // After the sinks: what the history writes last never holds up an alert on its way out.
+    let history = match history {
+        Some(h) => h.close().await,
+        None => history_reader.stats(),
     };
     let summary = serde_json::json!({
         "stopped": stopped,
@@ -466,6 +501,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         "engine": engine.stats(),
         "offload": offload::pool().stats(),
         "sinks": sinks,
+        "history": history,
         "baseline": baseline_summary(&engine, &model_file),
     });
     eprintln!("procwatch monitor: {summary}");

@@ -199,6 +199,10 @@ fn schema_keys_cover_every_section() {
         "outputs.syslog",
         "baseline.learning_period",
         "api.token",
+        "history.enabled",
+        "history.path",
+        "history.max_age",
+        "history.max_rows",
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
     }
@@ -1216,4 +1220,73 @@ fn per_rule_actions_layer_and_validate() {
         "below min_score",
     );
     assert_eq!(d.column, Some(1));
+}
+
+// ---- history ----
+
+#[test]
+fn history_defaults_and_keys() {
+    let c = parse("").unwrap();
+    assert!(c.history.enabled);
+    assert_eq!(c.history.path, None);
+    assert_eq!(c.history.max_age, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.history.max_rows, 100_000);
+    let c = parse(
+        "history:\n  enabled: false\n  path: /srv/pw/alerts.db\n  max_age: 7d\n  max_rows: 10\n",
+    )
+    .unwrap();
+    assert!(!c.history.enabled);
+    assert_eq!(
+        c.history.path.as_deref(),
+        Some(std::path::Path::new("/srv/pw/alerts.db"))
+    );
+    assert_eq!(c.history.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.history.max_rows, 10);
+    // Round trip through `config show`.
+    let yaml = c.to_yaml().unwrap();
+    assert_eq!(parse(&yaml).unwrap(), c, "{yaml}");
+    // null goes back to the default path.
+    assert_eq!(
+        parse("history:\n  path: null\n").unwrap().history.path,
+        None
+    );
+}
+
+#[test]
+fn history_values_are_validated_with_their_key() {
+    for (text, key) in [
+        ("history:\n  max_rows: 0\n", "history.max_rows"),
+        ("history:\n  max_rows: -5\n", "history.max_rows"),
+        ("history:\n  max_rows: 1000000000\n", "history.max_rows"),
+        ("history:\n  max_age: 0\n", "history.max_age"),
+        ("history:\n  max_age: forever\n", "history.max_age"),
+        ("history:\n  path: alerts.db\n", "history.path"),
+        ("history:\n  enabled: maybe\n", "history.enabled"),
+        ("history:\n  size: 5\n", "history"),
+    ] {
+        let e = parse(text).unwrap_err();
+        let d = e.diagnostic().cloned().unwrap();
+        assert!(
+            d.key.as_deref().is_some_and(|k| k.starts_with(key)),
+            "{text:?}: {e}"
+        );
+        assert_eq!(d.line, Some(2), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn sensor_ia32_is_auto_on_or_off() {
+    assert_eq!(Config::default().sensor.ia32, crate::config::Ia32Mode::Auto);
+    for (text, want) in [
+        ("auto", crate::config::Ia32Mode::Auto),
+        ("on", crate::config::Ia32Mode::On),
+        ("off", crate::config::Ia32Mode::Off),
+    ] {
+        let c = parse(&format!("sensor:\n  ia32: {text}\n")).unwrap();
+        assert_eq!(c.sensor.ia32, want, "{text}");
+    }
+    assert!(schema_keys().contains(&"sensor.ia32".to_string()));
+    let d = assert_err("sensor:\n  ia32: maybe\n", 2, Some("sensor.ia32"), "maybe");
+    assert!(d.message.contains("off"), "{d}");
+    assert_err("sensor:\n  ia64: on\n", 2, Some("sensor.ia64"), "ia64");
 }

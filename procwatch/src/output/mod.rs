@@ -117,6 +117,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 enum Msg {
     Alert(Arc<Alert>),
+    /// An alert with its JSON line, serialised once where it became final.
+    Final(Arc<Alert>, Arc<str>),
     Reopen,
     Retry,
 }
@@ -140,6 +142,14 @@ impl Outputs {
     /// Queues an alert, waiting while the queue is full.
     pub async fn send(&self, alert: Alert) {
         if self.tx.send(Msg::Alert(Arc::new(alert))).await.is_err() {
+            warn!("output thread is gone; alert not written");
+        }
+    }
+
+    /// Queues a final alert with its JSON line (as the history stores it), waiting while the
+    /// queue is full.
+    pub async fn send_final(&self, alert: Arc<Alert>, json: Arc<str>) {
+        if self.tx.send(Msg::Final(alert, json)).await.is_err() {
             warn!("output thread is gone; alert not written");
         }
     }
@@ -247,6 +257,11 @@ fn run(sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<Strin
                         continue;
                     }
                 };
+                for slot in &mut slots {
+                    slot.push(alert.clone(), json.clone());
+                }
+            }
+            Msg::Final(alert, json) => {
                 for slot in &mut slots {
                     slot.push(alert.clone(), json.clone());
                 }

@@ -26,7 +26,9 @@
 //!          pvm-write | proc-mem-write abs|rel|task | proc-self-mem (memory writes, see
 //!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT |
 //!          tcp-fastopen ADDR PORT | io-uring-connect ADDR PORT |
-//!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|pvm-write|connect A P|socketcall-connect A P|
+//!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|ptrace-attach-pid PID|pvm-write|connect A P|
+//!          proc-mem-write open|openat | open PATH | openat PATH |
+//!          socketcall-connect A P|
 //!          sendto A P (int 0x80) | memfd-alias wx|xw | personality-rw
 #[path = "../actor_evasion.rs"]
 mod evasion;
