@@ -393,6 +393,7 @@ impl Engine {
         Interest {
             port_allowed: Arc::new(move |port| ports.contains(port)),
             wants_stdio: is_shell_or_interpreter,
+            servers: self.learning.is_some(),
         }
     }
 
@@ -672,6 +673,7 @@ impl Engine {
                     ConnectFact {
                         addr: c.addr,
                         port: c.port,
+                        proto: c.proto(),
                     },
                 );
                 let learned = match (self.learning.as_mut(), event_behaviour(ev)) {
@@ -1052,7 +1054,7 @@ impl Engine {
         self.counts.sweep_unread += sweep.unread.len() as u64;
         let mut seen: std::collections::HashSet<u32> = sweep.unread.iter().copied().collect();
         let mut pids = Vec::with_capacity(sweep.samples.len());
-        for s in sweep.samples {
+        for mut s in sweep.samples {
             seen.insert(s.pid);
             // Read before it exited, merged after its exit: the process is over, and an entry
             // made from this sample would be judged (and alert) once more as a new process.
@@ -1065,6 +1067,7 @@ impl Engine {
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             let timed = p.cpu_sample.is_some();
             let before = p.conns.clone();
+            let servers = std::mem::take(&mut s.servers);
             merge::merge(p, s, now);
             if let Some(l) = self.learning.as_mut()
                 && !p.kernel_thread
@@ -1079,6 +1082,12 @@ impl Engine {
                 for c in &p.conns {
                     if !before.contains(c) && !p.connects.contains(c) {
                         l.observe(p, Behaviour::Connect(crate::learning::outbound(c)));
+                    }
+                }
+                // Listening sockets and accepted connections, each once per process.
+                for f in servers {
+                    if push_bounded(&mut p.servers, f) {
+                        l.observe(p, Behaviour::Connect(crate::learning::served(&f)));
                     }
                 }
             }
@@ -1499,6 +1508,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1740,6 +1750,7 @@ mod tests {
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),
                 port: 4444,
+                proto: crate::procfs::sockets::Proto::Tcp,
             }],
         };
         let out = e.on_job_done(jobs[0].id, Ok(found), now);
@@ -1784,6 +1795,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1824,6 +1836,7 @@ mod tests {
                 EventBody::Connect(Connect {
                     via: "connect",
                     fastopen: false,
+                    socket: None,
                     fd: 3,
                     family: "inet",
                     addr: [10, 0, 0, 5].into(),
@@ -1861,6 +1874,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 0, 0, 5].into(),

@@ -122,6 +122,9 @@ pub struct Process {
     pub connects: Vec<ConnectFact>,
     /// Outbound connections found in /proc/net at the last sample.
     pub conns: Vec<ConnectFact>,
+    /// Sockets it listens on and connections it accepted, as sweeps found them (each once;
+    /// at most [`MAX_FACTS`]): what the baseline was told.
+    pub servers: Vec<crate::procfs::sample::ServerFact>,
     /// Which of fds 0, 1, 2 are network sockets, as `(fd, remote)`.
     pub stdio_net: Vec<(u8, Option<ConnectFact>)>,
     /// memfd names created.
@@ -192,6 +195,7 @@ impl Process {
             ptrace_events: Vec::new(),
             connects: Vec::new(),
             conns: Vec::new(),
+            servers: Vec::new(),
             stdio_net: Vec::new(),
             memfds: Vec::new(),
             source,
@@ -410,6 +414,7 @@ impl ProcessTable {
             p.ptrace_events = Vec::new();
             p.connects = Vec::new();
             p.conns = Vec::new();
+            p.servers = Vec::new();
             p.stdio_net = Vec::new();
             p.memfds = Vec::new();
             p.cwd = None;
@@ -555,6 +560,7 @@ mod tests {
                 .push(ConnectFact {
                     addr: IpAddr::from([1, 1, 1, 1]),
                     port: 1,
+                    proto: crate::procfs::sockets::Proto::Tcp,
                 });
             t.mark_exited(pid, now);
         }
@@ -584,6 +590,7 @@ mod tests {
         let c = |port| ConnectFact {
             addr: IpAddr::from([127, 0, 0, 1]),
             port,
+            proto: crate::procfs::sockets::Proto::Tcp,
         };
         p.connects = vec![c(4444), c(80)];
         p.conns = vec![c(80), c(22)];
