@@ -413,6 +413,7 @@ fn the_dashboard_works_in_a_real_browser() {
     };
     let out = target_dir().join("test-output/dashboard");
     std::fs::create_dir_all(&out).expect("mkdir target/test-output/dashboard");
+    let out = out.canonicalize().unwrap_or(out);
 
     // A model whose learning has ended: a new executable is then judged at once (an
     // `unknown_executable` anomaly beside the heuristics), which the accept button can take in.
