@@ -748,6 +748,22 @@ fn the_dashboard_works_in_a_real_browser() {
     let recorded = m.wait_alert(SHOW, |a| a["pid"] == pid && a["action"] == "killed");
     assert!(recorded.is_some(), "no alert records the kill of {pid}");
 
+    // The narrowest common phone (375 px) fits too, and the token outlives a reload of the tab
+    // (sessionStorage): the page loads the table without asking again.
+    browser.viewport(375, 667, true);
+    browser.goto(&format!("http://{addr}/"));
+    let hostile_row = format!("#process-rows tr[data-pid=\"{hpid}\"]");
+    browser.wait(&hostile_row, "the table after a reload");
+    assert_eq!(
+        browser.js(
+            "return [document.getElementById('token-dialog').open, \
+                     document.documentElement.scrollWidth <= window.innerWidth, window.innerWidth]",
+            &[]
+        ),
+        json!([false, true, 375]),
+        "after a reload at 375 px: no token prompt, no sideways scrolling"
+    );
+
     drop((suspect, hostile, trigger));
     drop(browser);
     let (status, _, _) = m.stop();
