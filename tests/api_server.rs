@@ -946,3 +946,37 @@ fn accept_adds_what_an_anomaly_reported() {
     let _ = child.wait();
     drop(m);
 }
+
+#[test]
+fn procwatch_api_serves_its_own_proc_view_without_ebpf() {
+    let mut m = Monitor::start_cmd("api", &config(""), &["--port", "0", "--interval", "500ms"]);
+    let api = api_of(&mut m);
+    let me = std::process::id();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            api.get(&format!("/api/process/{me}")).status == 200
+        }),
+        "this test's process is not listed"
+    );
+    let s = api.ok("/api/stats");
+    assert_eq!(s["sensor"]["name"], "sweep", "{s}");
+    assert_eq!(s["command"], "api");
+    // A /tmp executable alerts at the next sweep, and the alert is in the API's history.
+    let dir = TempDir::new_in("/tmp", "api-sweep");
+    let mut child = suspicious(&dir, "pw-api-sweep");
+    let alert = m.expect_rule(child.id(), "tmp_exe");
+    let id = alert["id"].as_u64().expect("id");
+    assert_eq!(api.ok(&format!("/api/alerts/{id}")), alert);
+    let listed = api.ok("/api/suspicious?min_score=3&sort=pid");
+    assert!(
+        listed["processes"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["pid"] == child.id()),
+        "{listed}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(m);
+}
