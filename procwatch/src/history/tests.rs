@@ -457,3 +457,29 @@ fn the_default_path_follows_the_user() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_config_chooses_the_database_or_memory() {
+    let s = Scratch::new("config");
+    let mut cfg = crate::config::History {
+        enabled: false,
+        path: Some(s.db()),
+        ..crate::config::History::default()
+    };
+    let (mut w, r) = History::open(&cfg).expect("memory");
+    assert!(r.path().is_none());
+    assert_eq!(publish_n(&mut w, 1), [1]);
+    w.close().await;
+    assert!(!s.db().exists(), "no file without the history");
+    cfg.enabled = true;
+    cfg.max_rows = 2;
+    let (mut w, r) = History::open(&cfg).expect("database");
+    assert_eq!(r.path(), Some(s.db().as_path()));
+    publish_n(&mut w, 3);
+    let stats = w.close().await;
+    assert_eq!(
+        (stats.enabled, stats.rows, stats.evicted),
+        (true, 2, 1),
+        "{stats:?}"
+    );
+}
