@@ -420,6 +420,10 @@ impl HistoryReader {
     /// recent alerts (so an alert broadcast but not yet on disk is not lost), else from the db.
     pub async fn since(&self, after: u64, limit: usize) -> Result<Vec<AlertRecord>, HistoryError> {
         let limit = query::limit(limit);
+        // Nothing was handed out after `after`: no need to look.
+        if after >= self.shared.counters.last_id.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         let (covered, recent) = {
             let ring = self.shared.ring();
             (ring.covers_after(after), ring.after(after, limit))

@@ -303,6 +303,17 @@ async fn since_serves_the_ring_and_falls_back_to_the_db() {
         Vec::<u64>::new()
     );
     w.close().await;
+    drop(r);
+    // After a restart the ring is empty: a client resuming from an id of the last run gets
+    // the rest from the database, then what this run adds.
+    let (mut w, r) = History::open_with(&o).expect("reopen");
+    assert_eq!(ids(&r.since(17, 100).await.expect("since")), [18, 19, 20]);
+    assert_eq!(publish_n(&mut w, 2), [21, 22]);
+    assert_eq!(
+        ids(&r.since(17, 100).await.expect("since")),
+        [18, 19, 20, 21, 22]
+    );
+    w.close().await;
 }
 
 #[tokio::test]
