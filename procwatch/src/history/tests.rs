@@ -494,3 +494,39 @@ async fn the_config_chooses_the_database_or_memory() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_read_only_view_reads_what_another_writer_writes() {
+    let s = Scratch::new("readonly");
+    let missing = History::open_readonly(&s.db()).expect_err("no file yet");
+    assert!(
+        missing.to_string().contains(&s.db().display().to_string()),
+        "{missing}"
+    );
+    let (mut w, r) = History::open_with(&opts(&s.db())).expect("open");
+    publish_n(&mut w, 3);
+    wait_written(&r, 3);
+    // Beside the writer (which keeps its lock).
+    let view = History::open_readonly(&s.db()).expect("read-only view");
+    assert_eq!(view.stats().rows, 3);
+    assert_eq!(ids(&view.since(1, 10).await.expect("since")), [2, 3]);
+    publish_n(&mut w, 2);
+    wait_written(&r, 5);
+    // Newer than the view's open: still found, in the file.
+    assert_eq!(ids(&view.since(3, 10).await.expect("since")), [4, 5]);
+    assert_eq!(view.get(5).await.expect("get").map(|a| a.id), Some(5));
+    let f = AlertFilter {
+        pid: Some(1001),
+        ..AlertFilter::default()
+    };
+    // pid 1001 had an alert in each round.
+    assert_eq!(ids(&view.query(f).await.expect("query")), [2, 5]);
+    w.close().await;
+    drop(r);
+    // A file that is not a history is refused the same way.
+    let junk = s.0.join("junk.db");
+    std::fs::write(&junk, b"junk").expect("write");
+    let e = History::open_readonly(&junk).expect_err("junk");
+    assert!(matches!(e, HistoryError::NotHistory { .. }), "{e}");
+    assert_eq!(std::fs::read(&junk).expect("read"), b"junk");
+}
