@@ -90,6 +90,9 @@ pub struct EngineStats {
     pub sweeps: u64,
     /// Processes a sweep found but could not read in time (their reads hang), summed over sweeps.
     pub sweep_unread: u64,
+    /// Sweep samples of processes whose exit was already in (read just before they exited):
+    /// left out, an exit being final.
+    pub sweep_after_exit: u64,
     /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
     pub enrich_failed: u64,
 }
@@ -272,6 +275,7 @@ impl Engine {
         Interest {
             port_allowed: Arc::new(move |port| ports.contains(port)),
             wants_stdio: is_shell_or_interpreter,
+            servers: self.learning.is_some(),
         }
     }
 
@@ -551,6 +555,7 @@ impl Engine {
                     ConnectFact {
                         addr: c.addr,
                         port: c.port,
+                        proto: c.proto(),
                     },
                 );
                 let learned = match (self.learning.as_mut(), event_behaviour(ev)) {
@@ -928,13 +933,20 @@ impl Engine {
         self.counts.sweep_unread += sweep.unread.len() as u64;
         let mut seen: std::collections::HashSet<u32> = sweep.unread.iter().copied().collect();
         let mut pids = Vec::with_capacity(sweep.samples.len());
-        for s in sweep.samples {
+        for mut s in sweep.samples {
             seen.insert(s.pid);
+            // Read before it exited, merged after its exit: the process is over, and an entry
+            // made from this sample would be judged (and alert) once more as a new process.
+            if self.table.has_ended(s.pid, s.start_ticks) {
+                self.counts.sweep_after_exit += 1;
+                continue;
+            }
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             let timed = p.cpu_sample.is_some();
             let before = p.conns.clone();
+            let servers = std::mem::take(&mut s.servers);
             merge::merge(p, s, now);
             if let Some(l) = self.learning.as_mut()
                 && !p.kernel_thread
@@ -951,6 +963,12 @@ impl Engine {
                         l.observe(p, Behaviour::Connect(crate::learning::outbound(c)));
                     }
                 }
+                // Listening sockets and accepted connections, each once per process.
+                for f in servers {
+                    if push_bounded(&mut p.servers, f) {
+                        l.observe(p, Behaviour::Connect(crate::learning::served(&f)));
+                    }
+                }
             }
             pids.push(p.pid);
         }
@@ -963,6 +981,7 @@ impl Engine {
             }
         }
         self.table.expire(now);
+        self.table.forget_ended_before(started);
         for pid in pids {
             self.evaluate(pid, &Trigger::Sweep, false);
         }
@@ -1366,6 +1385,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1495,6 +1515,58 @@ mod tests {
         );
     }
 
+    /// The race: a sweep reads a process, the process exits, its exit event is handled, and
+    /// only then is the sweep merged. The sample must not bring the process back (a new entry
+    /// with nothing reported, so a second alert, and a second process for the baseline).
+    #[test]
+    fn a_sweep_that_read_a_process_before_its_exit_does_not_resurrect_it() {
+        let mut e = engine();
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        let sweep_started = Instant::now();
+        let first = e.on_event(&ev, Instant::now());
+        assert_eq!(first.len(), 1, "the exec alerts once");
+        let mut exit = event(
+            GONE,
+            EventBody::Exit(crate::sensor::event::Exit { exit_code: None }),
+        );
+        exit.start_time_ns = Some(start_ns);
+        e.on_event(&exit, Instant::now());
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample.clone()],
+            ..Sweep::default()
+        };
+        let again = e.on_samples(sweep, sweep_started, Instant::now());
+        assert!(
+            again.is_empty(),
+            "a second alert for the same process: {again:?}"
+        );
+        assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_some()));
+        assert_eq!(e.stats().sweep_after_exit, 1);
+        // A process that reused the pid (another start time) is new, and judged.
+        let reused = crate::procfs::Sample {
+            start_ticks: start + 1,
+            ..sample
+        };
+        let sweep = Sweep {
+            samples: vec![reused],
+            ..Sweep::default()
+        };
+        let new = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(new.len(), 1, "the reused pid is another process");
+    }
+
     #[test]
     fn a_relative_exec_of_a_gone_child_resolves_against_the_inherited_cwd() {
         let mut e = engine();
@@ -1555,6 +1627,7 @@ mod tests {
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),
                 port: 4444,
+                proto: crate::procfs::sockets::Proto::Tcp,
             }],
         };
         let out = e.on_job_done(jobs[0].id, Ok(found), now);
@@ -1599,6 +1672,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1639,6 +1713,7 @@ mod tests {
                 EventBody::Connect(Connect {
                     via: "connect",
                     fastopen: false,
+                    socket: None,
                     fd: 3,
                     family: "inet",
                     addr: [10, 0, 0, 5].into(),
@@ -1676,6 +1751,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 0, 0, 5].into(),

@@ -52,6 +52,8 @@ pub(crate) struct PartialConfig {
     #[serde(default, deserialize_with = "required")]
     ring_buffer_kib: Option<RingKib>,
     #[serde(default)]
+    sensor: Option<PartialSensor>,
+    #[serde(default)]
     enforce: Option<PartialEnforce>,
     #[serde(default)]
     dump: Option<PartialDump>,
@@ -73,6 +75,14 @@ struct PartialWhitelist {
     exe_paths: Option<Vec<AbsPath>>,
     #[serde(default, deserialize_with = "required")]
     users: Option<Vec<User>>,
+}
+
+/// `sensor:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with ia32")]
+struct PartialSensor {
+    #[serde(default, deserialize_with = "required")]
+    ia32: Option<super::Ia32Mode>,
 }
 
 /// `enforce:`.
@@ -273,6 +283,14 @@ impl Layer {
             p.ring_buffer_kib,
             |v: &RingKib| v.0
         );
+        if let Some(x) = &p.sensor {
+            take!(
+                "sensor.ia32",
+                cfg.sensor.ia32,
+                x.ia32,
+                |v: &super::Ia32Mode| *v
+            );
+        }
         if let Some(e) = &p.enforce {
             let c = &mut cfg.enforce;
             take!("enforce.ptrace", c.ptrace, e.ptrace, |v: &bool| *v);

@@ -71,6 +71,8 @@ pub struct Config {
     pub max_processes: usize,
     /// Size of the kernel-to-user ring buffer in KiB (a power of two, at least 4).
     pub ring_buffer_kib: u32,
+    /// Which optional probes run.
+    pub sensor: Sensor,
     /// In-kernel kill policy.
     pub enforce: Enforce,
     /// Size limits of forensic dumps.
@@ -108,6 +110,27 @@ pub struct Whitelist {
     pub exe_paths: Vec<PathBuf>,
     /// Users, by name or numeric uid (as a string).
     pub users: Vec<String>,
+}
+
+/// Which optional probes run (`sensor:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Sensor {
+    /// The probes of 32-bit (`int 0x80`) syscalls.
+    pub ia32: Ia32Mode,
+}
+
+/// Whether the raw `sys_enter`/`sys_exit` probes that see 32-bit syscalls run (`sensor.ia32`).
+/// They run for every syscall on the machine, so they cost where nothing else does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ia32Mode {
+    /// On when this kernel runs 32-bit syscalls (ia32 emulation), off when it refuses them.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Off: 32-bit syscalls are not seen (startup says so).
+    Off,
 }
 
 /// In-kernel kill policy (`enforce:`).
@@ -202,6 +225,7 @@ impl Default for Config {
             exited_grace: Duration::from_secs(5),
             max_processes: 65536,
             ring_buffer_kib: 4096,
+            sensor: Sensor::default(),
             enforce: Enforce::default(),
             dump: Dump::default(),
             outputs: Outputs::default(),

@@ -51,6 +51,7 @@ mod tests {
         ConnectFact {
             addr: IpAddr::from([10, 0, 0, 1]),
             port,
+            proto: crate::procfs::sockets::Proto::Tcp,
         }
     }
 
