@@ -20,6 +20,11 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "socat",
         "reverse- and bind-shell relays in tests/reverse_shell.rs",
     ),
+    ("chromium", "the dashboard's real-browser test (headless)"),
+    (
+        "chromium-driver",
+        "WebDriver for the dashboard's browser test",
+    ),
     (
         "prometheus",
         "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
