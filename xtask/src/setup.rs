@@ -20,6 +20,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "socat",
         "reverse- and bind-shell relays in tests/reverse_shell.rs",
     ),
+    (
+        "openssh-server",
+        "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.
