@@ -29,6 +29,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "prometheus",
         "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
     ),
+    (
+        "openssh-server",
+        "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.
