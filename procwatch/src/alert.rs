@@ -427,7 +427,7 @@ fn silence_hints(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>) -> Vec<S
 /// The heuristic findings (known ones with their `known` object and score 0), then the
 /// anomalies, the most severe first with `ml_weight × severity`, the others 0 (so the scores
 /// add up to `total_score`).
-fn reasons(verdict: &Verdict) -> Vec<Reason> {
+pub fn reasons(verdict: &Verdict) -> Vec<Reason> {
     let mut out: Vec<Reason> = verdict
         .findings
         .iter()

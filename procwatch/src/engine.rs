@@ -73,6 +73,15 @@ pub struct Flagged {
     pub stopped_tracee: Option<(u32, u64)>,
 }
 
+/// Why the engine will not do what the API asked, with the HTTP status that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRefusal {
+    /// HTTP status (403 forbidden by policy, 404 unknown, 409 not possible now).
+    pub status: u16,
+    /// Why.
+    pub message: String,
+}
+
 /// What the engine counts about itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
@@ -155,6 +164,8 @@ pub struct Engine {
     /// Condemned by a fork seen after the verdict: killed by whoever drains
     /// [`Engine::take_condemned`], not by the action stage.
     late: Vec<Condemned>,
+    /// Alerts released, by rule id (one count per rule of each alert).
+    alerts_by_rule: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Engine {
@@ -181,7 +192,114 @@ impl Engine {
             learning: None,
             doomed: doom::Doomed::default(),
             late: Vec::new(),
+            alerts_by_rule: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Alerts released so far, by rule id (an alert counts once for each of its rules).
+    pub fn alerts_by_rule(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.alerts_by_rule
+    }
+
+    /// The sensor feeding this engine.
+    pub fn sensor_kind(&self) -> SensorKind {
+        self.sensor
+    }
+
+    /// A kill the API asked for, checked like `--kill-on-alert`'s: the live process `pid` as
+    /// the table knows it (pid + start time + executable file), never pid 1, a kernel thread,
+    /// procwatch or its parent, an exempt process (allowlisted executable, whitelisted user),
+    /// nor one outside `scope`. Returns the process flagged for the action stage, with an alert
+    /// that records the request.
+    pub fn api_kill(&mut self, pid: u32, scope: Option<u32>) -> Result<Flagged, ApiRefusal> {
+        let refuse = |status: u16, message: String| Err(ApiRefusal { status, message });
+        if pid == 1 {
+            return refuse(403, "pid 1 (init) is never killed".into());
+        }
+        let me = std::process::id();
+        if pid == me || pid == std::os::unix::process::parent_id() {
+            return refuse(
+                403,
+                format!("pid {pid} is procwatch or its parent: never killed"),
+            );
+        }
+        let Some(p) = self.table.get(pid).filter(|p| p.exited.is_none()) else {
+            return refuse(404, format!("no live process {pid} in the table"));
+        };
+        if p.kernel_thread {
+            return refuse(403, format!("pid {pid} is a kernel thread: never killed"));
+        }
+        if p.start_ticks == 0 {
+            return refuse(
+                409,
+                format!(
+                    "the start time of pid {pid} is unknown: it cannot be told from a process \
+                     that reused the pid, so it is not killed"
+                ),
+            );
+        }
+        if let Some(root) = scope
+            && !self.descends_from(pid, root)
+        {
+            return refuse(
+                403,
+                format!("pid {pid} is outside --enforce-scope-pid {root}: not killed"),
+            );
+        }
+        let user = self.users.name(p.uid).map(str::to_owned);
+        let verdict = score::Verdict {
+            total_score: p.score.as_ref().map_or(0.0, |s| s.total_score),
+            heuristic_score: p.score.as_ref().map_or(0.0, |s| s.heuristic_score),
+            ml_score: p.score.as_ref().map_or(0.0, |s| s.ml_score),
+            ..score::Verdict::default()
+        };
+        let sensor = SensorInfo {
+            name: self.sensor,
+            events_lost: self.stats.lost_total(),
+            probes_missing: self.stats.probes_missing(),
+        };
+        let mut alert = alert::build(p, &verdict, &Trigger::Sweep, user, sensor);
+        // The reasons the process scored with, as they stand (the verdict above has no findings).
+        if let Some(s) = &p.score {
+            alert.reasons = s.reasons.clone();
+        }
+        alert.trigger = serde_json::json!({ "kind": "api_kill" });
+        alert.silence_with.clear();
+        alert.ancestors = ancestry(&self.table, p.ppid);
+        let flagged = Flagged {
+            alert,
+            start_ticks: p.start_ticks,
+            exe_id: p.exe_id,
+            kernel_thread: false,
+            exited: false,
+            stopped_tracee: None,
+        };
+        if let Some(why) = self.kill_exemption(&flagged) {
+            return refuse(403, format!("pid {pid} is {why}"));
+        }
+        Ok(flagged)
+    }
+
+    /// Adds to the baselines exactly what `alert` (a `procwatch.alert/v1` record) reported,
+    /// as `procwatch baseline accept` does; the model is saved with the next save.
+    pub fn api_accept(
+        &mut self,
+        alert: &serde_json::Value,
+    ) -> Result<crate::baseline::edit::Accepted, ApiRefusal> {
+        let cfg = self.cfg.baseline.clone();
+        let Some(l) = self.learning.as_mut() else {
+            return Err(ApiRefusal {
+                status: 409,
+                message: "baselines are off (no model): nothing to accept into".into(),
+            });
+        };
+        let now = crate::learning::now_secs();
+        crate::baseline::edit::accept(l.learner_mut().model_mut(), alert, &cfg, now).map_err(|e| {
+            ApiRefusal {
+                status: 400,
+                message: e.to_string(),
+            }
+        })
     }
 
     /// Turns the learned baselines on (learning and anomalies).
@@ -939,6 +1057,9 @@ impl Engine {
                     );
                     continue;
                 }
+                for r in &q.flagged.alert.reasons {
+                    *self.alerts_by_rule.entry(r.rule.as_str()).or_default() += 1;
+                }
                 out.push(q.flagged);
             }
         }
@@ -1130,10 +1251,12 @@ impl Engine {
             None => Judgement::default(),
         };
         if findings.is_empty() && judged.anomalies.is_empty() {
+            p.score = None;
             return;
         }
         let mut verdict = score::with_baseline(findings, judged.known, judged.anomalies, cfg);
         verdict.new_anomalies = judged.new_anomalies;
+        p.score = Some(Arc::new(score::Scored::of(&verdict)));
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }

@@ -6,6 +6,7 @@
 //! (`main.rs`) only parses the command line and calls into [`commands`].
 pub mod actions;
 pub mod alert;
+pub mod api;
 pub mod baseline;
 pub mod bounds;
 pub mod cli;

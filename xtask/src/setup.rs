@@ -20,6 +20,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "socat",
         "reverse- and bind-shell relays in tests/reverse_shell.rs",
     ),
+    (
+        "prometheus",
+        "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.

@@ -184,6 +184,12 @@ impl Learner {
         &self.model
     }
 
+    /// The model, to edit by hand (the API's accept); it is saved with the next save.
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.dirty = true;
+        &mut self.model
+    }
+
     /// The model, giving up the learner.
     pub fn into_model(self) -> Model {
         self.model

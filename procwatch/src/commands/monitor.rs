@@ -22,6 +22,7 @@ use super::{
     model_file::{ModelFile, Start},
     notify::{Watchdog, notify},
     pipeline::{self, ActPolicy, ActionStage},
+    serve::{self, ApiSide},
     setup,
 };
 use crate::{
@@ -270,6 +271,24 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         running.ebpf.as_mut(),
     )
     .await;
+    // The API starts once the table is seeded, so its first copy has every process.
+    let mut api_side = match serve::monitor_listen(&cfg, args.api).filter(|_| !args.train) {
+        Some(addr) => Some(ApiSide::start(
+            &cfg,
+            addr,
+            args.detect.enforce_scope_pid,
+            &engine,
+            serve::Feeds {
+                sensor: stats.clone(),
+                sinks: Some(outputs.live_stats()),
+                history: history_reader.clone(),
+                command: "monitor",
+            },
+        )?),
+        None => None,
+    };
+    let mut publish_tick = tokio::time::interval(crate::api::snapshot::PUBLISH_EVERY);
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let probes_missing = stats.probes_missing();
     info!(
         sensor = running.kind.as_str(),
@@ -327,6 +346,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         if *stopped_on_alert.borrow() {
             break "stopped on alert";
         }
+        if let Some(side) = api_side.as_mut() {
+            side.publish(&engine);
+        }
         let recheck_at = engine.next_recheck().map(Instant::from_std).unwrap_or(far);
         tokio::select! {
             // Whatever the sensor has queued is taken at once: one pass of this loop per batch,
@@ -360,6 +382,12 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 .await;
             }
             _ = ping.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
+            _ = publish_tick.tick(), if api_side.is_some() => {}
+            Some(req) = serve::pending_request(api_side.as_mut()) => {
+                if let Some(side) = api_side.as_mut() {
+                    side.handle(req, &mut engine, &stage, args.detect.enforce_scope_pid).await;
+                }
+            }
             _ = tick.tick() => {
                 outputs.retry();
                 lost_seen = report_loss(&stats, lost_seen);
@@ -447,6 +475,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     notify("STOPPING=1");
+    if let Some(side) = api_side.take() {
+        side.stop();
+    }
 
     // Stop the sensor, then evaluate every event it had already produced (unless stopping on
     // an alert, where the point is to stop).

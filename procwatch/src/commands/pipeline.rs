@@ -87,6 +87,8 @@ pub struct Prepared {
     pub intent: Intent,
     /// Live descendants condemned with the process (killed after it, each by pid + start).
     pub descendants: Vec<Condemned>,
+    /// Who waits for the finished alert (a kill the API asked for).
+    pub reply: Option<tokio::sync::oneshot::Sender<Alert>>,
 }
 
 /// What an alert calls for: per-rule `actions:` over the command line's default, and the kill
@@ -171,6 +173,7 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &mut Engine, policy: &ActPolicy) -
                 exemption,
                 intent,
                 descendants,
+                reply: None,
             }
         })
         .collect()
@@ -199,9 +202,13 @@ async fn deliver_prepared(
     tally: &mut Tally,
 ) -> bool {
     for mut p in batch {
+        let reply = p.reply.take();
         // The id first: a dump written while acting carries it.
         history.assign_id(&mut p.flagged.alert);
         let alert = act(p, policy).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(alert.clone());
+        }
         publish(alert, history, outputs).await;
         tally.alerts += 1;
         if policy.stop_on_alert {
@@ -210,6 +217,23 @@ async fn deliver_prepared(
         }
     }
     false
+}
+
+/// A kill the API asked for, checked by the engine ([`Engine::api_kill`]): the action stage
+/// kills the exact process and the alert recording it goes to the sinks; `reply` gets it.
+pub fn api_kill(flagged: Flagged, reply: tokio::sync::oneshot::Sender<Alert>) -> Prepared {
+    Prepared {
+        flagged,
+        in_scope: true,
+        exemption: None,
+        intent: Intent {
+            kill: true,
+            dump: false,
+            note: None,
+        },
+        descendants: Vec::new(),
+        reply: Some(reply),
+    }
 }
 
 /// Makes `alert` final (its id was given before it was acted on: ids are handed out only in
@@ -285,6 +309,7 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         exemption,
         intent,
         descendants,
+        reply: _,
     } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
@@ -457,6 +482,7 @@ mod tests {
                 note: None,
             },
             descendants: Vec::new(),
+            reply: None,
         }
     }
 

@@ -12,8 +12,8 @@ use super::{
     history::PartialHistory,
     per_rule::Set,
     values::{
-        AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
-        SyslogTarget, Token, TotalBytes, User, nullable, required,
+        AbsPath, BodyBytes, Bytes, Count, Interval, Listen, NonNegative, Origin, PortSet, Positive,
+        RingKib, Span, SyslogTarget, Token, TotalBytes, User, nullable, required,
     },
 };
 
@@ -132,12 +132,27 @@ struct PartialOutputs {
 
 /// `api:`; a null token turns authentication off.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with listen and token")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with listen, token, token_file, cors_origins and limits"
+)]
 struct PartialApi {
-    #[serde(default, deserialize_with = "required")]
-    listen: Option<Listen>,
+    #[serde(default, deserialize_with = "nullable")]
+    listen: Option<Option<Listen>>,
     #[serde(default, deserialize_with = "nullable")]
     token: Option<Option<Token>>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_file: Option<Option<AbsPath>>,
+    #[serde(default, deserialize_with = "required")]
+    cors_origins: Option<Vec<Origin>>,
+    #[serde(default, deserialize_with = "required")]
+    max_body_bytes: Option<BodyBytes>,
+    #[serde(default, deserialize_with = "required")]
+    max_connections: Option<Count>,
+    #[serde(default, deserialize_with = "required")]
+    rate_limit: Option<Positive>,
+    #[serde(default, deserialize_with = "required")]
+    rate_burst: Option<Count>,
 }
 
 /// One parsed config file (or in-memory text), ready to be applied over the layers below it.
@@ -335,10 +350,44 @@ impl Layer {
         }
         if let Some(a) = &p.api {
             let c = &mut cfg.api;
-            take!("api.listen", c.listen, a.listen, |v: &Listen| v.0);
+            take!("api.listen", c.listen, a.listen, |v: &Option<Listen>| v
+                .as_ref()
+                .map(|l| l.0));
             take!("api.token", c.token, a.token, |v: &Option<Token>| v
                 .as_ref()
                 .map(|t| t.0.clone()));
+            take!(
+                "api.token_file",
+                c.token_file,
+                a.token_file,
+                |v: &Option<AbsPath>| v.as_ref().map(|p| p.0.clone())
+            );
+            take!(
+                "api.cors_origins",
+                c.cors_origins,
+                a.cors_origins,
+                |v: &Vec<Origin>| v.iter().map(|o| o.0.clone()).collect()
+            );
+            take!(
+                "api.max_body_bytes",
+                c.max_body_bytes,
+                a.max_body_bytes,
+                |v: &BodyBytes| v.0
+            );
+            take!(
+                "api.max_connections",
+                c.max_connections,
+                a.max_connections,
+                |v: &Count| v.0
+            );
+            take!(
+                "api.rate_limit",
+                c.rate_limit,
+                a.rate_limit,
+                |v: &Positive| v.0
+            );
+            take!("api.rate_burst", c.rate_burst, a.rate_burst, |v: &Count| v
+                .0);
         }
         if let Some(h) = &p.history {
             h.apply(&mut cfg.history, &mut keys);

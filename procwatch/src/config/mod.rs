@@ -187,19 +187,45 @@ impl Default for Outputs {
 }
 
 /// HTTP API and web UI (`api:`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Api {
-    /// Address to listen on.
-    pub listen: SocketAddr,
+    /// Address `monitor` serves the API on; `None`: `monitor` serves no API unless `--api`
+    /// asks (`procwatch api` then listens on 127.0.0.1:8080).
+    pub listen: Option<SocketAddr>,
     /// Bearer token required by the API; `None` means no authentication.
     pub token: Option<String>,
+    /// A file holding the token (first line), readable by its owner only; used when `token`
+    /// is not set.
+    pub token_file: Option<PathBuf>,
+    /// Origins (`https://host[:port]`) a browser may call the API from; empty: CORS off.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: u64,
+    /// Most connections open at once (429 beyond).
+    pub max_connections: usize,
+    /// Requests per second allowed per client address, sustained (429 beyond).
+    pub rate_limit: f64,
+    /// Requests a client may make in a burst above `rate_limit`.
+    pub rate_burst: usize,
+}
+
+impl Api {
+    /// Where `procwatch api` listens when neither the command line nor `api.listen` says.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 }
 
 impl Default for Api {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            listen: None,
             token: None,
+            token_file: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_connections: 256,
+            rate_limit: 50.0,
+            rate_burst: 200,
         }
     }
 }

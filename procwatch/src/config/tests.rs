@@ -131,7 +131,7 @@ fn defaults_match_the_readme_and_issue() {
         let on = matches!(rule, Rule::WxMem | Rule::SuspiciousPort | Rule::HighCpu);
         assert_eq!(c.baseline.suppress.get(rule), on, "{rule}");
     }
-    assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.api.listen, None);
     assert_eq!(c.api.token, None);
 }
 
@@ -737,6 +737,11 @@ fn every_numeric_key_refuses_hostile_values() {
         ("api.listen", "\"127.0.0.1:0\""),
         ("api.listen", "\"[::1]:0\""),
         ("api.listen", "\"127.0.0.1:65536\""),
+        ("api.max_body_bytes", "10"),
+        ("api.max_body_bytes", "\"1GiB\""),
+        ("api.max_connections", "0"),
+        ("api.rate_limit", "0"),
+        ("api.rate_limit", "-1"),
     ]);
     let every = [
         "cpu_high",
@@ -1220,6 +1225,36 @@ fn per_rule_actions_layer_and_validate() {
         "below min_score",
     );
     assert_eq!(d.column, Some(1));
+}
+
+#[test]
+fn api_section_keys_are_validated() {
+    let c = parse(
+        "api:\n  listen: 127.0.0.1:9000\n  token_file: /etc/procwatch/token\n  \
+         cors_origins: [https://ops.example.com, \"http://[::1]:8080\"]\n  max_body_bytes: 1KiB\n  \
+         max_connections: 10\n  rate_limit: 0.5\n  rate_burst: 3\n",
+    )
+    .unwrap();
+    assert_eq!(c.api.listen.map(|l| l.port()), Some(9000));
+    assert_eq!(c.api.cors_origins.len(), 2);
+    assert_eq!(c.api.max_body_bytes, 1024);
+    assert_eq!(c.api.rate_limit, 0.5);
+    for (text, needle) in [
+        ("api:\n  cors_origins: [\"*\"]\n", "must start with http"),
+        (
+            "api:\n  cors_origins: [\"https://a.example/\"]\n",
+            "no path",
+        ),
+        (
+            "api:\n  cors_origins: [ftp://a.example]\n",
+            "must start with http",
+        ),
+        ("api:\n  token_file: relative/token\n", "must be absolute"),
+        ("api:\n  listen: 0.0.0.0:0\n", "port 0"),
+    ] {
+        let e = parse(text).expect_err(text).to_string();
+        assert!(e.contains(needle) && e.contains("api."), "{text}: {e}");
+    }
 }
 
 // ---- history ----

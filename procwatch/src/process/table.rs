@@ -159,6 +159,8 @@ pub struct Process {
     pub shell: bool,
     /// The relay of this shell's stdio, when one holds a network connection.
     pub relay: Option<RelayFact>,
+    /// The rules' last verdict on this process when any rule held (the API shows it).
+    pub score: Option<std::sync::Arc<crate::score::Scored>>,
 }
 
 /// A number no other process image in this run has.
@@ -213,6 +215,7 @@ impl Process {
             cgroup: None,
             shell: false,
             relay: None,
+            score: None,
         }
     }
 

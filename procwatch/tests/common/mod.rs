@@ -42,12 +42,14 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs procwatch with `args`, HOME set to `home` and no model path from the environment.
+/// Runs procwatch with `args`, HOME set to `home`, no model path from the environment, and
+/// an alert history of its own in `home` (as root the default one is shared).
 pub fn procwatch(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_procwatch"))
         .args(args)
         .env("HOME", home)
         .env_remove("PROCWATCH_MODEL")
+        .env("PROCWATCH_HISTORY", home.join("alerts.db"))
         .env("PROCWATCH_LOG", "warn")
         .output()
         .unwrap()
