@@ -120,6 +120,10 @@ pub struct Process {
     pub ptrace_events: Vec<PtraceFact>,
     /// Outbound connects seen by the sensor (distinct destinations, bounded).
     pub connects: Vec<ConnectFact>,
+    /// When /proc last showed its executable (CLOCK_MONOTONIC ns just after the exe link was
+    /// read; 0 never): an exec event of that same file older than this is an image already
+    /// judged.
+    pub identity_ns: u64,
     /// Outbound connections found in /proc/net at the last sample.
     pub conns: Vec<ConnectFact>,
     /// Sockets it listens on and connections it accepted, as sweeps found them (each once;
@@ -194,6 +198,7 @@ impl Process {
             wx_maps: Vec::new(),
             ptrace_events: Vec::new(),
             connects: Vec::new(),
+            identity_ns: 0,
             conns: Vec::new(),
             servers: Vec::new(),
             stdio_net: Vec::new(),

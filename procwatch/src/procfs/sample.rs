@@ -152,6 +152,10 @@ pub struct Sample {
     pub servers: Vec<ServerFact>,
     /// When it was read.
     pub taken_at: Option<Instant>,
+    /// CLOCK_MONOTONIC ns (the clock of kernel event times) just after the exe link was read;
+    /// 0 when unknown. An exec of that same file before this time is the image it shows (or
+    /// an earlier one of the same file).
+    pub read_ns: u64,
     /// Network namespace (sweep bookkeeping).
     pub(crate) netns: Option<u64>,
     /// Socket inodes on fds 0-2 of a shell/interpreter, resolved against its namespace's
@@ -395,6 +399,9 @@ pub(crate) fn take_with(
         }
         None => (None, ExeState::Unknown),
     };
+    // Taken after the link: a process exec'ing while it is read shows either image, and only
+    // the exe's path says which.
+    let read_ns = crate::clock::monotonic_ns();
     let (cmdline, cmdline_truncated) = if depth == Depth::Header {
         (Vec::new(), false)
     } else {
@@ -424,6 +431,7 @@ pub(crate) fn take_with(
         partial: depth == Depth::Header,
         cwd,
         taken_at: Some(Instant::now()),
+        read_ns,
         ..Sample::default()
     };
     if depth == Depth::Full && !kernel_thread && !s.zombie {
