@@ -107,6 +107,7 @@ fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
         assert_eq!(a["trigger"]["kind"], "connect", "{how}: {a:#}");
         assert_eq!(a["trigger"]["via"], how, "{a:#}");
         assert_eq!(a["trigger"]["port"].to_string(), port, "{a:#}");
+        assert_eq!(a["trigger"]["socket"], "dgram", "read in the kernel: {a:#}");
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
     let tcp_port = listener.local_addr().expect("addr").port().to_string();
@@ -114,6 +115,7 @@ fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
     let a = m.expect_rule(pid, "suspicious_port");
     assert_eq!(a["trigger"]["via"], "sendto", "{a:#}");
     assert_eq!(a["trigger"]["fastopen"], true, "{a:#}");
+    assert_eq!(a["trigger"]["socket"], "stream", "{a:#}");
 }
 
 #[test]
@@ -178,6 +180,16 @@ fn int80_syscalls_from_a_64_bit_process_are_seen_and_scored() {
         let a = m.expect_rule(pid, rule);
         assert_eq!(a["trigger"]["kind"], kind, "{what}: {a:#}");
         assert_eq!(a["trigger"]["compat"], true, "{what}: {a:#}");
+    }
+    // /proc/PID/mem opened for writing by a 32-bit open or openat: the target is named.
+    for how in ["open", "openat"] {
+        let (pid, _, lines) = run(&["ia32", "proc-mem-write", how]);
+        assert!(lines.iter().any(|l| l == "after 8"), "{how}: {lines:?}");
+        let target = target_of(&lines);
+        let a = m.expect_rule(pid, "ptrace");
+        assert_eq!(a["trigger"]["kind"], "inject", "{how}: {a:#}");
+        assert_eq!(a["trigger"]["compat"], true, "{how}: {a:#}");
+        assert_eq!(a["trigger"]["target_pid"], target, "{how}: {a:#}");
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
     let port = listener.local_addr().expect("addr").port().to_string();
@@ -358,4 +370,114 @@ async fn an_int80_execve_carries_its_argv() {
     };
     assert!(!x.args_missing, "{x:?}");
     assert_eq!(x.argv, ["/bin/true", "ia32-argv", "second"], "{x:?}");
+}
+
+/// One-letter state of `pid` (`T` stopped), or None when gone.
+fn state(pid: u32) -> Option<u8> {
+    procwatch::procfs::stat::read_stat(pid)
+        .ok()
+        .map(|s| s.state)
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_killed_int80_tracer_leaves_its_target_running() {
+    require_root!();
+    // The target is the test's own `sleep`, outside the kill scope (only the tracer's tree).
+    let mut victim = std::process::Command::new("/bin/sleep")
+        .arg("60")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("sleep");
+    let target = victim.id();
+    let mut tracer = spawn_waiting(&["ia32", "ptrace-attach-pid", &target.to_string()]);
+    let tracer_pid = tracer.pid();
+    let m = Monitor::start(
+        FAST,
+        &[
+            "--kill-on-alert",
+            "--enforce-scope-pid",
+            &tracer_pid.to_string(),
+        ],
+    );
+    tracer.go();
+    let (status, lines) = tracer.finish();
+    assert!(killed_by_sigkill(&status), "{status:?} {lines:?}");
+    assert!(!returned(&lines), "the attach returned: {lines:?}");
+    let alert = m.expect_rule(tracer_pid, "ptrace");
+    assert_eq!(alert["action"], "killed", "{alert:#}");
+    assert_eq!(alert["trigger"]["compat"], true, "{alert:#}");
+    assert_eq!(alert["trigger"]["result"]["ret"], 0, "{alert:#}");
+    assert_eq!(
+        alert["trigger"]["result"]["tracee_tgid"], target,
+        "{alert:#}"
+    );
+    // The attach stopped it; procwatch resumed it (and it stays running).
+    assert!(
+        procwatch_tests::eventually(std::time::Duration::from_secs(10), || state(target)
+            .is_some_and(|s| s != b'T' && s != b't')),
+        "the attached process was left stopped: {:?}",
+        state(target).map(char::from)
+    );
+    m.sync_events();
+    let s = state(target);
+    assert!(
+        s.is_some_and(|s| s != b'T' && s != b't'),
+        "stopped again: {s:?}"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+async fn an_int80_open_of_a_watched_file_is_reported() {
+    require_root!();
+    let mut sensor = LiveSensor::start(KillPolicy::default());
+    for how in ["open", "openat"] {
+        let (pid, _, lines) =
+            tokio::task::spawn_blocking(move || run(&["ia32", how, "/etc/hostname"]))
+                .await
+                .expect("actor");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("after ") && l != "after -2"),
+            "{how}: {lines:?}"
+        );
+        let e = sensor
+            .expect("file_open", pid, |e| {
+                e.tgid == pid
+                    && matches!(&e.body, EventBody::FileOpen(f)
+                        if f.path == std::ffi::OsStr::new("/etc/hostname"))
+            })
+            .await;
+        let EventBody::FileOpen(f) = &e.body else {
+            unreachable!()
+        };
+        assert!(e.compat, "{how}: {e:?}");
+        assert_eq!(f.syscall, how, "{e:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn sensor_ia32_off_leaves_the_32_bit_probes_out_and_says_so() {
+    require_root!();
+    let mut m = Monitor::start(&format!("{FAST}sensor:\n  ia32: off\n"), &[]);
+    let said = "sensor.ia32 is off";
+    if !m.log.iter().any(|l| l.contains(said)) {
+        m.wait_log(std::time::Duration::from_secs(5), said);
+    }
+    let (unseen, _, lines) = run(&["ia32", "mprotect-wx"]);
+    assert!(returned(&lines), "{lines:?}");
+    // Positive control, after it: the same W+X by a 64-bit call alerts.
+    let (seen, _, lines) = run(&["mprotect-wx"]);
+    assert!(returned(&lines), "{lines:?}");
+    m.expect_rule(seen, "wx_mem");
+    assert!(
+        m.alerts().iter().all(|a| a["pid"] != unseen),
+        "{:#?}",
+        m.alerts()
+    );
 }

@@ -38,6 +38,7 @@ fn everything_wrong() -> Process {
     p.connects.push(ConnectFact {
         addr: IpAddr::from([10, 0, 0, 9]),
         port: 4444,
+        proto: procwatch::procfs::sockets::Proto::Tcp,
     });
     p.stdio_net.push((0, None));
     p.start_ticks = 12_345;

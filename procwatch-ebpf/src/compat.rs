@@ -3,22 +3,23 @@
 //! syscall and handles the ia32 ones procwatch judges, with the same handlers (and kill
 //! policy) as the 64-bit tracepoints.
 //!
-//! It runs for every syscall on the machine, so the fast path is one comparison of the
-//! syscall number against the handled ia32 numbers; only a match reads the task's
+//! It runs for every syscall on the machine (config `sensor.ia32: off` leaves it out), so the
+//! fast path is one comparison of the syscall number against the handled ia32 numbers; only a match reads the task's
 //! `TS_COMPAT` status (the number alone is ambiguous: 125 is mprotect on ia32 but capget on
 //! x86_64).
 use aya_ebpf::{
     helpers::bpf_probe_read_user, macros::raw_tracepoint, programs::RawTracePointContext,
 };
-use procwatch_common::{flags, ko, via, wx_syscall};
+use procwatch_common::{AT_FDCWD, config, flags, ko, open_call, via, wx_syscall};
 
-use crate::{connect, inject, memfd, offsets, process, ptrace, task, wx_mem};
+use crate::{connect, file_open, inject, memfd, offsets, process, ptrace, task, wx_mem};
 
 /// `TS_COMPAT` (arch/x86/include/asm/thread_info.h): the task is in a 32-bit syscall.
 const TS_COMPAT: u32 = 0x0002;
 
 /// ia32 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl).
 mod nr {
+    pub const OPEN: u64 = 5;
     pub const EXECVE: u64 = 11;
     pub const PTRACE: u64 = 26;
     pub const OLD_MMAP: u64 = 90;
@@ -32,7 +33,9 @@ mod nr {
     pub const CONNECT: u64 = 362;
     pub const SENDTO: u64 = 369;
     pub const SENDMSG: u64 = 370;
+    pub const OPENAT: u64 = 295;
     pub const PKEY_MPROTECT: u64 = 380;
+    pub const OPENAT2: u64 = 437;
 }
 
 /// socketcall(2) call numbers (uapi net.h).
@@ -69,6 +72,9 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
             | nr::SENDTO
             | nr::SENDMSG
             | nr::PKEY_MPROTECT
+            | nr::OPEN
+            | nr::OPENAT
+            | nr::OPENAT2
     ) {
         return 0;
     }
@@ -77,6 +83,33 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     let regs: *const u8 = ctx.arg(0);
     let _ = handle(id, &Regs(regs));
+    0
+}
+
+/// The exits the ia32 entry needs: a killed `PTRACE_ATTACH` (which task it really stopped,
+/// for the SIGCONT) and opens (a `/proc/PID/mem` opened for writing), as the 64-bit
+/// `sys_exit_*` tracepoints do for 64-bit calls.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
+    // sys_exit(struct pt_regs *regs, long ret): the number is still in orig_ax.
+    let regs: *const u8 = ctx.arg(0);
+    let Some(id) = task::read::<u64>(regs, offsets::ko(ko::REGS_ORIG_AX)) else {
+        return 0;
+    };
+    let id = id & 0xffff_ffff;
+    if !matches!(id, nr::PTRACE | nr::OPEN | nr::OPENAT | nr::OPENAT2) {
+        return 0;
+    }
+    // TS_COMPAT is cleared only on the way back to user space, after this tracepoint.
+    if !offsets::kernel_known() || !in_compat_syscall() {
+        return 0;
+    }
+    let ret: i64 = ctx.arg(1);
+    if id == nr::PTRACE {
+        ptrace::on_ptrace_exit(ret);
+    } else if ret >= 0 {
+        let _ = inject::check_mem_open(ret as u64, flags::COMPAT);
+    }
     0
 }
 
@@ -124,7 +157,22 @@ fn user_u32(base: u64, i: u64) -> Option<u64> {
 fn handle(id: u64, r: &Regs) -> Option<()> {
     let c = flags::COMPAT;
     match id {
-        nr::PTRACE => ptrace::on_ptrace(r.arg(0)?, r.arg(1)?, c, false),
+        nr::PTRACE => ptrace::on_ptrace(r.arg(0)?, r.arg(1)?, c, config::IA32_EXIT_ON),
+        // open(filename, flags, mode)
+        nr::OPEN => {
+            let name = ptr(r.arg(0)?);
+            let _ = file_open::on_open(open_call::OPEN, i64::from(AT_FDCWD), name, r.arg(1)?, c);
+        }
+        // openat(dfd, filename, flags, mode); the dfd is a 32-bit int
+        nr::OPENAT => {
+            let dfd = i64::from(r.arg(0)? as u32 as i32);
+            let _ = file_open::on_open(open_call::OPENAT, dfd, ptr(r.arg(1)?), r.arg(2)?, c);
+        }
+        // openat2(dfd, filename, how, size): the flags sit in user memory
+        nr::OPENAT2 => {
+            let dfd = i64::from(r.arg(0)? as u32 as i32);
+            let _ = file_open::on_open(open_call::OPENAT2, dfd, ptr(r.arg(1)?), 0, c);
+        }
         nr::MPROTECT => wx(
             wx_syscall::MPROTECT,
             r.arg(0)?,

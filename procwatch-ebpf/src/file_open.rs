@@ -1,4 +1,4 @@
-//! File opens (`openat`, `openat2`, `open`) under the watched prefixes. The path is read and
+//! File opens (`openat`, `openat2`, `open`, 64-bit and ia32) under the watched prefixes. The path is read and
 //! matched here, so only watched paths reach user space, and each (process, path) is sent
 //! once: a process reading one file a million times costs one event. Paths only user space can
 //! place are sent too (deduplicated the same way): relative ones (`cd /etc; cat shadow`) and
@@ -65,12 +65,7 @@ fn try_open(
     name_slot: usize,
     flags_slot: Option<usize>,
 ) -> Result<(), i64> {
-    let watched = emit::config(config::WATCH_COUNT);
-    if watched == 0 {
-        return Ok(());
-    }
-    let (pid_tgid, tgid) = current();
-    if is_self(tgid) {
+    if emit::config(config::WATCH_COUNT) == 0 {
         return Ok(());
     }
     // SAFETY: syscall argument slots, offsets from the format file.
@@ -85,14 +80,37 @@ fn try_open(
         Some(slot) => unsafe { ctx.read_at(offsets::tp(slot)) }.map_err(i64::from)?,
         None => 0,
     };
-    let scratch = OPEN_SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
+    let _ = on_open(call, dfd, name, open_flags, 0);
+    Ok(())
+}
+
+/// An open of `name` (relative to `dfd`) by the current task, 64-bit or ia32 (`hdr_flags`
+/// carries `COMPAT` for the latter): sent when the path is watched or only user space can
+/// place it, once per (process, path).
+#[inline(always)]
+pub fn on_open(
+    call: u32,
+    dfd: i64,
+    name: *const u8,
+    open_flags: u64,
+    hdr_flags: u32,
+) -> Option<()> {
+    let watched = emit::config(config::WATCH_COUNT);
+    if watched == 0 {
+        return None;
+    }
+    let (pid_tgid, tgid) = current();
+    if is_self(tgid) {
+        return None;
+    }
+    let scratch = OPEN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, only this program on this CPU uses it while it runs.
     let (path, n) = unsafe {
         let path = (*scratch).path.as_mut_ptr();
         let read =
             generated::bpf_probe_read_user_str(path.cast(), FILE_PATH_LEN as u32, name.cast());
         if read <= 1 {
-            return Ok(());
+            return None;
         }
         (path.cast_const(), (read - 1) as usize)
     };
@@ -102,7 +120,7 @@ fn try_open(
     // state there, not one per length range the other loops leave behind.
     let send = first != b'/' || under_watched(path, watched) || irregular(path, n);
     if !send {
-        return Ok(());
+        return None;
     }
     let key = OpenKey {
         tgid,
@@ -112,18 +130,18 @@ fn try_open(
     };
     // SAFETY: a lookup by value in an LRU map.
     if unsafe { OPEN_SEEN.get(key) }.is_some() {
-        return Ok(());
+        return None;
     }
     let _ = OPEN_SEEN.insert(key, 1u8, 0);
     let Some(mut entry) = reserve::<FileOpenEvent>(kind::FILE_OPEN) else {
         // Not sent: forget it, so the next open of the path tries again.
         let _ = OPEN_SEEN.remove(key);
-        return Ok(());
+        return None;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: reserved slot of the right size; the copy is a helper call, not a memcpy.
     unsafe {
-        fill_header(&raw mut (*e).header, kind::FILE_OPEN, pid_tgid, 0);
+        fill_header(&raw mut (*e).header, kind::FILE_OPEN, pid_tgid, hdr_flags);
         (*e).syscall = call;
         (*e).dfd = dfd as i32;
         (*e).open_flags = open_flags as u32;
@@ -135,7 +153,7 @@ fn try_open(
         );
     }
     emit::submit(entry, emit::Urgency::Bulk);
-    Ok(())
+    Some(())
 }
 
 /// A byte of the path.

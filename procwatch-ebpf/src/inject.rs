@@ -96,10 +96,12 @@ fn open_exit(ctx: &TracePointContext, slot: usize) {
     if ret < 0 || !offsets::kernel_known() {
         return;
     }
-    let _ = check_mem_open(ret as u64);
+    let _ = check_mem_open(ret as u64, 0);
 }
 
-fn check_mem_open(fd: u64) -> Option<()> {
+/// Judges the file an open just returned as `fd`: a `/proc/PID/mem` opened for writing is an
+/// injection finding. `hdr_flags` carries `COMPAT` for the ia32 entry.
+pub fn check_mem_open(fd: u64, hdr_flags: u32) -> Option<()> {
     let file = task::file_of_fd(fd)?;
     // Most opens are read-only: one read decides.
     let mode = task::read::<u32>(file, offsets::ko(ko::FILE_MODE))?;
@@ -140,7 +142,7 @@ fn check_mem_open(fd: u64) -> Option<()> {
             &raw mut (*e).header,
             kind::INJECT,
             pid_tgid,
-            action | own_flag,
+            action | own_flag | hdr_flags,
         );
         (*e).method = inject::PROC_MEM;
         (*e).target_pid = 0;

@@ -33,15 +33,16 @@ fn try_ptrace(ctx: &TracePointContext) -> Result<(), i64> {
         unsafe { ctx.read_at(offsets::tp(tp::PTRACE_REQUEST)) }.map_err(i64::from)?;
     // SAFETY: as above.
     let target: u64 = unsafe { ctx.read_at(offsets::tp(tp::PTRACE_PID)) }.map_err(i64::from)?;
-    on_ptrace(request, target, 0, true);
+    on_ptrace(request, target, 0, config::PTRACE_EXIT_ON);
     Ok(())
 }
 
-/// Reports (and under the policy kills) a ptrace request. `at_exit`: a killed
-/// `PTRACE_ATTACH` is reported at syscall exit (only the 64-bit entry has an exit probe);
-/// `hdr_flags` carries `COMPAT` for the ia32 entry.
+/// Reports (and under the policy kills) a ptrace request. A killed `PTRACE_ATTACH` is
+/// reported at syscall exit when config slot `exit_on` says the exit probe of this entry
+/// (`sys_exit_ptrace`, or the raw `sys_exit` for ia32) is attached; `hdr_flags` carries
+/// `COMPAT` for the ia32 entry.
 #[inline(always)]
-pub fn on_ptrace(request: u64, target: u64, hdr_flags: u32, at_exit: bool) {
+pub fn on_ptrace(request: u64, target: u64, hdr_flags: u32, exit_on: u32) {
     let (pid_tgid, tgid) = current();
     if is_self(tgid) {
         return;
@@ -55,15 +56,11 @@ pub fn on_ptrace(request: u64, target: u64, hdr_flags: u32, at_exit: bool) {
     } else {
         0
     };
-    if at_exit
-        && request == PTRACE_ATTACH
-        && action & flags::KILLED != 0
-        && emit::config(config::PTRACE_EXIT_ON) != 0
-    {
+    if request == PTRACE_ATTACH && action & flags::KILLED != 0 && emit::config(exit_on) != 0 {
         let pending = PendingPtrace {
             request,
             target_pid: target,
-            flags: action,
+            flags: action | hdr_flags,
             _pad: 0,
         };
         if PTRACE_PENDING.insert(pid_tgid as u32, pending, 0).is_ok() {
@@ -100,21 +97,34 @@ pub fn sys_exit_ptrace(ctx: TracePointContext) -> u32 {
 
 fn try_ptrace_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let (pid_tgid, _) = current();
+    // SAFETY: the entry is only tested for presence.
+    if unsafe { PTRACE_PENDING.get(pid_tgid as u32) }.is_none() {
+        return Ok(());
+    }
+    // SAFETY: offset from the format file.
+    let ret: i64 = unsafe { ctx.read_at(offsets::tp(tp::PTRACE_RET)) }.map_err(i64::from)?;
+    on_ptrace_exit(ret);
+    Ok(())
+}
+
+/// At the exit of a ptrace call (64-bit or ia32): reports a `PTRACE_ATTACH` whose tracer was
+/// killed at entry, with its result `ret` and the task it really attached.
+#[inline(always)]
+pub fn on_ptrace_exit(ret: i64) {
+    let (pid_tgid, _) = current();
     let tid = pid_tgid as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let Some(pending) = (unsafe { PTRACE_PENDING.get(tid) }).copied() else {
-        return Ok(());
+        return;
     };
     let _ = PTRACE_PENDING.remove(tid);
-    // SAFETY: offset from the format file.
-    let ret: i64 = unsafe { ctx.read_at(offsets::tp(tp::PTRACE_RET)) }.map_err(i64::from)?;
     let (tracee_tgid, tracee_start) = if ret == 0 {
         newest_tracee(task::current()).unwrap_or((0, 0))
     } else {
         (0, 0)
     };
     let Some(mut entry) = reserve::<PtraceEvent>(kind::PTRACE) else {
-        return Ok(());
+        return;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: reserved slot of the right size.
@@ -133,7 +143,6 @@ fn try_ptrace_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (*e).tracee_start_ns = tracee_start;
     }
     emit::submit(entry, emit::Urgency::Urgent);
-    Ok(())
 }
 
 /// The task `tracer` attached last: `ptrace_link` adds it at the head of `tracer->ptraced`.

@@ -16,6 +16,7 @@ use std::{
 use tracing::debug;
 
 mod doom;
+mod relay_watch;
 pub use doom::Condemned;
 
 use crate::{
@@ -99,8 +100,14 @@ pub struct EngineStats {
     pub sweeps: u64,
     /// Processes a sweep found but could not read in time (their reads hang), summed over sweeps.
     pub sweep_unread: u64,
+    /// Sweep samples of processes whose exit was already in (read just before they exited):
+    /// left out, an exit being final.
+    pub sweep_after_exit: u64,
     /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
     pub enrich_failed: u64,
+    /// Shells whose relay was no longer looked for at connects, and candidate relays not
+    /// looked at, for want of room (see `engine/relay_watch.rs`).
+    pub relay_watch_dropped: u64,
 }
 
 /// What to do with a job's result.
@@ -145,6 +152,8 @@ pub struct Engine {
     /// Shells whose relay is looked for once more (its relay may connect after the exec), by
     /// pid and image.
     relay_recheck: Vec<(u32, u64, Instant)>,
+    /// Shells whose relay is still unknown, looked at again when any process connects.
+    relay_watch: relay_watch::RelayWatch,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
     /// Installed shells and terminal servers, by file identity.
@@ -182,6 +191,7 @@ impl Engine {
             counts: EngineStats::default(),
             recheck: Vec::new(),
             relay_recheck: Vec::new(),
+            relay_watch: relay_watch::RelayWatch::default(),
             jobs: Vec::new(),
             next_job: 1,
             waiting: HashMap::new(),
@@ -380,6 +390,7 @@ impl Engine {
         EngineStats {
             evicted: self.table.evicted(),
             tracked: self.table.len(),
+            relay_watch_dropped: self.relay_watch.dropped,
             ..self.counts
         }
     }
@@ -390,6 +401,7 @@ impl Engine {
         Interest {
             port_allowed: Arc::new(move |port| ports.contains(port)),
             wants_stdio: is_shell_or_interpreter,
+            servers: self.learning.is_some(),
         }
     }
 
@@ -452,6 +464,11 @@ impl Engine {
                 let p = self
                     .table
                     .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
+                // A sweep (or lookup) that read /proc after this exec, and found this very file
+                // running, already judged the image it starts: its findings stay reported, or
+                // the late exec event would alert a second time for the same image.
+                let judged = (ev.ktime_ns != 0 && p.identity_ns > ev.ktime_ns)
+                    .then(|| (p.exe.clone(), std::mem::take(&mut p.reported)));
                 p.reset_for_exec();
                 p.exe_id = x.exe;
                 p.name = ev.comm.clone();
@@ -526,6 +543,12 @@ impl Engine {
                     stdin.as_deref(),
                     p.cwd.as_deref(),
                 );
+                if let Some((exe, reported)) = judged
+                    && exe.is_some()
+                    && exe == p.exe
+                {
+                    p.reported = reported;
+                }
                 p.push_image(ExecImage {
                     exe: p.exe.clone(),
                     program: p.program.as_ref().map(|g| g.path.clone()),
@@ -583,11 +606,18 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                // The child's image begins with the child: its own exec id.
-                child.image_boot_ns = f
-                    .child_start_time_ns
-                    .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
                 child.fork_parent = f.parent_tgid;
+                // A sweep that read the child after this fork (the event came late) knows
+                // its state since, maybe an exec'd program already judged: the parent's image
+                // must not overwrite that.
+                let seen_since = ev.ktime_ns != 0 && child.identity_ns > ev.ktime_ns;
+                let image = image.filter(|_| !seen_since);
+                if !seen_since {
+                    // The child's image begins with the child: its own exec id.
+                    child.image_boot_ns = f
+                        .child_start_time_ns
+                        .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
+                }
                 if let Some((
                     (uid, gid),
                     name,
@@ -669,6 +699,7 @@ impl Engine {
                     ConnectFact {
                         addr: c.addr,
                         port: c.port,
+                        proto: c.proto(),
                     },
                 );
                 let learned = match (self.learning.as_mut(), event_behaviour(ev)) {
@@ -678,6 +709,17 @@ impl Engine {
                 let shell = is_shell_or_interpreter(p.exe_name());
                 if shell && !self.recheck.iter().any(|&(q, _)| q == pid) {
                     self.recheck.push((pid, now + RECHECK_AFTER));
+                }
+                // Any process that connects may be the relay of a shell whose relay is
+                // unknown: looked at once the connection is up.
+                if !self.relay_watch.is_empty() {
+                    let table = &self.table;
+                    self.relay_watch.retain(|q, image| {
+                        table
+                            .get(q)
+                            .is_some_and(|p| p.image == image && p.exited.is_none())
+                    });
+                    self.relay_watch.on_connect(pid, now + RECHECK_AFTER);
                 }
                 // A repeated connect adds no fact, unless the baseline found it anomalous.
                 if asked || (!new && !learned) {
@@ -896,6 +938,12 @@ impl Engine {
                                     now + RELAY_RECHECK_AFTER,
                                 ));
                             }
+                            // Not found: any later connect may name it.
+                            if relays.is_empty() {
+                                self.relay_watch.watch(w.pid, w.image);
+                            } else {
+                                self.relay_watch.forget(w.pid);
+                            }
                             // A login server holding the pty or pipe is a session, not a relay.
                             p.relay = relays
                                 .into_iter()
@@ -1049,13 +1097,20 @@ impl Engine {
         self.counts.sweep_unread += sweep.unread.len() as u64;
         let mut seen: std::collections::HashSet<u32> = sweep.unread.iter().copied().collect();
         let mut pids = Vec::with_capacity(sweep.samples.len());
-        for s in sweep.samples {
+        for mut s in sweep.samples {
             seen.insert(s.pid);
+            // Read before it exited, merged after its exit: the process is over, and an entry
+            // made from this sample would be judged (and alert) once more as a new process.
+            if self.table.has_ended(s.pid, s.start_ticks) {
+                self.counts.sweep_after_exit += 1;
+                continue;
+            }
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             let timed = p.cpu_sample.is_some();
             let before = p.conns.clone();
+            let servers = std::mem::take(&mut s.servers);
             merge::merge(p, s, now);
             if let Some(l) = self.learning.as_mut()
                 && !p.kernel_thread
@@ -1072,6 +1127,12 @@ impl Engine {
                         l.observe(p, Behaviour::Connect(crate::learning::outbound(c)));
                     }
                 }
+                // Listening sockets and accepted connections, each once per process.
+                for f in servers {
+                    if push_bounded(&mut p.servers, f) {
+                        l.observe(p, Behaviour::Connect(crate::learning::served(&f)));
+                    }
+                }
             }
             pids.push(p.pid);
         }
@@ -1084,6 +1145,7 @@ impl Engine {
             }
         }
         self.table.expire(now);
+        self.table.forget_ended_before(started);
         for pid in pids {
             self.evaluate(pid, &Trigger::Sweep, false);
         }
@@ -1170,12 +1232,30 @@ impl Engine {
             let work = Work::Relay { parent, candidates };
             self.ask(pid, image, work, Then::Evaluate(None));
         }
+        for (pid, image, candidates) in self.relay_watch.take_due(now) {
+            let Some(parent) = self
+                .table
+                .get(pid)
+                .filter(|p| p.image == image && p.exited.is_none())
+                .map(|p| p.ppid)
+            else {
+                continue;
+            };
+            let work = Work::Relay { parent, candidates };
+            self.ask(pid, image, work, Then::Evaluate(None));
+        }
     }
 
     /// When the next recheck is due.
     pub fn next_recheck(&self) -> Option<Instant> {
         let relays = self.relay_recheck.iter().map(|&(_, _, at)| at);
-        self.recheck.iter().map(|&(_, at)| at).chain(relays).min()
+        let watched = self.relay_watch.next_due();
+        self.recheck
+            .iter()
+            .map(|&(_, at)| at)
+            .chain(relays)
+            .chain(watched)
+            .min()
     }
 
     /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert
@@ -1489,6 +1569,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1618,6 +1699,113 @@ mod tests {
         );
     }
 
+    /// The race: a sweep reads a process, the process exits, its exit event is handled, and
+    /// only then is the sweep merged. The sample must not bring the process back (a new entry
+    /// with nothing reported, so a second alert, and a second process for the baseline).
+    #[test]
+    fn a_sweep_that_read_a_process_before_its_exit_does_not_resurrect_it() {
+        let mut e = engine();
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        let sweep_started = Instant::now();
+        let first = e.on_event(&ev, Instant::now());
+        assert_eq!(first.len(), 1, "the exec alerts once");
+        let mut exit = event(
+            GONE,
+            EventBody::Exit(crate::sensor::event::Exit { exit_code: None }),
+        );
+        exit.start_time_ns = Some(start_ns);
+        e.on_event(&exit, Instant::now());
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample.clone()],
+            ..Sweep::default()
+        };
+        let again = e.on_samples(sweep, sweep_started, Instant::now());
+        assert!(
+            again.is_empty(),
+            "a second alert for the same process: {again:?}"
+        );
+        assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_some()));
+        assert_eq!(e.stats().sweep_after_exit, 1);
+        // A process that reused the pid (another start time) is new, and judged.
+        let reused = crate::procfs::Sample {
+            start_ticks: start + 1,
+            ..sample
+        };
+        let sweep = Sweep {
+            samples: vec![reused],
+            ..Sweep::default()
+        };
+        let new = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(new.len(), 1, "the reused pid is another process");
+    }
+
+    /// The other order: a sweep reads a process after its fork and exec, and both events are
+    /// handled after the sweep was merged (a lagging reader). The fork must not put the
+    /// parent's image over what the sweep saw, and the exec is of the image the sweep already
+    /// judged: no second alert. An exec after the sweep's read is a new image, judged again.
+    #[test]
+    fn fork_and_exec_events_older_than_the_sweep_that_judged_the_image_do_not_alert_again() {
+        let mut e = engine();
+        let parent = GONE - 1;
+        e.on_event(&exec(parent, "/usr/bin/parent-svc"), Instant::now());
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            read_ns: 2_000_000_000,
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample],
+            ..Sweep::default()
+        };
+        let first = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(first.len(), 1, "the sweep judges it");
+        let mut fork = event(
+            parent,
+            EventBody::Fork(Fork {
+                parent_tgid: parent,
+                child_tgid: GONE,
+                child_start_time_ns: Some(start_ns),
+            }),
+        );
+        fork.ktime_ns = 1_000_000_000;
+        assert!(e.on_event(&fork, Instant::now()).is_empty());
+        assert_eq!(
+            e.table().get(GONE).and_then(|p| p.exe.clone()),
+            Some("/tmp/dropper".into()),
+            "what the sweep saw stays"
+        );
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        ev.ktime_ns = 1_500_000_000;
+        let late = e.on_event(&ev, Instant::now());
+        assert!(late.is_empty(), "the same image alerted twice: {late:?}");
+        ev.ktime_ns = 2_500_000_000;
+        assert_eq!(
+            e.on_event(&ev, Instant::now()).len(),
+            1,
+            "an exec after the read is a new image"
+        );
+    }
+
     #[test]
     fn a_relative_exec_of_a_gone_child_resolves_against_the_inherited_cwd() {
         let mut e = engine();
@@ -1678,6 +1866,7 @@ mod tests {
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),
                 port: 4444,
+                proto: crate::procfs::sockets::Proto::Tcp,
             }],
         };
         let out = e.on_job_done(jobs[0].id, Ok(found), now);
@@ -1722,6 +1911,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1762,6 +1952,7 @@ mod tests {
                 EventBody::Connect(Connect {
                     via: "connect",
                     fastopen: false,
+                    socket: None,
                     fd: 3,
                     family: "inet",
                     addr: [10, 0, 0, 5].into(),
@@ -1799,6 +1990,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 0, 0, 5].into(),

@@ -12,7 +12,18 @@ pub fn act(action: &str, args: &[String]) -> bool {
         "pvm-write" => pvm_write(),
         "proc-mem-write" => proc_mem_write(arg(1)),
         "proc-self-mem" => proc_self_mem(),
-        "udp-send" => udp_send(arg(1), dest(arg(2), arg(3))),
+        "udp-send" => {
+            let hold: Option<u32> = args.get(4).and_then(|s| s.parse().ok());
+            let child = hold.map(napping_child);
+            udp_send(arg(1), dest(arg(2), arg(3)));
+            if let Some(secs) = hold {
+                // SAFETY: plain sleep; the test kills or waits for us.
+                unsafe { libc::sleep(secs) };
+            }
+            if let Some(c) = child {
+                reap(c);
+            }
+        }
         "tcp-fastopen" => tcp_fastopen(dest(arg(1), arg(2))),
         "io-uring-connect" => io_uring_connect(dest(arg(1), arg(2))),
         "ia32" => ia32::act(arg(1), args.get(2..).unwrap_or(&[])),
@@ -22,6 +33,27 @@ pub fn act(action: &str, args: &[String]) -> bool {
         _ => return false,
     }
     true
+}
+
+/// Forks a child that sleeps `secs` (no PDEATHSIG: it outlives a killed parent unless
+/// procwatch kills it too) and prints `child <pid>`.
+fn napping_child(secs: u32) -> libc::pid_t {
+    // SAFETY: plain fork; the child only calls async-signal-safe functions.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: close/sleep/_exit are async-signal-safe; stdout closed so the child never
+        // holds the test's pipe open.
+        unsafe {
+            libc::close(1);
+            libc::sleep(secs);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        fail("fork");
+    }
+    say(&format!("child {pid}"));
+    pid
 }
 
 fn dest(addr: &str, port: &str) -> SocketAddrV4 {
@@ -383,8 +415,10 @@ fn clone_tricks() {
 mod ia32 {
     use super::{dest, fail, reap, say, sleeping_child};
 
+    const OPEN: u32 = 5;
     const EXECVE: u32 = 11;
     const PTRACE: u32 = 26;
+    const OPENAT: u32 = 295;
     const SOCKETCALL: u32 = 102;
     const MPROTECT: u32 = 125;
     const MMAP2: u32 = 192;
@@ -467,6 +501,12 @@ mod ia32 {
                 let rc = int80(MMAP2, [0, 4096, rwx, flags, u32::MAX, 0]);
                 say(&format!("after {rc}"));
             }
+            "ptrace-attach-pid" => {
+                let pid: u32 = arg(0).parse().unwrap_or_else(|_| fail("pid"));
+                say("before");
+                let rc = int80(PTRACE, [libc::PTRACE_ATTACH, pid, 0, 0, 0, 0]);
+                say(&format!("after {rc}"));
+            }
             "ptrace-attach" => {
                 let child = sleeping_child();
                 say(&format!("target {child}"));
@@ -498,6 +538,46 @@ mod ia32 {
                     }
                 };
                 say(&format!("after {rc}"));
+            }
+            "open" | "openat" => {
+                // A read-only open of the path given, by int 0x80.
+                let path = format!("{}\0", arg(0));
+                if path.len() > 1024 {
+                    fail("path too long");
+                }
+                // SAFETY: the path fits in the page.
+                unsafe { page.copy_from_nonoverlapping(path.as_ptr(), path.len()) };
+                say("before");
+                let fd = if what == "openat" {
+                    int80(OPENAT, [libc::AT_FDCWD as u32, lp, 0, 0, 0, 0])
+                } else {
+                    int80(OPEN, [lp, 0, 0, 0, 0, 0])
+                };
+                say(&format!("after {fd}"));
+            }
+            "proc-mem-write" => {
+                // open (or openat from AT_FDCWD) of /proc/PID/mem for writing, by int 0x80;
+                // the write itself is an ordinary 64-bit pwrite.
+                let child = sleeping_child();
+                say(&format!("target {child}"));
+                let path = format!("/proc/{child}/mem\0");
+                // SAFETY: the path is far shorter than the page.
+                unsafe { page.copy_from_nonoverlapping(path.as_ptr(), path.len()) };
+                let rdwr = libc::O_RDWR as u32;
+                say("before");
+                let fd = if arg(0) == "openat" {
+                    int80(OPENAT, [libc::AT_FDCWD as u32, lp, rdwr, 0, 0, 0])
+                } else {
+                    int80(OPEN, [lp, rdwr, 0, 0, 0, 0])
+                };
+                if fd < 0 {
+                    fail("int 0x80 open of mem");
+                }
+                let target = (&raw const super::TARGET) as i64;
+                // SAFETY: writing a valid buffer at the child's copy of TARGET.
+                let n = unsafe { libc::pwrite(fd, b"injected".as_ptr().cast(), 8, target) };
+                say(&format!("after {n}"));
+                reap(child);
             }
             "pvm-write" => {
                 // The target buffer is in the low page, which the child inherits.

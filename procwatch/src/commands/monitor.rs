@@ -232,6 +232,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             ring_bytes: cfg.ring_buffer_kib.saturating_mul(1024),
             kill: kill_policy(&cfg, &args),
             watched: cfg.baseline.watched_prefixes.clone(),
+            ia32: cfg.sensor.ia32,
             ..EbpfOptions::default()
         },
         sweep_interval: cfg.sweep_interval,
@@ -439,6 +440,11 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                             Some(ebpf) => {
                                 if let Err(e) = ebpf.set_kill_policy(&wanted) {
                                     error!(error = %e, "kill policy not updated");
+                                }
+                                // The file-open probe filters in the kernel: the new
+                                // `baseline.watched_prefixes` go there too.
+                                if let Err(e) = ebpf.set_watched(&new.baseline.watched_prefixes) {
+                                    error!(error = %e, "watched prefixes not updated in the kernel");
                                 }
                             }
                             None if wanted.kills() => error!(

@@ -6,7 +6,7 @@ use serde::{
     de::{self, Visitor},
 };
 
-use super::values::{self, AbsPath, Interval};
+use super::values::{self, AbsPath, Interval, nullable, required};
 
 /// Most rows `history.max_rows` may ask for. Far beyond a useful history (at a few KiB an
 /// alert that is tens of GiB), and small enough that a count of rows never overflows.
@@ -37,24 +37,6 @@ impl Default for History {
             max_rows: 100_000,
         }
     }
-}
-
-/// Deserializes a key that may not be null: present means `Some(value)`.
-fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// Deserializes a key whose null is meaningful ("the default"): present means `Some(..)`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A row count: 1 to [`MAX_ROWS`].

@@ -10,6 +10,7 @@ mod exceptions;
 mod history;
 mod layer;
 mod locate;
+mod per_rule;
 mod rule;
 mod values;
 
@@ -30,6 +31,7 @@ pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use exceptions::{Exception, Exceptions, Glob, Subject};
 pub use history::History;
 pub use layer::Layer;
+pub use per_rule::PerRule;
 pub use rule::{Rule, UnknownRule};
 pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
 
@@ -69,6 +71,8 @@ pub struct Config {
     pub max_processes: usize,
     /// Size of the kernel-to-user ring buffer in KiB (a power of two, at least 4).
     pub ring_buffer_kib: u32,
+    /// Which optional probes run.
+    pub sensor: Sensor,
     /// In-kernel kill policy.
     pub enforce: Enforce,
     /// Size limits of forensic dumps.
@@ -84,58 +88,18 @@ pub struct Config {
 }
 
 /// Per-rule weights (`weights:`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Weights {
-    /// Weight of [`Rule::DeletedExe`].
-    pub deleted_exe: f64,
-    /// Weight of [`Rule::TmpExe`].
-    pub tmp_exe: f64,
-    /// Weight of [`Rule::WxMem`].
-    pub wx_mem: f64,
-    /// Weight of [`Rule::Ptrace`].
-    pub ptrace: f64,
-    /// Weight of [`Rule::HighCpu`].
-    pub high_cpu: f64,
-    /// Weight of [`Rule::EmptyCmdline`].
-    pub empty_cmdline: f64,
-    /// Weight of [`Rule::SuspiciousPort`].
-    pub suspicious_port: f64,
-    /// Weight of [`Rule::FilelessExe`].
-    pub fileless_exe: f64,
-    /// Weight of [`Rule::ReverseShell`].
-    pub reverse_shell: f64,
-}
+pub type Weights = PerRule<f64>;
 
 impl Weights {
     /// The weight of `rule`.
     pub fn get(&self, rule: Rule) -> f64 {
-        match rule {
-            Rule::DeletedExe => self.deleted_exe,
-            Rule::TmpExe => self.tmp_exe,
-            Rule::WxMem => self.wx_mem,
-            Rule::Ptrace => self.ptrace,
-            Rule::HighCpu => self.high_cpu,
-            Rule::EmptyCmdline => self.empty_cmdline,
-            Rule::SuspiciousPort => self.suspicious_port,
-            Rule::FilelessExe => self.fileless_exe,
-            Rule::ReverseShell => self.reverse_shell,
-        }
+        *self.of(rule)
     }
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Self {
-            deleted_exe: Rule::DeletedExe.default_weight(),
-            tmp_exe: Rule::TmpExe.default_weight(),
-            wx_mem: Rule::WxMem.default_weight(),
-            ptrace: Rule::Ptrace.default_weight(),
-            high_cpu: Rule::HighCpu.default_weight(),
-            empty_cmdline: Rule::EmptyCmdline.default_weight(),
-            suspicious_port: Rule::SuspiciousPort.default_weight(),
-            fileless_exe: Rule::FilelessExe.default_weight(),
-            reverse_shell: Rule::ReverseShell.default_weight(),
-        }
+        PerRule::from_fn(Rule::default_weight)
     }
 }
 
@@ -146,6 +110,27 @@ pub struct Whitelist {
     pub exe_paths: Vec<PathBuf>,
     /// Users, by name or numeric uid (as a string).
     pub users: Vec<String>,
+}
+
+/// Which optional probes run (`sensor:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Sensor {
+    /// The probes of 32-bit (`int 0x80`) syscalls.
+    pub ia32: Ia32Mode,
+}
+
+/// Whether the raw `sys_enter`/`sys_exit` probes that see 32-bit syscalls run (`sensor.ia32`).
+/// They run for every syscall on the machine, so they cost where nothing else does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ia32Mode {
+    /// On when this kernel runs 32-bit syscalls (ia32 emulation), off when it refuses them.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Off: 32-bit syscalls are not seen (startup says so).
+    Off,
 }
 
 /// In-kernel kill policy (`enforce:`).
@@ -266,6 +251,7 @@ impl Default for Config {
             exited_grace: Duration::from_secs(5),
             max_processes: 65536,
             ring_buffer_kib: 4096,
+            sensor: Sensor::default(),
             enforce: Enforce::default(),
             dump: Dump::default(),
             outputs: Outputs::default(),

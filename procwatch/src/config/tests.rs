@@ -1308,3 +1308,20 @@ fn history_values_are_validated_with_their_key() {
         assert_eq!(d.line, Some(2), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn sensor_ia32_is_auto_on_or_off() {
+    assert_eq!(Config::default().sensor.ia32, crate::config::Ia32Mode::Auto);
+    for (text, want) in [
+        ("auto", crate::config::Ia32Mode::Auto),
+        ("on", crate::config::Ia32Mode::On),
+        ("off", crate::config::Ia32Mode::Off),
+    ] {
+        let c = parse(&format!("sensor:\n  ia32: {text}\n")).unwrap();
+        assert_eq!(c.sensor.ia32, want, "{text}");
+    }
+    assert!(schema_keys().contains(&"sensor.ia32".to_string()));
+    let d = assert_err("sensor:\n  ia32: maybe\n", 2, Some("sensor.ia32"), "maybe");
+    assert!(d.message.contains("off"), "{d}");
+    assert_err("sensor:\n  ia64: on\n", 2, Some("sensor.ia64"), "ia64");
+}

@@ -745,6 +745,24 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// Deserializes a key that may not be null: present means `Some(value)`.
+pub(crate) fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Deserializes a key whose null is meaningful ("off"): present means `Some(Option<value>)`.
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// The request body cap of the API: 1 KiB to 64 MiB.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyBytes(pub u64);

@@ -30,7 +30,7 @@ use super::{
     stats::SensorStats,
     tracefs,
 };
-use crate::identity;
+use crate::{config::Ia32Mode, identity};
 
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCWATCH_EBPF_OBJECT"));
@@ -225,10 +225,20 @@ const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: "raw_sys_enter",
         hook: Hook::Raw("sys_enter"),
-        kinds: &[Ptrace, WxMem, Connect, Exec, Inject],
+        kinds: &[Ptrace, WxMem, Connect, Exec, Inject, FileOpen],
+        fork: ForkWay::None,
+    },
+    // Their exits: a killed 32-bit PTRACE_ATTACH's tracee, a 32-bit open of /proc/PID/mem.
+    ProbeSpec {
+        program: "raw_sys_exit",
+        hook: Hook::Raw("sys_exit"),
+        kinds: &[Ptrace, Inject],
         fork: ForkWay::None,
     },
 ];
+
+/// The probes of 32-bit syscalls, left out with `sensor.ia32`.
+const IA32_PROBES: [&str; 2] = ["raw_sys_enter", "raw_sys_exit"];
 
 impl ProbeSpec {
     /// `category:name` for a classic tracepoint, `tp_btf:name` for a BTF one.
@@ -280,6 +290,8 @@ pub struct EbpfOptions {
     pub kill: KillPolicy,
     /// File opens under these prefixes are reported (`*` is one whole path component).
     pub watched: Vec<PathBuf>,
+    /// Whether the probes of 32-bit syscalls run (`sensor.ia32`).
+    pub ia32: Ia32Mode,
 }
 
 impl KillPolicy {
@@ -296,6 +308,7 @@ impl Default for EbpfOptions {
             kinds: EventKind::ALL.into_iter().collect(),
             kill: KillPolicy::default(),
             watched: crate::config::Baseline::default().watched_prefixes,
+            ia32: Ia32Mode::Auto,
         }
     }
 }
@@ -309,6 +322,8 @@ pub struct EbpfSensor {
     /// What the allowlist maps hold now (inserted before stale ones are deleted).
     allow_exe: BTreeSet<ExeKey>,
     allow_uids: BTreeSet<u32>,
+    /// Watched prefixes in the kernel's map now.
+    watched_count: usize,
 }
 
 impl EbpfSensor {
@@ -354,6 +369,7 @@ impl EbpfSensor {
             kernel_offsets,
             allow_exe: BTreeSet::new(),
             allow_uids: BTreeSet::new(),
+            watched_count: 0,
         };
         sensor.write_config(config::SELF_TGID, u64::from(std::process::id()))?;
         // SAFETY: getppid has no preconditions.
@@ -368,12 +384,18 @@ impl EbpfSensor {
         sensor.set_watched(&opts.watched)?;
         // Asked before the probes are attached: the child it forks is no event.
         let ia32 = ia32::emulation();
-        sensor.attach_all(&opts.kinds)?;
-        sensor.say_ia32(ia32);
+        let watch_ia32 = match opts.ia32 {
+            Ia32Mode::On => true,
+            Ia32Mode::Off => false,
+            // Only a kernel known to refuse 32-bit syscalls is spared the cost.
+            Ia32Mode::Auto => ia32 != Ia32::Disabled,
+        };
+        sensor.attach_all(&opts.kinds, watch_ia32)?;
+        sensor.say_ia32(ia32, opts.ia32);
         Ok(sensor)
     }
 
-    fn attach_all(&mut self, kinds: &BTreeSet<EventKind>) -> Result<(), EbpfError> {
+    fn attach_all(&mut self, kinds: &BTreeSet<EventKind>, ia32: bool) -> Result<(), EbpfError> {
         // Loaded once, only if a BTF program is wanted.
         let mut kernel_btf: Option<Result<Btf, String>> = None;
         let mut btf_running: BTreeSet<Family> = BTreeSet::new();
@@ -385,6 +407,9 @@ impl EbpfSensor {
             if let ForkWay::Classic(f) = spec.fork
                 && btf_running.contains(&f)
             {
+                continue;
+            }
+            if IA32_PROBES.contains(&spec.program) && !ia32 {
                 continue;
             }
             let result = match spec.hook {
@@ -425,6 +450,9 @@ impl EbpfSensor {
                     }
                     if spec.program == "sys_exit_ptrace" {
                         self.write_config(config::PTRACE_EXIT_ON, 1)?;
+                    }
+                    if spec.program == "raw_sys_exit" {
+                        self.write_config(config::IA32_EXIT_ON, 1)?;
                     }
                 }
                 Err(e) if spec.fork == ForkWay::Btf(Family::Exec) => warn!(
@@ -474,8 +502,8 @@ impl EbpfSensor {
     }
 
     /// Says whether 32-bit (`int 0x80`) syscalls exist here and whether they are watched:
-    /// no `syscalls:*` tracepoint sees them, only the raw `sys_enter` probe.
-    fn say_ia32(&self, state: Ia32) {
+    /// no `syscalls:*` tracepoint sees them, only the raw `sys_enter`/`sys_exit` probes.
+    fn say_ia32(&self, state: Ia32, mode: Ia32Mode) {
         let watched = self
             .probes
             .iter()
@@ -483,12 +511,21 @@ impl EbpfSensor {
             .map(|p| p.attached);
         match (state, watched) {
             (Ia32::Enabled, Some(true)) => info!(
+                sensor_ia32 = ?mode,
                 "32-bit syscalls (int 0x80): ia32 emulation is enabled; watched by raw_tp:sys_enter"
             ),
             (Ia32::Enabled, Some(false)) => warn!(
                 "32-bit syscalls (int 0x80): ia32 emulation is enabled and raw_tp:sys_enter is not attached: ptrace, W+X, connect and exec made that way are NOT seen"
             ),
-            (state, _) => info!(ia32_emulation = %state, "32-bit syscalls (int 0x80)"),
+            (Ia32::Enabled, None) if mode == Ia32Mode::Off => warn!(
+                "32-bit syscalls (int 0x80): ia32 emulation is enabled and sensor.ia32 is off: ptrace, W+X, connect, opens and exec made that way are NOT seen"
+            ),
+            (Ia32::Disabled, None) => info!(
+                "32-bit syscalls (int 0x80): ia32 emulation is disabled; nothing to watch (sensor.ia32 probes not attached)"
+            ),
+            (state, _) => {
+                info!(ia32_emulation = %state, sensor_ia32 = ?mode, "32-bit syscalls (int 0x80)")
+            }
         }
     }
 
@@ -516,9 +553,16 @@ impl EbpfSensor {
         &self.probes
     }
 
-    /// Puts the watched prefixes in the kernel's map; file opens elsewhere stay there.
-    fn set_watched(&mut self, prefixes: &[PathBuf]) -> Result<(), EbpfError> {
+    /// Puts the watched prefixes in the kernel's map; file opens elsewhere stay there. Also
+    /// on SIGHUP, while the probe runs: a shorter list is cut first (the count), a longer one
+    /// counted last, so the probe never reads a slot that is not written; a slot rewritten in
+    /// place may match broadly for a moment, which user space's exact rule absorbs.
+    pub fn set_watched(&mut self, prefixes: &[PathBuf]) -> Result<(), EbpfError> {
         let wanted = super::watched::kernel_prefixes(prefixes.iter().map(PathBuf::as_path));
+        let shrink = wanted.len() < self.watched_count;
+        if shrink {
+            self.write_config(config::WATCH_COUNT, wanted.len() as u64)?;
+        }
         let map = self.ebpf.map_mut("WATCH_PREFIXES").ok_or(EbpfError::Map {
             name: "WATCH_PREFIXES",
             detail: "missing".into(),
@@ -535,7 +579,9 @@ impl EbpfSensor {
             })?;
         }
         // The count last: the probe never reads a slot before it is written.
-        self.write_config(config::WATCH_COUNT, wanted.len() as u64)
+        self.write_config(config::WATCH_COUNT, wanted.len() as u64)?;
+        self.watched_count = wanted.len();
+        Ok(())
     }
 
     fn write_config(&mut self, slot: u32, value: u64) -> Result<(), EbpfError> {
