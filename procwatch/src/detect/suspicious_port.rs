@@ -59,6 +59,7 @@ mod tests {
             p.connects = vec![ConnectFact {
                 addr: addr.parse().expect("addr"),
                 port: 22,
+                proto: crate::procfs::sockets::Proto::Tcp,
             }];
             assert!(check(&p, &Config::default()).is_none(), "{addr}");
         }
