@@ -638,6 +638,56 @@ fn raw(base: &str, request: &str) -> String {
 
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_foreign_host_name_is_misdirected() {
+    require_root!();
+    // DNS rebinding: a page on a name re-pointed at 127.0.0.1 sends its own name as Host.
+    let (m, api) = start("  allowed_hosts: [monitor.internal]\n", &[]);
+    let ask = |host: &str| {
+        raw(
+            &api.base,
+            &format!(
+                "GET /api/stats HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let port = api.base.rsplit(':').next().expect("port");
+    for foreign in ["evil.example", "evil.example:80", "10.11.12.13"] {
+        let status = ask(foreign);
+        assert!(status.contains(" 421 "), "Host {foreign}: {status}");
+    }
+    for ours in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "[::1]".to_string(),
+        "monitor.internal".to_string(),
+    ] {
+        let status = ask(&ours);
+        assert!(status.contains(" 200 "), "Host {ours}: {status}");
+    }
+    // The 421 is JSON like every error.
+    let a = api
+        .agent
+        .get(&format!("{}/api/health", api.base))
+        .set("Host", "evil.example")
+        .call();
+    match a {
+        Err(ureq::Error::Status(421, r)) => {
+            let v: Value = r.into_json().expect("JSON");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("allowed_hosts")),
+                "{v}"
+            );
+        }
+        other => panic!("expected 421: {other:?}"),
+    }
+    drop(m);
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn limits_answer_413_and_429() {
     require_root!();
     let (m, api) = start(
@@ -649,7 +699,7 @@ fn limits_answer_413_and_429() {
     let status = raw(
         &api.base,
         &format!(
-            "POST /api/process/{me}/kill HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+            "POST /api/process/{me}/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
              Content-Length: 100000000\r\n\r\n"
         ),
     );
@@ -689,8 +739,9 @@ fn limits_answer_413_and_429() {
     assert!(eventually(Duration::from_secs(30), || {
         TcpStream::connect(&addr).is_ok_and(|mut s| {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ =
-                s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(
+                b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
             let mut t = String::new();
             let _ = s.read_to_string(&mut t);
             t.starts_with("HTTP/1.1 200")
@@ -816,7 +867,7 @@ fn stream(base: &str, last: Option<u64>) -> (std::sync::mpsc::Receiver<Sse>, Tcp
     let resume = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
     s.write_all(
         format!(
-            "GET /api/alerts/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\
+            "GET /api/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\
              Authorization: Bearer {TOKEN}\r\n{resume}\r\n"
         )
         .as_bytes(),

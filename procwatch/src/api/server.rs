@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use super::{
     auth, control,
     error::ApiError,
+    host,
     limits::{self, CappedListener, ClientAddr, RateLimiter},
     metrics::{self, Counters},
     routes,
@@ -60,6 +61,8 @@ pub struct Settings {
     pub token_path: Option<PathBuf>,
     /// CORS origins (empty: off).
     pub cors_origins: Vec<String>,
+    /// Host names served besides localhost and the addresses (`api.allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
     /// Limits.
     pub limits: Limits,
     /// Kills through the API stay inside this process tree (`--enforce-scope-pid`).
@@ -103,6 +106,7 @@ impl Settings {
             token,
             token_path,
             cors_origins: cfg.cors_origins.clone(),
+            allowed_hosts: cfg.allowed_hosts.clone(),
             limits: Limits {
                 max_body_bytes: cfg.max_body_bytes,
                 max_connections: cfg.max_connections,
@@ -179,6 +183,8 @@ pub struct Shared {
     pub command: &'static str,
     /// Kill scope.
     pub scope: Option<u32>,
+    /// Host names served (DNS rebinding defence).
+    pub hosts: host::AllowedHosts,
 }
 
 /// The state handlers get.
@@ -269,6 +275,7 @@ pub fn router(state: AppState, cors: &[String]) -> Router {
         );
     }
     app.layer(from_fn_with_state(state.clone(), limits::rate))
+        .layer(from_fn_with_state(state.clone(), host::check))
         .layer(axum::middleware::from_fn(limits::json_errors))
         .layer(from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
@@ -305,6 +312,7 @@ impl Server {
             started: Instant::now(),
             command: wiring.command,
             scope: settings.scope,
+            hosts: host::AllowedHosts::new(addr, &settings.allowed_hosts),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let max_conns = settings.limits.max_connections;

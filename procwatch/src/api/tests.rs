@@ -21,7 +21,7 @@ use crate::{
 
 fn stats_of(addr: std::net::SocketAddr) -> serde_json::Value {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /api/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
@@ -59,7 +59,7 @@ async fn a_stream_client_that_falls_behind_is_dropped_and_counted() {
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut client = sock.connect(addr).await.expect("connect");
     client
-        .write_all(b"GET /api/alerts/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .expect("send");
     let end = Instant::now() + Duration::from_secs(30);

@@ -134,7 +134,7 @@ struct PartialOutputs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, token, token_file, open_reads, cors_origins and limits"
+    expecting = "a mapping with listen, token, token_file, open_reads, cors_origins, allowed_hosts and limits"
 )]
 struct PartialApi {
     #[serde(default, deserialize_with = "nullable")]
@@ -147,6 +147,8 @@ struct PartialApi {
     open_reads: Option<bool>,
     #[serde(default, deserialize_with = "required")]
     cors_origins: Option<Vec<Origin>>,
+    #[serde(default, deserialize_with = "required")]
+    allowed_hosts: Option<Vec<String>>,
     #[serde(default, deserialize_with = "required")]
     max_body_bytes: Option<BodyBytes>,
     #[serde(default, deserialize_with = "required")]
@@ -370,6 +372,12 @@ impl Layer {
                 c.cors_origins,
                 a.cors_origins,
                 |v: &Vec<Origin>| v.iter().map(|o| o.0.clone()).collect()
+            );
+            take!(
+                "api.allowed_hosts",
+                c.allowed_hosts,
+                a.allowed_hosts,
+                Vec::<String>::clone
             );
             take!(
                 "api.max_body_bytes",

@@ -203,6 +203,9 @@ pub struct Api {
     pub open_reads: bool,
     /// Origins (`https://host[:port]`) a browser may call the API from; empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// Host names the API answers to besides localhost and its addresses (DNS rebinding
+    /// defence: any other Host is a 421).
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: u64,
     /// Most connections open at once (429 beyond).
@@ -227,6 +230,7 @@ impl Default for Api {
             token_file: None,
             open_reads: false,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 256,
             rate_limit: 50.0,
