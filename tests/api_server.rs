@@ -688,6 +688,37 @@ fn a_foreign_host_name_is_misdirected() {
 
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn data_answers_are_neither_cached_nor_sniffed() {
+    require_root!();
+    let (m, api) = start("", &[]);
+    for (path, token, want) in [
+        ("/api/stats", Some(TOKEN), 200),
+        ("/metrics", Some(TOKEN), 200),
+        ("/api/health", None, 200),
+        ("/api/stats", None, 401),
+        ("/api/no-such-thing", Some(TOKEN), 404),
+    ] {
+        let mut req = api.agent.get(&format!("{}{path}", api.base));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let r = match req.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{path}: {e}"),
+        };
+        assert_eq!(r.status(), want, "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    drop(m);
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn limits_answer_413_and_429() {
     require_root!();
     let (m, api) = start(

@@ -14,6 +14,7 @@ pub mod assets;
 pub mod auth;
 pub mod control;
 pub mod error;
+pub mod headers;
 pub mod host;
 pub mod limits;
 pub mod metrics;

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use super::{
     auth, control,
     error::ApiError,
-    host,
+    headers, host,
     limits::{self, CappedListener, ClientAddr, RateLimiter},
     metrics::{self, Counters},
     routes,
@@ -278,6 +278,7 @@ pub fn router(state: AppState, cors: &[String]) -> Router {
         .layer(from_fn_with_state(state.clone(), host::check))
         .layer(axum::middleware::from_fn(limits::json_errors))
         .layer(from_fn_with_state(state.clone(), metrics::count))
+        .layer(axum::middleware::from_fn(headers::add))
         .with_state(state)
 }
 
