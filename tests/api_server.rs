@@ -506,6 +506,13 @@ fn a_token_guards_reads_and_writes() {
         "metrics without token",
     );
     assert_eq!(api.send("GET", "/api/stats", Some(TOKEN)).status, 200);
+    // The scheme is case-insensitive (RFC 9110).
+    let lower = api
+        .agent
+        .get(&format!("{}/api/stats", api.base))
+        .set("Authorization", &format!("bearer {TOKEN}"))
+        .call();
+    assert!(lower.as_ref().is_ok_and(|r| r.status() == 200), "{lower:?}");
     assert_eq!(
         api.send("GET", "/api/health", None).status,
         200,

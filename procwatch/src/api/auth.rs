@@ -20,20 +20,31 @@ enum Presented {
     Right,
 }
 
-/// Equal bytes, in time that depends only on the lengths.
+/// Equal secrets, in constant time: the SHA-256 digests (always 32 bytes, so neither the
+/// length nor the first differing byte of the token shows in the timing) are compared with
+/// every byte looked at.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
+    let diff = da
+        .iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    diff == 0
+}
+
+/// The credentials of an `Authorization: Bearer ...` value; the scheme is case-insensitive
+/// (RFC 9110, section 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 fn presented(req: &Request, token: Option<&str>) -> Presented {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Presented::None;
     };
-    let given = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = value.to_str().ok().and_then(bearer);
     match (given, token) {
         (Some(g), Some(t)) if same(g.as_bytes(), t.as_bytes()) => Presented::Right,
         _ => Presented::Wrong,
@@ -106,5 +117,14 @@ mod tests {
         assert!(!same(b"secret", b"secreT"));
         assert!(!same(b"secret", b"secret2"));
         assert!(!same(b"", b"x"));
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 }

@@ -145,6 +145,13 @@ fn read_token_file(path: &Path) -> anyhow::Result<String> {
     if token.is_empty() {
         bail!("api.token_file {}: the file is empty", path.display());
     }
+    if token.chars().count() < crate::config::MIN_TOKEN_CHARS {
+        bail!(
+            "api.token_file {}: the token has fewer than {} characters",
+            path.display(),
+            crate::config::MIN_TOKEN_CHARS
+        );
+    }
     Ok(token)
 }
 

@@ -33,7 +33,9 @@ pub use history::History;
 pub use layer::Layer;
 pub use per_rule::PerRule;
 pub use rule::{Rule, UnknownRule};
-pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
+pub use values::{
+    MIN_TOKEN_CHARS, PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration,
+};
 
 /// The fully resolved configuration the rest of procwatch runs with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -431,6 +433,11 @@ pub fn load_report(
         });
     }
     let (config, keys) = resolve_with_keys(&layers)?;
+    for (slot, keys) in slots.iter().zip(&keys) {
+        if keys.contains(&"api.token") {
+            warn_if_others_read(Path::new(&reports[*slot].origin));
+        }
+    }
     for (slot, keys) in slots.into_iter().zip(keys) {
         reports[slot].keys = keys;
     }
@@ -438,6 +445,23 @@ pub fn load_report(
         config,
         layers: reports,
     })
+}
+
+/// A config file holding `api.token` should be readable by its owner only: warns otherwise
+/// (not refused: `config show` redacts it, and refusing would break existing setups).
+fn warn_if_others_read(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.mode() & 0o044 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.mode() & 0o777),
+            "{} holds api.token and its group or others may read it; chmod 600 it or use \
+             api.token_file",
+            path.display()
+        );
+    }
 }
 
 /// Validates one file alone over the defaults, as `procwatch config check` does.

@@ -162,7 +162,7 @@ fn rendered_config_parses_back_identically() {
     c.ports = "22,8000-8100,443".parse().unwrap();
     c.outputs.syslog = Some("udp://[::1]:1514".parse().unwrap());
     c.outputs.jsonl = Some("/var/log/procwatch.jsonl".into());
-    c.api.token = Some("secret".into());
+    c.api.token = Some("secret-0123456789".into());
     c.baseline.learning_period = Duration::from_secs(90);
     c.sweep_interval = Duration::from_millis(500);
     c.whitelist.users = vec!["root".into(), "1000".into()];
@@ -528,6 +528,12 @@ fn impossible_values_are_located() {
         2,
         Some("api.token"),
         "must not be empty",
+    );
+    assert_err(
+        "api:\n  token: short-token\n",
+        2,
+        Some("api.token"),
+        "at least 16 characters",
     );
     assert_err(
         "whitelist:\n  users: [\"a b\"]\n",

@@ -710,7 +710,10 @@ impl<'de> Deserialize<'de> for User {
     }
 }
 
-/// A non-empty secret string.
+/// Fewest characters an API token may have.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// A secret string of at least [`MIN_TOKEN_CHARS`] characters.
 #[derive(Debug, Clone)]
 pub(crate) struct Token(pub String);
 
@@ -719,6 +722,11 @@ impl<'de> Deserialize<'de> for Token {
         parse_str_with(d, "a token string or null", |s| {
             if s.trim().is_empty() {
                 Err("token must not be empty (use null to disable authentication)".into())
+            } else if s.trim().chars().count() < MIN_TOKEN_CHARS {
+                Err(format!(
+                    "token must have at least {MIN_TOKEN_CHARS} characters (a short one is \
+                     guessed); leave it unset to have procwatch generate one"
+                ))
             } else {
                 Ok(Self(s.to_string()))
             }

@@ -86,7 +86,7 @@ fn finish_worker(child: Child) -> Result<std::collections::BTreeMap<String, f64>
     Ok(measure::parse_key_values(text.lines().last().unwrap_or("")))
 }
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789";
 
 /// One storm with the API idle or busy.
 fn one(env: &Env, plan: &Plan, busy: bool) -> Result<measure::Sample> {
