@@ -261,12 +261,22 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
             check_interrupted()?;
         }
     }
-    let mut storm = Table::new(&["API", "exec/s", "procwatch µs/exec", "lost", "alerts made"]);
+    let mut storm = Table::new(&[
+        "API",
+        "exec/s",
+        "procwatch µs/exec",
+        "of which API threads",
+        "the rest (engine, sinks, history)",
+        "lost",
+        "alerts made",
+    ]);
     for (label, s) in [("idle", &idle), ("busy", &busy)] {
         storm.row(vec![
             label.into(),
             report::num(s.median("per_s"), 0),
             report::num(s.median("us_per_exec"), 1),
+            report::num(s.median("api_us_per_exec"), 1),
+            report::num(s.median("rest_us_per_exec"), 1),
             report::num(s.max("lost"), 0),
             report::num(s.median("alerts"), 0),
         ]);
@@ -275,6 +285,8 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
         "busy ÷ idle".into(),
         report::ratio(busy.ratio(&idle, "per_s")),
         report::ratio(busy.ratio(&idle, "us_per_exec")),
+        "—".into(),
+        report::ratio(busy.ratio(&idle, "rest_us_per_exec")),
         "—".into(),
         "—".into(),
     ]);
