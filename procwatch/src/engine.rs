@@ -16,6 +16,7 @@ use std::{
 use tracing::debug;
 
 mod doom;
+mod relay_watch;
 pub use doom::Condemned;
 
 use crate::{
@@ -104,6 +105,9 @@ pub struct EngineStats {
     pub sweep_after_exit: u64,
     /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
     pub enrich_failed: u64,
+    /// Shells whose relay was no longer looked for at connects, and candidate relays not
+    /// looked at, for want of room (see `engine/relay_watch.rs`).
+    pub relay_watch_dropped: u64,
 }
 
 /// What to do with a job's result.
@@ -148,6 +152,8 @@ pub struct Engine {
     /// Shells whose relay is looked for once more (its relay may connect after the exec), by
     /// pid and image.
     relay_recheck: Vec<(u32, u64, Instant)>,
+    /// Shells whose relay is still unknown, looked at again when any process connects.
+    relay_watch: relay_watch::RelayWatch,
     /// The config's allowlisted executables, by file identity.
     allow: AllowIds,
     /// Installed shells and terminal servers, by file identity.
@@ -185,6 +191,7 @@ impl Engine {
             counts: EngineStats::default(),
             recheck: Vec::new(),
             relay_recheck: Vec::new(),
+            relay_watch: relay_watch::RelayWatch::default(),
             jobs: Vec::new(),
             next_job: 1,
             waiting: HashMap::new(),
@@ -383,6 +390,7 @@ impl Engine {
         EngineStats {
             evicted: self.table.evicted(),
             tracked: self.table.len(),
+            relay_watch_dropped: self.relay_watch.dropped,
             ..self.counts
         }
     }
@@ -702,6 +710,17 @@ impl Engine {
                 if shell && !self.recheck.iter().any(|&(q, _)| q == pid) {
                     self.recheck.push((pid, now + RECHECK_AFTER));
                 }
+                // Any process that connects may be the relay of a shell whose relay is
+                // unknown: looked at once the connection is up.
+                if !self.relay_watch.is_empty() {
+                    let table = &self.table;
+                    self.relay_watch.retain(|q, image| {
+                        table
+                            .get(q)
+                            .is_some_and(|p| p.image == image && p.exited.is_none())
+                    });
+                    self.relay_watch.on_connect(pid, now + RECHECK_AFTER);
+                }
                 // A repeated connect adds no fact, unless the baseline found it anomalous.
                 if asked || (!new && !learned) {
                     return;
@@ -918,6 +937,12 @@ impl Engine {
                                     w.image,
                                     now + RELAY_RECHECK_AFTER,
                                 ));
+                            }
+                            // Not found: any later connect may name it.
+                            if relays.is_empty() {
+                                self.relay_watch.watch(w.pid, w.image);
+                            } else {
+                                self.relay_watch.forget(w.pid);
                             }
                             // A login server holding the pty or pipe is a session, not a relay.
                             p.relay = relays
@@ -1207,12 +1232,30 @@ impl Engine {
             let work = Work::Relay { parent, candidates };
             self.ask(pid, image, work, Then::Evaluate(None));
         }
+        for (pid, image, candidates) in self.relay_watch.take_due(now) {
+            let Some(parent) = self
+                .table
+                .get(pid)
+                .filter(|p| p.image == image && p.exited.is_none())
+                .map(|p| p.ppid)
+            else {
+                continue;
+            };
+            let work = Work::Relay { parent, candidates };
+            self.ask(pid, image, work, Then::Evaluate(None));
+        }
     }
 
     /// When the next recheck is due.
     pub fn next_recheck(&self) -> Option<Instant> {
         let relays = self.relay_recheck.iter().map(|&(_, _, at)| at);
-        self.recheck.iter().map(|&(_, at)| at).chain(relays).min()
+        let watched = self.relay_watch.next_due();
+        self.recheck
+            .iter()
+            .map(|&(_, at)| at)
+            .chain(relays)
+            .chain(watched)
+            .min()
     }
 
     /// Runs every rule on `pid` and queues an alert when the verdict calls for one; an alert

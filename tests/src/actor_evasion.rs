@@ -12,7 +12,18 @@ pub fn act(action: &str, args: &[String]) -> bool {
         "pvm-write" => pvm_write(),
         "proc-mem-write" => proc_mem_write(arg(1)),
         "proc-self-mem" => proc_self_mem(),
-        "udp-send" => udp_send(arg(1), dest(arg(2), arg(3))),
+        "udp-send" => {
+            let hold: Option<u32> = args.get(4).and_then(|s| s.parse().ok());
+            let child = hold.map(napping_child);
+            udp_send(arg(1), dest(arg(2), arg(3)));
+            if let Some(secs) = hold {
+                // SAFETY: plain sleep; the test kills or waits for us.
+                unsafe { libc::sleep(secs) };
+            }
+            if let Some(c) = child {
+                reap(c);
+            }
+        }
         "tcp-fastopen" => tcp_fastopen(dest(arg(1), arg(2))),
         "io-uring-connect" => io_uring_connect(dest(arg(1), arg(2))),
         "ia32" => ia32::act(arg(1), args.get(2..).unwrap_or(&[])),
@@ -22,6 +33,27 @@ pub fn act(action: &str, args: &[String]) -> bool {
         _ => return false,
     }
     true
+}
+
+/// Forks a child that sleeps `secs` (no PDEATHSIG: it outlives a killed parent unless
+/// procwatch kills it too) and prints `child <pid>`.
+fn napping_child(secs: u32) -> libc::pid_t {
+    // SAFETY: plain fork; the child only calls async-signal-safe functions.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: close/sleep/_exit are async-signal-safe; stdout closed so the child never
+        // holds the test's pipe open.
+        unsafe {
+            libc::close(1);
+            libc::sleep(secs);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        fail("fork");
+    }
+    say(&format!("child {pid}"));
+    pid
 }
 
 fn dest(addr: &str, port: &str) -> SocketAddrV4 {

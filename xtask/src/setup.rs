@@ -20,9 +20,18 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "socat",
         "reverse- and bind-shell relays in tests/reverse_shell.rs",
     ),
+    ("chromium", "the dashboard's real-browser test (headless)"),
+    (
+        "chromium-driver",
+        "WebDriver for the dashboard's browser test",
+    ),
     (
         "prometheus",
         "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
+    ),
+    (
+        "openssh-server",
+        "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
     ),
 ];
 

@@ -21,5 +21,8 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 
+#[cfg(test)]
+mod tests;
+
 pub use server::{Server, Settings, Wiring};
 pub use snapshot::Publisher;

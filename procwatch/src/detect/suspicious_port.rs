@@ -24,6 +24,11 @@ pub fn check_unless(
         .connects
         .iter()
         .chain(&p.conns)
+        // A connect to the unspecified address (0.0.0.0, ::) leaves no host: on a datagram
+        // socket it is how getaddrinfo picks a source address (RFC 6724 sorting; sshd's
+        // session process does it for [::]:22) and sends nothing, on a stream socket it
+        // reaches this host's own listeners only.
+        .filter(|c| !c.addr.is_unspecified())
         .filter(|c| c.port != 0 && !cfg.port_allowed(c.port) && !excepted(c.port))
         .collect();
     let first = bad.first()?;
@@ -46,6 +51,18 @@ mod tests {
     use super::*;
     use crate::detect::testing::benign;
     use std::net::IpAddr;
+
+    #[test]
+    fn a_connect_to_the_unspecified_address_goes_nowhere() {
+        let mut p = benign();
+        for addr in ["::", "0.0.0.0"] {
+            p.connects = vec![fact(22)];
+            p.connects[0].addr = addr.parse().expect("addr");
+            assert!(check(&p, &Config::default()).is_none(), "{addr}");
+        }
+        p.connects[0].addr = "10.0.0.1".parse().expect("addr");
+        assert!(check(&p, &Config::default()).is_some());
+    }
 
     fn fact(port: u16) -> ConnectFact {
         ConnectFact {

@@ -24,7 +24,8 @@
 //!          `spawn PATH [ARGS...]` (waited for), `wx` (an RWX page), `busy SECS [NICE]`, `sleep SECS`;
 //!          ends at end of input)
 //!          pvm-write | proc-mem-write abs|rel|task | proc-self-mem (memory writes, see
-//!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT |
+//!          actor_evasion.rs) | udp-send sendto|sendmsg|sendmmsg ADDR PORT [HOLD] (with HOLD:
+//!          fork a child napping HOLD s, print `child <pid>`, and stay HOLD s after) |
 //!          tcp-fastopen ADDR PORT | io-uring-connect ADDR PORT |
 //!          ia32 mprotect-wx|mmap2-wx|ptrace-attach|ptrace-attach-pid PID|pvm-write|connect A P|
 //!          proc-mem-write open|openat | open PATH | openat PATH |

@@ -23,6 +23,9 @@ use crate::sh::Result;
 pub enum Monitor {
     None,
     Procwatch,
+    /// `procwatch monitor` with `sensor.ia32: off`: without the raw `sys_enter`/`sys_exit`
+    /// programs that run for every syscall, so their cost shows as the difference.
+    ProcwatchNoIa32,
     /// `procwatch events`: the same probes, every event written out, so the generator's own
     /// events can be counted exactly.
     Events,
@@ -38,6 +41,7 @@ impl Monitor {
         match self {
             Monitor::None => "no monitor",
             Monitor::Procwatch => "procwatch monitor",
+            Monitor::ProcwatchNoIa32 => "procwatch monitor, sensor.ia32: off",
             Monitor::Events => "procwatch events",
             Monitor::Auditd => "auditd",
             Monitor::Bpftrace => "bpftrace",
@@ -45,10 +49,16 @@ impl Monitor {
         }
     }
 
+    /// `procwatch monitor`, in any configuration.
+    fn is_procwatch_monitor(self) -> bool {
+        matches!(self, Monitor::Procwatch | Monitor::ProcwatchNoIa32)
+    }
+
     fn slug(self) -> &'static str {
         match self {
             Monitor::None => "none",
             Monitor::Procwatch => "procwatch",
+            Monitor::ProcwatchNoIa32 => "procwatch-no-ia32",
             Monitor::Events => "events",
             Monitor::Auditd => "auditd",
             Monitor::Bpftrace => "bpftrace",
@@ -207,9 +217,17 @@ fn start_with<'e>(
     };
     match monitor {
         Monitor::None => {}
-        Monitor::Procwatch | Monitor::Events => {
+        Monitor::Procwatch | Monitor::ProcwatchNoIa32 | Monitor::Events => {
             let mut cmd = Command::new(&env.procwatch);
-            if monitor == Monitor::Procwatch {
+            if monitor.is_procwatch_monitor() {
+                let config = if monitor == Monitor::ProcwatchNoIa32 {
+                    let path = dir.join("no-ia32.yaml");
+                    fs::write(&path, "sensor:\n  ia32: off\n")
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    path
+                } else {
+                    config.to_path_buf()
+                };
                 cmd.args(["monitor", "--quiet", "--jsonl"])
                     .arg(&running.out)
                     .arg("--config")
@@ -233,7 +251,7 @@ fn start_with<'e>(
             running.cpu_pids.push(child.id());
             running.stderr = StderrLog::capture(&mut child);
             running.child = Some(child);
-            let ready = if monitor == Monitor::Procwatch {
+            let ready = if monitor.is_procwatch_monitor() {
                 "monitoring; SIGINT/SIGTERM stops"
             } else {
                 "streaming events"
@@ -408,7 +426,10 @@ impl Running<'_> {
 
     /// Stops the monitor the way its operator would and collects what it reported.
     pub fn stop(mut self) -> Result<Stopped> {
-        if matches!(self.monitor, Monitor::Procwatch | Monitor::Events) {
+        if matches!(
+            self.monitor,
+            Monitor::Procwatch | Monitor::ProcwatchNoIa32 | Monitor::Events
+        ) {
             self.check_alive()?;
         }
         self.stop_signalled()
@@ -426,7 +447,7 @@ impl Running<'_> {
         };
         match self.monitor {
             Monitor::None => {}
-            Monitor::Procwatch | Monitor::Events => {
+            Monitor::Procwatch | Monitor::ProcwatchNoIa32 | Monitor::Events => {
                 let Some(mut child) = self.child.take() else {
                     return Ok(stopped);
                 };
@@ -436,7 +457,7 @@ impl Running<'_> {
                     Duration::from_secs(60),
                 )?);
                 let lines = self.stderr.as_mut().map(StderrLog::all).unwrap_or_default();
-                let prefix = if self.monitor == Monitor::Procwatch {
+                let prefix = if self.monitor.is_procwatch_monitor() {
                     "procwatch monitor: "
                 } else {
                     "procwatch events: "
@@ -550,7 +571,7 @@ impl Stopped {
     pub fn execs(&self, filter: ExecFilter) -> Result<Option<Capture>> {
         let pids = match self.monitor {
             Monitor::None | Monitor::Bare => return Ok(None),
-            Monitor::Procwatch => {
+            Monitor::Procwatch | Monitor::ProcwatchNoIa32 => {
                 return Ok(Some(Capture {
                     captured: self.summary_u64(&["sensor", "received", "exec"]),
                     lost: self.summary_u64(&["sensor", "kernel_lost", "exec"]),
@@ -575,7 +596,7 @@ impl Stopped {
     pub fn connects(&self, pid: u32) -> Result<Option<Capture>> {
         let captured = match self.monitor {
             Monitor::None | Monitor::Bare => return Ok(None),
-            Monitor::Procwatch => {
+            Monitor::Procwatch | Monitor::ProcwatchNoIa32 => {
                 return Ok(Some(Capture {
                     captured: self.summary_u64(&["sensor", "received", "connect"]),
                     lost: self.summary_u64(&["sensor", "kernel_lost", "connect"]),
@@ -617,7 +638,7 @@ impl Stopped {
     pub fn recalled(&self, path: &str) -> Result<Option<u64>> {
         let pids = match self.monitor {
             Monitor::None | Monitor::Bare => return Ok(None),
-            Monitor::Procwatch => {
+            Monitor::Procwatch | Monitor::ProcwatchNoIa32 => {
                 let mut pids = HashSet::new();
                 for line in self.lines()? {
                     let Ok(v) = Json::parse(&line) else { continue };

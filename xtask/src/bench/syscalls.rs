@@ -9,9 +9,10 @@ use super::{
 };
 use crate::sh::Result;
 
-const MONITORS: [Monitor; 5] = [
+const MONITORS: [Monitor; 6] = [
     Monitor::None,
     Monitor::Procwatch,
+    Monitor::ProcwatchNoIa32,
     Monitor::Auditd,
     Monitor::Bpftrace,
     Monitor::Bare,
@@ -27,7 +28,9 @@ the (process, path) pair in its kernel map after the first), and of `/usr/lib/os
 outside them (dropped after the prefix test). Enabling any syscall tracepoint moves every task \
 onto the kernel's slower syscall entry path, so for the peers getppid measures that cost alone; \
 for procwatch it adds its raw `sys_enter` program, which runs for every syscall to catch \
-32-bit ones and returns at once for the rest. auditd must record every mprotect to see a \
+32-bit ones and returns at once for the rest, and its raw `sys_exit` program (32-bit \
+ptrace and open results); *procwatch monitor, sensor.ia32: off* runs without those two, so \
+the difference between the two procwatch rows is what watching 32-bit syscalls costs. auditd must record every mprotect to see a \
 W+X one (audit cannot filter on the flag bits). *bare tracepoint* counts connect and mprotect \
 calls in a per-CPU map and nothing else. Medians over the rounds; `vs none` is the median of \
 each round's ratio minus one. Then one more procwatch run with the kernel's BPF run statistics on (`kernel.bpf_stats_enabled`, restored afterwards; it adds two clock reads per program run, so it is kept out of the rounds above) gives the cost per program type over the same calls: the raw `sys_enter` program runs for every syscall of every process (it handles only 32-bit ones and returns at once for the rest), the classic tracepoints only for their own syscalls.";
@@ -121,6 +124,17 @@ pub fn run(env: &Env, plan: &Plan, findings: &mut Findings) -> Result<Section> {
         over(Monitor::Procwatch, "mprotect_ns"),
         over(Monitor::Bare, "mprotect_ns"),
     ));
+    let ia32 = |key: &str| {
+        series[&Monitor::Procwatch]
+            .ratio(&series[&Monitor::ProcwatchNoIa32], key)
+            .map(|r| r - 1.0)
+    };
+    section.notes.push(format!(
+        "Watching 32-bit syscalls (procwatch with sensor.ia32 on vs off, same rounds): \
+         getppid {}, mprotect {}.",
+        report::change(ia32("getppid_ns")),
+        report::change(ia32("mprotect_ns"))
+    ));
     findings.getppid = Some((
         over(Monitor::Procwatch, "getppid_ns"),
         over(Monitor::Bare, "getppid_ns"),
@@ -145,7 +159,9 @@ fn program_costs(env: &Env, args: &[String]) -> Result<Table> {
     let mut table = Table::new(&["programs", "runs", "ns/run"]);
     for (ty, d) in progstats::delta_by_type(&before, &after) {
         let label = match ty {
-            progstats::RAW_TRACEPOINT => "raw_tp:sys_enter (every syscall; 32-bit ones handled)",
+            progstats::RAW_TRACEPOINT => {
+                "raw_tp:sys_enter + sys_exit (every syscall, each twice; 32-bit ones handled)"
+            }
             progstats::TRACEPOINT => "classic tracepoints (syscalls:*, sched:*, io_uring:*)",
             progstats::TRACING => "tp_btf (sched_process_fork)",
             _ => "other",
