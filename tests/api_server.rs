@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use procwatch_tests::{Monitor, TempDir, eventually, has_rule, require_root};
+use procwatch_tests::{Monitor, Pidfd, TempDir, eventually, has_rule, require_root};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -699,6 +699,7 @@ fn kills_keep_the_protections_and_are_recorded() {
         .trim()
         .parse()
         .expect("pid");
+    let outside_fd = Pidfd::open(outside).expect("the outside process runs");
     let reparented = eventually(Duration::from_secs(10), || {
         procwatch::procfs::stat::read_stat(outside).is_ok_and(|s| s.ppid != std::process::id())
     });
@@ -720,8 +721,8 @@ fn kills_keep_the_protections_and_are_recorded() {
         procwatch::procfs::stat::read_stat(outside).is_ok(),
         "the outside process was killed"
     );
-    // SAFETY: our own process (started just above); signalling by pid is fine here.
-    unsafe { libc::kill(outside as i32, libc::SIGKILL) };
+    // Re-parented to init, its pid could be reused once it is gone: signal through the pidfd.
+    outside_fd.signal(libc::SIGKILL);
 
     // Inside the scope: killed, exactly, and recorded as an alert.
     let mut child = Command::new("/bin/sleep")
