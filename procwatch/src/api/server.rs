@@ -298,6 +298,8 @@ impl Server {
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    // Its blocking threads (history queries, fd reads) carry the name too.
+                    .thread_name("procwatch-api")
                     .build()
                 {
                     Ok(rt) => rt,

@@ -23,11 +23,12 @@ rate limit raised out of the way; its alert history in the run's scratch directo
 `xtask bench-worker exec` of `/bin/true` at 1,600/s, with a second generator running a /tmp \
 copy of `/bin/true` at 20/s, each of which is a `tmp_exe` alert. *idle*: nobody talks to the \
 API. *busy*: `xtask bench-worker http-load` repeats `GET /api/processes` (every process with \
-its scores, ~100 KB) on 4 keep-alive connections, and `xtask bench-worker sse` holds 50 \
+its scores, ~80 KB here) on 4 keep-alive connections, and `xtask bench-worker sse` holds 50 \
 `/api/alerts/stream` clients, both separate processes on loopback, for the whole storm. \
 *procwatch µs/exec*: utime+stime of procwatch (engine, sinks, history writer and the API's \
 thread) from the start of the storm until it worked off its backlog, divided by the execs \
-made; *lost*: the kernel's ring-buffer drops of exec events (machine-wide). *stream delay*: \
+made, split into the API's threads (`procwatch-api`: serving, serialising, streaming) and the \
+rest (the engine's thread with the sensor reader, the sinks, the history writer); *lost*: the kernel's ring-buffer drops of exec events (machine-wide). *stream delay*: \
 arrival at the client minus the alert's `timestamp` (the exec's kernel time), over every \
 alert every client received. Medians over the rounds; *busy ÷ idle* from each round's pair.";
 
@@ -39,6 +40,22 @@ fn port_of(log: &[String]) -> Option<u16> {
         let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
         addr.rsplit(':').next()?.parse().ok()
     })
+}
+
+/// CPU ticks of procwatch's API threads (named `procwatch-api`: the server and its
+/// blocking pool), to tell the API's own work from the engine's.
+fn api_thread_ticks(pid: u32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .flatten()
+            .filter(|t| {
+                fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "procwatch-api")
+            })
+            .filter_map(|t| fs::read_to_string(t.path().join("stat")).ok())
+            .filter_map(|st| measure::parse_pid_stat_cpu(&st))
+            .sum(),
+    )
 }
 
 /// Starts `xtask bench-worker <args>` in the background.
@@ -134,6 +151,8 @@ fn one(env: &Env, plan: &Plan, busy: bool) -> Result<measure::Sample> {
         std::thread::sleep(Duration::from_millis(500));
     }
     let cpu0 = running.cpu_ticks();
+    let pw = running.pid().ok_or("procwatch has no pid")?;
+    let api0 = api_thread_ticks(pw);
     let trickle = spawn_worker(
         env,
         &[
@@ -163,6 +182,7 @@ fn one(env: &Env, plan: &Plan, busy: bool) -> Result<measure::Sample> {
     }
     running.settle(Duration::from_secs(10));
     let cpu1 = running.cpu_ticks();
+    let api1 = api_thread_ticks(pw);
     let stopped = running.stop()?;
     let capture = stopped.execs(ExecFilter::Parent(storm_pid))?;
     let made = storm_result.get("made").copied().unwrap_or(0.0)
@@ -179,8 +199,14 @@ fn one(env: &Env, plan: &Plan, busy: bool) -> Result<measure::Sample> {
     if let (Some(a), Some(b)) = (cpu0, cpu1)
         && made > 0.0
     {
-        let cpu = b.saturating_sub(a) as f64 / measure::clock_ticks_per_sec();
+        let tck = measure::clock_ticks_per_sec();
+        let cpu = b.saturating_sub(a) as f64 / tck;
         s.insert("us_per_exec", cpu * 1e6 / made);
+        if let (Some(x), Some(y)) = (api0, api1) {
+            let api = y.saturating_sub(x) as f64 / tck;
+            s.insert("api_us_per_exec", api * 1e6 / made);
+            s.insert("rest_us_per_exec", (cpu - api).max(0.0) * 1e6 / made);
+        }
     }
     if let Some(c) = capture {
         s.insert("lost", c.lost as f64);
@@ -235,12 +261,22 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
             check_interrupted()?;
         }
     }
-    let mut storm = Table::new(&["API", "exec/s", "procwatch µs/exec", "lost", "alerts made"]);
+    let mut storm = Table::new(&[
+        "API",
+        "exec/s",
+        "procwatch µs/exec",
+        "of which API threads",
+        "the rest (engine, sinks, history)",
+        "lost",
+        "alerts made",
+    ]);
     for (label, s) in [("idle", &idle), ("busy", &busy)] {
         storm.row(vec![
             label.into(),
             report::num(s.median("per_s"), 0),
             report::num(s.median("us_per_exec"), 1),
+            report::num(s.median("api_us_per_exec"), 1),
+            report::num(s.median("rest_us_per_exec"), 1),
             report::num(s.max("lost"), 0),
             report::num(s.median("alerts"), 0),
         ]);
@@ -249,6 +285,8 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
         "busy ÷ idle".into(),
         report::ratio(busy.ratio(&idle, "per_s")),
         report::ratio(busy.ratio(&idle, "us_per_exec")),
+        "—".into(),
+        report::ratio(busy.ratio(&idle, "rest_us_per_exec")),
         "—".into(),
         "—".into(),
     ]);
