@@ -10,7 +10,7 @@ use std::{
 };
 
 use procwatch_tests::{
-    Actor, Monitor, TempDir, eventually, procwatch_bin, require_root, scratch_base,
+    Actor, Monitor, Pidfd, TempDir, eventually, procwatch_bin, require_root, scratch_base,
 };
 
 const FAST: &str = "sweep_interval: 1s\ncpu_window: 1s\n";
@@ -307,6 +307,8 @@ fn daemon_mode_detaches_writes_a_pid_file_and_cleans_up() {
         .trim()
         .parse()
         .expect("pid");
+    // The daemon is init's child: hold it by pidfd, not by a pid that could be reused.
+    let daemon = Pidfd::open(pid).expect("the daemon runs");
     assert!(eventually(Duration::from_secs(60), || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("monitoring"))
     }));
@@ -343,8 +345,7 @@ fn daemon_mode_detaches_writes_a_pid_file_and_cleans_up() {
     assert!(eventually(Duration::from_secs(10), || {
         std::fs::read_to_string(&jsonl).is_ok_and(|t| t.contains(&format!("\"pid\":{alert_pid},")))
     }));
-    // SAFETY: signalling the daemon this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    daemon.signal(libc::SIGTERM);
     assert!(
         eventually(Duration::from_secs(20), || !pid_file.exists()),
         "pid file removed on exit"

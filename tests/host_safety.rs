@@ -11,7 +11,7 @@ use std::{
 };
 
 use procwatch_tests::{
-    Actor, Monitor, TempDir, eventually, procwatch_bin, require_root, scratch_base,
+    Actor, Monitor, Pidfd, TempDir, eventually, procwatch_bin, require_root, scratch_base,
 };
 
 /// Quick sweeps, and a ring buffer large enough that a storm elsewhere on this shared machine
@@ -132,6 +132,7 @@ fn recycled_pid_round(delay_ms: &str) {
     m.signal(libc::SIGCONT);
     let (first, impostor) = (first.expect("first pid"), impostor.expect("impostor pid"));
     assert_eq!(first, impostor, "clone3 set_tid reused the pid");
+    let impostor_fd = Pidfd::open(impostor).expect("the impostor runs");
     let alert = m.expect_rule(first, "tmp_exe");
     assert_eq!(
         held,
@@ -176,8 +177,7 @@ fn recycled_pid_round(delay_ms: &str) {
     assert_eq!(names, ["NOTES", "SHA256SUMS", "alert.json"]);
     let notes = std::fs::read_to_string(path.join("NOTES")).expect("notes");
     assert!(notes.contains("now names another process"), "{notes}");
-    // SAFETY: signalling our own grandchild (the impostor), which the test started.
-    unsafe { libc::kill(impostor as i32, libc::SIGKILL) };
+    impostor_fd.signal(libc::SIGKILL);
     let _ = w.finish();
 }
 

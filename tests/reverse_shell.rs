@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use procwatch_tests::{Monitor, TempDir, has_rule, require_root, scratch_base};
+use procwatch_tests::{Monitor, Pidfd, TempDir, has_rule, require_root, scratch_base};
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -205,6 +205,8 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
         .trim()
         .parse()
         .expect("relay pid");
+    // socat is blocked on its connect or relaying now: the pid is still ours to hold.
+    let relay_fd = Pidfd::open(relay_pid);
     let a = m
         .wait_alert(Duration::from_secs(30), |a| {
             a["pid"] == shell_pid && has_rule(a, "reverse_shell")
@@ -218,8 +220,10 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
     );
     let held = peer.join().ok().flatten();
     drop(held);
-    // SAFETY: ending the relay this test started.
-    unsafe { libc::kill(relay_pid as i32, libc::SIGKILL) };
+    // Init reaps the orphaned relay: its pid may already name another process.
+    if let Some(fd) = relay_fd {
+        fd.signal(libc::SIGKILL);
+    }
     let _ = shell.kill();
     let _ = shell.wait();
 

@@ -666,7 +666,7 @@ impl Engine {
                     l.exited(p);
                 }
                 self.doomed.on_exit(pid);
-                self.table.mark_exited(pid, now);
+                self.table.mark_exit_event(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
                 self.table.expire(now);

@@ -761,3 +761,35 @@ impl Drop for OwnTree {
         }
     }
 }
+
+/// A process held by a pidfd, taken while the test knows the pid is the process it started.
+/// Once such a process is re-parented (double fork, daemon), init reaps it and its pid can be
+/// reused at once; a signal through the pidfd can never reach that other process.
+pub struct Pidfd(std::os::fd::OwnedFd);
+
+impl Pidfd {
+    /// Holds `pid`; `None` when it has already exited.
+    pub fn open(pid: u32) -> Option<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: `fd` was just returned to us by the kernel and is owned by nobody else.
+        Some(Self(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Sends `sig` to the held process; nothing happens when it has exited.
+    pub fn signal(&self, sig: i32) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+    }
+}

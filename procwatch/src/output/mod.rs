@@ -153,16 +153,27 @@ impl Outputs {
 
     /// Queues an alert, waiting while the queue is full.
     pub async fn send(&self, alert: Alert) {
-        if self.tx.send(Msg::Alert(Arc::new(alert))).await.is_err() {
-            warn!("output thread is gone; alert not written");
-        }
+        self.queue(Msg::Alert(Arc::new(alert))).await;
     }
 
     /// Queues a final alert with its JSON line (as the history stores it), waiting while the
     /// queue is full.
     pub async fn send_final(&self, alert: Arc<Alert>, json: Arc<str>) {
-        if self.tx.send(Msg::Final(alert, json)).await.is_err() {
-            warn!("output thread is gone; alert not written");
+        self.queue(Msg::Final(alert, json)).await;
+    }
+
+    /// Hands an alert to the output thread. Should the thread be gone (it panicked), no sink
+    /// will write the alert: each counts it dropped.
+    async fn queue(&self, msg: Msg) {
+        if self.tx.send(msg).await.is_err() {
+            let mut live = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for stats in live.values_mut() {
+                stats.dropped += 1;
+            }
+            warn!("output thread is gone; alert not written (counted as dropped by every sink)");
         }
     }
 

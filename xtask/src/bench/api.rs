@@ -23,7 +23,7 @@ rate limit raised out of the way; its alert history in the run's scratch directo
 `xtask bench-worker exec` of `/bin/true` at 1,600/s, with a second generator running a /tmp \
 copy of `/bin/true` at 20/s, each of which is a `tmp_exe` alert. *idle*: nobody talks to the \
 API. *busy*: `xtask bench-worker http-load` repeats `GET /api/processes` (every process with \
-its scores, ~100 KB) on 4 keep-alive connections, and `xtask bench-worker sse` holds 50 \
+its scores, ~80 KB here) on 4 keep-alive connections, and `xtask bench-worker sse` holds 50 \
 `/api/alerts/stream` clients, both separate processes on loopback, for the whole storm. \
 *procwatch µs/exec*: utime+stime of procwatch (engine, sinks, history writer and the API's \
 thread) from the start of the storm until it worked off its backlog, divided by the execs \
@@ -261,12 +261,22 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
             check_interrupted()?;
         }
     }
-    let mut storm = Table::new(&["API", "exec/s", "procwatch µs/exec", "lost", "alerts made"]);
+    let mut storm = Table::new(&[
+        "API",
+        "exec/s",
+        "procwatch µs/exec",
+        "of which API threads",
+        "the rest (engine, sinks, history)",
+        "lost",
+        "alerts made",
+    ]);
     for (label, s) in [("idle", &idle), ("busy", &busy)] {
         storm.row(vec![
             label.into(),
             report::num(s.median("per_s"), 0),
             report::num(s.median("us_per_exec"), 1),
+            report::num(s.median("api_us_per_exec"), 1),
+            report::num(s.median("rest_us_per_exec"), 1),
             report::num(s.max("lost"), 0),
             report::num(s.median("alerts"), 0),
         ]);
@@ -275,6 +285,8 @@ pub fn run(env: &Env, plan: &Plan) -> Result<Section> {
         "busy ÷ idle".into(),
         report::ratio(busy.ratio(&idle, "per_s")),
         report::ratio(busy.ratio(&idle, "us_per_exec")),
+        "—".into(),
+        report::ratio(busy.ratio(&idle, "rest_us_per_exec")),
         "—".into(),
         "—".into(),
     ]);
