@@ -28,6 +28,9 @@ use tokio::{
 
 use super::{error::ApiError, server::AppState};
 
+/// The lowest rate honoured (the config's floor too): below it, waits outgrow any clock.
+pub const MIN_RATE: f64 = 0.01;
+
 /// Most client addresses the rate limiter remembers; beyond, idle ones are forgotten.
 const MAX_CLIENTS: usize = 4096;
 
@@ -43,7 +46,7 @@ impl RateLimiter {
     /// `rate` requests per second sustained, `burst` at once.
     pub fn new(rate: f64, burst: usize) -> Self {
         Self {
-            rate,
+            rate: rate.max(MIN_RATE),
             burst: burst.max(1) as f64,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -51,9 +54,12 @@ impl RateLimiter {
 
     /// Takes one request from `ip`'s bucket; `Err(wait)` when it is empty.
     pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
-        };
+        // A handler that panicked while holding the lock leaves the buckets as they were
+        // (every update is one assignment): keep limiting rather than let everyone through.
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&ip) {
             // Forget the clients whose buckets have refilled: they lose nothing by it.
             let (rate, burst) = (self.rate, self.burst);
@@ -71,7 +77,8 @@ impl RateLimiter {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+            // A tiny rate makes the wait overflow a Duration: saturate, never panic.
+            Err(Duration::try_from_secs_f64((1.0 - *tokens) / self.rate).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -306,5 +313,34 @@ mod tests {
         // Another client has its own bucket.
         let other: IpAddr = "127.0.0.2".parse().expect("ip");
         assert!(r.take(other, t0).is_ok());
+    }
+
+    #[test]
+    fn a_tiny_rate_limits_without_panicking() {
+        let r = RateLimiter::new(1e-20, 1);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let t0 = Instant::now();
+        assert!(r.take(ip, t0).is_ok());
+        let wait = r.take(ip, t0).expect_err("empty bucket");
+        assert!(wait >= Duration::from_secs(99), "{wait:?}");
+    }
+
+    #[test]
+    fn a_poisoned_lock_keeps_limiting() {
+        let r = std::sync::Arc::new(RateLimiter::new(1.0, 1));
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let t0 = Instant::now();
+        assert!(r.take(ip, t0).is_ok());
+        let held = r.clone();
+        let poisoner = std::thread::spawn(move || {
+            let _guard = held.buckets.lock();
+            panic!("poison the rate limiter's lock");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(r.buckets.is_poisoned());
+        assert!(
+            r.take(ip, t0).is_err(),
+            "a poisoned lock let a request through"
+        );
     }
 }

@@ -13,7 +13,7 @@ use super::{
     per_rule::Set,
     values::{
         AbsPath, BodyBytes, Bytes, Count, Interval, Listen, NonNegative, Origin, PortSet, Positive,
-        RingKib, Span, SyslogTarget, Token, TotalBytes, User, nullable, required,
+        RequestRate, RingKib, Span, SyslogTarget, Token, TotalBytes, User, nullable, required,
     },
 };
 
@@ -154,7 +154,7 @@ struct PartialApi {
     #[serde(default, deserialize_with = "required")]
     max_connections: Option<Count>,
     #[serde(default, deserialize_with = "required")]
-    rate_limit: Option<Positive>,
+    rate_limit: Option<RequestRate>,
     #[serde(default, deserialize_with = "required")]
     rate_burst: Option<Count>,
 }
@@ -395,7 +395,7 @@ impl Layer {
                 "api.rate_limit",
                 c.rate_limit,
                 a.rate_limit,
-                |v: &Positive| v.0
+                |v: &RequestRate| v.0
             );
             take!("api.rate_burst", c.rate_burst, a.rate_burst, |v: &Count| v
                 .0);

@@ -530,6 +530,12 @@ fn impossible_values_are_located() {
         "must not be empty",
     );
     assert_err(
+        "api:\n  rate_limit: 1e-20\n",
+        2,
+        Some("api.rate_limit"),
+        "at least 0.01",
+    );
+    assert_err(
         "api:\n  token: short-token\n",
         2,
         Some("api.token"),

@@ -479,6 +479,23 @@ impl<'de> Deserialize<'de> for Positive {
     }
 }
 
+/// The API's requests per second per client: at least 0.01 (below, waits outgrow any clock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestRate(pub f64);
+
+impl<'de> Deserialize<'de> for RequestRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = number(d, Floor::AboveZero)?;
+        if x < crate::api::limits::MIN_RATE {
+            return Err(de::Error::custom(format!(
+                "must be at least {} (requests per second)",
+                crate::api::limits::MIN_RATE
+            )));
+        }
+        Ok(Self(x))
+    }
+}
+
 /// A number of zero or more.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NonNegative(pub f64);
