@@ -724,6 +724,75 @@ fn data_answers_are_neither_cached_nor_sniffed() {
     drop(m);
 }
 
+/// A TCP connection to `to` from the loopback address `from` (another client address).
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let sin = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the sockaddr_in values
+    // live across the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let src = sin(std::net::SocketAddrV4::new(from, 0));
+        let rc = libc::bind(fd, (&raw const src).cast(), len);
+        assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let dst = sin(to);
+        let rc = libc::connect(fd, (&raw const dst).cast(), len);
+        assert_eq!(rc, 0, "connect {to}: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn one_client_holding_idle_sockets_does_not_lock_others_out() {
+    require_root!();
+    let (m, api) = start(
+        "  max_connections_per_client: 4\n  max_connections: 64\n",
+        &[],
+    );
+    let addr: std::net::SocketAddrV4 = api
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("v4 address");
+    let greedy = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    // The greedy client opens its share of sockets and sends nothing on them.
+    let held: Vec<TcpStream> = (0..4).map(|_| connect_from(greedy, addr)).collect();
+    let ask = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let _ = s
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut t = String::new();
+        let _ = s.read_to_string(&mut t);
+        t
+    };
+    // One more from it is refused at once...
+    let t = ask(connect_from(greedy, addr));
+    assert!(t.starts_with("HTTP/1.1 429"), "{t:?}");
+    assert!(t.contains("max_connections_per_client"), "{t}");
+    // ...while another client is served.
+    let t = ask(connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr));
+    assert!(t.starts_with("HTTP/1.1 200"), "{t:?}");
+    drop(held);
+    // Its sockets closed, the greedy client is served again.
+    assert!(eventually(Duration::from_secs(30), || ask(connect_from(
+        greedy, addr
+    ))
+    .starts_with("HTTP/1.1 200")));
+    drop(m);
+}
+
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn limits_answer_413_and_429() {

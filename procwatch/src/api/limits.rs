@@ -180,22 +180,47 @@ impl axum::extract::connect_info::Connected<IncomingStream<'_, CappedListener>> 
 
 /// A TCP listener that keeps at most `max` connections open: one more is answered 429 and
 /// closed at once (never queued), and counted.
+/// Also at most `per_client` from one client address, so that one client holding many idle
+/// sockets cannot lock every other client out.
 pub struct CappedListener {
     inner: TcpListener,
     open: Arc<AtomicUsize>,
     max: usize,
+    per_client: usize,
+    by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
     counters: Arc<super::metrics::Counters>,
 }
 
 impl CappedListener {
-    /// Caps `inner` at `max` open connections.
-    pub fn new(inner: TcpListener, max: usize, counters: Arc<super::metrics::Counters>) -> Self {
+    /// Caps `inner` at `max` open connections, `per_client` of them from one address.
+    pub fn new(
+        inner: TcpListener,
+        max: usize,
+        per_client: usize,
+        counters: Arc<super::metrics::Counters>,
+    ) -> Self {
         Self {
             inner,
             open: Arc::new(AtomicUsize::new(0)),
             max,
+            per_client,
+            by_client: Arc::new(Mutex::new(HashMap::new())),
             counters,
         }
+    }
+
+    /// Counts a connection from `ip` in, unless that client already has its share.
+    fn admit_client(&self, ip: IpAddr) -> bool {
+        let mut by = self
+            .by_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = by.entry(ip).or_insert(0);
+        if *n >= self.per_client {
+            return false;
+        }
+        *n += 1;
+        true
     }
 }
 
@@ -204,6 +229,11 @@ impl CappedListener {
 const OVER_CAP: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
 connection: close\r\nretry-after: 1\r\ncontent-length: 83\r\n\r\n\
 {\"error\":\"too many connections open (api.max_connections); try later\",\"status\":429}";
+
+/// The answer to a connection over the per-client cap.
+const OVER_CAP_CLIENT: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+connection: close\r\nretry-after: 1\r\ncontent-length: 100\r\n\r\n\
+{\"error\":\"too many connections open from this client (api.max_connections_per_client)\",\"status\":429}";
 
 impl Listener for CappedListener {
     type Io = Counted;
@@ -220,8 +250,14 @@ impl Listener for CappedListener {
                     continue;
                 }
             };
+            if !self.admit_client(addr.ip()) {
+                self.counters.connection_refused();
+                let _ = stream.try_write(OVER_CAP_CLIENT);
+                continue;
+            }
             if self.open.fetch_add(1, Relaxed) >= self.max {
                 self.open.fetch_sub(1, Relaxed);
+                release(&self.by_client, addr.ip());
                 self.counters.connection_refused();
                 let _ = stream.try_write(OVER_CAP);
                 continue;
@@ -231,6 +267,8 @@ impl Listener for CappedListener {
                 Counted {
                     stream,
                     open: self.open.clone(),
+                    ip: addr.ip(),
+                    by_client: self.by_client.clone(),
                 },
                 addr,
             );
@@ -242,15 +280,31 @@ impl Listener for CappedListener {
     }
 }
 
+/// Counts one connection of `ip` out.
+fn release(by_client: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut by = by_client
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = by.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            by.remove(&ip);
+        }
+    }
+}
+
 /// A connection that counts itself out when it closes.
 pub struct Counted {
     stream: TcpStream,
     open: Arc<AtomicUsize>,
+    ip: IpAddr,
+    by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Relaxed);
+        release(&self.by_client, self.ip);
     }
 }
 

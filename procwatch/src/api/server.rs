@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Most open connections.
     pub max_connections: usize,
+    /// Most open connections from one client address.
+    pub max_connections_per_client: usize,
     /// Requests per second per client.
     pub rate_limit: f64,
     /// Burst per client.
@@ -110,6 +112,7 @@ impl Settings {
             limits: Limits {
                 max_body_bytes: cfg.max_body_bytes,
                 max_connections: cfg.max_connections,
+                max_connections_per_client: cfg.max_connections_per_client,
                 rate_limit: cfg.rate_limit,
                 rate_burst: cfg.rate_burst,
             },
@@ -324,6 +327,7 @@ impl Server {
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let max_conns = settings.limits.max_connections;
+        let per_client = settings.limits.max_connections_per_client;
         let cors = settings.cors_origins.clone();
         let thread = std::thread::Builder::new()
             .name("procwatch-api".into())
@@ -350,7 +354,7 @@ impl Server {
                     };
                     tokio::spawn(routes::stats::sample_rates(state.clone()));
                     let app = router(state, &cors);
-                    let listener = CappedListener::new(listener, max_conns, counters);
+                    let listener = CappedListener::new(listener, max_conns, per_client, counters);
                     let serve = axum::serve(
                         listener,
                         app.into_make_service_with_connect_info::<ClientAddr>(),

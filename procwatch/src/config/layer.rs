@@ -154,6 +154,8 @@ struct PartialApi {
     #[serde(default, deserialize_with = "required")]
     max_connections: Option<Count>,
     #[serde(default, deserialize_with = "required")]
+    max_connections_per_client: Option<Count>,
+    #[serde(default, deserialize_with = "required")]
     rate_limit: Option<RequestRate>,
     #[serde(default, deserialize_with = "required")]
     rate_burst: Option<Count>,
@@ -389,6 +391,12 @@ impl Layer {
                 "api.max_connections",
                 c.max_connections,
                 a.max_connections,
+                |v: &Count| v.0
+            );
+            take!(
+                "api.max_connections_per_client",
+                c.max_connections_per_client,
+                a.max_connections_per_client,
                 |v: &Count| v.0
             );
             take!(

@@ -212,6 +212,9 @@ pub struct Api {
     pub max_body_bytes: u64,
     /// Most connections open at once (429 beyond).
     pub max_connections: usize,
+    /// Most connections open at once from one client address (429 beyond), so that one
+    /// client holding idle sockets cannot lock the others out.
+    pub max_connections_per_client: usize,
     /// Requests per second allowed per client address, sustained (429 beyond).
     pub rate_limit: f64,
     /// Requests a client may make in a burst above `rate_limit`.
@@ -235,6 +238,7 @@ impl Default for Api {
             allowed_hosts: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 256,
+            max_connections_per_client: 16,
             rate_limit: 50.0,
             rate_burst: 200,
         }

@@ -97,7 +97,7 @@ fn one(env: &Env, plan: &Plan, busy: bool) -> Result<measure::Sample> {
         &cfg,
         format!(
             "api:\n  token: {TOKEN}\n  rate_limit: 1000000\n  rate_burst: 1000000\n  \
-             max_connections: 512\n"
+             max_connections: 512\n  max_connections_per_client: 512\n"
         ),
     )
     .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
