@@ -9,7 +9,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
@@ -292,6 +292,43 @@ pub fn router(state: AppState, cors: &[String]) -> Router {
         .with_state(state)
 }
 
+/// How long a client may take to send a request's headers, counted from when the server
+/// starts waiting for them: on a new connection and between requests on a kept-alive one. A
+/// client that trickles headers (slowloris) or holds a socket idle is closed after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves every connection `listener` admits, each on a task of its own, with
+/// [`HEADER_READ_TIMEOUT`] (axum's own `serve` has no timer, so no timeout at all).
+async fn serve(mut listener: CappedListener, app: Router) {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    loop {
+        let (io, addr) = listener.accept().await;
+        // What the `ConnectInfo<ClientAddr>` extractor reads.
+        let svc = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(ClientAddr(
+                addr,
+            ))))
+            .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
+                req.map(axum::body::Body::new)
+            });
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = http.serve_connection(TokioIo::new(io), svc).with_upgrades();
+        tokio::spawn(async move {
+            // A client that goes away or times out is no error of the server's.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, client = %addr, "api: connection ended");
+            }
+        });
+    }
+}
+
 /// The running server; dropping it (or [`Server::stop`]) stops it.
 pub struct Server {
     addr: SocketAddr,
@@ -355,14 +392,10 @@ impl Server {
                     tokio::spawn(routes::stats::sample_rates(state.clone()));
                     let app = router(state, &cors);
                     let listener = CappedListener::new(listener, max_conns, per_client, counters);
-                    let serve = axum::serve(
-                        listener,
-                        app.into_make_service_with_connect_info::<ClientAddr>(),
-                    );
                     // Stopping does not wait for stream clients (they never end by
                     // themselves): the runtime goes, and their connections with it.
                     tokio::select! {
-                        r = serve => if let Err(e) = r { warn!(error = %e, "api: server failed"); },
+                        () = serve(listener, app) => {}
                         _ = stop_rx => {}
                     }
                 });
