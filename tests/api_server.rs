@@ -838,6 +838,37 @@ fn idle_and_trickling_connections_are_closed() {
 
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn stopping_does_not_wait_for_stream_clients() {
+    require_root!();
+    let (m, api) = start("", &[]);
+    // A stream client that stays connected (streams never end by themselves).
+    let mut stream = TcpStream::connect(api.base.trim_start_matches("http://")).expect("connect");
+    stream
+        .write_all(
+            format!(
+                "GET /api/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut head)
+        .expect("status line");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // SAFETY: signalling the procwatch this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    let (status, _, _) = m.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    drop(stream);
+}
+
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn limits_answer_413_and_429() {
     require_root!();
     let (m, api) = start(

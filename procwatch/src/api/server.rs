@@ -399,6 +399,9 @@ impl Server {
                         _ = stop_rx => {}
                     }
                 });
+                // Connection tasks still running (stream clients, a handler waiting on the
+                // engine) get 2 s, then are abandoned: stopping never hangs on a client.
+                rt.shutdown_timeout(Duration::from_secs(2));
             })
             .context("api: cannot start its thread")?;
         if let Some(path) = &settings.token_path {

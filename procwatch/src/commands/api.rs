@@ -160,7 +160,9 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
             sig = terminate.recv() => break sig,
         }
     };
-    side.stop();
+    // The join waits for the API's thread (up to its runtime's shutdown timeout): off this
+    // async thread, which the engine's timers and channels run on.
+    let _ = tokio::task::spawn_blocking(move || side.stop()).await;
     // Jobs in flight end within their deadline; their alerts go out after.
     let settle = tokio::time::Instant::now() + offload::READ_TIMEOUT + Duration::from_secs(1);
     while engine.jobs_in_flight() > 0 {

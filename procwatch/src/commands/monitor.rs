@@ -476,7 +476,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     notify("STOPPING=1");
     if let Some(side) = api_side.take() {
-        side.stop();
+        // The join waits for the API's thread (up to its runtime's shutdown timeout): off
+        // this async thread, which the sensor's and sinks' tasks run on.
+        let _ = tokio::task::spawn_blocking(move || side.stop()).await;
     }
 
     // Stop the sensor, then evaluate every event it had already produced (unless stopping on
