@@ -1215,7 +1215,14 @@ fn accept_adds_what_an_anomaly_reported() {
 
 #[test]
 fn procwatch_api_serves_its_own_proc_view_without_ebpf() {
-    let mut m = Monitor::start_cmd("api", &config(""), &["--port", "0", "--interval", "500ms"]);
+    let models = TempDir::new_in(&procwatch_tests::scratch_base(), "api-model");
+    let model = models.0.join("model.json");
+    let model_arg = model.to_string_lossy().into_owned();
+    let mut m = Monitor::start_cmd(
+        "api",
+        &config(""),
+        &["--port", "0", "--interval", "500ms", "--model", &model_arg],
+    );
     let api = api_of(&mut m);
     let me = std::process::id();
     assert!(
@@ -1242,5 +1249,29 @@ fn procwatch_api_serves_its_own_proc_view_without_ebpf() {
     assert!(listed, "the /tmp process is not among the suspicious ones");
     let _ = child.kill();
     let _ = child.wait();
-    drop(m);
+    // Read-only by default: stopping writes no model...
+    // SAFETY: signalling the procwatch this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    let (status, _, _) = m.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    assert!(!model.exists(), "procwatch api wrote {}", model.display());
+    // ...and with --save-model it does (what it learned from the sweeps).
+    let m = Monitor::start_cmd(
+        "api",
+        &config(""),
+        &[
+            "--port",
+            "0",
+            "--interval",
+            "500ms",
+            "--model",
+            &model_arg,
+            "--save-model",
+        ],
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    let (status, _, _) = m.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    assert!(model.exists(), "--save-model wrote no {}", model.display());
 }

@@ -55,9 +55,13 @@ pub struct ApiArgs {
     /// the log line "api listening on" names).
     #[arg(long)]
     pub port: Option<u16>,
-    /// The baseline model file judged against (read only: `api` never writes it).
+    /// The baseline model file judged against (read only unless --save-model).
     #[arg(long, env = "PROCWATCH_MODEL", value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// Write what is learned and accepted (POST /api/alerts/{id}/accept) back to the model
+    /// file; without it `api` never writes the model (accepts then last until it stops).
+    #[arg(long)]
+    pub save_model: bool,
     /// Time between /proc sweeps (seconds, or with a unit; at least 100ms; default:
     /// sweep_interval).
     #[arg(long, value_parser = period, allow_negative_numbers = true)]

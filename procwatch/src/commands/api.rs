@@ -53,7 +53,14 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let cfg = setup::load_config(&args.detect)?;
     let listen = serve::api_listen(&cfg, args.host, args.port);
     let (mut model_file, learning) =
-        ModelFile::open(&cfg, args.model.as_deref(), false, Start::LoadOrNew)?;
+        // Read only unless asked: a second procwatch must not rewrite the model a monitor
+        // on this host owns.
+        ModelFile::open(
+            &cfg,
+            args.model.as_deref(),
+            !args.save_model,
+            Start::LoadOrMemory,
+        )?;
     let outputs = Arc::new(setup::outputs(&cfg, &args.detect)?);
     let policy = ActPolicy::new(&args.detect, &cfg);
     let stats = Arc::new(SensorStats::default());

@@ -52,6 +52,9 @@ pub struct ModelFile {
 pub enum Start {
     /// Use the file if there is one, else a new model (monitor).
     LoadOrNew,
+    /// Like `LoadOrNew`, but read-only without a file is a new model kept in memory only
+    /// (`api` without `--save-model`).
+    LoadOrMemory,
     /// A new model; the file (if any) is replaced at the end (train). A file that is not a
     /// model this build may replace is refused now, not after the training.
     New,
@@ -72,7 +75,7 @@ impl ModelFile {
                 store::inspect(&path)?;
                 Model::new(now, crate::alert::hostname())
             }
-            Start::LoadOrNew => match store::load_optional(&path)? {
+            Start::LoadOrNew | Start::LoadOrMemory => match store::load_optional(&path)? {
                 Some(m) => {
                     info!(
                         model = %path.display(),
@@ -83,7 +86,7 @@ impl ModelFile {
                     );
                     m
                 }
-                None if readonly => anyhow::bail!(
+                None if readonly && start == Start::LoadOrNew => anyhow::bail!(
                     "{}: no model file there, and --model-readonly cannot start a new one",
                     path.display()
                 ),
