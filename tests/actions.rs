@@ -294,6 +294,8 @@ fn daemon_mode_detaches_writes_a_pid_file_and_cleans_up() {
         .arg("--config")
         .arg(&config)
         .env("HOME", &dir.0)
+        // A history of its own: the default one may be in use by another test.
+        .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
         .status()
         .expect("procwatch -d");
     assert!(
@@ -362,6 +364,8 @@ fn readiness_is_sent_to_notify_socket() {
         .args(["monitor", "--quiet", "--duration", "30"])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("HOME", &dir.0)
+        // A history of its own: the default one may be in use by another test.
+        .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
         .stderr(Stdio::null())
         .spawn()
         .expect("procwatch");

@@ -70,7 +70,17 @@ struct Scene {
     other: PathBuf,
     upstream: u16,
     elsewhere: u16,
+    /// The service's own port (free when the scene was made; its processes share it).
+    port: u16,
+    /// Another free port, for a listener the service never had.
+    spare: u16,
     _listeners: (TcpListener, TcpListener),
+}
+
+/// A port that was free a moment ago (ephemeral, picked by the kernel).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 impl Scene {
@@ -95,6 +105,8 @@ impl Scene {
             other,
             upstream,
             elsewhere,
+            port: free_port(),
+            spare: free_port(),
             _listeners: (up, el),
         }
     }
@@ -113,16 +125,12 @@ impl Scene {
         )
     }
 
-    /// What the service normally does: listen, be connected to, serve two files, talk to its
-    /// upstream, run its helper, make W+X memory (a JIT), idle.
+    /// What the service normally does: listen on its port, be connected to (the accepted
+    /// connection stays open), serve two files, talk to its upstream, run its helper, make W+X
+    /// memory (a JIT), idle.
     fn normal(&self, s: &mut Service) {
-        let reply = s.cmd("listen");
-        let port: u16 = reply
-            .rsplit(' ')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.cmd(&format!("listen {}", self.port));
+        let _client = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.cmd(&format!(
             "read {}",
             self.dir.0.join("www/index.html").display()
@@ -193,16 +201,15 @@ fn train_then_monitor_judges_a_real_web_service() {
     require_root!();
     let scene = Scene::new();
 
-    // Learn: three processes of the service do their normal work and idle through sweeps.
-    let t = train(&scene, 12);
-    let mut services: Vec<Service> = (0..3).map(|_| Service::start(&scene.app)).collect();
-    for s in &mut services {
-        scene.normal(s);
+    // Learn: three processes of the service, one after the other (so each accepts the
+    // connection made to it), do their normal work and idle through sweeps.
+    let t = train(&scene, 14);
+    for _ in 0..3 {
+        let mut s = Service::start(&scene.app);
+        scene.normal(&mut s);
+        s.cmd("sleep 2");
+        s.end();
     }
-    for s in &mut services {
-        s.cmd("sleep 4");
-    }
-    services.into_iter().for_each(Service::end);
     let (status, summary, _) = t.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "train failed: {summary:?}");
     let summary = summary.expect("summary");
@@ -228,6 +235,10 @@ fn train_then_monitor_judges_a_real_web_service() {
     assert!(
         text.contains(&scene.upstream.to_string()),
         "upstream port learned: {shown:#}"
+    );
+    assert_eq!(
+        shown["behaviour"]["listens"], true,
+        "its listening port learned: {shown:#}"
     );
 
     // Monitor with the trained model: it judges at once.
@@ -299,6 +310,57 @@ fn train_then_monitor_judges_a_real_web_service() {
         only_alert(&m, s.pid(), "file_access_unknown");
         s.end();
     }
+
+    // UDP to the port it knows for TCP: a connect()ed datagram socket, told apart by the
+    // socket type the sensor reads in the kernel.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    s.cmd(&format!("udp 127.0.0.1 {}", scene.upstream));
+    let r = only_alert(&m, s.pid(), "network_unknown_connection");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "Unknown UDP connection to 127.0.0.1:{}",
+            scene.upstream
+        )),
+        "names the protocol: {r:#}"
+    );
+    assert_eq!(r["anomaly"]["observed"]["proto"], "udp", "{r:#}");
+    s.end();
+
+    // A listening port it never had, and a connection accepted on it: both from the /proc
+    // socket table on sweeps.
+    let mut s = Service::start(&scene.app);
+    scene.normal(&mut s);
+    s.cmd(&format!("listen {}", scene.spare));
+    let _client = std::net::TcpStream::connect(("127.0.0.1", scene.spare)).expect("connect");
+    let r = only_alert(&m, s.pid(), "network_unknown_connection");
+    let all: Vec<String> = alerts_for(&m, s.pid())
+        .iter()
+        .flat_map(|a| a["reasons"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["reason"].as_str().map(str::to_owned))
+        .collect();
+    let listener = format!("Unknown TCP listener on 127.0.0.1:{}", scene.spare);
+    assert!(
+        all.iter().any(|t| t.contains(&listener)),
+        "the new listening port: {r:#} / {all:#?}"
+    );
+    let inbound = format!("to port {}", scene.spare);
+    let accepted = m.wait_alert(Duration::from_secs(60), |a| {
+        a["pid"] == s.pid()
+            && a["reasons"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| {
+                    r["anomaly"]["observed"]["direction"] == "inbound"
+                        && r["reason"].as_str().is_some_and(|t| t.contains(&inbound))
+                })
+            })
+    });
+    assert!(
+        accepted.is_some(),
+        "the connection accepted on it: {:#?}",
+        alerts_for(&m, s.pid())
+    );
+    s.end();
 
     // A CPU spike.
     let mut s = Service::start(&scene.app);
@@ -405,5 +467,66 @@ async fn file_opens_are_filtered_and_sent_once_per_process_and_path() {
     assert!(
         json.to_string().contains("file_open"),
         "file_open is counted: {json}"
+    );
+}
+
+/// SIGHUP keeps what the monitor learned since its last save (the file is unchanged, so the
+/// model in force stays), and new `baseline.watched_prefixes` reach the kernel's file-open
+/// filter at once: a file under a prefix added by the reload is learned.
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn sighup_keeps_unsaved_learning_and_takes_new_watched_prefixes() {
+    require_root!();
+    let scene = Scene::new();
+    let www = scene.dir.0.join("www");
+    let private = scene.dir.0.join("private");
+    let config = |watched: &Path| {
+        format!(
+            "sweep_interval: 200ms\nbaseline:\n  watched_prefixes: [{}]\n",
+            watched.display()
+        )
+    };
+    // A model file to start from (a short training of whatever runs here): the service is
+    // new to it, so the monitor learns it in its own window.
+    let t = train(&scene, 2);
+    let (status, summary, _) = t.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "train failed: {summary:?}");
+    let model = scene.model();
+    let mut m = Monitor::start(&config(&www), &["--model", model.to_str().expect("utf-8")]);
+    let mut s = Service::start(&scene.app);
+    s.cmd(&format!("connect 127.0.0.1 {}", scene.upstream));
+    s.cmd(&format!("read {}", www.join("index.html").display()));
+    // Not watched yet: stays in the kernel.
+    s.cmd(&format!("read {}", private.join("key.pem").display()));
+    m.sync_events();
+
+    std::fs::write(&m.config, config(&private)).expect("rewrite config");
+    m.signal(libc::SIGHUP);
+    m.wait_log(Duration::from_secs(60), "SIGHUP: baseline model");
+    s.cmd(&format!("read {}", private.join("key.pem").display()));
+    m.sync_events();
+    s.end();
+    let (status, _, _) = m.stop();
+    assert!(status.success(), "monitor exit: {status:?}");
+
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&model).expect("read model")).expect("JSON");
+    let exe = &saved["executables"][scene.app.to_str().expect("utf-8")];
+    let ports: Vec<u64> = exe["network"]["entries"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|e| e["port"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(
+        ports.contains(&u64::from(scene.upstream)),
+        "learned before the SIGHUP, saved at exit: {exe:#}"
+    );
+    let files = exe["files"].to_string();
+    assert!(
+        files.contains("index.html"),
+        "learned before the SIGHUP: {exe:#}"
+    );
+    assert!(
+        files.contains("key.pem"),
+        "under a prefix the SIGHUP added: {exe:#}"
     );
 }

@@ -82,7 +82,10 @@ fn alert_for(pid: u32) -> Alert {
         events_lost: 0,
         probes_missing: Vec::new(),
     };
-    alert::build(&p, &verdict, &Trigger::Sweep, None, sensor)
+    let mut a = alert::build(&p, &verdict, &Trigger::Sweep, None, sensor);
+    // The id the action stage gives the alert before it acts (the dump carries it).
+    a.id = 1;
+    a
 }
 
 /// Start time of `pid` now (the dump names a process by pid and start time).

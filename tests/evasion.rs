@@ -107,6 +107,7 @@ fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
         assert_eq!(a["trigger"]["kind"], "connect", "{how}: {a:#}");
         assert_eq!(a["trigger"]["via"], how, "{a:#}");
         assert_eq!(a["trigger"]["port"].to_string(), port, "{a:#}");
+        assert_eq!(a["trigger"]["socket"], "dgram", "read in the kernel: {a:#}");
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
     let tcp_port = listener.local_addr().expect("addr").port().to_string();
@@ -114,6 +115,7 @@ fn udp_and_fast_open_without_connect_are_judged_like_a_connect() {
     let a = m.expect_rule(pid, "suspicious_port");
     assert_eq!(a["trigger"]["via"], "sendto", "{a:#}");
     assert_eq!(a["trigger"]["fastopen"], true, "{a:#}");
+    assert_eq!(a["trigger"]["socket"], "stream", "{a:#}");
 }
 
 #[test]

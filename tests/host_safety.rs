@@ -443,6 +443,8 @@ fn without_ebpf(args: &[&str], config: &str) -> std::process::Output {
     .args(["--quiet", "--duration", "2"])
     .args(args)
     .env("HOME", &dir.0)
+    // A history of its own: the default one may be in use by another test.
+    .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
     .stdin(Stdio::null());
     cmd.output().expect("run procwatch")
 }

@@ -228,6 +228,7 @@ fn hostile_alert() -> impl Strategy<Value = Alert> {
             let when = chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default();
             Alert {
                 schema: SCHEMA,
+                id: u64::from(pid) + 1,
                 timestamp: when.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                 host,
                 pid,

@@ -38,6 +38,7 @@ fn everything_wrong() -> Process {
     p.connects.push(ConnectFact {
         addr: IpAddr::from([10, 0, 0, 9]),
         port: 4444,
+        proto: procwatch::procfs::sockets::Proto::Tcp,
     });
     p.stdio_net.push((0, None));
     p.start_ticks = 12_345;
@@ -66,7 +67,7 @@ fn alerts_for_every_rule_match_the_schema() {
     let rules: Vec<Rule> = findings.iter().map(|f| f.rule).collect();
     assert!(rules.len() >= 7, "{rules:?}");
     let verdict = score::score(findings, 0.25, &cfg);
-    let a = alert::build(
+    let mut a = alert::build(
         &p,
         &verdict,
         &Trigger::Sweep,
@@ -77,7 +78,8 @@ fn alerts_for_every_rule_match_the_schema() {
             probes_missing: Vec::new(),
         },
     );
-    let mut a = a;
+    // The id the action stage gives a final alert.
+    a.id = 1;
     a.ancestors = vec![
         alert::Ancestor {
             pid: 1,
@@ -107,7 +109,7 @@ fn alerts_for_every_rule_match_the_schema() {
     p.exe_state = ExeState::Memfd;
     p.exe = Some("/memfd:x".into());
     let verdict = score::score(detect::evaluate(&p, &cfg), 0.0, &cfg);
-    let a = alert::build(
+    let mut a = alert::build(
         &p,
         &verdict,
         &Trigger::Sweep,
@@ -118,6 +120,8 @@ fn alerts_for_every_rule_match_the_schema() {
             probes_missing: Vec::new(),
         },
     );
+    // The id the action stage gives a final alert.
+    a.id = 1;
     assert_valid_alert(&serde_json::to_value(&a).expect("serialises"));
     let _ = Arc::new(SensorStats::default());
 }
@@ -127,7 +131,7 @@ fn the_schema_rejects_what_it_should() {
     let cfg = Config::default();
     let p = everything_wrong();
     let verdict = score::score(detect::evaluate(&p, &cfg), 0.0, &cfg);
-    let a = alert::build(
+    let mut a = alert::build(
         &p,
         &verdict,
         &Trigger::Sweep,
@@ -138,11 +142,15 @@ fn the_schema_rejects_what_it_should() {
             probes_missing: Vec::new(),
         },
     );
+    // The id the action stage gives a final alert.
+    a.id = 1;
     let good = serde_json::to_value(&a).expect("serialises");
     let schema = procwatch_tests::alert_schema();
     assert!(schema.is_valid(&good));
     for (field, bad) in [
         ("schema", serde_json::json!("procwatch.alert/v2")),
+        ("id", serde_json::json!(0)),
+        ("id", serde_json::json!("7")),
         ("timestamp", serde_json::json!("yesterday")),
         ("pid", serde_json::json!(-1)),
         ("reasons", serde_json::json!([])),
@@ -245,7 +253,7 @@ fn alerts_with_baseline_anomalies_match_the_schema() {
 
     let p_heur = everything_wrong();
     let verdict = score::score(detect::evaluate(&p_heur, &cfg), l.ml_score(p), &cfg);
-    let a = alert::build(
+    let mut a = alert::build(
         &p_heur,
         &verdict,
         &Trigger::Sweep,
@@ -256,6 +264,8 @@ fn alerts_with_baseline_anomalies_match_the_schema() {
             probes_missing: Vec::new(),
         },
     );
+    // The id the action stage gives a final alert.
+    a.id = 1;
     let mut v = serde_json::to_value(&a).expect("serialises");
     let reasons = v["reasons"].as_array_mut().expect("reasons");
     for x in reasons.iter_mut() {

@@ -210,6 +210,11 @@ async fn connect_over_ipv4_and_ipv6_loopback() {
         assert_eq!((c.addr, c.port), (ip, port));
         assert_eq!(c.family, if ip.is_ipv4() { "inet" } else { "inet6" });
         assert!(c.fd >= 3, "fd {}", c.fd);
+        assert_eq!(
+            c.socket,
+            Some("stream"),
+            "the socket type, read in the kernel"
+        );
     }
 }
 

@@ -23,6 +23,8 @@ fn the_watchdog_is_pinged_at_half_its_period() {
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "1000000")
         .env("HOME", &dir.0)
+        // A history of its own: the default one may be in use by another test.
+        .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
         .stderr(Stdio::null())
         .spawn()
         .expect("procwatch");
@@ -63,6 +65,8 @@ fn the_watchdog_is_pinged_at_half_its_period() {
         .env("WATCHDOG_USEC", "200000")
         .env("WATCHDOG_PID", "1")
         .env("HOME", &dir.0)
+        // A history of its own: the default one may be in use by another test.
+        .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
         .stderr(Stdio::null())
         .spawn()
         .expect("procwatch");

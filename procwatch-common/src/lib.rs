@@ -391,8 +391,12 @@ pub mod ko {
     pub const REGS_BP: usize = 45;
     /// `pt_regs.orig_ax` (the syscall number, still there at syscall exit).
     pub const REGS_ORIG_AX: usize = 46;
+    /// `inode.i_mode` (file type: a socket is `S_IFSOCK`).
+    pub const INODE_MODE: usize = 47;
+    /// `socket.type` (`SOCK_STREAM`, `SOCK_DGRAM`, ...).
+    pub const SOCKET_TYPE: usize = 48;
     /// Number of slots.
-    pub const COUNT: usize = 47;
+    pub const COUNT: usize = 49;
 }
 
 /// `PROT_WRITE` from `<sys/mman.h>`.
@@ -542,6 +546,31 @@ pub struct ConnectEvent {
     pub via: u32,
     /// Destination address: 4 bytes used for IPv4, 16 for IPv6, network order.
     pub addr: [u8; 16],
+    /// The socket's type as the kernel has it (one of the [`sock_type`] constants; 0 when it
+    /// could not be read).
+    pub sock_type: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Socket types ([`ConnectEvent::sock_type`]): the kernel's `SOCK_*` numbers.
+pub mod sock_type {
+    /// Not read (no BTF offsets, or the descriptor is not a socket).
+    pub const UNKNOWN: u32 = 0;
+    /// `SOCK_STREAM` (TCP for inet sockets).
+    pub const STREAM: u32 = 1;
+    /// `SOCK_DGRAM` (UDP, or an ICMP "ping" socket).
+    pub const DGRAM: u32 = 2;
+    /// `SOCK_RAW`.
+    pub const RAW: u32 = 3;
+    /// `SOCK_RDM`.
+    pub const RDM: u32 = 4;
+    /// `SOCK_SEQPACKET` (SCTP one-to-one).
+    pub const SEQPACKET: u32 = 5;
+    /// `SOCK_DCCP`.
+    pub const DCCP: u32 = 6;
+    /// `SOCK_PACKET`.
+    pub const PACKET: u32 = 10;
 }
 
 /// A request for memory that is both writable and executable.
@@ -797,7 +826,7 @@ const _: () = {
     assert!(core::mem::size_of::<ForkEvent>() == 56 + 16);
     assert!(core::mem::size_of::<ExitEvent>() == 56 + 8);
     assert!(core::mem::size_of::<PtraceEvent>() == 56 + 40);
-    assert!(core::mem::size_of::<ConnectEvent>() == 56 + 32);
+    assert!(core::mem::size_of::<ConnectEvent>() == 56 + 40);
     assert!(core::mem::size_of::<WxMemEvent>() == 56 + 40);
     assert!(core::mem::size_of::<MemfdEvent>() == 56 + 8 + MEMFD_NAME_LEN);
     assert!(core::mem::size_of::<InjectEvent>() == 56 + 16 + COMM_LEN);

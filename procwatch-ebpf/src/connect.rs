@@ -11,7 +11,7 @@ use procwatch_common::{AF_INET, AF_INET6, ConnectEvent, flags, kind, tp, via};
 
 use crate::{
     emit::{self, current, fill_header, is_self, reserve},
-    offsets,
+    offsets, task,
 };
 
 /// `MSG_FASTOPEN` (linux/socket.h).
@@ -161,6 +161,9 @@ pub fn report(fd: u64, addr: *const u8, addrlen: u64, how: u32, hdr_flags: u32) 
     // SAFETY: sin_port / sin6_port sit right after the family.
     let port_be: u16 =
         unsafe { bpf_probe_read_user(addr.wrapping_add(2).cast::<u16>()) }.map_err(i64::from)?;
+    // The socket type tells UDP from TCP (a connect() says nothing of it); read before the
+    // slot is reserved, so the reads cannot hold a ring-buffer slot.
+    let sock_type = task::socket_type_of_fd(fd);
     let Some(mut entry) = reserve::<ConnectEvent>(kind::CONNECT) else {
         return Ok(());
     };
@@ -172,6 +175,8 @@ pub fn report(fd: u64, addr: *const u8, addrlen: u64, how: u32, hdr_flags: u32) 
         (*e).family = family;
         (*e).port = u16::from_be(port_be);
         (*e).via = how;
+        (*e).sock_type = sock_type;
+        (*e)._pad = 0;
         let words = (*e).addr.as_mut_ptr().cast::<u64>();
         core::ptr::write_volatile(words, 0);
         core::ptr::write_volatile(words.wrapping_add(1), 0);

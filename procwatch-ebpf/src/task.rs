@@ -246,3 +246,28 @@ pub fn file_of_fd(fd: u64) -> Option<*const u8> {
     let array = read::<*const u8>(fdt, offsets::ko(ko::FDT_FD))?;
     read::<*const u8>(array, (fd as usize) * 8).filter(|f| !f.is_null())
 }
+
+/// `S_IFMT` and `S_IFSOCK` (linux/stat.h).
+const S_IFMT: u16 = 0o170_000;
+const S_IFSOCK: u16 = 0o140_000;
+
+/// The type (`SOCK_STREAM`, `SOCK_DGRAM`, ...) of the socket behind the current task's
+/// descriptor `fd`; 0 when it is not a socket or cannot be read.
+#[inline(always)]
+pub fn socket_type_of_fd(fd: u64) -> u32 {
+    let Some(file) = file_of_fd(fd) else {
+        return 0;
+    };
+    let Some(inode) = read::<*const u8>(file, offsets::ko(ko::FILE_INODE)) else {
+        return 0;
+    };
+    // Only a socket file's private_data is a `struct socket`.
+    match read::<u16>(inode, offsets::ko(ko::INODE_MODE)) {
+        Some(mode) if mode & S_IFMT == S_IFSOCK => {}
+        _ => return 0,
+    }
+    let Some(sock) = read::<*const u8>(file, offsets::ko(ko::FILE_PRIVATE)) else {
+        return 0;
+    };
+    read::<u16>(sock, offsets::ko(ko::SOCKET_TYPE)).map_or(0, u32::from)
+}

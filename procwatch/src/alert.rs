@@ -141,6 +141,10 @@ pub const MAX_ANCESTORS: usize = 8;
 pub struct Alert {
     /// Always [`SCHEMA`].
     pub schema: &'static str,
+    /// Monotonic alert id, assigned in one place when the alert is final (after its actions,
+    /// before any sink sees it); it continues after a restart from the alert history
+    /// (`crate::history`). 0 only before that.
+    pub id: u64,
     /// RFC 3339 with milliseconds, UTC.
     pub timestamp: String,
     /// Host name.
@@ -308,6 +312,7 @@ pub fn build(
     let lossy = |p: &std::path::Path| os_lossy(p.as_os_str()).into_owned();
     Alert {
         schema: SCHEMA,
+        id: 0,
         timestamp: trigger.time(),
         host: hostname().to_string(),
         pid: p.pid,
@@ -422,7 +427,7 @@ fn silence_hints(p: &Process, verdict: &Verdict, trigger: &Trigger<'_>) -> Vec<S
 /// The heuristic findings (known ones with their `known` object and score 0), then the
 /// anomalies, the most severe first with `ml_weight × severity`, the others 0 (so the scores
 /// add up to `total_score`).
-fn reasons(verdict: &Verdict) -> Vec<Reason> {
+pub fn reasons(verdict: &Verdict) -> Vec<Reason> {
     let mut out: Vec<Reason> = verdict
         .findings
         .iter()

@@ -37,6 +37,31 @@ pub enum Command {
     /// Learn per-executable baselines for `--duration`, then write the model: everything seen
     /// counts as learned and stable, so `monitor --model FILE` monitors at once.
     Train(TrainArgs),
+    /// Serve the REST API and dashboard over periodic /proc sweeps (no eBPF needed);
+    /// `monitor --api ADDR` serves the same API from the real-time monitor.
+    Api(ApiArgs),
+}
+
+/// Arguments of `procwatch api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Shared detection options (alerts still go to the sinks and the alert history).
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// Address to listen on (default: api.listen's, else 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// Port to listen on (default: api.listen's, else 8080; 0 lets the kernel pick one, which
+    /// the log line "api listening on" names).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The baseline model file judged against (read only: `api` never writes it).
+    #[arg(long, env = "PROCWATCH_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Time between /proc sweeps (seconds, or with a unit; at least 100ms; default:
+    /// sweep_interval).
+    #[arg(long, value_parser = period, allow_negative_numbers = true)]
+    pub interval: Option<Duration>,
 }
 
 /// Arguments of `procwatch train`.
@@ -70,7 +95,10 @@ impl TrainArgs {
             daemon_log: PathBuf::from("/var/log/procwatch.log"),
             model: self.model,
             model_readonly: false,
+            history: None,
+            no_history: true,
             train: true,
+            api: None,
         }
     }
 }
@@ -282,9 +310,20 @@ pub struct MonitorArgs {
     /// Use the model without ever writing the file (a reviewed model shared by a fleet).
     #[arg(long)]
     pub model_readonly: bool,
+    /// The alert history database (default: history.path, else /var/lib/procwatch/alerts.db
+    /// as root, ~/.local/share/procwatch/alerts.db otherwise); turns the history on.
+    #[arg(long, env = "PROCWATCH_HISTORY", value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Keep no alert history database (ids start at 1; the API still has recent alerts).
+    #[arg(long)]
+    pub no_history: bool,
     /// Set by `train`: learn into a new model and write it, learned and stable, at the end.
     #[arg(skip)]
     pub train: bool,
+    /// Serve the REST API and dashboard on this address (overrides api.listen; port 0 lets
+    /// the kernel pick one, which the log line "api listening on" names).
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<std::net::SocketAddr>,
 }
 
 /// Arguments of `procwatch scan`.

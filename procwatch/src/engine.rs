@@ -74,6 +74,15 @@ pub struct Flagged {
     pub stopped_tracee: Option<(u32, u64)>,
 }
 
+/// Why the engine will not do what the API asked, with the HTTP status that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRefusal {
+    /// HTTP status (403 forbidden by policy, 404 unknown, 409 not possible now).
+    pub status: u16,
+    /// Why.
+    pub message: String,
+}
+
 /// What the engine counts about itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
@@ -91,6 +100,9 @@ pub struct EngineStats {
     pub sweeps: u64,
     /// Processes a sweep found but could not read in time (their reads hang), summed over sweeps.
     pub sweep_unread: u64,
+    /// Sweep samples of processes whose exit was already in (read just before they exited):
+    /// left out, an exit being final.
+    pub sweep_after_exit: u64,
     /// Enrichment jobs that gave nothing (process gone, read abandoned or refused).
     pub enrich_failed: u64,
     /// Shells whose relay was no longer looked for at connects, and candidate relays not
@@ -158,6 +170,8 @@ pub struct Engine {
     /// Condemned by a fork seen after the verdict: killed by whoever drains
     /// [`Engine::take_condemned`], not by the action stage.
     late: Vec<Condemned>,
+    /// Alerts released, by rule id (one count per rule of each alert).
+    alerts_by_rule: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Engine {
@@ -185,7 +199,114 @@ impl Engine {
             learning: None,
             doomed: doom::Doomed::default(),
             late: Vec::new(),
+            alerts_by_rule: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Alerts released so far, by rule id (an alert counts once for each of its rules).
+    pub fn alerts_by_rule(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.alerts_by_rule
+    }
+
+    /// The sensor feeding this engine.
+    pub fn sensor_kind(&self) -> SensorKind {
+        self.sensor
+    }
+
+    /// A kill the API asked for, checked like `--kill-on-alert`'s: the live process `pid` as
+    /// the table knows it (pid + start time + executable file), never pid 1, a kernel thread,
+    /// procwatch or its parent, an exempt process (allowlisted executable, whitelisted user),
+    /// nor one outside `scope`. Returns the process flagged for the action stage, with an alert
+    /// that records the request.
+    pub fn api_kill(&mut self, pid: u32, scope: Option<u32>) -> Result<Flagged, ApiRefusal> {
+        let refuse = |status: u16, message: String| Err(ApiRefusal { status, message });
+        if pid == 1 {
+            return refuse(403, "pid 1 (init) is never killed".into());
+        }
+        let me = std::process::id();
+        if pid == me || pid == std::os::unix::process::parent_id() {
+            return refuse(
+                403,
+                format!("pid {pid} is procwatch or its parent: never killed"),
+            );
+        }
+        let Some(p) = self.table.get(pid).filter(|p| p.exited.is_none()) else {
+            return refuse(404, format!("no live process {pid} in the table"));
+        };
+        if p.kernel_thread {
+            return refuse(403, format!("pid {pid} is a kernel thread: never killed"));
+        }
+        if p.start_ticks == 0 {
+            return refuse(
+                409,
+                format!(
+                    "the start time of pid {pid} is unknown: it cannot be told from a process \
+                     that reused the pid, so it is not killed"
+                ),
+            );
+        }
+        if let Some(root) = scope
+            && !self.descends_from(pid, root)
+        {
+            return refuse(
+                403,
+                format!("pid {pid} is outside --enforce-scope-pid {root}: not killed"),
+            );
+        }
+        let user = self.users.name(p.uid).map(str::to_owned);
+        let verdict = score::Verdict {
+            total_score: p.score.as_ref().map_or(0.0, |s| s.total_score),
+            heuristic_score: p.score.as_ref().map_or(0.0, |s| s.heuristic_score),
+            ml_score: p.score.as_ref().map_or(0.0, |s| s.ml_score),
+            ..score::Verdict::default()
+        };
+        let sensor = SensorInfo {
+            name: self.sensor,
+            events_lost: self.stats.lost_total(),
+            probes_missing: self.stats.probes_missing(),
+        };
+        let mut alert = alert::build(p, &verdict, &Trigger::Sweep, user, sensor);
+        // The reasons the process scored with, as they stand (the verdict above has no findings).
+        if let Some(s) = &p.score {
+            alert.reasons = s.reasons.clone();
+        }
+        alert.trigger = serde_json::json!({ "kind": "api_kill" });
+        alert.silence_with.clear();
+        alert.ancestors = ancestry(&self.table, p.ppid);
+        let flagged = Flagged {
+            alert,
+            start_ticks: p.start_ticks,
+            exe_id: p.exe_id,
+            kernel_thread: false,
+            exited: false,
+            stopped_tracee: None,
+        };
+        if let Some(why) = self.kill_exemption(&flagged) {
+            return refuse(403, format!("pid {pid} is {why}"));
+        }
+        Ok(flagged)
+    }
+
+    /// Adds to the baselines exactly what `alert` (a `procwatch.alert/v1` record) reported,
+    /// as `procwatch baseline accept` does; the model is saved with the next save.
+    pub fn api_accept(
+        &mut self,
+        alert: &serde_json::Value,
+    ) -> Result<crate::baseline::edit::Accepted, ApiRefusal> {
+        let cfg = self.cfg.baseline.clone();
+        let Some(l) = self.learning.as_mut() else {
+            return Err(ApiRefusal {
+                status: 409,
+                message: "baselines are off (no model): nothing to accept into".into(),
+            });
+        };
+        let now = crate::learning::now_secs();
+        crate::baseline::edit::accept(l.learner_mut().model_mut(), alert, &cfg, now).map_err(|e| {
+            ApiRefusal {
+                status: 400,
+                message: e.to_string(),
+            }
+        })
     }
 
     /// Turns the learned baselines on (learning and anomalies).
@@ -280,6 +401,7 @@ impl Engine {
         Interest {
             port_allowed: Arc::new(move |port| ports.contains(port)),
             wants_stdio: is_shell_or_interpreter,
+            servers: self.learning.is_some(),
         }
     }
 
@@ -559,6 +681,7 @@ impl Engine {
                     ConnectFact {
                         addr: c.addr,
                         port: c.port,
+                        proto: c.proto(),
                     },
                 );
                 let learned = match (self.learning.as_mut(), event_behaviour(ev)) {
@@ -941,6 +1064,9 @@ impl Engine {
                     );
                     continue;
                 }
+                for r in &q.flagged.alert.reasons {
+                    *self.alerts_by_rule.entry(r.rule.as_str()).or_default() += 1;
+                }
                 out.push(q.flagged);
             }
         }
@@ -953,13 +1079,20 @@ impl Engine {
         self.counts.sweep_unread += sweep.unread.len() as u64;
         let mut seen: std::collections::HashSet<u32> = sweep.unread.iter().copied().collect();
         let mut pids = Vec::with_capacity(sweep.samples.len());
-        for s in sweep.samples {
+        for mut s in sweep.samples {
             seen.insert(s.pid);
+            // Read before it exited, merged after its exit: the process is over, and an entry
+            // made from this sample would be judged (and alert) once more as a new process.
+            if self.table.has_ended(s.pid, s.start_ticks) {
+                self.counts.sweep_after_exit += 1;
+                continue;
+            }
             let p = self
                 .table
                 .entry(s.pid, s.start_ticks, SensorKind::Sweep, now);
             let timed = p.cpu_sample.is_some();
             let before = p.conns.clone();
+            let servers = std::mem::take(&mut s.servers);
             merge::merge(p, s, now);
             if let Some(l) = self.learning.as_mut()
                 && !p.kernel_thread
@@ -976,6 +1109,12 @@ impl Engine {
                         l.observe(p, Behaviour::Connect(crate::learning::outbound(c)));
                     }
                 }
+                // Listening sockets and accepted connections, each once per process.
+                for f in servers {
+                    if push_bounded(&mut p.servers, f) {
+                        l.observe(p, Behaviour::Connect(crate::learning::served(&f)));
+                    }
+                }
             }
             pids.push(p.pid);
         }
@@ -988,6 +1127,7 @@ impl Engine {
             }
         }
         self.table.expire(now);
+        self.table.forget_ended_before(started);
         for pid in pids {
             self.evaluate(pid, &Trigger::Sweep, false);
         }
@@ -1136,10 +1276,12 @@ impl Engine {
             None => Judgement::default(),
         };
         if findings.is_empty() && judged.anomalies.is_empty() {
+            p.score = None;
             return;
         }
         let mut verdict = score::with_baseline(findings, judged.known, judged.anomalies, cfg);
         verdict.new_anomalies = judged.new_anomalies;
+        p.score = Some(Arc::new(score::Scored::of(&verdict)));
         if verdict.total_score >= cfg.min_score {
             identify(p, trigger);
         }
@@ -1409,6 +1551,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1538,6 +1681,58 @@ mod tests {
         );
     }
 
+    /// The race: a sweep reads a process, the process exits, its exit event is handled, and
+    /// only then is the sweep merged. The sample must not bring the process back (a new entry
+    /// with nothing reported, so a second alert, and a second process for the baseline).
+    #[test]
+    fn a_sweep_that_read_a_process_before_its_exit_does_not_resurrect_it() {
+        let mut e = engine();
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        let sweep_started = Instant::now();
+        let first = e.on_event(&ev, Instant::now());
+        assert_eq!(first.len(), 1, "the exec alerts once");
+        let mut exit = event(
+            GONE,
+            EventBody::Exit(crate::sensor::event::Exit { exit_code: None }),
+        );
+        exit.start_time_ns = Some(start_ns);
+        e.on_event(&exit, Instant::now());
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample.clone()],
+            ..Sweep::default()
+        };
+        let again = e.on_samples(sweep, sweep_started, Instant::now());
+        assert!(
+            again.is_empty(),
+            "a second alert for the same process: {again:?}"
+        );
+        assert!(e.table().get(GONE).is_some_and(|p| p.exited.is_some()));
+        assert_eq!(e.stats().sweep_after_exit, 1);
+        // A process that reused the pid (another start time) is new, and judged.
+        let reused = crate::procfs::Sample {
+            start_ticks: start + 1,
+            ..sample
+        };
+        let sweep = Sweep {
+            samples: vec![reused],
+            ..Sweep::default()
+        };
+        let new = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(new.len(), 1, "the reused pid is another process");
+    }
+
     #[test]
     fn a_relative_exec_of_a_gone_child_resolves_against_the_inherited_cwd() {
         let mut e = engine();
@@ -1598,6 +1793,7 @@ mod tests {
             conns: vec![ConnectFact {
                 addr: [10, 0, 0, 1].into(),
                 port: 4444,
+                proto: crate::procfs::sockets::Proto::Tcp,
             }],
         };
         let out = e.on_job_done(jobs[0].id, Ok(found), now);
@@ -1642,6 +1838,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 1, 1, 1].into(),
@@ -1682,6 +1879,7 @@ mod tests {
                 EventBody::Connect(Connect {
                     via: "connect",
                     fastopen: false,
+                    socket: None,
                     fd: 3,
                     family: "inet",
                     addr: [10, 0, 0, 5].into(),
@@ -1719,6 +1917,7 @@ mod tests {
             EventBody::Connect(Connect {
                 via: "connect",
                 fastopen: false,
+                socket: None,
                 fd: 3,
                 family: "inet",
                 addr: [10, 0, 0, 5].into(),

@@ -17,6 +17,7 @@ use crate::{
     config::{Config, Rule},
     detect::Finding,
     process::table::{ConnectFact, Process},
+    procfs::{sample::ServerFact, sockets},
     sensor::{Event, EventBody},
 };
 
@@ -48,14 +49,38 @@ pub struct Judgement {
     pub new_anomalies: bool,
 }
 
-/// A connect as the baseline keys it. The sensor reports the connect call, not the socket
-/// type: every connect is learned and judged as TCP, the same way in training and after.
+/// The baseline's name for a socket's protocol.
+pub fn proto_of(p: sockets::Proto) -> Proto {
+    match p {
+        sockets::Proto::Tcp => Proto::Tcp,
+        sockets::Proto::Udp => Proto::Udp,
+    }
+}
+
+/// A connection this process opened (a connect or a send naming its destination, or an
+/// outbound socket /proc shows), with its real protocol.
 pub fn outbound(c: &ConnectFact) -> Destination {
     Destination {
         addr: c.addr,
         port: c.port,
-        proto: Proto::Tcp,
+        proto: proto_of(c.proto),
         direction: Direction::Outbound,
+    }
+}
+
+/// A socket the process serves on (a sweep found it): a listening one keyed by the address it
+/// is bound to and its own port, an accepted connection by the peer's address and its own
+/// port (the peer's is ephemeral).
+pub fn served(f: &ServerFact) -> Destination {
+    Destination {
+        addr: f.addr,
+        port: f.port,
+        proto: proto_of(f.proto),
+        direction: if f.accepted {
+            Direction::Inbound
+        } else {
+            Direction::Listen
+        },
     }
 }
 
@@ -66,6 +91,7 @@ pub fn event_behaviour(ev: &Event) -> Option<Behaviour<'_>> {
         EventBody::Connect(c) => Some(Behaviour::Connect(outbound(&ConnectFact {
             addr: c.addr,
             port: c.port,
+            proto: c.proto(),
         }))),
         EventBody::WxMem(_) => Some(Behaviour::WxMem),
         // TRACEME asks to be traced: the caller traces nobody.

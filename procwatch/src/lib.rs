@@ -6,6 +6,7 @@
 //! (`main.rs`) only parses the command line and calls into [`commands`].
 pub mod actions;
 pub mod alert;
+pub mod api;
 pub mod baseline;
 pub mod bounds;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod engine;
+pub mod history;
 pub mod identity;
 pub mod learning;
 pub mod memory;

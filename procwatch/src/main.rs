@@ -49,6 +49,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Config(args) => commands::config::run(args),
             cli::Command::Baseline(args) => commands::baseline::run(args),
             cli::Command::Train(args) => commands::monitor::run(args.into_monitor()).await,
+            cli::Command::Api(args) => commands::api::run(args).await,
         }
     }));
     match result.unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}"))) {

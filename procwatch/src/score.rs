@@ -28,6 +28,31 @@ pub struct Verdict {
     pub new_anomalies: bool,
 }
 
+/// A verdict as the API shows it for every process (not only the alerted ones).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scored {
+    /// `heuristic_score + ml_weight × ml_score`.
+    pub total_score: f64,
+    /// Sum of the weights of the rules that hold.
+    pub heuristic_score: f64,
+    /// Baseline-anomaly score.
+    pub ml_score: f64,
+    /// The reasons, as an alert lists them.
+    pub reasons: Vec<crate::alert::Reason>,
+}
+
+impl Scored {
+    /// The API's view of `verdict`.
+    pub fn of(verdict: &Verdict) -> Self {
+        Self {
+            total_score: verdict.total_score,
+            heuristic_score: verdict.heuristic_score,
+            ml_score: verdict.ml_score,
+            reasons: crate::alert::reasons(verdict),
+        }
+    }
+}
+
 /// What to do with a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

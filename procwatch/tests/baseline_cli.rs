@@ -4,11 +4,15 @@
 //! where it is wired in.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
     time::Duration,
 };
+
+use common::{Scratch, procwatch, text};
 
 use procwatch::{
     baseline::{
@@ -18,45 +22,6 @@ use procwatch::{
     },
     config,
 };
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "procwatch-baseline-cli-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs procwatch with HOME in the scratch directory (no real ~/.procwatch.yaml or model).
-fn procwatch(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_procwatch"))
-        .args(args)
-        .env("HOME", home)
-        .env_remove("PROCWATCH_MODEL")
-        .env("PROCWATCH_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -185,7 +150,7 @@ fn alert_json() -> serde_json::Value {
 
 #[test]
 fn list_shows_every_executable() {
-    let dir = Scratch::new("list");
+    let dir = Scratch::new("baseline-cli", "list");
     let model = dir.path("model.json");
     write_model(&model, "web-1");
     let m = model.to_str().unwrap();
@@ -216,7 +181,7 @@ fn list_shows_every_executable() {
 
 #[test]
 fn the_model_path_comes_from_flag_env_config_or_home() {
-    let dir = Scratch::new("path");
+    let dir = Scratch::new("baseline-cli", "path");
     // Default: ~/.local/share/procwatch/model.json.
     let default = dir.path(".local/share/procwatch/model.json");
     let e = fails(&procwatch(&dir.0, &["baseline", "list"]), 1);
@@ -251,7 +216,7 @@ fn the_model_path_comes_from_flag_env_config_or_home() {
 
 #[test]
 fn show_prints_the_baseline_in_text_and_pwarden_json() {
-    let dir = Scratch::new("show");
+    let dir = Scratch::new("baseline-cli", "show");
     let model = dir.path("model.json");
     write_model(&model, "web-1");
     let m = model.to_str().unwrap();
@@ -319,7 +284,7 @@ fn show_prints_the_baseline_in_text_and_pwarden_json() {
 
 #[test]
 fn forget_removes_one_executable() {
-    let dir = Scratch::new("forget");
+    let dir = Scratch::new("baseline-cli", "forget");
     let model = dir.path("model.json");
     write_model(&model, "web-1");
     let m = model.to_str().unwrap();
@@ -350,7 +315,7 @@ fn forget_removes_one_executable() {
 
 #[test]
 fn allow_adds_a_port_a_child_or_a_file() {
-    let dir = Scratch::new("allow");
+    let dir = Scratch::new("baseline-cli", "allow");
     let model = dir.path("model.json");
     write_model(&model, "web-1");
     let m = model.to_str().unwrap();
@@ -438,7 +403,7 @@ fn allow_adds_a_port_a_child_or_a_file() {
 
 #[test]
 fn accept_adds_what_an_alert_reported() {
-    let dir = Scratch::new("accept");
+    let dir = Scratch::new("baseline-cli", "accept");
     let model = dir.path("model.json");
     write_model(&model, "web-1");
     let m = model.to_str().unwrap();
@@ -512,7 +477,7 @@ fn accept_adds_what_an_alert_reported() {
 
 #[test]
 fn merge_combines_hosts() {
-    let dir = Scratch::new("merge");
+    let dir = Scratch::new("baseline-cli", "merge");
     let a = dir.path("a.json");
     let b = dir.path("b.json");
     write_model(&a, "web-1");
@@ -568,7 +533,7 @@ fn merge_combines_hosts() {
 
 #[test]
 fn corrupt_and_newer_files_are_named_and_left_alone() {
-    let dir = Scratch::new("corrupt");
+    let dir = Scratch::new("baseline-cli", "corrupt");
     let good = dir.path("good.json");
     write_model(&good, "web-1");
     let bad = dir.path("bad.json");

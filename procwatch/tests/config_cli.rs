@@ -1,55 +1,16 @@
 //! `procwatch config check|show` through the real binary: exit codes and messages.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
 
-/// A scratch directory for this test process, removed on drop.
-struct Scratch(PathBuf);
+use std::path::Path;
 
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "procwatch-config-cli-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs procwatch with `args`, HOME pointed at `home` so the real ~/.procwatch.yaml is never read.
-fn procwatch(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_procwatch"))
-        .args(args)
-        .env("HOME", home)
-        .env("PROCWATCH_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{Scratch, procwatch, text};
 
 #[test]
 fn check_accepts_a_good_file() {
-    let dir = Scratch::new("good");
-    let good = dir.file("good.yaml", "min_score: 4\nports: [22, \"8000-8100\"]\n");
+    let dir = Scratch::new("config-cli", "good");
+    let good = dir.write("good.yaml", "min_score: 4\nports: [22, \"8000-8100\"]\n");
     let out = procwatch(&dir.0, &["config", "check", good.to_str().unwrap()]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("{}: ok\n", good.display()));
@@ -57,8 +18,8 @@ fn check_accepts_a_good_file() {
 
 #[test]
 fn check_rejects_a_bad_file_with_its_line() {
-    let dir = Scratch::new("bad");
-    let bad = dir.file("bad.yaml", "min_score: 4\nweights:\n  tmp_exe: high\n");
+    let dir = Scratch::new("config-cli", "bad");
+    let bad = dir.write("bad.yaml", "min_score: 4\nweights:\n  tmp_exe: high\n");
     let out = procwatch(&dir.0, &["config", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -70,9 +31,9 @@ fn check_rejects_a_bad_file_with_its_line() {
 
 #[test]
 fn check_reports_every_bad_file_and_fails() {
-    let dir = Scratch::new("many");
-    let good = dir.file("good.yaml", "");
-    let typo = dir.file("typo.yaml", "cpu_high: 50\nmin_scor: 3\n");
+    let dir = Scratch::new("config-cli", "many");
+    let good = dir.write("good.yaml", "");
+    let typo = dir.write("typo.yaml", "cpu_high: 50\nmin_scor: 3\n");
     let args = [
         "config",
         "check",
@@ -91,7 +52,7 @@ fn check_reports_every_bad_file_and_fails() {
 
 #[test]
 fn check_of_a_missing_file_fails() {
-    let dir = Scratch::new("missing");
+    let dir = Scratch::new("config-cli", "missing");
     let out = procwatch(&dir.0, &["config", "check", "/nonexistent/procwatch.yaml"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/nonexistent/procwatch.yaml: cannot read"));
@@ -104,12 +65,12 @@ fn show_layers_home_and_cli_files() {
         eprintln!("skipped: /etc/procwatch.yaml exists on this machine");
         return;
     }
-    let dir = Scratch::new("show");
-    dir.file(
+    let dir = Scratch::new("config-cli", "show");
+    dir.write(
         ".procwatch.yaml",
         "min_score: 4.5\napi:\n  token: hunter2\n",
     );
-    let cli = dir.file("cli.yaml", "ports: \"22,443\"\n");
+    let cli = dir.write("cli.yaml", "ports: \"22,443\"\n");
     let out = procwatch(
         &dir.0,
         &["config", "show", "--config", cli.to_str().unwrap()],
@@ -133,8 +94,8 @@ fn show_layers_home_and_cli_files() {
 
 #[test]
 fn show_fails_on_a_broken_config() {
-    let dir = Scratch::new("showbad");
-    let cli = dir.file("cli.yaml", "ports: 70000\n");
+    let dir = Scratch::new("config-cli", "showbad");
+    let cli = dir.write("cli.yaml", "ports: 70000\n");
     let out = procwatch(
         &dir.0,
         &["config", "show", "--config", cli.to_str().unwrap()],

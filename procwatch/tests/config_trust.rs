@@ -4,11 +4,15 @@
 //! that only root can write are read, wherever they sit.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
+
+use common::{Scratch, procwatch, text};
 
 /// The uid of `nobody` on Debian.
 const NOBODY: u32 = 65534;
@@ -26,23 +30,10 @@ macro_rules! require_root {
     };
 }
 
-/// A scratch directory for this test process, removed on drop.
-struct Scratch(PathBuf);
-
+/// Config files owned by someone and symlinks, in a [`Scratch`] directory.
 impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "procwatch-config-trust-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Self(dir)
-    }
-
     /// A config file at `rel` with `mode`, owned by `uid`.
-    fn file(&self, rel: &str, mode: u32, uid: u32) -> PathBuf {
+    fn owned_file(&self, rel: &str, mode: u32, uid: u32) -> PathBuf {
         let path = self.0.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "min_score: 4\n").unwrap();
@@ -57,26 +48,6 @@ impl Scratch {
         std::os::unix::fs::symlink(to, &path).unwrap();
         path
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs procwatch with `args` and HOME set to `home`.
-fn procwatch(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_procwatch"))
-        .args(args)
-        .env("HOME", home)
-        .env("PROCWATCH_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Asserts the run exited 1 refusing `file` with every word of `needles`.
@@ -101,9 +72,9 @@ fn assert_refused(out: &Output, file: &Path, needles: &[&str]) {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn home_layer_owned_by_another_user_is_refused() {
     require_root!();
-    let dir = Scratch::new("home-owner");
+    let dir = Scratch::new("config-trust", "home-owner");
     let home = dir.0.join("home");
-    let file = dir.file("home/.procwatch.yaml", 0o644, NOBODY);
+    let file = dir.owned_file("home/.procwatch.yaml", 0o644, NOBODY);
     for args in [
         &["config", "show"][..],
         &["scan", "--quiet"],
@@ -127,9 +98,9 @@ fn home_layer_writable_by_everyone_or_group_is_refused() {
         (0o646, "by everyone"),
         (0o664, "by its group"),
     ] {
-        let dir = Scratch::new(&format!("home-mode-{mode:o}"));
+        let dir = Scratch::new("config-trust", &format!("home-mode-{mode:o}"));
         let home = dir.0.join("home");
-        let file = dir.file("home/.procwatch.yaml", mode, 0);
+        let file = dir.owned_file("home/.procwatch.yaml", mode, 0);
         let out = procwatch(&home, &["config", "show"]);
         assert_refused(&out, &file, &["uid 0", &format!("mode 0{mode:o}"), words]);
     }
@@ -139,9 +110,9 @@ fn home_layer_writable_by_everyone_or_group_is_refused() {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn cli_config_owned_by_another_user_or_world_writable_is_refused() {
     require_root!();
-    let dir = Scratch::new("cli");
-    let nobodys = dir.file("nobodys.yaml", 0o600, NOBODY);
-    let open = dir.file("open.yaml", 0o666, 0);
+    let dir = Scratch::new("config-trust", "cli");
+    let nobodys = dir.owned_file("nobodys.yaml", 0o600, NOBODY);
+    let open = dir.owned_file("open.yaml", 0o666, 0);
     for (file, word) in [(&nobodys, "uid 65534"), (&open, "mode 0666")] {
         let f = file.to_str().unwrap();
         for args in [
@@ -162,8 +133,8 @@ fn cli_config_owned_by_another_user_or_world_writable_is_refused() {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn symlinks_are_judged_by_the_file_they_lead_to() {
     require_root!();
-    let dir = Scratch::new("links");
-    let nobodys = dir.file("elsewhere/nobodys.yaml", 0o644, NOBODY);
+    let dir = Scratch::new("config-trust", "links");
+    let nobodys = dir.owned_file("elsewhere/nobodys.yaml", 0o644, NOBODY);
     let home = dir.0.join("home");
     let link = dir.symlink("home/.procwatch.yaml", &nobodys);
     let out = procwatch(&home, &["config", "show"]);
@@ -172,7 +143,7 @@ fn symlinks_are_judged_by_the_file_they_lead_to() {
     let out = procwatch(&dir.0, &["config", "check", cli_link.to_str().unwrap()]);
     assert_refused(&out, &cli_link, &["uid 65534"]);
 
-    let roots = dir.file("elsewhere/roots.yaml", 0o644, 0);
+    let roots = dir.owned_file("elsewhere/roots.yaml", 0o644, 0);
     let good_link = dir.symlink("good-link.yaml", &roots);
     let out = procwatch(&dir.0, &["config", "check", good_link.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -184,15 +155,15 @@ fn symlinks_are_judged_by_the_file_they_lead_to() {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn root_only_file_in_an_open_directory_is_read() {
     require_root!();
-    let dir = Scratch::new("dirs");
+    let dir = Scratch::new("config-trust", "dirs");
     let open_dir = dir.0.join("open");
     std::fs::create_dir_all(&open_dir).unwrap();
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let in_open = dir.file("open/roots.yaml", 0o644, 0);
+    let in_open = dir.owned_file("open/roots.yaml", 0o644, 0);
     let users_dir = dir.0.join("users");
     std::fs::create_dir_all(&users_dir).unwrap();
     std::os::unix::fs::chown(&users_dir, Some(NOBODY), Some(NOBODY)).unwrap();
-    let in_users = dir.file("users/roots.yaml", 0o600, 0);
+    let in_users = dir.owned_file("users/roots.yaml", 0o600, 0);
     for file in [in_open, in_users] {
         let out = procwatch(&dir.0, &["config", "check", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -203,7 +174,7 @@ fn root_only_file_in_an_open_directory_is_read() {
 /// A FIFO as ~/.procwatch.yaml must not stall procwatch waiting for a writer.
 #[test]
 fn fifo_layer_is_refused_at_once() {
-    let dir = Scratch::new("fifo");
+    let dir = Scratch::new("config-trust", "fifo");
     let fifo = dir.0.join(".procwatch.yaml");
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.

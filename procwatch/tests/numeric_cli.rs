@@ -4,50 +4,11 @@
 //! may panic (exit 101, "panicked" on stderr). Nothing here gets far enough to load eBPF.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
 
-/// A scratch directory for this test process, removed on drop.
-struct Scratch(PathBuf);
+use std::process::Output;
 
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "procwatch-numeric-cli-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs procwatch with `args`, HOME pointed at `home` so the real ~/.procwatch.yaml is never read.
-fn procwatch(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_procwatch"))
-        .args(args)
-        .env("HOME", home)
-        .env("PROCWATCH_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{Scratch, procwatch, text};
 
 /// Fails when the run panicked, whatever else it did.
 #[track_caller]
@@ -150,7 +111,7 @@ fn flags() -> Vec<FlagCase> {
 
 #[test]
 fn every_numeric_flag_refuses_hostile_values_naming_the_flag() {
-    let dir = Scratch::new("flags");
+    let dir = Scratch::new("numeric-cli", "flags");
     let mut tried = 0;
     for (before, flag, extra_bad, after) in flags() {
         for value in ALWAYS_BAD.iter().chain(&extra_bad) {
@@ -175,7 +136,7 @@ fn every_numeric_flag_refuses_hostile_values_naming_the_flag() {
 
 #[test]
 fn negative_numbers_as_separate_arguments_name_the_flag() {
-    let dir = Scratch::new("negative");
+    let dir = Scratch::new("numeric-cli", "negative");
     for args in [
         ["events", "--duration", "-1"],
         ["scan", "--interval", "-5"],
@@ -195,7 +156,7 @@ fn negative_numbers_as_separate_arguments_name_the_flag() {
 
 #[test]
 fn count_without_interval_is_a_usage_error() {
-    let dir = Scratch::new("count");
+    let dir = Scratch::new("numeric-cli", "count");
     let out = procwatch(&dir.0, &["scan", "--count", "3"]);
     assert_no_panic(&["scan"], &out);
     assert_eq!(out.status.code(), Some(2));
@@ -208,7 +169,7 @@ fn count_without_interval_is_a_usage_error() {
 
 #[test]
 fn bad_log_filter_is_refused() {
-    let dir = Scratch::new("log");
+    let dir = Scratch::new("numeric-cli", "log");
     let out = procwatch(&dir.0, &["--log", "[", "config", "check", "/dev/null"]);
     assert_no_panic(&["--log"], &out);
     assert_eq!(out.status.code(), Some(2));
@@ -222,7 +183,7 @@ fn bad_log_filter_is_refused() {
 /// Durations with units and values at the edges are accepted: a real scan runs twice.
 #[test]
 fn edge_values_are_accepted() {
-    let dir = Scratch::new("edges");
+    let dir = Scratch::new("numeric-cli", "edges");
     let args = [
         "scan",
         "--quiet",
@@ -273,9 +234,9 @@ fn hostile_configs() -> Vec<(&'static str, usize, &'static str)> {
 
 #[test]
 fn hostile_config_values_fail_check_scan_and_monitor_with_file_line_and_key() {
-    let dir = Scratch::new("config");
+    let dir = Scratch::new("numeric-cli", "config");
     for (i, (key, line, yaml)) in hostile_configs().into_iter().enumerate() {
-        let file = dir.file(&format!("c{i}.yaml"), yaml);
+        let file = dir.write(&format!("c{i}.yaml"), yaml);
         let f = file.to_str().unwrap();
         let want = format!("{f}:{line}:");
         let runs: [&[&str]; 3] = [

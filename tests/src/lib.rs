@@ -398,6 +398,9 @@ impl Monitor {
         let mut child = cmd
             // ~/.procwatch.yaml of whoever runs the tests must not change the outcome.
             .env("HOME", &dir.0)
+            // A history of its own (the default, /var/lib/procwatch/alerts.db as root, takes
+            // one procwatch at a time); `--history`/`--no-history` in `extra` win over it.
+            .env("PROCWATCH_HISTORY", dir.0.join("alerts.db"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -24,6 +24,15 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "openssh-server",
         "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
     ),
+    ("chromium", "the dashboard's real-browser test (headless)"),
+    (
+        "chromium-driver",
+        "WebDriver for the dashboard's browser test",
+    ),
+    (
+        "prometheus",
+        "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
+    ),
 ];
 
 /// Where tracefs is mounted on current kernels.

@@ -13,7 +13,10 @@
 //! - Poisoning: a learned entry becomes normal only once seen in `min_processes` distinct
 //!   processes; a process flagged by a rule that known behaviour never silences stops
 //!   teaching the model, and what it taught that is not yet normal elsewhere is taken back.
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+};
 
 use super::{
     anomaly::{self, Anomaly, AnomalyRule, Confidence, Observed, rarity_of_spike, severity},
@@ -144,12 +147,29 @@ pub struct Learner {
     max_sessions: usize,
     stats: LearnStats,
     dirty: bool,
+    /// The executables the model file held when this learner last read or wrote it (what a
+    /// reload must not bring back when the file no longer has them: `baseline forget`).
+    synced: BTreeSet<String>,
+    /// The executables of the snapshot being saved (they become `synced` once it is).
+    saving: Option<BTreeSet<String>>,
+}
+
+/// What [`Learner::reload`] did with the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file is the revision this learner last saved or read: nothing changed there, so
+    /// the model in force (that revision plus what was learned since) stays.
+    Unchanged,
+    /// Someone changed the file: it is in force, with what was learned since folded in.
+    Merged,
 }
 
 impl Learner {
     /// A learner over `model`, keeping at most `max_sessions` live processes' contributions.
     pub fn new(model: Model, cfg: &config::Baseline, max_sessions: usize) -> Self {
         Self {
+            synced: model.executables.keys().cloned().collect(),
+            saving: None,
             model,
             set: Settings::new(cfg),
             sessions: HashMap::new(),
@@ -162,6 +182,12 @@ impl Learner {
     /// The model as it stands.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The model, to edit by hand (the API's accept); it is saved with the next save.
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.dirty = true;
+        &mut self.model
     }
 
     /// The model, giving up the learner.
@@ -185,18 +211,23 @@ impl Learner {
     /// dirty again, so saving this copy never hides later learning.
     pub fn snapshot(&mut self) -> Model {
         self.dirty = false;
+        self.saving = Some(self.model.executables.keys().cloned().collect());
         self.model.clone()
     }
 
     /// The save of the last [`Learner::snapshot`] failed: the model is unsaved again.
     pub fn save_failed(&mut self) {
         self.dirty = true;
+        self.saving = None;
     }
 
     /// The last [`Learner::snapshot`] was saved as `revision` at `now`.
     pub fn snapshot_saved(&mut self, revision: u64, now: Secs) {
         self.model.revision = revision;
         self.model.saved = Some(now);
+        if let Some(saved) = self.saving.take() {
+            self.synced = saved;
+        }
     }
 
     /// Counters so far.
@@ -208,6 +239,8 @@ impl Learner {
     /// keep their reported anomalies, but what they taught the old model can no longer be
     /// taken back from the new one.
     pub fn replace_model(&mut self, model: Model) {
+        self.synced = model.executables.keys().cloned().collect();
+        self.saving = None;
         self.model = model;
         for s in self.sessions.values_mut() {
             s.learned.clear();
@@ -217,6 +250,29 @@ impl Learner {
             s.in_resources = false;
         }
         self.dirty = false;
+    }
+
+    /// Takes the model file in again (SIGHUP) without dropping what was learned since the
+    /// last save: an unchanged file (the revision last saved or read) leaves the model in
+    /// force as it is; a changed one (`baseline allow/accept/forget`) is put in force with
+    /// the learning since folded in ([`super::reload::keep_learned`]). Live processes keep
+    /// their reported anomalies; after a merge, what they taught can no longer be taken back.
+    pub fn reload(&mut self, file: Model, now: Secs) -> Reloaded {
+        if file.revision == self.model.revision && file.created == self.model.created {
+            return Reloaded::Unchanged;
+        }
+        let limits = super::merge::MergeLimits {
+            caps: &self.set.cfg.caps,
+            min_processes: self.set.min,
+            generalize_after: self.set.cfg.generalize_after,
+        };
+        let synced = std::mem::take(&mut self.synced);
+        let merged = super::reload::keep_learned(file, &self.model, &synced, limits, now);
+        let learned_since = self.dirty || self.saving.is_some();
+        self.replace_model(merged);
+        // What was learned since the last save is in this model only until it is saved.
+        self.dirty = learned_since;
+        Reloaded::Merged
     }
 
     /// New settings (config reload).

@@ -948,3 +948,111 @@ fn a_scanning_process_is_bounded_and_counted() {
         (MAX_TAUGHT - config::Caps::default().network) as u64
     );
 }
+
+/// SIGHUP with the file as this learner last saved it: nothing learned since is dropped.
+#[test]
+fn a_reload_of_an_unchanged_file_keeps_what_was_learned_since() {
+    let mut l = trained(2);
+    let saved = l.snapshot();
+    l.snapshot_saved(saved.revision + 1, 10);
+    let mut file = saved.clone();
+    file.revision += 1;
+    let p = pid(50);
+    let late = dest("10.0.0.9", 6379);
+    l.observe(&obs(p, NGINX, Behaviour::Connect(late)), 20);
+    let before = l.model().clone();
+    assert!(l.is_dirty());
+    assert_eq!(l.reload(file, 21), Reloaded::Unchanged);
+    assert_eq!(l.model(), &before, "the model in force stays");
+    assert!(l.is_dirty(), "and is still saved later");
+}
+
+/// SIGHUP after `baseline allow` and `forget` changed the file: the edits are in force, and
+/// what was learned since the last save is kept (counts not doubled, forgotten not back).
+#[test]
+fn a_reload_of_an_edited_file_keeps_the_edits_and_what_was_learned_since() {
+    let other = "/usr/bin/psql";
+    let mut l = trained(2);
+    l.observe(
+        &obs(pid(40), other, Behaviour::Connect(dest("10.0.0.5", 5432))),
+        5,
+    );
+    let saved = l.snapshot();
+    l.snapshot_saved(saved.revision + 1, 10);
+    let mut file = saved.clone();
+    file.revision += 1;
+    // Edits made by `baseline` while the monitor runs.
+    let allow = crate::baseline::edit::Allow::Port {
+        port: 443,
+        proto: Proto::Tcp,
+        direction: Direction::Outbound,
+        class: crate::baseline::net::AddrClass::Any,
+    };
+    crate::baseline::edit::allow(&mut file, Path::new(NGINX), &allow, &cfg(), 11).expect("allow");
+    crate::baseline::edit::forget(&mut file, Path::new(other)).expect("forget");
+    file.revision += 1;
+    // Learned after the save: a new destination, more of a known one, a new executable, and
+    // more of the forgotten one.
+    let p = pid(50);
+    l.observe(
+        &obs(p, NGINX, Behaviour::Connect(dest("10.0.0.9", 6379))),
+        20,
+    );
+    l.observe(
+        &obs(p, NGINX, Behaviour::Connect(dest("10.0.0.5", 5432))),
+        20,
+    );
+    let newcomer = "/usr/bin/redis-cli";
+    l.observe(
+        &obs(
+            pid(51),
+            newcomer,
+            Behaviour::Connect(dest("10.0.0.9", 6379)),
+        ),
+        20,
+    );
+    l.observe(
+        &obs(pid(52), other, Behaviour::Connect(dest("10.0.0.5", 5432))),
+        20,
+    );
+    let known_count = |m: &Model, port: u16| {
+        m.executables[NGINX]
+            .network
+            .entries
+            .iter()
+            .find(|e| e.key.port == port && e.key.class != crate::baseline::net::AddrClass::Any)
+            .map(|e| (e.count, e.processes))
+    };
+    let learned = known_count(l.model(), 5432).expect("5432");
+    let revision = file.revision;
+    assert_eq!(l.reload(file, 21), Reloaded::Merged);
+    let m = l.model();
+    assert_eq!(
+        m.revision, revision,
+        "the next save expects the file's revision"
+    );
+    let net = &m.executables[NGINX].network.entries;
+    assert!(
+        net.iter()
+            .any(|e| e.key.port == 443 && e.origin == crate::baseline::model::Origin::Allowed),
+        "the edit is in force: {net:#?}"
+    );
+    assert!(
+        net.iter().any(|e| e.key.port == 6379),
+        "learned since: kept"
+    );
+    assert_eq!(
+        known_count(m, 5432),
+        Some(learned),
+        "counts are not added twice"
+    );
+    assert!(
+        m.executables.contains_key(newcomer),
+        "a new executable is kept"
+    );
+    assert!(
+        !m.executables.contains_key(other),
+        "a forgotten one stays forgotten"
+    );
+    assert!(l.is_dirty(), "the merge is saved later");
+}

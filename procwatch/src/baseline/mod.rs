@@ -9,7 +9,7 @@
 //! ([`merge`]) and are edited by `procwatch baseline` ([`edit`], [`view`]).
 //!
 //! Data flows one way: `stats`, `net`, `paths` → `model` → `quote`, `anomaly` → `session` →
-//! `learn` → `known`; `store`, `merge`, `edit`, `view` work on `model`. See docs/baselines.md.
+//! `learn` → `known`; `store`, `merge`, `reload`, `edit`, `view` work on `model`. See docs/baselines.md.
 pub mod anomaly;
 pub mod edit;
 pub mod known;
@@ -19,6 +19,7 @@ pub mod model;
 pub mod net;
 pub mod paths;
 pub mod quote;
+pub mod reload;
 mod session;
 pub mod stats;
 pub mod store;

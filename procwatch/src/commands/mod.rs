@@ -1,4 +1,5 @@
 //! One module per subcommand; each turns parsed arguments into a running pipeline.
+pub mod api;
 pub mod baseline;
 pub mod config;
 pub mod events;
@@ -7,5 +8,6 @@ pub mod monitor;
 pub mod notify;
 pub mod pipeline;
 pub mod scan;
+pub mod serve;
 pub mod setup;
 pub mod signals;

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::{
     baseline::{
         Learner, Model,
+        learn::Reloaded,
         model::Secs,
         store::{self, Expect, ModelLock},
     },
@@ -193,21 +194,30 @@ impl ModelFile {
         }));
     }
 
-    /// Puts a reloaded model in force (what was learned since the last save is dropped: the
-    /// file is the reviewed truth), or keeps the old one when the file is bad.
+    /// Puts a reloaded model in force, keeping what was learned since the last save (see
+    /// [`Learner::reload`]), or keeps the old one when the file is bad.
     fn on_loaded(&self, engine: &mut Engine, result: Loaded) {
         let Some(learner) = engine.learning_mut().map(Learning::learner_mut) else {
             return;
         };
         match result {
             Ok(model) => {
-                info!(
-                    model = %self.path.display(),
-                    revision = model.revision,
-                    executables = model.executables.len(),
-                    "SIGHUP: baseline model reloaded"
-                );
-                learner.replace_model(model);
+                let revision = model.revision;
+                match learner.reload(model, now_secs()) {
+                    Reloaded::Unchanged => info!(
+                        model = %self.path.display(),
+                        revision,
+                        "SIGHUP: baseline model file unchanged since it was last saved or read: \
+                         the model in force (with what was learned since) stays"
+                    ),
+                    Reloaded::Merged => info!(
+                        model = %self.path.display(),
+                        revision,
+                        executables = learner.model().executables.len(),
+                        "SIGHUP: baseline model reloaded; what was learned since the last save \
+                         is kept"
+                    ),
+                }
             }
             Err(e) => warn!("SIGHUP: baseline model not reloaded, keeping the one in force: {e}"),
         }

@@ -22,6 +22,7 @@ use super::{
     model_file::{ModelFile, Start},
     notify::{Watchdog, notify},
     pipeline::{self, ActPolicy, ActionStage},
+    serve::{self, ApiSide},
     setup,
 };
 use crate::{
@@ -29,6 +30,7 @@ use crate::{
     cli::MonitorArgs,
     config::Config,
     engine::{Engine, Flagged},
+    history::{History, HistoryReader, HistoryWriter},
     offload,
     process::enrich::Outcome,
     procfs::{
@@ -117,6 +119,24 @@ fn baseline_summary(engine: &Engine, file: &ModelFile) -> serde_json::Value {
     })
 }
 
+/// The alert history the config and command line ask for: none for `train` or with
+/// `--no-history` (ids from 1, recent alerts in memory), else the database (a bad one stops
+/// the run with a message naming it).
+fn open_history(
+    cfg: &Config,
+    args: &MonitorArgs,
+) -> anyhow::Result<(HistoryWriter, HistoryReader)> {
+    if args.train || args.no_history {
+        return Ok(History::memory());
+    }
+    let mut hc = cfg.history.clone();
+    if let Some(path) = &args.history {
+        hc.enabled = true;
+        hc.path = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    Ok(History::open(&hc)?)
+}
+
 /// Results of enrichment jobs on their way back to the engine.
 type Done = mpsc::UnboundedSender<(u64, Outcome)>;
 
@@ -194,6 +214,16 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut model_file, learning) =
         ModelFile::open(&cfg, args.model.as_deref(), args.model_readonly, start)?;
+    // The alert history too: a file that is not one, or is in use, stops the run here.
+    let (history, history_reader) = open_history(&cfg, &args)?;
+    if let Some(path) = history_reader.path() {
+        info!(
+            path = %path.display(),
+            alerts = history_reader.stats().rows,
+            next_id = history_reader.stats().last_id + 1,
+            "alert history"
+        );
+    }
     let stats = Arc::new(SensorStats::default());
     let (tx, mut events) = mpsc::channel(8192);
     let opts = SensorOptions {
@@ -212,7 +242,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(cfg.clone(), running.kind, stats.clone());
     engine.set_learning(learning);
     let policy = ActPolicy::new(&args.detect, &cfg);
-    let stage = ActionStage::start(policy.clone(), outputs.clone());
+    let stage = ActionStage::start(policy.clone(), outputs.clone(), history);
     let mut stopped_on_alert = stage.stopped();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
@@ -241,6 +271,24 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         running.ebpf.as_mut(),
     )
     .await;
+    // The API starts once the table is seeded, so its first copy has every process.
+    let mut api_side = match serve::monitor_listen(&cfg, args.api).filter(|_| !args.train) {
+        Some(addr) => Some(ApiSide::start(
+            &cfg,
+            addr,
+            args.detect.enforce_scope_pid,
+            &engine,
+            serve::Feeds {
+                sensor: stats.clone(),
+                sinks: Some(outputs.live_stats()),
+                history: history_reader.clone(),
+                command: "monitor",
+            },
+        )?),
+        None => None,
+    };
+    let mut publish_tick = tokio::time::interval(crate::api::snapshot::PUBLISH_EVERY);
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let probes_missing = stats.probes_missing();
     info!(
         sensor = running.kind.as_str(),
@@ -298,6 +346,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         if *stopped_on_alert.borrow() {
             break "stopped on alert";
         }
+        if let Some(side) = api_side.as_mut() {
+            side.publish(&engine);
+        }
         let recheck_at = engine.next_recheck().map(Instant::from_std).unwrap_or(far);
         tokio::select! {
             // Whatever the sensor has queued is taken at once: one pass of this loop per batch,
@@ -331,6 +382,12 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 .await;
             }
             _ = ping.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
+            _ = publish_tick.tick(), if api_side.is_some() => {}
+            Some(req) = serve::pending_request(api_side.as_mut()) => {
+                if let Some(side) = api_side.as_mut() {
+                    side.handle(req, &mut engine, &stage, args.detect.enforce_scope_pid).await;
+                }
+            }
             _ = tick.tick() => {
                 outputs.retry();
                 lost_seen = report_loss(&stats, lost_seen);
@@ -384,6 +441,11 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                                 if let Err(e) = ebpf.set_kill_policy(&wanted) {
                                     error!(error = %e, "kill policy not updated");
                                 }
+                                // The file-open probe filters in the kernel: the new
+                                // `baseline.watched_prefixes` go there too.
+                                if let Err(e) = ebpf.set_watched(&new.baseline.watched_prefixes) {
+                                    error!(error = %e, "watched prefixes not updated in the kernel");
+                                }
                             }
                             None if wanted.kills() => error!(
                                 "SIGHUP: enforce: asks for in-kernel kills, but the eBPF sensor \
@@ -413,6 +475,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     notify("STOPPING=1");
+    if let Some(side) = api_side.take() {
+        side.stop();
+    }
 
     // Stop the sensor, then evaluate every event it had already produced (unless stopping on
     // an alert, where the point is to stop).
@@ -450,10 +515,15 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             .send(pipeline::prepare(rest, &mut engine, &policy))
             .await;
     }
-    let tally = stage.finish().await;
+    let (tally, history) = stage.finish().await;
     let sinks = match Arc::try_unwrap(outputs) {
         Ok(outputs) => outputs.close().await,
         Err(_) => Default::default(),
+    };
+    // After the sinks: what the history writes last never holds up an alert on its way out.
+    let history = match history {
+        Some(h) => h.close().await,
+        None => history_reader.stats(),
     };
     let summary = serde_json::json!({
         "stopped": stopped,
@@ -462,6 +532,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         "engine": engine.stats(),
         "offload": offload::pool().stats(),
         "sinks": sinks,
+        "history": history,
         "baseline": baseline_summary(&engine, &model_file),
     });
     eprintln!("procwatch monitor: {summary}");

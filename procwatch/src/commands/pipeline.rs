@@ -1,5 +1,6 @@
 //! The tail of the pipeline shared by `monitor` and `scan`: act on each flagged process
-//! (kill, dump), then hand the alert to the sinks; stop after the first one when asked. In
+//! (kill, dump), make the alert final (its id, its JSON line, the alert history: see
+//! [`crate::history`]), then hand it to the sinks; stop after the first one when asked. In
 //! `monitor` this runs as its own task ([`ActionStage`]), so a freeze or a dump that a process
 //! makes slow never holds up the engine; both run on the offload pool with deadlines.
 use tracing::{info, warn};
@@ -21,6 +22,7 @@ use crate::{
     cli::DetectArgs,
     config::{Config, RuleAction},
     engine::{Condemned, Engine, Flagged},
+    history::HistoryWriter,
     offload,
     output::Outputs,
 };
@@ -85,6 +87,8 @@ pub struct Prepared {
     pub intent: Intent,
     /// Live descendants condemned with the process (killed after it, each by pid + start).
     pub descendants: Vec<Condemned>,
+    /// Who waits for the finished alert (a kill the API asked for).
+    pub reply: Option<tokio::sync::oneshot::Sender<Alert>>,
 }
 
 /// What an alert calls for: per-rule `actions:` over the command line's default, and the kill
@@ -169,6 +173,7 @@ pub fn prepare(flagged: Vec<Flagged>, engine: &mut Engine, policy: &ActPolicy) -
                 exemption,
                 intent,
                 descendants,
+                reply: None,
             }
         })
         .collect()
@@ -180,23 +185,31 @@ pub async fn deliver(
     engine: &mut Engine,
     policy: &ActPolicy,
     outputs: &Outputs,
+    history: &mut HistoryWriter,
     tally: &mut Tally,
 ) -> bool {
     let prepared = prepare(flagged, engine, policy);
     // No kernel map and no fork events here: the descendants found are killed by `act`.
     let _ = engine.take_condemned();
-    deliver_prepared(prepared, policy, outputs, tally).await
+    deliver_prepared(prepared, policy, outputs, history, tally).await
 }
 
 async fn deliver_prepared(
     batch: Vec<Prepared>,
     policy: &ActPolicy,
     outputs: &Outputs,
+    history: &mut HistoryWriter,
     tally: &mut Tally,
 ) -> bool {
-    for p in batch {
+    for mut p in batch {
+        let reply = p.reply.take();
+        // The id first: a dump written while acting carries it.
+        history.assign_id(&mut p.flagged.alert);
         let alert = act(p, policy).await;
-        outputs.send(alert).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(alert.clone());
+        }
+        publish(alert, history, outputs).await;
         tally.alerts += 1;
         if policy.stop_on_alert {
             tally.stop = true;
@@ -206,28 +219,65 @@ async fn deliver_prepared(
     false
 }
 
+/// A kill the API asked for, checked by the engine ([`Engine::api_kill`]): the action stage
+/// kills the exact process and the alert recording it goes to the sinks; `reply` gets it.
+pub fn api_kill(flagged: Flagged, reply: tokio::sync::oneshot::Sender<Alert>) -> Prepared {
+    Prepared {
+        flagged,
+        in_scope: true,
+        exemption: None,
+        intent: Intent {
+            kill: true,
+            dump: false,
+            note: None,
+        },
+        descendants: Vec::new(),
+        reply: Some(reply),
+    }
+}
+
+/// Makes `alert` final (its id was given before it was acted on: ids are handed out only in
+/// this stage, in delivery order) and hands it to the alert history (which never waits) and
+/// to the sinks, which write the same JSON line.
+async fn publish(mut alert: Alert, history: &mut HistoryWriter, outputs: &Outputs) {
+    match history.publish(&mut alert) {
+        Ok(record) => {
+            outputs
+                .send_final(Arc::new(alert), record.json.clone())
+                .await
+        }
+        Err(e) => {
+            // Not expected (every field serialises); the output thread tries again and counts it.
+            warn!(pid = alert.pid, error = %e, "alert could not be serialised for the history");
+            outputs.send(alert).await;
+        }
+    }
+}
+
 /// `monitor`'s action stage: a task of its own that acts on flagged processes and writes their
 /// alerts in the order they come.
 pub struct ActionStage {
     tx: mpsc::Sender<Vec<Prepared>>,
-    task: JoinHandle<Tally>,
+    task: JoinHandle<(Tally, Option<HistoryWriter>)>,
     stopped: watch::Receiver<bool>,
 }
 
 impl ActionStage {
-    /// Starts the stage.
-    pub fn start(policy: ActPolicy, outputs: Arc<Outputs>) -> Self {
+    /// Starts the stage; it owns the history's writer side until [`Self::finish`].
+    pub fn start(policy: ActPolicy, outputs: Arc<Outputs>, mut history: HistoryWriter) -> Self {
         let (tx, mut rx) = mpsc::channel::<Vec<Prepared>>(STAGE_QUEUE);
         let (stop_tx, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut tally = Tally::default();
             while let Some(batch) = rx.recv().await {
                 // After --stop-on-alert fired, the rest is not acted on.
-                if !tally.stop && deliver_prepared(batch, &policy, &outputs, &mut tally).await {
+                if !tally.stop
+                    && deliver_prepared(batch, &policy, &outputs, &mut history, &mut tally).await
+                {
                     let _ = stop_tx.send(true);
                 }
             }
-            tally
+            (tally, Some(history))
         });
         Self { tx, task, stopped }
     }
@@ -244,8 +294,9 @@ impl ActionStage {
         self.stopped.clone()
     }
 
-    /// Acts on everything handed over, then returns the tally.
-    pub async fn finish(self) -> Tally {
+    /// Acts on everything handed over, then returns the tally and the history's writer side
+    /// (to be closed once the sinks are).
+    pub async fn finish(self) -> (Tally, Option<HistoryWriter>) {
         drop(self.tx);
         self.task.await.unwrap_or_default()
     }
@@ -258,6 +309,7 @@ async fn act(p: Prepared, policy: &ActPolicy) -> Alert {
         exemption,
         intent,
         descendants,
+        reply: _,
     } = p;
     let mut alert = f.alert;
     if let Some((pid, start)) = f.stopped_tracee {
@@ -430,6 +482,7 @@ mod tests {
                 note: None,
             },
             descendants: Vec::new(),
+            reply: None,
         }
     }
 

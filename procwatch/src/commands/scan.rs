@@ -53,6 +53,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let policy = ActPolicy::new(&args.detect, &cfg);
     let mut engine = Engine::new(cfg, SensorKind::Sweep, Arc::new(SensorStats::default()));
     let mut tally = Tally::default();
+    // Ids from 1 for each run; `scan` keeps no history (a monitor may be writing it).
+    let (mut history, _) = crate::history::History::memory();
     let mut terminate = super::signals::Terminate::install()?;
     let mut sweeps = 0u64;
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
@@ -68,7 +70,16 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         let mut flagged = engine.on_samples(swept, started, std::time::Instant::now());
         flagged.extend(settle(&mut engine).await);
         sweeps += 1;
-        if pipeline::deliver(flagged, &mut engine, &policy, &outputs, &mut tally).await {
+        if pipeline::deliver(
+            flagged,
+            &mut engine,
+            &policy,
+            &outputs,
+            &mut history,
+            &mut tally,
+        )
+        .await
+        {
             break "stopped on alert";
         }
         let Some(interval) = args.interval else {

@@ -3,7 +3,7 @@
 //! is certain.
 use serde::{Deserialize, Serialize};
 
-use super::Rule;
+use super::{PerRule, Rule};
 
 /// What an alert caused by one rule calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -19,61 +19,18 @@ pub enum RuleAction {
 }
 
 /// `actions:`, one optional entry per rule; an unset rule follows the command line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Actions {
-    /// Action of [`Rule::DeletedExe`].
-    pub deleted_exe: Option<RuleAction>,
-    /// Action of [`Rule::TmpExe`].
-    pub tmp_exe: Option<RuleAction>,
-    /// Action of [`Rule::WxMem`].
-    pub wx_mem: Option<RuleAction>,
-    /// Action of [`Rule::Ptrace`].
-    pub ptrace: Option<RuleAction>,
-    /// Action of [`Rule::HighCpu`].
-    pub high_cpu: Option<RuleAction>,
-    /// Action of [`Rule::EmptyCmdline`].
-    pub empty_cmdline: Option<RuleAction>,
-    /// Action of [`Rule::SuspiciousPort`].
-    pub suspicious_port: Option<RuleAction>,
-    /// Action of [`Rule::FilelessExe`].
-    pub fileless_exe: Option<RuleAction>,
-    /// Action of [`Rule::ReverseShell`].
-    pub reverse_shell: Option<RuleAction>,
+pub type Actions = PerRule<Option<RuleAction>>;
+
+impl Default for Actions {
+    fn default() -> Self {
+        PerRule::from_fn(|_| None)
+    }
 }
 
 impl Actions {
     /// The action set for `rule`, if the config sets one.
     pub fn get(&self, rule: Rule) -> Option<RuleAction> {
-        *self.slot(rule)
-    }
-
-    /// The entry of `rule`, for layering.
-    pub(crate) fn slot_mut(&mut self, rule: Rule) -> &mut Option<RuleAction> {
-        match rule {
-            Rule::DeletedExe => &mut self.deleted_exe,
-            Rule::TmpExe => &mut self.tmp_exe,
-            Rule::WxMem => &mut self.wx_mem,
-            Rule::Ptrace => &mut self.ptrace,
-            Rule::HighCpu => &mut self.high_cpu,
-            Rule::EmptyCmdline => &mut self.empty_cmdline,
-            Rule::SuspiciousPort => &mut self.suspicious_port,
-            Rule::FilelessExe => &mut self.fileless_exe,
-            Rule::ReverseShell => &mut self.reverse_shell,
-        }
-    }
-
-    fn slot(&self, rule: Rule) -> &Option<RuleAction> {
-        match rule {
-            Rule::DeletedExe => &self.deleted_exe,
-            Rule::TmpExe => &self.tmp_exe,
-            Rule::WxMem => &self.wx_mem,
-            Rule::Ptrace => &self.ptrace,
-            Rule::HighCpu => &self.high_cpu,
-            Rule::EmptyCmdline => &self.empty_cmdline,
-            Rule::SuspiciousPort => &self.suspicious_port,
-            Rule::FilelessExe => &self.fileless_exe,
-            Rule::ReverseShell => &self.reverse_shell,
-        }
+        *self.of(rule)
     }
 
     /// What an alert with these rules calls for: the strongest action among them, each rule's

@@ -5,8 +5,9 @@ use std::{path::PathBuf, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{
-    Rule,
-    values::{self, AbsPath, Bytes, Count, Fraction, Interval, Positive, Span},
+    PerRule, Rule,
+    per_rule::Set,
+    values::{self, AbsPath, Bytes, Count, Fraction, Interval, Positive, Span, nullable, required},
 };
 
 /// Baseline learning (`baseline:`).
@@ -112,77 +113,20 @@ impl Default for Caps {
 }
 
 /// Per heuristic rule: may the baseline mark its finding as known (`baseline.suppress`)?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Suppress {
-    /// [`Rule::DeletedExe`].
-    pub deleted_exe: bool,
-    /// [`Rule::TmpExe`].
-    pub tmp_exe: bool,
-    /// [`Rule::WxMem`]: a JIT's W+X memory.
-    pub wx_mem: bool,
-    /// [`Rule::Ptrace`] (injection).
-    pub ptrace: bool,
-    /// [`Rule::HighCpu`]: a compiler's CPU.
-    pub high_cpu: bool,
-    /// [`Rule::EmptyCmdline`].
-    pub empty_cmdline: bool,
-    /// [`Rule::SuspiciousPort`]: a database client's port.
-    pub suspicious_port: bool,
-    /// [`Rule::FilelessExe`].
-    pub fileless_exe: bool,
-    /// [`Rule::ReverseShell`].
-    pub reverse_shell: bool,
-}
+/// By default only for a JIT's W+X memory, a client's port and a compiler's CPU.
+pub type Suppress = PerRule<bool>;
 
 impl Default for Suppress {
     fn default() -> Self {
-        Self {
-            deleted_exe: false,
-            tmp_exe: false,
-            wx_mem: true,
-            ptrace: false,
-            high_cpu: true,
-            empty_cmdline: false,
-            suspicious_port: true,
-            fileless_exe: false,
-            reverse_shell: false,
-        }
+        PerRule::from_fn(|rule| matches!(rule, Rule::WxMem | Rule::HighCpu | Rule::SuspiciousPort))
     }
 }
 
 impl Suppress {
     /// Whether known behaviour may silence `rule`.
     pub fn get(&self, rule: Rule) -> bool {
-        match rule {
-            Rule::DeletedExe => self.deleted_exe,
-            Rule::TmpExe => self.tmp_exe,
-            Rule::WxMem => self.wx_mem,
-            Rule::Ptrace => self.ptrace,
-            Rule::HighCpu => self.high_cpu,
-            Rule::EmptyCmdline => self.empty_cmdline,
-            Rule::SuspiciousPort => self.suspicious_port,
-            Rule::FilelessExe => self.fileless_exe,
-            Rule::ReverseShell => self.reverse_shell,
-        }
+        *self.of(rule)
     }
-}
-
-/// Deserializes a key that may not be null: present means `Some(value)`.
-fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// Deserializes a key whose null is meaningful: present means `Some(Option<value>)`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A watched prefix: absolute, and `*` only as a whole component.
@@ -241,7 +185,7 @@ pub(crate) struct PartialBaseline {
     #[serde(default)]
     caps: Option<PartialCaps>,
     #[serde(default)]
-    suppress: Option<PartialSuppress>,
+    suppress: Option<PerRule<Set<bool>>>,
 }
 
 /// `baseline.caps:`.
@@ -263,33 +207,6 @@ struct PartialCaps {
     files: Option<Count>,
     #[serde(default, deserialize_with = "required")]
     users: Option<Count>,
-}
-
-/// `baseline.suppress:`, one key per rule id.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping of rule ids to true or false"
-)]
-struct PartialSuppress {
-    #[serde(default, deserialize_with = "required")]
-    deleted_exe: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    tmp_exe: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    wx_mem: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    ptrace: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    high_cpu: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    empty_cmdline: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    suspicious_port: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    fileless_exe: Option<bool>,
-    #[serde(default, deserialize_with = "required")]
-    reverse_shell: Option<bool>,
 }
 
 impl PartialBaseline {
@@ -400,42 +317,7 @@ impl PartialBaseline {
             take!("baseline.caps.users", k.users, p.users, count);
         }
         if let Some(p) = &self.suppress {
-            let s = &mut c.suppress;
-            let b = |v: &bool| *v;
-            take!(
-                "baseline.suppress.deleted_exe",
-                s.deleted_exe,
-                p.deleted_exe,
-                b
-            );
-            take!("baseline.suppress.tmp_exe", s.tmp_exe, p.tmp_exe, b);
-            take!("baseline.suppress.wx_mem", s.wx_mem, p.wx_mem, b);
-            take!("baseline.suppress.ptrace", s.ptrace, p.ptrace, b);
-            take!("baseline.suppress.high_cpu", s.high_cpu, p.high_cpu, b);
-            take!(
-                "baseline.suppress.empty_cmdline",
-                s.empty_cmdline,
-                p.empty_cmdline,
-                b
-            );
-            take!(
-                "baseline.suppress.suspicious_port",
-                s.suspicious_port,
-                p.suspicious_port,
-                b
-            );
-            take!(
-                "baseline.suppress.fileless_exe",
-                s.fileless_exe,
-                p.fileless_exe,
-                b
-            );
-            take!(
-                "baseline.suppress.reverse_shell",
-                s.reverse_shell,
-                p.reverse_shell,
-                b
-            );
+            p.apply("baseline.suppress", &mut c.suppress, keys, |v: &bool| *v);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{PortSet, Rule, values::User};
+use super::{PerRule, PortSet, Rule, values::User};
 
 /// A path pattern: `*` matches within one path component, `**` any number of whole
 /// components, `?` one character; everything else matches itself.
@@ -203,72 +203,12 @@ impl Exception {
 
 /// `exceptions:`, one list per rule. A layer that sets a rule's list replaces it (`[]` turns
 /// the shipped defaults of that rule off).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Exceptions {
-    /// Exceptions of [`Rule::DeletedExe`].
-    pub deleted_exe: Vec<Exception>,
-    /// Exceptions of [`Rule::TmpExe`].
-    pub tmp_exe: Vec<Exception>,
-    /// Exceptions of [`Rule::WxMem`].
-    pub wx_mem: Vec<Exception>,
-    /// Exceptions of [`Rule::Ptrace`].
-    pub ptrace: Vec<Exception>,
-    /// Exceptions of [`Rule::HighCpu`].
-    pub high_cpu: Vec<Exception>,
-    /// Exceptions of [`Rule::EmptyCmdline`].
-    pub empty_cmdline: Vec<Exception>,
-    /// Exceptions of [`Rule::SuspiciousPort`].
-    pub suspicious_port: Vec<Exception>,
-    /// Exceptions of [`Rule::FilelessExe`].
-    pub fileless_exe: Vec<Exception>,
-    /// Exceptions of [`Rule::ReverseShell`].
-    pub reverse_shell: Vec<Exception>,
-}
+pub type Exceptions = PerRule<Vec<Exception>>;
 
 impl Exceptions {
     /// No exception at all.
     pub fn none() -> Self {
-        Self {
-            deleted_exe: Vec::new(),
-            tmp_exe: Vec::new(),
-            wx_mem: Vec::new(),
-            ptrace: Vec::new(),
-            high_cpu: Vec::new(),
-            empty_cmdline: Vec::new(),
-            suspicious_port: Vec::new(),
-            fileless_exe: Vec::new(),
-            reverse_shell: Vec::new(),
-        }
-    }
-
-    /// The entries of `rule`.
-    pub fn of(&self, rule: Rule) -> &[Exception] {
-        match rule {
-            Rule::DeletedExe => &self.deleted_exe,
-            Rule::TmpExe => &self.tmp_exe,
-            Rule::WxMem => &self.wx_mem,
-            Rule::Ptrace => &self.ptrace,
-            Rule::HighCpu => &self.high_cpu,
-            Rule::EmptyCmdline => &self.empty_cmdline,
-            Rule::SuspiciousPort => &self.suspicious_port,
-            Rule::FilelessExe => &self.fileless_exe,
-            Rule::ReverseShell => &self.reverse_shell,
-        }
-    }
-
-    /// The list of `rule`, for layering.
-    pub(crate) fn of_mut(&mut self, rule: Rule) -> &mut Vec<Exception> {
-        match rule {
-            Rule::DeletedExe => &mut self.deleted_exe,
-            Rule::TmpExe => &mut self.tmp_exe,
-            Rule::WxMem => &mut self.wx_mem,
-            Rule::Ptrace => &mut self.ptrace,
-            Rule::HighCpu => &mut self.high_cpu,
-            Rule::EmptyCmdline => &mut self.empty_cmdline,
-            Rule::SuspiciousPort => &mut self.suspicious_port,
-            Rule::FilelessExe => &mut self.fileless_exe,
-            Rule::ReverseShell => &mut self.reverse_shell,
-        }
+        PerRule::from_fn(|_| Vec::new())
     }
 
     /// The first entry of `rule` that matches `s` (for a remote `port` when given).

@@ -3,35 +3,19 @@
 //! Each file is deserialized alone into these all-`Option` structs, so serde_yaml's errors carry the
 //! file's own line and column and serde_path_to_error the key path; the layers are then applied in
 //! order onto the built-in defaults, each setting only the keys it has.
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::{
-    Config, Exception, Rule, RuleAction,
+    Config, Exception, PerRule, Rule, RuleAction,
     baseline::PartialBaseline,
     error::{self, ConfigError},
+    history::PartialHistory,
+    per_rule::Set,
     values::{
-        AbsPath, Bytes, Count, Interval, Listen, NonNegative, PortSet, Positive, RingKib, Span,
-        SyslogTarget, Token, TotalBytes, User,
+        AbsPath, BodyBytes, Bytes, Count, Interval, Listen, NonNegative, Origin, PortSet, Positive,
+        RingKib, Span, SyslogTarget, Token, TotalBytes, User, nullable, required,
     },
 };
-
-/// Deserializes a key that may not be null: present means `Some(value)`.
-fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// Deserializes a key whose null is meaningful ("off"): present means `Some(Option<value>)`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 /// The whole file. Sections may be empty or null (all their keys commented out).
 #[derive(Debug, Default, Deserialize)]
@@ -44,17 +28,17 @@ pub(crate) struct PartialConfig {
     #[serde(default, deserialize_with = "nullable")]
     kill_min_score: Option<Option<NonNegative>>,
     #[serde(default)]
-    actions: Option<PartialActions>,
+    actions: Option<PerRule<Set<Option<RuleAction>>>>,
     #[serde(default, deserialize_with = "required")]
     ml_weight: Option<NonNegative>,
     #[serde(default, deserialize_with = "required")]
     ports: Option<PortSet>,
     #[serde(default)]
-    weights: Option<PartialWeights>,
+    weights: Option<PerRule<Set<NonNegative>>>,
     #[serde(default)]
     whitelist: Option<PartialWhitelist>,
     #[serde(default)]
-    exceptions: Option<PartialExceptions>,
+    exceptions: Option<PerRule<Set<Vec<Exception>>>>,
     #[serde(default, deserialize_with = "required")]
     temp_dirs: Option<Vec<AbsPath>>,
     #[serde(default, deserialize_with = "required")]
@@ -79,150 +63,8 @@ pub(crate) struct PartialConfig {
     baseline: Option<PartialBaseline>,
     #[serde(default)]
     api: Option<PartialApi>,
-}
-
-/// `weights:`, one key per rule id.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping of rule ids to weights")]
-struct PartialWeights {
-    #[serde(default, deserialize_with = "required")]
-    deleted_exe: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    tmp_exe: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    wx_mem: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    ptrace: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    high_cpu: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    empty_cmdline: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    suspicious_port: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    fileless_exe: Option<NonNegative>,
-    #[serde(default, deserialize_with = "required")]
-    reverse_shell: Option<NonNegative>,
-}
-
-/// `actions:`, one key per rule id; null goes back to what the command line asks for.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping of rule ids to alert, dump or kill"
-)]
-struct PartialActions {
-    #[serde(default, deserialize_with = "nullable")]
-    deleted_exe: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    tmp_exe: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    wx_mem: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    ptrace: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    high_cpu: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    empty_cmdline: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    suspicious_port: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    fileless_exe: Option<Option<RuleAction>>,
-    #[serde(default, deserialize_with = "nullable")]
-    reverse_shell: Option<Option<RuleAction>>,
-}
-
-impl PartialActions {
-    /// Each rule's entry as this layer sets it, with its dotted key.
-    fn entries(&self) -> [(Rule, &'static str, Option<Option<RuleAction>>); 9] {
-        [
-            (Rule::DeletedExe, "actions.deleted_exe", self.deleted_exe),
-            (Rule::TmpExe, "actions.tmp_exe", self.tmp_exe),
-            (Rule::WxMem, "actions.wx_mem", self.wx_mem),
-            (Rule::Ptrace, "actions.ptrace", self.ptrace),
-            (Rule::HighCpu, "actions.high_cpu", self.high_cpu),
-            (
-                Rule::EmptyCmdline,
-                "actions.empty_cmdline",
-                self.empty_cmdline,
-            ),
-            (
-                Rule::SuspiciousPort,
-                "actions.suspicious_port",
-                self.suspicious_port,
-            ),
-            (Rule::FilelessExe, "actions.fileless_exe", self.fileless_exe),
-            (
-                Rule::ReverseShell,
-                "actions.reverse_shell",
-                self.reverse_shell,
-            ),
-        ]
-    }
-}
-
-/// `exceptions:`, one list per rule id; a list replaces the layer below's.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping of rule ids to lists of exceptions"
-)]
-struct PartialExceptions {
-    #[serde(default, deserialize_with = "required")]
-    deleted_exe: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    tmp_exe: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    wx_mem: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    ptrace: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    high_cpu: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    empty_cmdline: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    suspicious_port: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    fileless_exe: Option<Vec<Exception>>,
-    #[serde(default, deserialize_with = "required")]
-    reverse_shell: Option<Vec<Exception>>,
-}
-
-impl PartialExceptions {
-    /// Each rule's list as this layer sets it, with its dotted key.
-    fn entries(&self) -> [(Rule, &'static str, Option<&Vec<Exception>>); 9] {
-        [
-            (
-                Rule::DeletedExe,
-                "exceptions.deleted_exe",
-                self.deleted_exe.as_ref(),
-            ),
-            (Rule::TmpExe, "exceptions.tmp_exe", self.tmp_exe.as_ref()),
-            (Rule::WxMem, "exceptions.wx_mem", self.wx_mem.as_ref()),
-            (Rule::Ptrace, "exceptions.ptrace", self.ptrace.as_ref()),
-            (Rule::HighCpu, "exceptions.high_cpu", self.high_cpu.as_ref()),
-            (
-                Rule::EmptyCmdline,
-                "exceptions.empty_cmdline",
-                self.empty_cmdline.as_ref(),
-            ),
-            (
-                Rule::SuspiciousPort,
-                "exceptions.suspicious_port",
-                self.suspicious_port.as_ref(),
-            ),
-            (
-                Rule::FilelessExe,
-                "exceptions.fileless_exe",
-                self.fileless_exe.as_ref(),
-            ),
-            (
-                Rule::ReverseShell,
-                "exceptions.reverse_shell",
-                self.reverse_shell.as_ref(),
-            ),
-        ]
-    }
+    #[serde(default)]
+    history: Option<PartialHistory>,
 }
 
 /// `whitelist:`.
@@ -290,12 +132,27 @@ struct PartialOutputs {
 
 /// `api:`; a null token turns authentication off.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with listen and token")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with listen, token, token_file, cors_origins and limits"
+)]
 struct PartialApi {
-    #[serde(default, deserialize_with = "required")]
-    listen: Option<Listen>,
+    #[serde(default, deserialize_with = "nullable")]
+    listen: Option<Option<Listen>>,
     #[serde(default, deserialize_with = "nullable")]
     token: Option<Option<Token>>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_file: Option<Option<AbsPath>>,
+    #[serde(default, deserialize_with = "required")]
+    cors_origins: Option<Vec<Origin>>,
+    #[serde(default, deserialize_with = "required")]
+    max_body_bytes: Option<BodyBytes>,
+    #[serde(default, deserialize_with = "required")]
+    max_connections: Option<Count>,
+    #[serde(default, deserialize_with = "required")]
+    rate_limit: Option<Positive>,
+    #[serde(default, deserialize_with = "required")]
+    rate_burst: Option<Count>,
 }
 
 /// One parsed config file (or in-memory text), ready to be applied over the layers below it.
@@ -320,16 +177,19 @@ impl Layer {
         let partial: PartialConfig = serde_path_to_error::deserialize(de)
             .map_err(|e| ConfigError::from(error::from_serde(&origin, &text, &e)))?;
         if let Some(x) = &partial.exceptions {
-            for (_, key, list) in x.entries() {
-                let Some(list) = list else { continue };
+            for rule in Rule::ALL {
+                let Set(Some(list)) = x.of(rule) else {
+                    continue;
+                };
                 if let Some(e) = list.iter().find(|e| e.is_unconditional()) {
+                    let key = format!("exceptions.{rule}");
                     let path: Vec<&str> = key.split('.').collect();
                     let pos = super::locate::locate(&text, &path);
                     return Err(super::Diagnostic {
                         origin,
                         line: pos.map(|p| p.0),
                         column: pos.map(|p| p.1),
-                        key: Some(key.to_string()),
+                        key: Some(key.clone()),
                         kind: super::DiagnosticKind::BadValue,
                         message: format!(
                             "exception '{}' has no condition (exe, parent_exe, sha256, users, ports, replaced_by_root): it would silence the whole rule; set the rule's weight to 0 for that",
@@ -384,12 +244,7 @@ impl Layer {
             |v: &Option<NonNegative>| v.map(|n| n.0)
         );
         if let Some(a) = &p.actions {
-            for (rule, key, value) in a.entries() {
-                if let Some(v) = value {
-                    *cfg.actions.slot_mut(rule) = v;
-                    keys.push(key);
-                }
-            }
+            a.apply("actions", &mut cfg.actions, &mut keys, |v| *v);
         }
         take!(
             "ml_weight",
@@ -399,22 +254,7 @@ impl Layer {
         );
         take!("ports", cfg.ports, p.ports, PortSet::clone);
         if let Some(w) = &p.weights {
-            let c = &mut cfg.weights;
-            let n = |v: &NonNegative| v.0;
-            take!("weights.deleted_exe", c.deleted_exe, w.deleted_exe, n);
-            take!("weights.tmp_exe", c.tmp_exe, w.tmp_exe, n);
-            take!("weights.wx_mem", c.wx_mem, w.wx_mem, n);
-            take!("weights.ptrace", c.ptrace, w.ptrace, n);
-            take!("weights.high_cpu", c.high_cpu, w.high_cpu, n);
-            take!("weights.empty_cmdline", c.empty_cmdline, w.empty_cmdline, n);
-            take!(
-                "weights.suspicious_port",
-                c.suspicious_port,
-                w.suspicious_port,
-                n
-            );
-            take!("weights.fileless_exe", c.fileless_exe, w.fileless_exe, n);
-            take!("weights.reverse_shell", c.reverse_shell, w.reverse_shell, n);
+            w.apply("weights", &mut cfg.weights, &mut keys, |v| v.0);
         }
         if let Some(w) = &p.whitelist {
             let c = &mut cfg.whitelist;
@@ -425,12 +265,7 @@ impl Layer {
                 .collect());
         }
         if let Some(x) = &p.exceptions {
-            for (rule, key, list) in x.entries() {
-                if let Some(list) = list {
-                    *cfg.exceptions.of_mut(rule) = list.clone();
-                    keys.push(key);
-                }
-            }
+            x.apply("exceptions", &mut cfg.exceptions, &mut keys, Vec::clone);
         }
         take!("temp_dirs", cfg.temp_dirs, p.temp_dirs, paths);
         take!(
@@ -515,10 +350,47 @@ impl Layer {
         }
         if let Some(a) = &p.api {
             let c = &mut cfg.api;
-            take!("api.listen", c.listen, a.listen, |v: &Listen| v.0);
+            take!("api.listen", c.listen, a.listen, |v: &Option<Listen>| v
+                .as_ref()
+                .map(|l| l.0));
             take!("api.token", c.token, a.token, |v: &Option<Token>| v
                 .as_ref()
                 .map(|t| t.0.clone()));
+            take!(
+                "api.token_file",
+                c.token_file,
+                a.token_file,
+                |v: &Option<AbsPath>| v.as_ref().map(|p| p.0.clone())
+            );
+            take!(
+                "api.cors_origins",
+                c.cors_origins,
+                a.cors_origins,
+                |v: &Vec<Origin>| v.iter().map(|o| o.0.clone()).collect()
+            );
+            take!(
+                "api.max_body_bytes",
+                c.max_body_bytes,
+                a.max_body_bytes,
+                |v: &BodyBytes| v.0
+            );
+            take!(
+                "api.max_connections",
+                c.max_connections,
+                a.max_connections,
+                |v: &Count| v.0
+            );
+            take!(
+                "api.rate_limit",
+                c.rate_limit,
+                a.rate_limit,
+                |v: &Positive| v.0
+            );
+            take!("api.rate_burst", c.rate_burst, a.rate_burst, |v: &Count| v
+                .0);
+        }
+        if let Some(h) = &p.history {
+            h.apply(&mut cfg.history, &mut keys);
         }
         keys
     }

@@ -7,8 +7,10 @@ mod actions;
 mod baseline;
 mod error;
 mod exceptions;
+mod history;
 mod layer;
 mod locate;
+mod per_rule;
 mod rule;
 mod values;
 
@@ -27,7 +29,9 @@ pub use actions::{Actions, RuleAction};
 pub use baseline::{Baseline, Caps, Suppress};
 pub use error::{ConfigError, Diagnostic, DiagnosticKind};
 pub use exceptions::{Exception, Exceptions, Glob, Subject};
+pub use history::History;
 pub use layer::Layer;
+pub use per_rule::PerRule;
 pub use rule::{Rule, UnknownRule};
 pub use values::{PortSet, SyslogTarget, format_duration, parse_bytes, parse_duration};
 
@@ -79,61 +83,23 @@ pub struct Config {
     pub baseline: Baseline,
     /// HTTP API and web UI.
     pub api: Api,
+    /// The alert history database.
+    pub history: History,
 }
 
 /// Per-rule weights (`weights:`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Weights {
-    /// Weight of [`Rule::DeletedExe`].
-    pub deleted_exe: f64,
-    /// Weight of [`Rule::TmpExe`].
-    pub tmp_exe: f64,
-    /// Weight of [`Rule::WxMem`].
-    pub wx_mem: f64,
-    /// Weight of [`Rule::Ptrace`].
-    pub ptrace: f64,
-    /// Weight of [`Rule::HighCpu`].
-    pub high_cpu: f64,
-    /// Weight of [`Rule::EmptyCmdline`].
-    pub empty_cmdline: f64,
-    /// Weight of [`Rule::SuspiciousPort`].
-    pub suspicious_port: f64,
-    /// Weight of [`Rule::FilelessExe`].
-    pub fileless_exe: f64,
-    /// Weight of [`Rule::ReverseShell`].
-    pub reverse_shell: f64,
-}
+pub type Weights = PerRule<f64>;
 
 impl Weights {
     /// The weight of `rule`.
     pub fn get(&self, rule: Rule) -> f64 {
-        match rule {
-            Rule::DeletedExe => self.deleted_exe,
-            Rule::TmpExe => self.tmp_exe,
-            Rule::WxMem => self.wx_mem,
-            Rule::Ptrace => self.ptrace,
-            Rule::HighCpu => self.high_cpu,
-            Rule::EmptyCmdline => self.empty_cmdline,
-            Rule::SuspiciousPort => self.suspicious_port,
-            Rule::FilelessExe => self.fileless_exe,
-            Rule::ReverseShell => self.reverse_shell,
-        }
+        *self.of(rule)
     }
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Self {
-            deleted_exe: Rule::DeletedExe.default_weight(),
-            tmp_exe: Rule::TmpExe.default_weight(),
-            wx_mem: Rule::WxMem.default_weight(),
-            ptrace: Rule::Ptrace.default_weight(),
-            high_cpu: Rule::HighCpu.default_weight(),
-            empty_cmdline: Rule::EmptyCmdline.default_weight(),
-            suspicious_port: Rule::SuspiciousPort.default_weight(),
-            fileless_exe: Rule::FilelessExe.default_weight(),
-            reverse_shell: Rule::ReverseShell.default_weight(),
-        }
+        PerRule::from_fn(Rule::default_weight)
     }
 }
 
@@ -221,19 +187,45 @@ impl Default for Outputs {
 }
 
 /// HTTP API and web UI (`api:`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Api {
-    /// Address to listen on.
-    pub listen: SocketAddr,
+    /// Address `monitor` serves the API on; `None`: `monitor` serves no API unless `--api`
+    /// asks (`procwatch api` then listens on 127.0.0.1:8080).
+    pub listen: Option<SocketAddr>,
     /// Bearer token required by the API; `None` means no authentication.
     pub token: Option<String>,
+    /// A file holding the token (first line), readable by its owner only; used when `token`
+    /// is not set.
+    pub token_file: Option<PathBuf>,
+    /// Origins (`https://host[:port]`) a browser may call the API from; empty: CORS off.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: u64,
+    /// Most connections open at once (429 beyond).
+    pub max_connections: usize,
+    /// Requests per second allowed per client address, sustained (429 beyond).
+    pub rate_limit: f64,
+    /// Requests a client may make in a burst above `rate_limit`.
+    pub rate_burst: usize,
+}
+
+impl Api {
+    /// Where `procwatch api` listens when neither the command line nor `api.listen` says.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 }
 
 impl Default for Api {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            listen: None,
             token: None,
+            token_file: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_connections: 256,
+            rate_limit: 50.0,
+            rate_burst: 200,
         }
     }
 }
@@ -265,6 +257,7 @@ impl Default for Config {
             outputs: Outputs::default(),
             baseline: Baseline::default(),
             api: Api::default(),
+            history: History::default(),
         }
     }
 }

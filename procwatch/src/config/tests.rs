@@ -131,7 +131,7 @@ fn defaults_match_the_readme_and_issue() {
         let on = matches!(rule, Rule::WxMem | Rule::SuspiciousPort | Rule::HighCpu);
         assert_eq!(c.baseline.suppress.get(rule), on, "{rule}");
     }
-    assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.api.listen, None);
     assert_eq!(c.api.token, None);
 }
 
@@ -199,6 +199,10 @@ fn schema_keys_cover_every_section() {
         "outputs.syslog",
         "baseline.learning_period",
         "api.token",
+        "history.enabled",
+        "history.path",
+        "history.max_age",
+        "history.max_rows",
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
     }
@@ -733,6 +737,11 @@ fn every_numeric_key_refuses_hostile_values() {
         ("api.listen", "\"127.0.0.1:0\""),
         ("api.listen", "\"[::1]:0\""),
         ("api.listen", "\"127.0.0.1:65536\""),
+        ("api.max_body_bytes", "10"),
+        ("api.max_body_bytes", "\"1GiB\""),
+        ("api.max_connections", "0"),
+        ("api.rate_limit", "0"),
+        ("api.rate_limit", "-1"),
     ]);
     let every = [
         "cpu_high",
@@ -1216,6 +1225,88 @@ fn per_rule_actions_layer_and_validate() {
         "below min_score",
     );
     assert_eq!(d.column, Some(1));
+}
+
+#[test]
+fn api_section_keys_are_validated() {
+    let c = parse(
+        "api:\n  listen: 127.0.0.1:9000\n  token_file: /etc/procwatch/token\n  \
+         cors_origins: [https://ops.example.com, \"http://[::1]:8080\"]\n  max_body_bytes: 1KiB\n  \
+         max_connections: 10\n  rate_limit: 0.5\n  rate_burst: 3\n",
+    )
+    .unwrap();
+    assert_eq!(c.api.listen.map(|l| l.port()), Some(9000));
+    assert_eq!(c.api.cors_origins.len(), 2);
+    assert_eq!(c.api.max_body_bytes, 1024);
+    assert_eq!(c.api.rate_limit, 0.5);
+    for (text, needle) in [
+        ("api:\n  cors_origins: [\"*\"]\n", "must start with http"),
+        (
+            "api:\n  cors_origins: [\"https://a.example/\"]\n",
+            "no path",
+        ),
+        (
+            "api:\n  cors_origins: [ftp://a.example]\n",
+            "must start with http",
+        ),
+        ("api:\n  token_file: relative/token\n", "must be absolute"),
+        ("api:\n  listen: 0.0.0.0:0\n", "port 0"),
+    ] {
+        let e = parse(text).expect_err(text).to_string();
+        assert!(e.contains(needle) && e.contains("api."), "{text}: {e}");
+    }
+}
+
+// ---- history ----
+
+#[test]
+fn history_defaults_and_keys() {
+    let c = parse("").unwrap();
+    assert!(c.history.enabled);
+    assert_eq!(c.history.path, None);
+    assert_eq!(c.history.max_age, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.history.max_rows, 100_000);
+    let c = parse(
+        "history:\n  enabled: false\n  path: /srv/pw/alerts.db\n  max_age: 7d\n  max_rows: 10\n",
+    )
+    .unwrap();
+    assert!(!c.history.enabled);
+    assert_eq!(
+        c.history.path.as_deref(),
+        Some(std::path::Path::new("/srv/pw/alerts.db"))
+    );
+    assert_eq!(c.history.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.history.max_rows, 10);
+    // Round trip through `config show`.
+    let yaml = c.to_yaml().unwrap();
+    assert_eq!(parse(&yaml).unwrap(), c, "{yaml}");
+    // null goes back to the default path.
+    assert_eq!(
+        parse("history:\n  path: null\n").unwrap().history.path,
+        None
+    );
+}
+
+#[test]
+fn history_values_are_validated_with_their_key() {
+    for (text, key) in [
+        ("history:\n  max_rows: 0\n", "history.max_rows"),
+        ("history:\n  max_rows: -5\n", "history.max_rows"),
+        ("history:\n  max_rows: 1000000000\n", "history.max_rows"),
+        ("history:\n  max_age: 0\n", "history.max_age"),
+        ("history:\n  max_age: forever\n", "history.max_age"),
+        ("history:\n  path: alerts.db\n", "history.path"),
+        ("history:\n  enabled: maybe\n", "history.enabled"),
+        ("history:\n  size: 5\n", "history"),
+    ] {
+        let e = parse(text).unwrap_err();
+        let d = e.diagnostic().cloned().unwrap();
+        assert!(
+            d.key.as_deref().is_some_and(|k| k.starts_with(key)),
+            "{text:?}: {e}"
+        );
+        assert_eq!(d.line, Some(2), "{text:?}: {e}");
+    }
 }
 
 #[test]

@@ -744,3 +744,64 @@ impl<'de> Deserialize<'de> for Listen {
         })
     }
 }
+
+/// Deserializes a key that may not be null: present means `Some(value)`.
+pub(crate) fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Deserializes a key whose null is meaningful ("off"): present means `Some(Option<value>)`.
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The request body cap of the API: 1 KiB to 64 MiB.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyBytes(pub u64);
+
+impl<'de> Deserialize<'de> for BodyBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = bytes(d, 1024)?;
+        if n > 64 << 20 {
+            return Err(de::Error::custom(format!(
+                "must be at most 64MiB (67108864 bytes), found {n}"
+            )));
+        }
+        Ok(Self(n))
+    }
+}
+
+/// A browser origin allowed to call the API: `http(s)://host[:port]`, nothing after.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin(pub String);
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_str_with(d, "an origin like \"https://ops.example.com\"", |s| {
+            let rest = s
+                .strip_prefix("https://")
+                .or_else(|| s.strip_prefix("http://"))
+                .ok_or_else(|| format!("origin '{s}' must start with http:// or https://"))?;
+            // A wildcard would re-open what `cors_origins` exists to close.
+            let ok = !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if ok {
+                Ok(Self(s.to_string()))
+            } else {
+                Err(format!(
+                    "origin '{s}' must be scheme://host[:port] with no path, wildcard or trailing slash"
+                ))
+            }
+        })
+    }
+}

@@ -110,6 +110,7 @@ mod tests {
         ConnectFact {
             addr: std::net::IpAddr::from([127, 0, 0, 1]),
             port,
+            proto: crate::procfs::sockets::Proto::Tcp,
         }
     }
 

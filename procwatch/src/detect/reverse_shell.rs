@@ -126,6 +126,7 @@ mod tests {
                 Some(ConnectFact {
                     addr: [127, 0, 0, 1].into(),
                     port: 4444,
+                    proto: crate::procfs::sockets::Proto::Tcp,
                 }),
             ),
             (1, None),

@@ -58,7 +58,7 @@ mod tests {
         for addr in ["::", "0.0.0.0"] {
             p.connects = vec![ConnectFact {
                 addr: addr.parse().expect("addr"),
-                port: 22,
+                ..fact(22)
             }];
             assert!(check(&p, &Config::default()).is_none(), "{addr}");
         }
@@ -70,6 +70,7 @@ mod tests {
         ConnectFact {
             addr: IpAddr::from([10, 0, 0, 1]),
             port,
+            proto: crate::procfs::sockets::Proto::Tcp,
         }
     }
 

@@ -224,6 +224,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_alert() -> Alert {
         Alert {
             schema: SCHEMA,
+            id: 1,
             timestamp: "2026-01-15T14:32:18.123Z".into(),
             host: "web-1".into(),
             pid: 2847,

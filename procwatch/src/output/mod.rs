@@ -117,29 +117,51 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 enum Msg {
     Alert(Arc<Alert>),
+    /// An alert with its JSON line, serialised once where it became final.
+    Final(Arc<Alert>, Arc<str>),
     Reopen,
     Retry,
 }
+
+/// Per-sink counters as they stand, copied by the output thread after each message (for the
+/// API's /metrics; nobody else locks it).
+pub type LiveSinkStats = Arc<std::sync::Mutex<BTreeMap<String, SinkStats>>>;
 
 /// The running output thread.
 pub struct Outputs {
     tx: mpsc::Sender<Msg>,
     thread: JoinHandle<BTreeMap<String, SinkStats>>,
+    live: LiveSinkStats,
 }
 
 impl Outputs {
     /// Starts the output thread with these sinks.
     pub fn start(sinks: Vec<Box<dyn Sink>>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
+        let live = LiveSinkStats::default();
+        let shared = live.clone();
         let thread = std::thread::Builder::new()
             .name("procwatch-out".into())
-            .spawn(move || run(sinks, rx))?;
-        Ok(Self { tx, thread })
+            .spawn(move || run(sinks, rx, &shared))?;
+        Ok(Self { tx, thread, live })
+    }
+
+    /// The per-sink counters as they stand.
+    pub fn live_stats(&self) -> LiveSinkStats {
+        self.live.clone()
     }
 
     /// Queues an alert, waiting while the queue is full.
     pub async fn send(&self, alert: Alert) {
         if self.tx.send(Msg::Alert(Arc::new(alert))).await.is_err() {
+            warn!("output thread is gone; alert not written");
+        }
+    }
+
+    /// Queues a final alert with its JSON line (as the history stores it), waiting while the
+    /// queue is full.
+    pub async fn send_final(&self, alert: Arc<Alert>, json: Arc<str>) {
+        if self.tx.send(Msg::Final(alert, json)).await.is_err() {
             warn!("output thread is gone; alert not written");
         }
     }
@@ -227,7 +249,11 @@ impl Slot {
     }
 }
 
-fn run(sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<String, SinkStats> {
+fn run(
+    sinks: Vec<Box<dyn Sink>>,
+    mut rx: mpsc::Receiver<Msg>,
+    live: &LiveSinkStats,
+) -> BTreeMap<String, SinkStats> {
     let mut slots: Vec<Slot> = sinks
         .into_iter()
         .map(|sink| Slot {
@@ -251,6 +277,11 @@ fn run(sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<Strin
                     slot.push(alert.clone(), json.clone());
                 }
             }
+            Msg::Final(alert, json) => {
+                for slot in &mut slots {
+                    slot.push(alert.clone(), json.clone());
+                }
+            }
             Msg::Reopen => {
                 for slot in &mut slots {
                     if let Err(e) = slot.sink.reopen() {
@@ -260,6 +291,11 @@ fn run(sinks: Vec<Box<dyn Sink>>, mut rx: mpsc::Receiver<Msg>) -> BTreeMap<Strin
                 }
             }
             Msg::Retry => slots.iter_mut().for_each(Slot::drain),
+        }
+        if let Ok(mut live) = live.lock() {
+            for slot in &slots {
+                live.insert(slot.sink.name(), slot.stats.clone());
+            }
         }
     }
     let mut stats = BTreeMap::new();

@@ -122,6 +122,9 @@ pub struct Process {
     pub connects: Vec<ConnectFact>,
     /// Outbound connections found in /proc/net at the last sample.
     pub conns: Vec<ConnectFact>,
+    /// Sockets it listens on and connections it accepted, as sweeps found them (each once;
+    /// at most [`MAX_FACTS`]): what the baseline was told.
+    pub servers: Vec<crate::procfs::sample::ServerFact>,
     /// Which of fds 0, 1, 2 are network sockets, as `(fd, remote)`.
     pub stdio_net: Vec<(u8, Option<ConnectFact>)>,
     /// memfd names created.
@@ -152,6 +155,8 @@ pub struct Process {
     pub shell: bool,
     /// The relay of this shell's stdio, when one holds a network connection.
     pub relay: Option<RelayFact>,
+    /// The rules' last verdict on this process when any rule held (the API shows it).
+    pub score: Option<std::sync::Arc<crate::score::Scored>>,
 }
 
 /// A number no other process image in this run has.
@@ -190,6 +195,7 @@ impl Process {
             ptrace_events: Vec::new(),
             connects: Vec::new(),
             conns: Vec::new(),
+            servers: Vec::new(),
             stdio_net: Vec::new(),
             memfds: Vec::new(),
             source,
@@ -204,6 +210,7 @@ impl Process {
             cgroup: None,
             shell: false,
             relay: None,
+            score: None,
         }
     }
 
@@ -282,6 +289,12 @@ pub struct ProcessTable {
     max: usize,
     grace: Duration,
     evicted: u64,
+    /// Processes that exited and have left the table, as pid → (start time, when they
+    /// exited): an exit is final for that pid and start time, so a sweep that read the process
+    /// alive before it exited cannot bring it back once its entry is gone. Kept until a sweep
+    /// that started after the exit is in ([`ProcessTable::forget_ended_before`]), at most
+    /// `max`.
+    ended: HashMap<u32, (u64, Instant)>,
 }
 
 impl ProcessTable {
@@ -293,6 +306,7 @@ impl ProcessTable {
             max: max.max(1),
             grace,
             evicted: 0,
+            ended: HashMap::new(),
         }
     }
 
@@ -335,8 +349,31 @@ impl ProcessTable {
             .collect()
     }
 
+    /// True when the process `pid` started at `start_ticks` has exited (its exit was seen, or
+    /// a sweep missed it): a late look at it (a sweep that read it before it exited) must not
+    /// bring it back. False for an unknown start time.
+    pub fn has_ended(&self, pid: u32, start_ticks: u64) -> bool {
+        if start_ticks == 0 {
+            return false;
+        }
+        match self.procs.get(&pid) {
+            Some(p) if p.start_ticks == start_ticks => p.exited.is_some(),
+            _ => self.ended.get(&pid).is_some_and(|&(s, _)| s == start_ticks),
+        }
+    }
+
+    /// Forgets exits from before `t` (a sweep that started at `t` is in: later sweeps started
+    /// after those exits, so they cannot have read those processes alive).
+    pub fn forget_ended_before(&mut self, t: Instant) {
+        self.ended.retain(|_, &mut (_, at)| at >= t);
+        if self.ended.capacity() > 4 * self.ended.len().max(256) {
+            self.ended.shrink_to(2 * self.ended.len());
+        }
+    }
+
     /// The entry for `pid`, created when missing. A different process that reused the pid
-    /// (start time differs) replaces the old entry.
+    /// (start time differs) replaces the old entry; an exited one is replaced only by a
+    /// process with another (or an unknown) start time: the same process stays exited.
     pub fn entry(
         &mut self,
         pid: u32,
@@ -345,7 +382,8 @@ impl ProcessTable {
         now: Instant,
     ) -> &mut Process {
         let stale = self.procs.get(&pid).is_some_and(|p| {
-            p.exited.is_some()
+            let same = start_ticks != 0 && p.start_ticks == start_ticks;
+            (p.exited.is_some() && !same)
                 || (start_ticks != 0 && p.start_ticks != 0 && p.start_ticks != start_ticks)
         });
         if stale {
@@ -376,6 +414,7 @@ impl ProcessTable {
             p.ptrace_events = Vec::new();
             p.connects = Vec::new();
             p.conns = Vec::new();
+            p.servers = Vec::new();
             p.stdio_net = Vec::new();
             p.memfds = Vec::new();
             p.cwd = None;
@@ -391,8 +430,12 @@ impl ProcessTable {
             }
             self.exited.pop_front();
             // Only drop the entry if it is still that exited process (not a reused pid).
-            if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at)) {
-                self.procs.remove(&pid);
+            if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at))
+                && let Some(p) = self.procs.remove(&pid)
+                && p.start_ticks != 0
+                && self.ended.len() < self.max
+            {
+                self.ended.insert(pid, (p.start_ticks, at));
             }
         }
         // A burst grows the map; give the memory back once it has passed.
@@ -451,6 +494,35 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_is_final_for_that_pid_and_start_time() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(5);
+        let mut t = ProcessTable::new(10, grace);
+        let sweep_started = now;
+        t.entry(5, 100, SensorKind::Ebpf, now).name = "gone".into();
+        // The exit event is in; then a sweep that read the process alive is merged.
+        t.mark_exited(5, now + Duration::from_millis(1));
+        assert!(t.has_ended(5, 100) && !t.has_ended(5, 200) && !t.has_ended(5, 0));
+        let p = t.entry(5, 100, SensorKind::Sweep, now + Duration::from_millis(2));
+        assert!(
+            p.exited.is_some() && p.name == "gone",
+            "the same process is not brought back"
+        );
+        // Once its entry has expired, the exit is still remembered for the sweep in flight.
+        t.expire(now + grace + Duration::from_secs(1));
+        assert!(t.get(5).is_none());
+        assert!(t.has_ended(5, 100), "a tombstone outlives the entry");
+        // A reused pid (another start time) is a new process, alive.
+        assert!(t.entry(5, 200, SensorKind::Sweep, now).exited.is_none());
+        assert!(!t.has_ended(5, 200));
+        // A sweep that started after the exit is in: the tombstone goes.
+        t.mark_exited(5, now + grace);
+        t.expire(now + 3 * grace);
+        t.forget_ended_before(sweep_started + 2 * grace);
+        assert!(!t.has_ended(5, 100) && !t.has_ended(5, 200));
+    }
+
+    #[test]
     fn exited_processes_expire_after_grace() {
         let now = Instant::now();
         let mut t = ProcessTable::new(10, Duration::from_secs(30));
@@ -488,6 +560,7 @@ mod tests {
                 .push(ConnectFact {
                     addr: IpAddr::from([1, 1, 1, 1]),
                     port: 1,
+                    proto: crate::procfs::sockets::Proto::Tcp,
                 });
             t.mark_exited(pid, now);
         }
@@ -517,6 +590,7 @@ mod tests {
         let c = |port| ConnectFact {
             addr: IpAddr::from([127, 0, 0, 1]),
             port,
+            proto: crate::procfs::sockets::Proto::Tcp,
         };
         p.connects = vec![c(4444), c(80)];
         p.conns = vec![c(80), c(22)];

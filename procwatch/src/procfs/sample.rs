@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     CMDLINE_MAX, PidDir, ReadError,
-    sockets::{self, Conn, SocketTable},
+    sockets::{self, Conn, Proto, SocketTable},
     split_cmdline,
     stat::{self, StatReader},
 };
@@ -41,6 +41,22 @@ pub struct ConnectFact {
     pub addr: IpAddr,
     /// Destination port.
     pub port: u16,
+    /// TCP or UDP (from the socket table, or the socket type the sensor read).
+    pub proto: Proto,
+}
+
+/// A socket a process serves on, found in a sweep: one it listens on, or a connection it
+/// accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerFact {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// An accepted connection (else a listening socket).
+    pub accepted: bool,
+    /// The peer's address (accepted), or the address the socket is bound to (listening).
+    pub addr: IpAddr,
+    /// The process's own port.
+    pub port: u16,
 }
 
 /// What a full read looks for besides a process's own files; the caller decides (procfs
@@ -51,6 +67,9 @@ pub struct Interest {
     pub port_allowed: Arc<dyn Fn(u16) -> bool + Send + Sync>,
     /// Processes (by executable file name or comm) whose stdio sockets are worth resolving.
     pub wants_stdio: fn(&OsStr) -> bool,
+    /// Trace listening sockets and accepted connections to their processes in a sweep (for
+    /// the learned baselines).
+    pub servers: bool,
 }
 
 impl std::fmt::Debug for Interest {
@@ -65,6 +84,7 @@ impl Interest {
         Self {
             port_allowed: Arc::new(|_| true),
             wants_stdio: |_| false,
+            servers: false,
         }
     }
 }
@@ -128,6 +148,8 @@ pub struct Sample {
     pub stdio_net: Vec<(u8, Option<ConnectFact>)>,
     /// Outbound connections (Full only): in a sweep, only those to a port not allowed.
     pub conns: Vec<ConnectFact>,
+    /// Sockets it listens on and connections it accepted (a sweep's, when asked for).
+    pub servers: Vec<ServerFact>,
     /// When it was read.
     pub taken_at: Option<Instant>,
     /// Network namespace (sweep bookkeeping).
@@ -246,18 +268,41 @@ pub fn same_mount_ns(pid: u32) -> bool {
     }
 }
 
-fn fact(c: &Conn) -> ConnectFact {
-    // v4-mapped peers of a v6 socket are reported as the IPv4 address people know.
-    let addr = match c.remote.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(std::net::IpAddr::V6(v6)),
+/// v4-mapped addresses of a v6 socket as the IPv4 address people know.
+fn plain(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// What a baseline learns of a socket a process serves on, when it is one.
+fn served(
+    c: &Conn,
+    listening: &sockets::ListeningPorts,
+    ephemeral: &std::ops::RangeInclusive<u16>,
+) -> Option<ServerFact> {
+    let (accepted, addr) = if sockets::is_listener(c, ephemeral) {
+        (false, c.local.ip())
+    } else if sockets::is_accepted(c, listening) {
+        (true, c.remote.ip())
+    } else {
+        return None;
     };
+    Some(ServerFact {
+        proto: c.proto,
+        accepted,
+        addr: plain(addr),
+        port: c.local.port(),
+    })
+}
+
+fn fact(c: &Conn) -> ConnectFact {
+    let addr = plain(c.remote.ip());
     ConnectFact {
         addr,
         port: c.remote.port(),
+        proto: c.proto,
     }
 }
 
@@ -439,6 +484,7 @@ pub(crate) struct SocketQuery {
 pub(crate) struct SocketFacts {
     idx: usize,
     conns: Vec<ConnectFact>,
+    servers: Vec<ServerFact>,
     stdio_net: Vec<(u8, Option<ConnectFact>)>,
 }
 
@@ -466,10 +512,17 @@ pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<
         by_ns.entry(q.netns).or_default().push(q);
     }
     let mut out: HashMap<usize, SocketFacts> = HashMap::new();
+    // Read only when servers are traced (it is used only then).
+    let ephemeral = if interest.servers {
+        sockets::ephemeral_ports()
+    } else {
+        0..=u16::MAX
+    };
     fn facts(out: &mut HashMap<usize, SocketFacts>, idx: usize) -> &mut SocketFacts {
         out.entry(idx).or_insert_with(|| SocketFacts {
             idx,
             conns: Vec::new(),
+            servers: Vec::new(),
             stdio_net: Vec::new(),
         })
     }
@@ -490,13 +543,29 @@ pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<
             })
             .map(|c| (c.inode, c))
             .collect();
-        if !suspicious.is_empty() {
-            let inodes: HashSet<u64> = suspicious.keys().copied().collect();
+        let served: HashMap<u64, ServerFact> = if interest.servers {
+            table
+                .iter()
+                .filter(|c| c.inode != 0)
+                .filter_map(|c| Some((c.inode, served(c, &listening, &ephemeral)?)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        if !suspicious.is_empty() || !served.is_empty() {
+            // One pass over the processes' fds for both.
+            let inodes: HashSet<u64> = suspicious.keys().chain(served.keys()).copied().collect();
             let owners = sockets::owners(&inodes, members.iter().map(|q| q.pid));
             let index: HashMap<u32, usize> = members.iter().map(|q| (q.pid, q.idx)).collect();
             for (inode, pid) in owners {
-                if let (Some(&idx), Some(conn)) = (index.get(&pid), suspicious.get(&inode)) {
+                let Some(&idx) = index.get(&pid) else {
+                    continue;
+                };
+                if let Some(conn) = suspicious.get(&inode) {
                     facts(&mut out, idx).conns.push(fact(conn));
+                }
+                if let Some(s) = served.get(&inode) {
+                    facts(&mut out, idx).servers.push(*s);
                 }
             }
         }
@@ -514,6 +583,7 @@ pub(crate) fn apply_socket_facts(samples: &mut [Sample], facts: Vec<SocketFacts>
     for f in facts {
         if let Some(s) = samples.get_mut(f.idx) {
             s.conns = f.conns;
+            s.servers = f.servers;
             s.stdio_net = f.stdio_net;
         }
     }

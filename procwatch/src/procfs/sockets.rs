@@ -18,7 +18,7 @@ use std::{
     fs::File,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    ops::ControlFlow,
+    ops::{ControlFlow, RangeInclusive},
     os::fd::{AsRawFd, OwnedFd},
 };
 
@@ -356,6 +356,44 @@ pub fn is_outbound(conn: &Conn, listening: &ListeningPorts) -> bool {
             Established | SynSent | FinWait1 | FinWait2 | CloseWait | Closing | LastAck
         ),
         Proto::Udp => true,
+    }
+}
+
+/// True when `conn` is a socket a server put there to be reached: TCP in LISTEN, or a bound,
+/// unconnected UDP socket on a port outside `ephemeral` (a client's unconnected socket is given
+/// an ephemeral port when it first sends; that is no service).
+pub fn is_listener(conn: &Conn, ephemeral: &RangeInclusive<u16>) -> bool {
+    match conn.proto {
+        Proto::Tcp => conn.state == TcpState::Listen,
+        Proto::Udp => {
+            let port = conn.local.port();
+            conn.remote.port() == 0 && port != 0 && !ephemeral.contains(&port)
+        }
+    }
+}
+
+/// True when `conn` is a TCP connection this side accepted: connected, on a listening port of
+/// the namespace (the counterpart of [`is_outbound`]).
+pub fn is_accepted(conn: &Conn, listening: &ListeningPorts) -> bool {
+    use TcpState::*;
+    conn.proto == Proto::Tcp
+        && conn.remote.port() != 0
+        && listening.contains(&(Proto::Tcp, conn.local.port()))
+        && matches!(
+            conn.state,
+            Established | SynRecv | CloseWait | FinWait1 | FinWait2
+        )
+}
+
+/// The ports the kernel hands out as ephemeral ones (`net.ipv4.ip_local_port_range`; the
+/// kernel's default when it cannot be read).
+pub fn ephemeral_ports() -> RangeInclusive<u16> {
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text.split_ascii_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => lo..=hi,
+        _ => 32768..=60999,
     }
 }
 
@@ -699,6 +737,68 @@ mod tests {
             inode: 1,
             uid: 0,
         }
+    }
+
+    #[test]
+    fn listeners_and_accepted_connections() {
+        let listening: ListeningPorts = [(Proto::Tcp, 22)].into();
+        let ephemeral = 32768..=60999;
+        let listener = |p, l, r, s| is_listener(&conn(p, l, r, s), &ephemeral);
+        assert!(listener(
+            Proto::Tcp,
+            "0.0.0.0:22",
+            "0.0.0.0:0",
+            TcpState::Listen
+        ));
+        assert!(!listener(
+            Proto::Tcp,
+            "10.0.0.1:22",
+            "1.2.3.4:50000",
+            TcpState::Established
+        ));
+        // A DNS server's socket, not a client's auto-bound one.
+        assert!(listener(
+            Proto::Udp,
+            "0.0.0.0:53",
+            "0.0.0.0:0",
+            TcpState::Close
+        ));
+        assert!(!listener(
+            Proto::Udp,
+            "0.0.0.0:40000",
+            "0.0.0.0:0",
+            TcpState::Close
+        ));
+        assert!(!listener(
+            Proto::Udp,
+            "10.0.0.1:53",
+            "8.8.8.8:53",
+            TcpState::Established
+        ));
+        let accepted = |l, r, s| is_accepted(&conn(Proto::Tcp, l, r, s), &listening);
+        assert!(accepted(
+            "10.0.0.1:22",
+            "1.2.3.4:50000",
+            TcpState::Established
+        ));
+        assert!(accepted(
+            "10.0.0.1:22",
+            "1.2.3.4:50000",
+            TcpState::CloseWait
+        ));
+        assert!(!accepted("0.0.0.0:22", "0.0.0.0:0", TcpState::Listen));
+        assert!(!accepted(
+            "10.0.0.1:40000",
+            "1.2.3.4:22",
+            TcpState::Established
+        ));
+        assert!(!accepted(
+            "10.0.0.1:22",
+            "1.2.3.4:50000",
+            TcpState::TimeWait
+        ));
+        let range = ephemeral_ports();
+        assert!(range.start() <= range.end());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub const MEMBERS: [(usize, &str, &str); ko::COUNT - 1] = [
     (ko::REGS_DI, "pt_regs", "di"),
     (ko::REGS_BP, "pt_regs", "bp"),
     (ko::REGS_ORIG_AX, "pt_regs", "orig_ax"),
+    (ko::INODE_MODE, "inode", "i_mode"),
+    (ko::SOCKET_TYPE, "socket", "type"),
 ];
 
 /// Why the kernel's BTF could not provide the offsets.

@@ -239,6 +239,23 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     });
                 }
             };
+            let socket = match e.sock_type {
+                wire::sock_type::UNKNOWN => None,
+                wire::sock_type::STREAM => Some("stream"),
+                wire::sock_type::DGRAM => Some("dgram"),
+                wire::sock_type::RAW => Some("raw"),
+                wire::sock_type::RDM => Some("rdm"),
+                wire::sock_type::SEQPACKET => Some("seqpacket"),
+                wire::sock_type::DCCP => Some("dccp"),
+                wire::sock_type::PACKET => Some("packet"),
+                other => {
+                    return Err(DecodeError::BadField {
+                        kind: kind.as_str(),
+                        field: "sock_type",
+                        value: u64::from(other),
+                    });
+                }
+            };
             EventBody::Connect(Connect {
                 fd: e.fd,
                 family,
@@ -246,6 +263,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 port: e.port,
                 via,
                 fastopen: header.flags & wire::flags::FASTOPEN != 0,
+                socket,
             })
         }
         EventKind::WxMem => {
@@ -662,6 +680,8 @@ mod tests {
             port: 4444,
             via: wire::via::CONNECT,
             addr: fixed(&[127, 0, 0, 1]),
+            sock_type: wire::sock_type::STREAM,
+            _pad: 0,
         };
         let EventBody::Connect(c) = decode(&bytes_of(&v4)).expect("v4").body else {
             panic!()
@@ -691,6 +711,34 @@ mod tests {
             panic!()
         };
         assert_eq!((c.via, c.fastopen, c.port), ("sendto", true, 4444));
+        assert_eq!(c.socket, Some("stream"));
+        let dgram = wire::ConnectEvent {
+            sock_type: wire::sock_type::DGRAM,
+            ..v4
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&dgram)).expect("dgram").body else {
+            panic!()
+        };
+        assert_eq!(c.socket, Some("dgram"));
+        let unread = wire::ConnectEvent {
+            sock_type: wire::sock_type::UNKNOWN,
+            ..v4
+        };
+        let EventBody::Connect(c) = decode(&bytes_of(&unread)).expect("unread").body else {
+            panic!()
+        };
+        assert_eq!(c.socket, None);
+        let bad_type = wire::ConnectEvent {
+            sock_type: 77,
+            ..v4
+        };
+        assert!(matches!(
+            decode(&bytes_of(&bad_type)),
+            Err(DecodeError::BadField {
+                field: "sock_type",
+                ..
+            })
+        ));
         let bad_via = wire::ConnectEvent {
             via: wire::via::COUNT,
             ..v4

@@ -322,6 +322,8 @@ pub struct EbpfSensor {
     /// What the allowlist maps hold now (inserted before stale ones are deleted).
     allow_exe: BTreeSet<ExeKey>,
     allow_uids: BTreeSet<u32>,
+    /// Watched prefixes in the kernel's map now.
+    watched_count: usize,
 }
 
 impl EbpfSensor {
@@ -367,6 +369,7 @@ impl EbpfSensor {
             kernel_offsets,
             allow_exe: BTreeSet::new(),
             allow_uids: BTreeSet::new(),
+            watched_count: 0,
         };
         sensor.write_config(config::SELF_TGID, u64::from(std::process::id()))?;
         // SAFETY: getppid has no preconditions.
@@ -550,9 +553,16 @@ impl EbpfSensor {
         &self.probes
     }
 
-    /// Puts the watched prefixes in the kernel's map; file opens elsewhere stay there.
-    fn set_watched(&mut self, prefixes: &[PathBuf]) -> Result<(), EbpfError> {
+    /// Puts the watched prefixes in the kernel's map; file opens elsewhere stay there. Also
+    /// on SIGHUP, while the probe runs: a shorter list is cut first (the count), a longer one
+    /// counted last, so the probe never reads a slot that is not written; a slot rewritten in
+    /// place may match broadly for a moment, which user space's exact rule absorbs.
+    pub fn set_watched(&mut self, prefixes: &[PathBuf]) -> Result<(), EbpfError> {
         let wanted = super::watched::kernel_prefixes(prefixes.iter().map(PathBuf::as_path));
+        let shrink = wanted.len() < self.watched_count;
+        if shrink {
+            self.write_config(config::WATCH_COUNT, wanted.len() as u64)?;
+        }
         let map = self.ebpf.map_mut("WATCH_PREFIXES").ok_or(EbpfError::Map {
             name: "WATCH_PREFIXES",
             detail: "missing".into(),
@@ -569,7 +579,9 @@ impl EbpfSensor {
             })?;
         }
         // The count last: the probe never reads a slot before it is written.
-        self.write_config(config::WATCH_COUNT, wanted.len() as u64)
+        self.write_config(config::WATCH_COUNT, wanted.len() as u64)?;
+        self.watched_count = wanted.len();
+        Ok(())
     }
 
     fn write_config(&mut self, slot: u32, value: u64) -> Result<(), EbpfError> {

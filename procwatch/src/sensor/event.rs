@@ -359,6 +359,25 @@ pub struct Connect {
     pub via: &'static str,
     /// A send with `MSG_FASTOPEN`: a TCP connect carrying data.
     pub fastopen: bool,
+    /// The socket's type, read in the kernel: "stream" (TCP), "dgram" (UDP), "raw",
+    /// "seqpacket", ...; `None` when it could not be read (no kernel BTF).
+    pub socket: Option<&'static str>,
+}
+
+impl Connect {
+    /// The transport protocol as a baseline keeps it: from the socket's type (connection
+    /// sockets as TCP, datagram ones — UDP, but also raw and packet sockets — as UDP), else
+    /// from the call (a send naming its destination without `MSG_FASTOPEN` is a datagram; a
+    /// connect is taken for TCP).
+    pub fn proto(&self) -> crate::procfs::sockets::Proto {
+        use crate::procfs::sockets::Proto;
+        match self.socket {
+            Some("stream" | "seqpacket" | "dccp") => Proto::Tcp,
+            Some(_) => Proto::Udp,
+            None if self.via != "connect" && !self.fastopen => Proto::Udp,
+            None => Proto::Tcp,
+        }
+    }
 }
 
 /// A request for W+X memory.

@@ -516,6 +516,63 @@ fn act(args: &[String]) {
     }
 }
 
+/// Accepts connections on `l` in a thread, keeping each one open (an accepted connection a
+/// /proc sweep can see); answers `ok port N`.
+fn accept_in_background(l: std::net::TcpListener) -> String {
+    let port = l.local_addr().map_or(0, |a| a.port());
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in l.incoming().flatten() {
+            open.push(conn);
+        }
+    });
+    format!("ok port {port}")
+}
+
+/// A TCP listener on 127.0.0.1:`port` with SO_REUSEADDR and SO_REUSEPORT set.
+fn listen_shared(port: u16) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns until it is handed over.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let listener = std::net::TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+            || libc::listen(fd, 128) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(listener)
+    }
+}
+
 /// `serve`: one command a line from stdin, like a small web service told what to do.
 fn serve() {
     let mut kept: Vec<TcpStream> = Vec::new();
@@ -524,18 +581,28 @@ fn serve() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let reply = match words.as_slice() {
             ["listen"] => match std::net::TcpListener::bind("127.0.0.1:0") {
-                Ok(l) => {
-                    let port = l.local_addr().map_or(0, |a| a.port());
-                    std::thread::spawn(move || {
-                        for conn in l.incoming().flatten() {
-                            let mut buf = [0u8; 512];
-                            let _ = std::io::Read::read(&mut &conn, &mut buf);
-                        }
-                    });
-                    format!("ok port {port}")
-                }
+                Ok(l) => accept_in_background(l),
                 Err(e) => format!("err listen {e}"),
             },
+            // A service port several processes share (SO_REUSEPORT), as forked servers do.
+            ["listen", port] => match port.parse().map(listen_shared) {
+                Ok(Ok(l)) => accept_in_background(l),
+                Ok(Err(e)) => format!("err listen {e}"),
+                Err(e) => format!("err port {e}"),
+            },
+            // A datagram to ADDR:PORT from a connect()ed UDP socket (as a DNS resolver does).
+            ["udp", addr, port] => {
+                let to: Result<SocketAddr, _> = format!("{addr}:{port}").parse();
+                let sent = to.map_err(|e| e.to_string()).and_then(|to| {
+                    let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                    s.connect(to).map_err(|e| e.to_string())?;
+                    s.send(b"ping").map_err(|e| e.to_string())
+                });
+                match sent {
+                    Ok(n) => format!("ok udp {n}"),
+                    Err(e) => format!("err udp {e}"),
+                }
+            }
             ["readn", path, n] => {
                 let n: u64 = n.parse().unwrap_or(1);
                 let ok = (0..n).filter(|_| std::fs::File::open(path).is_ok()).count();

@@ -4,6 +4,8 @@
 //!
 //! The load generators are `xtask bench-worker ...` processes ([`worker`]), built in release.
 //! Everything started is stopped by guards (`Drop`), also on errors and Ctrl-C.
+mod api;
+mod api_load;
 mod auditd;
 mod connect_storm;
 mod exec_storm;
@@ -38,18 +40,19 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Options {
     pub quick: bool,
-    /// Workload numbers (1-6) to run; empty for all.
+    /// Workload numbers (1-7) to run; empty for all.
     pub only: BTreeSet<u8>,
     pub runs: Option<usize>,
 }
 
-pub const WORKLOADS: [(u8, &str); 6] = [
+pub const WORKLOADS: [(u8, &str); 7] = [
     (1, "exec storm (and RSS over repeated storms)"),
     (2, "connect storm"),
     (3, "syscall overhead"),
     (4, "alert latency"),
     (5, "short-lived recall"),
     (6, "scan sweep"),
+    (7, "REST API under load"),
 ];
 
 impl Options {
@@ -75,9 +78,9 @@ impl Options {
                             .trim()
                             .parse()
                             .ok()
-                            .filter(|n| (1..=6).contains(n))
+                            .filter(|n| (1..=7).contains(n))
                             .ok_or_else(|| {
-                                format!("--only takes workload numbers 1-6, not {part:?}")
+                                format!("--only takes workload numbers 1-7, not {part:?}")
                             })?;
                         o.only.insert(n);
                     }
@@ -375,7 +378,8 @@ pub fn command(options: &Options) -> Result<u8> {
             3 => syscalls::run(&env, &plan, &mut findings),
             4 => latency::run(&env, &plan, &mut findings),
             5 => recall::run(&env, &plan, &mut findings),
-            _ => scan::run(&env, &plan, &mut findings),
+            6 => scan::run(&env, &plan, &mut findings),
+            _ => api::run(&env, &plan),
         };
         match result {
             Ok(section) => {
@@ -504,7 +508,8 @@ mod tests {
         assert_eq!(o.only, [1, 3].into_iter().collect());
         assert_eq!(o.runs, Some(5));
         assert!(o.wants(3) && !o.wants(2));
-        assert!(Options::parse(&strings(&["--only", "7"])).is_err());
+        assert!(Options::parse(&strings(&["--only", "8"])).is_err());
+        assert!(Options::parse(&strings(&["--only", "7"])).is_ok());
         assert!(Options::parse(&strings(&["--runs", "0"])).is_err());
         assert!(Options::parse(&strings(&["--runs"])).is_err());
         assert!(Options::parse(&strings(&["--fast"])).is_err());

@@ -237,6 +237,9 @@ fn start_with<'e>(
                 cmd.args(["events", "--output"]).arg(&running.out);
             }
             cmd.env("HOME", &env.home)
+                // The alert history (on, as in service) in the run's directory, not the
+                // machine's /var/lib/procwatch.
+                .env("PROCWATCH_HISTORY", dir.join("alerts.db"))
                 .env("PROCWATCH_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

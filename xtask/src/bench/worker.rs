@@ -34,6 +34,8 @@ pub fn command(args: &[OsString]) -> Result<u8> {
         "exec" => exec(&opts)?,
         "connect" => connect(&opts)?,
         "syscalls" => syscalls(&opts)?,
+        "http-load" => super::api_load::http_load(&opts.api()?)?,
+        "sse" => super::api_load::sse(&opts.api()?)?,
         "wx" => return wx().map(|()| 0),
         "dial" => return dial(&opts).map(|()| 0),
         other => return Err(format!("unknown bench-worker kind {other}")),
@@ -57,6 +59,8 @@ struct Flags {
     port: Option<u16>,
     /// Seconds between `progress` lines (none without it).
     progress: Option<f64>,
+    /// Bearer token of the API (`http-load`, `sse`).
+    token: Option<String>,
 }
 
 impl Flags {
@@ -70,6 +74,7 @@ impl Flags {
             let bad = |e: &dyn std::fmt::Display| format!("bench-worker: {name} {value}: {e}");
             match name.as_str() {
                 "--path" => flags.path = Some(value.clone()),
+                "--token" => flags.token = Some(value.clone()),
                 "--arg" => flags.args.push(value.clone()),
                 "--port" => flags.port = Some(value.parse().map_err(|e| bad(&e))?),
                 "--progress" => flags.progress = Some(value.parse().map_err(|e| bad(&e))?),
@@ -81,6 +86,19 @@ impl Flags {
             }
         }
         Ok(flags)
+    }
+
+    /// The options of the API load generators.
+    fn api(&self) -> Result<super::api_load::Load> {
+        Ok(super::api_load::Load {
+            port: self
+                .port
+                .ok_or("bench-worker: --port (the API's) is needed")?,
+            path: self.path.clone().unwrap_or_else(|| "/api/processes".into()),
+            token: self.token.clone().unwrap_or_default(),
+            clients: self.threads.unwrap_or(1).max(1),
+            duration: self.duration(),
+        })
     }
 
     fn duration(&self) -> Duration {
