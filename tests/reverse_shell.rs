@@ -173,17 +173,23 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
         let ok = Command::new("mkfifo").arg(f).status().expect("mkfifo");
         assert!(ok.success());
     }
+    // Started in the background of a shell that exits at once: its parent is not this test
+    // process (whose own connections, made by tests running beside it, would make it the
+    // relay).
     let script = format!(
-        "exec /bin/sh -i 0<>{} 1<>{} 2>&1",
+        "/bin/sh -i 0<>{} 1<>{} 2>&1 & echo $!",
         fin.display(),
         fout.display()
     );
-    let mut shell = Command::new("sh")
+    let out = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
-        .spawn()
+        .output()
         .expect("sh");
-    let shell_pid = shell.id();
+    let shell_pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("shell pid");
     // The shell's exec, and the look 500 ms later, are over before the relay exists.
     m.sync_events();
     std::thread::sleep(Duration::from_millis(1500));
@@ -218,10 +224,11 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
     );
     let held = peer.join().ok().flatten();
     drop(held);
-    // SAFETY: ending the relay this test started.
-    unsafe { libc::kill(relay_pid as i32, libc::SIGKILL) };
-    let _ = shell.kill();
-    let _ = shell.wait();
+    // SAFETY: ending the relay and the shell this test started.
+    unsafe {
+        libc::kill(relay_pid as i32, libc::SIGKILL);
+        libc::kill(shell_pid as i32, libc::SIGKILL);
+    }
 
     // 2. A relative that connects late: the pipeline's relay waits 1.5 s, then connects.
     let fifo = dir.0.join("f");
