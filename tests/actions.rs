@@ -479,6 +479,12 @@ fn kill_with_dump_freezes_dumps_the_deleted_executable_then_kills() {
         status.contains("T (stopped)"),
         "frozen while dumped: {status}"
     );
+    // The dump's alert.json is the same alert: it has the id the alert has in every sink.
+    let dumped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dump.join("alert.json")).expect("alert.json"))
+            .expect("alert.json is JSON");
+    assert!(alert["id"].as_u64().is_some_and(|id| id > 0), "{alert:#}");
+    assert_eq!(dumped["id"], alert["id"], "{dumped:#}");
     let check = Command::new("sha256sum")
         .args(["--check", "--strict", "SHA256SUMS"])
         .current_dir(&dump)

@@ -87,10 +87,14 @@ fn a_dropper_that_daemonises_and_exits_leaves_nothing_running() {
     );
     eprintln!("daemon killed {:?} after its parent exited", t0.elapsed());
     let alert = m.expect_rule(dropper_pid, "tmp_exe");
+    // The verdict condemns the dropper and what it forks: a fork after the verdict dies in the
+    // kernel, one the engine learns of later dies when its fork event arrives. When the engine
+    // already knew the daemon at the verdict the alert names it; on a loaded machine the
+    // dropper can be gone before its verdict and the daemon dies the later way (checked above).
+    let reason = alert["action_reason"].as_str().unwrap_or_default();
     assert!(
-        alert["action_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("descendants killed: 1 of 1")),
+        reason.contains("descendants killed: 1 of 1")
+            || (alert["action"] == "kill_failed" && reason.contains("is gone")),
         "{alert:#}"
     );
 }

@@ -504,8 +504,9 @@ pub fn terminal_line(a: &Alert) -> String {
         Action::Exempt => " [exempt]".into(),
     };
     format!(
-        "{} ALERT score={:.1} pid={} user={} name={} exe={} rules={}{} :: {}",
+        "{} ALERT #{} score={:.1} pid={} user={} name={} exe={} rules={}{} :: {}",
         a.timestamp,
+        a.id,
         a.total_score,
         a.pid,
         terminal_safe(a.user.as_deref().unwrap_or("?").as_bytes()),

@@ -464,6 +464,11 @@ impl Engine {
                 let p = self
                     .table
                     .entry(pid, ev.start_ticks().unwrap_or(0), ev.sensor, now);
+                // A sweep (or lookup) that read /proc after this exec, and found this very file
+                // running, already judged the image it starts: its findings stay reported, or
+                // the late exec event would alert a second time for the same image.
+                let judged = (ev.ktime_ns != 0 && p.identity_ns > ev.ktime_ns)
+                    .then(|| (p.exe.clone(), std::mem::take(&mut p.reported)));
                 p.reset_for_exec();
                 p.exe_id = x.exe;
                 p.name = ev.comm.clone();
@@ -538,6 +543,12 @@ impl Engine {
                     stdin.as_deref(),
                     p.cwd.as_deref(),
                 );
+                if let Some((exe, reported)) = judged
+                    && exe.is_some()
+                    && exe == p.exe
+                {
+                    p.reported = reported;
+                }
                 p.push_image(ExecImage {
                     exe: p.exe.clone(),
                     program: p.program.as_ref().map(|g| g.path.clone()),
@@ -595,11 +606,18 @@ impl Engine {
                     .unwrap_or(0);
                 let child = self.table.entry(f.child_tgid, start, ev.sensor, now);
                 child.ppid = f.parent_tgid;
-                // The child's image begins with the child: its own exec id.
-                child.image_boot_ns = f
-                    .child_start_time_ns
-                    .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
                 child.fork_parent = f.parent_tgid;
+                // A sweep that read the child after this fork (the event came late) knows
+                // its state since, maybe an exec'd program already judged: the parent's image
+                // must not overwrite that.
+                let seen_since = ev.ktime_ns != 0 && child.identity_ns > ev.ktime_ns;
+                let image = image.filter(|_| !seen_since);
+                if !seen_since {
+                    // The child's image begins with the child: its own exec id.
+                    child.image_boot_ns = f
+                        .child_start_time_ns
+                        .unwrap_or_else(|| boot_ns_of(ev.ktime_ns));
+                }
                 if let Some((
                     (uid, gid),
                     name,
@@ -648,7 +666,7 @@ impl Engine {
                     l.exited(p);
                 }
                 self.doomed.on_exit(pid);
-                self.table.mark_exited(pid, now);
+                self.table.mark_exit_event(pid, now);
                 // Entries leave as their grace ends, not a sweep later: in a storm that is
                 // thousands of entries per second.
                 self.table.expire(now);
@@ -1731,6 +1749,61 @@ mod tests {
         };
         let new = e.on_samples(sweep, Instant::now(), Instant::now());
         assert_eq!(new.len(), 1, "the reused pid is another process");
+    }
+
+    /// The other order: a sweep reads a process after its fork and exec, and both events are
+    /// handled after the sweep was merged (a lagging reader). The fork must not put the
+    /// parent's image over what the sweep saw, and the exec is of the image the sweep already
+    /// judged: no second alert. An exec after the sweep's read is a new image, judged again.
+    #[test]
+    fn fork_and_exec_events_older_than_the_sweep_that_judged_the_image_do_not_alert_again() {
+        let mut e = engine();
+        let parent = GONE - 1;
+        e.on_event(&exec(parent, "/usr/bin/parent-svc"), Instant::now());
+        let start_ns = 4_000_000_000u64;
+        let start = crate::identity::ticks_from_boot_ns(start_ns).expect("ticks");
+        let sample = crate::procfs::Sample {
+            pid: GONE,
+            ppid: 1,
+            start_ticks: start,
+            name: "dropper".into(),
+            exe: Some("/tmp/dropper".into()),
+            cmdline: vec!["/tmp/dropper".into()],
+            read_ns: 2_000_000_000,
+            ..Default::default()
+        };
+        let sweep = Sweep {
+            samples: vec![sample],
+            ..Sweep::default()
+        };
+        let first = e.on_samples(sweep, Instant::now(), Instant::now());
+        assert_eq!(first.len(), 1, "the sweep judges it");
+        let mut fork = event(
+            parent,
+            EventBody::Fork(Fork {
+                parent_tgid: parent,
+                child_tgid: GONE,
+                child_start_time_ns: Some(start_ns),
+            }),
+        );
+        fork.ktime_ns = 1_000_000_000;
+        assert!(e.on_event(&fork, Instant::now()).is_empty());
+        assert_eq!(
+            e.table().get(GONE).and_then(|p| p.exe.clone()),
+            Some("/tmp/dropper".into()),
+            "what the sweep saw stays"
+        );
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        ev.ktime_ns = 1_500_000_000;
+        let late = e.on_event(&ev, Instant::now());
+        assert!(late.is_empty(), "the same image alerted twice: {late:?}");
+        ev.ktime_ns = 2_500_000_000;
+        assert_eq!(
+            e.on_event(&ev, Instant::now()).len(),
+            1,
+            "an exec after the read is a new image"
+        );
     }
 
     #[test]

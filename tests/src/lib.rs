@@ -11,6 +11,10 @@ use std::{
 use procwatch::sensor::{EbpfOptions, EbpfSensor, Event, SensorStats, ebpf::KillPolicy};
 use tokio::sync::{mpsc, watch};
 
+/// How long `LiveSensor::expect` waits: an event is normally there in milliseconds, but on a
+/// machine busy compiling the consumer can lag by seconds; only a failure waits this long.
+pub const EXPECT_EVENT: Duration = Duration::from_secs(30);
+
 /// True when running as root; eBPF and end-to-end tests need it.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -134,13 +138,16 @@ impl LiveSensor {
         }
     }
 
-    /// Like `wait_for`, but panics with the events of `tgid` seen so far when nothing matches.
+    /// Like `wait_for`, but panics with the events of `tgid` seen so far when nothing matches
+    /// within [`EXPECT_EVENT`].
     pub async fn expect(&mut self, what: &str, tgid: u32, pred: impl Fn(&Event) -> bool) -> Event {
-        match self.wait_for(Duration::from_secs(5), pred).await {
+        match self.wait_for(EXPECT_EVENT, pred).await {
             Some(e) => e,
             None => {
                 let related: Vec<&Event> = self.seen.iter().filter(|e| e.tgid == tgid).collect();
-                panic!("no {what} event for pid {tgid} within 5 s; its events: {related:#?}")
+                panic!(
+                    "no {what} event for pid {tgid} within {EXPECT_EVENT:?}; its events: {related:#?}"
+                )
             }
         }
     }

@@ -20,10 +20,6 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "socat",
         "reverse- and bind-shell relays in tests/reverse_shell.rs",
     ),
-    (
-        "openssh-server",
-        "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
-    ),
     ("chromium", "the dashboard's real-browser test (headless)"),
     (
         "chromium-driver",
@@ -32,6 +28,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     (
         "prometheus",
         "`promtool check metrics` on the API's /metrics (tests/api_server.rs)",
+    ),
+    (
+        "openssh-server",
+        "a real sshd login in tests/normal_day.rs (its service is not started by the tests)",
     ),
 ];
 

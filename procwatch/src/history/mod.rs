@@ -285,8 +285,22 @@ impl History {
             HistoryReader {
                 shared,
                 db: Some(Arc::new(reader_db)),
+                local: true,
             },
         ))
+    }
+
+    /// A read-only view of a history another procwatch writes (`procwatch api` beside a
+    /// running `monitor`): queries, `get` and `since` read the file; nothing is published
+    /// here, so `subscribe` never yields, and `stats` are the file's at open. The file must
+    /// exist and is checked like the writer checks it.
+    pub fn open_readonly(path: &Path) -> Result<HistoryReader, HistoryError> {
+        let (db, rows, last_id) = store::ReadDb::open_existing(path)?;
+        Ok(HistoryReader {
+            shared: Shared::new(true, rows, last_id, 1),
+            db: Some(Arc::new(db)),
+            local: false,
+        })
     }
 
     /// A bus without a database: ids from 1, the live stream and the most recent alerts.
@@ -298,7 +312,11 @@ impl History {
                 last_id: Arc::new(AtomicU64::new(0)),
                 queue: None,
             },
-            HistoryReader { shared, db: None },
+            HistoryReader {
+                shared,
+                db: None,
+                local: true,
+            },
         )
     }
 }
@@ -377,6 +395,8 @@ impl HistoryWriter {
 pub struct HistoryReader {
     shared: Arc<Shared>,
     db: Option<Arc<store::ReadDb>>,
+    /// Alerts are published in this process (false: a read-only view of another's file).
+    local: bool,
 }
 
 impl std::fmt::Debug for HistoryReader {
@@ -420,6 +440,10 @@ impl HistoryReader {
     /// recent alerts (so an alert broadcast but not yet on disk is not lost), else from the db.
     pub async fn since(&self, after: u64, limit: usize) -> Result<Vec<AlertRecord>, HistoryError> {
         let limit = query::limit(limit);
+        // Nothing was handed out after `after`: no need to look.
+        if self.local && after >= self.shared.counters.last_id.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         let (covered, recent) = {
             let ring = self.shared.ring();
             (ring.covers_after(after), ring.after(after, limit))

@@ -27,12 +27,13 @@ impl Ring {
         self.items.push_back(r);
     }
 
-    /// Whether every alert published with an id above `after` is still here (ids are handed
-    /// out one by one, so only the oldest matters).
+    /// Whether every alert published in this run with an id above `after` is still here (ids
+    /// are handed out one by one, so only the oldest matters). An empty ring covers nothing:
+    /// the alerts after `after` may be in the database, from an earlier run.
     pub(super) fn covers_after(&self, after: u64) -> bool {
         self.items
             .front()
-            .is_none_or(|r| r.id <= after.saturating_add(1))
+            .is_some_and(|r| r.id <= after.saturating_add(1))
     }
 
     /// The first `limit` alerts with an id above `after`.

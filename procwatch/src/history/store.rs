@@ -26,6 +26,9 @@ pub const FORMAT_VERSION: i64 = 1;
 const APPLICATION_ID: i64 = 0x7077_4148;
 /// How long a connection waits for another one's lock before it reports the database busy.
 const BUSY: Duration = Duration::from_secs(5);
+/// Page cache of each connection, in KiB as SQLite takes it (negative): inserts touch the
+/// newest pages of each index, and a monitor's memory stays small (SQLite's default is 2 MiB).
+const CACHE_KIB: i64 = -512;
 
 const SCHEMA: &str = "
 CREATE TABLE alerts (
@@ -110,6 +113,8 @@ impl Store {
         )
         .map_err(sqlite)?;
         conn.busy_timeout(BUSY).map_err(sqlite)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(|e| damaged(path, e))?;
         let bad = |source: rusqlite::Error| damaged(path, source);
         prepare(&conn, path).map_err(|e| match e {
             Prepared::Refused(e) => e,
@@ -119,24 +124,13 @@ impl Store {
             conn.pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))
                 .map_err(sqlite)?;
         }
-        let (rows, max_id): (i64, Option<i64>) = conn
-            .query_row("SELECT count(*), max(id) FROM alerts", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(bad)?;
-        let recorded: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'last_id'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(bad)?;
-        let last_id = max_id.unwrap_or(0).max(recorded.unwrap_or(0)).max(0);
+        let (rows, last_id) = counts(&conn).map_err(bad)?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
             lock: Arc::new(file),
-            rows: u64::try_from(rows).unwrap_or(0),
-            last_id: u64::try_from(last_id).unwrap_or(0),
+            rows,
+            last_id,
         })
     }
 
@@ -220,6 +214,24 @@ impl Store {
     }
 }
 
+/// Rows in the table, and the highest id handed out with the file (stored or recorded).
+fn counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let (rows, max_id): (i64, Option<i64>) =
+        conn.query_row("SELECT count(*), max(id) FROM alerts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let recorded: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'last_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let last_id = max_id.unwrap_or(0).max(recorded.unwrap_or(0));
+    Ok((
+        u64::try_from(rows).unwrap_or(0),
+        u64::try_from(last_id).unwrap_or(0),
+    ))
+}
+
 /// Records the highest id handed out, so a restart never hands one out again (also when the
 /// alerts that had them were never stored, or were deleted since).
 fn record_last_id(tx: &rusqlite::Transaction<'_>, last_id: u64) -> rusqlite::Result<()> {
@@ -277,36 +289,14 @@ impl From<rusqlite::Error> for Prepared {
 fn prepare(conn: &Connection, path: &Path) -> Result<(), Prepared> {
     let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let refuse = |why: String| {
-        Prepared::Refused(HistoryError::NotHistory {
-            path: path.to_path_buf(),
-            why,
-        })
-    };
-    if app == 0 && version == 0 {
-        let objects: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        if objects > 0 {
-            return Err(refuse(
-                "an SQLite database of another program (it has tables, but not procwatch's mark)"
-                    .into(),
-            ));
-        }
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if app == 0 && version == 0 && objects == 0 {
         conn.execute_batch(&format!(
             "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
              PRAGMA user_version = {FORMAT_VERSION}; COMMIT;"
         ))?;
-    } else if app != APPLICATION_ID {
-        return Err(refuse(format!(
-            "an SQLite database of another program (application_id {app:#x})"
-        )));
-    } else if version > FORMAT_VERSION {
-        return Err(Prepared::Refused(HistoryError::NewerFormat {
-            path: path.to_path_buf(),
-            found: version,
-        }));
-    } else if version < 1 {
-        return Err(refuse(format!("unknown format version {version}")));
+    } else {
+        check_marks(conn, path)?;
     }
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -314,6 +304,39 @@ fn prepare(conn: &Connection, path: &Path) -> Result<(), Prepared> {
     }
     // WAL with NORMAL: a crash loses at most the last transactions, never the file.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Refuses a file that is not a procwatch alert history of a format this procwatch reads.
+fn check_marks(conn: &Connection, path: &Path) -> Result<(), Prepared> {
+    let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let refuse = |why: String| {
+        Prepared::Refused(HistoryError::NotHistory {
+            path: path.to_path_buf(),
+            why,
+        })
+    };
+    if app == 0 && version == 0 {
+        return Err(refuse(
+            "an SQLite database of another program (it has tables, but not procwatch's mark)"
+                .into(),
+        ));
+    }
+    if app != APPLICATION_ID {
+        return Err(refuse(format!(
+            "an SQLite database of another program (application_id {app:#x})"
+        )));
+    }
+    if version > FORMAT_VERSION {
+        return Err(Prepared::Refused(HistoryError::NewerFormat {
+            path: path.to_path_buf(),
+            found: version,
+        }));
+    }
+    if version < 1 {
+        return Err(refuse(format!("unknown format version {version}")));
+    }
     Ok(())
 }
 
@@ -335,29 +358,57 @@ fn damaged(path: &Path, source: rusqlite::Error) -> HistoryError {
 pub(super) struct ReadDb {
     conn: Mutex<Connection>,
     path: PathBuf,
-    /// Dropped after `conn` (see [`Store`]).
-    _lock: Arc<File>,
+    /// The writer's lock when the writer is in this process; dropped after `conn` (see
+    /// [`Store`]).
+    _lock: Option<Arc<File>>,
 }
 
 impl ReadDb {
-    /// A read-only connection to the file `store` has open.
+    /// A read connection to the file `store` has open.
     pub(super) fn open(store: &Store) -> Result<Self, HistoryError> {
+        Self::connect(store.path(), Some(store.lock.clone()))
+    }
+
+    /// A read connection to an existing history another procwatch may be writing, checked
+    /// like the writer checks it (nothing is created); with its rows and last id now.
+    pub(super) fn open_existing(path: &Path) -> Result<(Self, u64, u64), HistoryError> {
+        // Looked at by name only: opening and closing a descriptor of the file here would drop
+        // the POSIX locks SQLite holds on it in this process.
+        std::fs::metadata(path).map_err(|source| HistoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let db = Self::connect(path, None)?;
+        let (rows, last_id) = {
+            let conn = db.conn();
+            check_marks(&conn, path).map_err(|e| match e {
+                Prepared::Refused(e) => e,
+                Prepared::Sqlite(e) => damaged(path, e),
+            })?;
+            counts(&conn).map_err(|e| damaged(path, e))?
+        };
+        Ok((db, rows, last_id))
+    }
+
+    fn connect(path: &Path, lock: Option<Arc<File>>) -> Result<Self, HistoryError> {
         let sqlite = |source| HistoryError::Sqlite {
-            path: store.path().to_path_buf(),
+            path: path.to_path_buf(),
             source,
         };
         let conn = Connection::open_with_flags(
-            store.path(),
+            path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sqlite)?;
         conn.busy_timeout(BUSY).map_err(sqlite)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(|e| damaged(path, e))?;
         conn.pragma_update(None, "query_only", true)
             .map_err(sqlite)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            path: store.path().to_path_buf(),
-            _lock: store.lock.clone(),
+            path: path.to_path_buf(),
+            _lock: lock,
         })
     }
 

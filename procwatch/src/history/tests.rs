@@ -303,6 +303,17 @@ async fn since_serves_the_ring_and_falls_back_to_the_db() {
         Vec::<u64>::new()
     );
     w.close().await;
+    drop(r);
+    // After a restart the ring is empty: a client resuming from an id of the last run gets
+    // the rest from the database, then what this run adds.
+    let (mut w, r) = History::open_with(&o).expect("reopen");
+    assert_eq!(ids(&r.since(17, 100).await.expect("since")), [18, 19, 20]);
+    assert_eq!(publish_n(&mut w, 2), [21, 22]);
+    assert_eq!(
+        ids(&r.since(17, 100).await.expect("since")),
+        [18, 19, 20, 21, 22]
+    );
+    w.close().await;
 }
 
 #[tokio::test]
@@ -456,4 +467,66 @@ fn the_default_path_follows_the_user() {
             p.display()
         );
     }
+}
+
+#[tokio::test]
+async fn the_config_chooses_the_database_or_memory() {
+    let s = Scratch::new("config");
+    let mut cfg = crate::config::History {
+        enabled: false,
+        path: Some(s.db()),
+        ..crate::config::History::default()
+    };
+    let (mut w, r) = History::open(&cfg).expect("memory");
+    assert!(r.path().is_none());
+    assert_eq!(publish_n(&mut w, 1), [1]);
+    w.close().await;
+    assert!(!s.db().exists(), "no file without the history");
+    cfg.enabled = true;
+    cfg.max_rows = 2;
+    let (mut w, r) = History::open(&cfg).expect("database");
+    assert_eq!(r.path(), Some(s.db().as_path()));
+    publish_n(&mut w, 3);
+    let stats = w.close().await;
+    assert_eq!(
+        (stats.enabled, stats.rows, stats.evicted),
+        (true, 2, 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_view_reads_what_another_writer_writes() {
+    let s = Scratch::new("readonly");
+    let missing = History::open_readonly(&s.db()).expect_err("no file yet");
+    assert!(
+        missing.to_string().contains(&s.db().display().to_string()),
+        "{missing}"
+    );
+    let (mut w, r) = History::open_with(&opts(&s.db())).expect("open");
+    publish_n(&mut w, 3);
+    wait_written(&r, 3);
+    // Beside the writer (which keeps its lock).
+    let view = History::open_readonly(&s.db()).expect("read-only view");
+    assert_eq!(view.stats().rows, 3);
+    assert_eq!(ids(&view.since(1, 10).await.expect("since")), [2, 3]);
+    publish_n(&mut w, 2);
+    wait_written(&r, 5);
+    // Newer than the view's open: still found, in the file.
+    assert_eq!(ids(&view.since(3, 10).await.expect("since")), [4, 5]);
+    assert_eq!(view.get(5).await.expect("get").map(|a| a.id), Some(5));
+    let f = AlertFilter {
+        pid: Some(1001),
+        ..AlertFilter::default()
+    };
+    // pid 1001 had an alert in each round.
+    assert_eq!(ids(&view.query(f).await.expect("query")), [2, 5]);
+    w.close().await;
+    drop(r);
+    // A file that is not a history is refused the same way.
+    let junk = s.0.join("junk.db");
+    std::fs::write(&junk, b"junk").expect("write");
+    let e = History::open_readonly(&junk).expect_err("junk");
+    assert!(matches!(e, HistoryError::NotHistory { .. }), "{e}");
+    assert_eq!(std::fs::read(&junk).expect("read"), b"junk");
 }

@@ -188,6 +188,7 @@ pub fn entry(a: &Alert, min_score: f64) -> String {
     }
     let _ = writeln!(out, "  ATT&CK: {}", attack.join(", "));
     let _ = writeln!(out, "  Host: {}", safe(&a.host));
+    let _ = writeln!(out, "  Alert ID: {}", a.id);
     out.push('\n');
     out
 }
@@ -301,6 +302,7 @@ pub(crate) mod tests {
   Details: executable in /tmp; mprotect W+X
   ATT&CK: T1036, T1055
   Host: web-1
+  Alert ID: 1
 
 ";
         assert_eq!(text, want);
@@ -338,7 +340,7 @@ pub(crate) mod tests {
             "no raw control characters: {text:?}"
         );
         // Field lines keep their count: nothing was split by the hostile newlines.
-        assert_eq!(lines.len(), 16, "{text}");
+        assert_eq!(lines.len(), 17, "{text}");
         assert!(
             text.contains(r"  Process: x\x0a[2020-01-01 00:00:00] ANOMALY DETECTED\x0a  PID: 1"),
             "{text}"

@@ -58,6 +58,7 @@ pub fn merge_identity(p: &mut Process, s: &Sample) {
         }
         p.exe = s.exe.clone();
         p.exe_state = s.exe_state;
+        p.identity_ns = p.identity_ns.max(s.read_ns);
         if !s.partial {
             p.exe_successor_root = s.exe_successor_root;
         }

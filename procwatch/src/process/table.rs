@@ -120,6 +120,10 @@ pub struct Process {
     pub ptrace_events: Vec<PtraceFact>,
     /// Outbound connects seen by the sensor (distinct destinations, bounded).
     pub connects: Vec<ConnectFact>,
+    /// When /proc last showed its executable (CLOCK_MONOTONIC ns just after the exe link was
+    /// read; 0 never): an exec event of that same file older than this is an image already
+    /// judged.
+    pub identity_ns: u64,
     /// Outbound connections found in /proc/net at the last sample.
     pub conns: Vec<ConnectFact>,
     /// Sockets it listens on and connections it accepted, as sweeps found them (each once;
@@ -133,6 +137,10 @@ pub struct Process {
     pub source: SensorKind,
     /// When the process exited (None while alive).
     pub exited: Option<Instant>,
+    /// The kernel reported its exit (an exit event): final for this pid and start time. An
+    /// exit a sweep only inferred (the process was not found) is not: a later read of it
+    /// proves it alive.
+    pub exit_event: bool,
     /// Rules already reported for this process (alert dedup).
     pub reported: BTreeSet<Rule>,
     /// When procwatch first learnt of it.
@@ -194,12 +202,14 @@ impl Process {
             wx_maps: Vec::new(),
             ptrace_events: Vec::new(),
             connects: Vec::new(),
+            identity_ns: 0,
             conns: Vec::new(),
             servers: Vec::new(),
             stdio_net: Vec::new(),
             memfds: Vec::new(),
             source,
             exited: None,
+            exit_event: false,
             reported: BTreeSet::new(),
             created_at: Instant::now(),
             image: next_image(),
@@ -349,15 +359,15 @@ impl ProcessTable {
             .collect()
     }
 
-    /// True when the process `pid` started at `start_ticks` has exited (its exit was seen, or
-    /// a sweep missed it): a late look at it (a sweep that read it before it exited) must not
-    /// bring it back. False for an unknown start time.
+    /// True when the kernel reported the exit of the process `pid` started at `start_ticks`: a
+    /// late look at it (a sweep that read it before it exited) must not bring it back. False
+    /// for an unknown start time.
     pub fn has_ended(&self, pid: u32, start_ticks: u64) -> bool {
         if start_ticks == 0 {
             return false;
         }
         match self.procs.get(&pid) {
-            Some(p) if p.start_ticks == start_ticks => p.exited.is_some(),
+            Some(p) if p.start_ticks == start_ticks => p.exited.is_some() && p.exit_event,
             _ => self.ended.get(&pid).is_some_and(|&(s, _)| s == start_ticks),
         }
     }
@@ -372,8 +382,9 @@ impl ProcessTable {
     }
 
     /// The entry for `pid`, created when missing. A different process that reused the pid
-    /// (start time differs) replaces the old entry; an exited one is replaced only by a
-    /// process with another (or an unknown) start time: the same process stays exited.
+    /// (start time differs) replaces the old entry; one whose exit the kernel reported is
+    /// replaced only by a process with another (or an unknown) start time: the same process
+    /// stays exited.
     pub fn entry(
         &mut self,
         pid: u32,
@@ -381,8 +392,18 @@ impl ProcessTable {
         source: SensorKind,
         now: Instant,
     ) -> &mut Process {
+        // An exit a sweep only inferred, of this very process: it was misread, not gone. It
+        // comes back as it was (what was reported about it stays reported).
+        if let Some(p) = self.procs.get_mut(&pid)
+            && p.exited.is_some()
+            && !p.exit_event
+            && start_ticks != 0
+            && p.start_ticks == start_ticks
+        {
+            p.exited = None;
+        }
         let stale = self.procs.get(&pid).is_some_and(|p| {
-            let same = start_ticks != 0 && p.start_ticks == start_ticks;
+            let same = start_ticks != 0 && p.start_ticks == start_ticks && p.exit_event;
             (p.exited.is_some() && !same)
                 || (start_ticks != 0 && p.start_ticks != 0 && p.start_ticks != start_ticks)
         });
@@ -400,6 +421,15 @@ impl ProcessTable {
             p.start_ticks = start_ticks;
         }
         p
+    }
+
+    /// Marks `pid` exited as the kernel reported it: final for its pid and start time (see
+    /// [`ProcessTable::has_ended`]).
+    pub fn mark_exit_event(&mut self, pid: u32, now: Instant) {
+        self.mark_exited(pid, now);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.exit_event = true;
+        }
     }
 
     /// Marks `pid` exited; it is dropped after the grace period. What only a live process
@@ -432,6 +462,7 @@ impl ProcessTable {
             // Only drop the entry if it is still that exited process (not a reused pid).
             if self.procs.get(&pid).is_some_and(|p| p.exited == Some(at))
                 && let Some(p) = self.procs.remove(&pid)
+                && p.exit_event
                 && p.start_ticks != 0
                 && self.ended.len() < self.max
             {
@@ -500,8 +531,14 @@ mod tests {
         let mut t = ProcessTable::new(10, grace);
         let sweep_started = now;
         t.entry(5, 100, SensorKind::Ebpf, now).name = "gone".into();
+        // An exit only a sweep inferred is not final: the process may have been misread, and
+        // a later read brings it back as it was.
+        t.mark_exited(5, now);
+        assert!(!t.has_ended(5, 100));
+        let p = t.entry(5, 100, SensorKind::Sweep, now);
+        assert!(p.exited.is_none() && p.name == "gone");
         // The exit event is in; then a sweep that read the process alive is merged.
-        t.mark_exited(5, now + Duration::from_millis(1));
+        t.mark_exit_event(5, now + Duration::from_millis(1));
         assert!(t.has_ended(5, 100) && !t.has_ended(5, 200) && !t.has_ended(5, 0));
         let p = t.entry(5, 100, SensorKind::Sweep, now + Duration::from_millis(2));
         assert!(
@@ -516,7 +553,7 @@ mod tests {
         assert!(t.entry(5, 200, SensorKind::Sweep, now).exited.is_none());
         assert!(!t.has_ended(5, 200));
         // A sweep that started after the exit is in: the tombstone goes.
-        t.mark_exited(5, now + grace);
+        t.mark_exit_event(5, now + grace);
         t.expire(now + 3 * grace);
         t.forget_ended_before(sweep_started + 2 * grace);
         assert!(!t.has_ended(5, 100) && !t.has_ended(5, 200));

@@ -152,6 +152,10 @@ pub struct Sample {
     pub servers: Vec<ServerFact>,
     /// When it was read.
     pub taken_at: Option<Instant>,
+    /// CLOCK_MONOTONIC ns (the clock of kernel event times) just after the exe link was read;
+    /// 0 when unknown. An exec of that same file before this time is the image it shows (or
+    /// an earlier one of the same file).
+    pub read_ns: u64,
     /// Network namespace (sweep bookkeeping).
     pub(crate) netns: Option<u64>,
     /// Socket inodes on fds 0-2 of a shell/interpreter, resolved against its namespace's
@@ -395,6 +399,9 @@ pub(crate) fn take_with(
         }
         None => (None, ExeState::Unknown),
     };
+    // Taken after the link: a process exec'ing while it is read shows either image, and only
+    // the exe's path says which.
+    let read_ns = crate::clock::monotonic_ns();
     let (cmdline, cmdline_truncated) = if depth == Depth::Header {
         (Vec::new(), false)
     } else {
@@ -424,6 +431,7 @@ pub(crate) fn take_with(
         partial: depth == Depth::Header,
         cwd,
         taken_at: Some(Instant::now()),
+        read_ns,
         ..Sample::default()
     };
     if depth == Depth::Full && !kernel_thread && !s.zombie {
@@ -505,8 +513,15 @@ pub(crate) fn socket_queries(samples: &mut [Sample]) -> Vec<SocketQuery> {
 }
 
 /// Second phase of a sweep: per namespace, one socket table; suspicious outbound connections
-/// traced to their owners; stdio sockets of shells resolved.
-pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<SocketFacts> {
+/// traced to their owners, and (when asked) listening and accepted sockets not in `traced`
+/// (those looked for in an earlier sweep; kept to the sockets that still exist); stdio
+/// sockets of shells resolved.
+pub(crate) fn socket_facts(
+    queries: &[SocketQuery],
+    interest: &Interest,
+    traced: &mut HashSet<u64>,
+) -> Vec<SocketFacts> {
+    let mut present: HashSet<u64> = HashSet::new();
     let mut by_ns: HashMap<u64, Vec<&SocketQuery>> = HashMap::new();
     for q in queries {
         by_ns.entry(q.netns).or_default().push(q);
@@ -546,12 +561,16 @@ pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<
         let served: HashMap<u64, ServerFact> = if interest.servers {
             table
                 .iter()
-                .filter(|c| c.inode != 0)
+                .filter(|c| c.inode != 0 && !traced.contains(&c.inode))
                 .filter_map(|c| Some((c.inode, served(c, &listening, &ephemeral)?)))
                 .collect()
         } else {
             HashMap::new()
         };
+        if interest.servers {
+            present.extend(table.iter().map(|c| c.inode));
+            traced.extend(served.keys());
+        }
         if !suspicious.is_empty() || !served.is_empty() {
             // One pass over the processes' fds for both.
             let inodes: HashSet<u64> = suspicious.keys().chain(served.keys()).copied().collect();
@@ -575,6 +594,9 @@ pub(crate) fn socket_facts(queries: &[SocketQuery], interest: &Interest) -> Vec<
             }
         }
     }
+    if interest.servers {
+        traced.retain(|inode| present.contains(inode));
+    }
     out.into_values().collect()
 }
 
@@ -592,6 +614,49 @@ pub(crate) fn apply_socket_facts(samples: &mut [Sample], facts: Vec<SocketFacts>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The socket phase traces this process's listening socket and the connection it
+    /// accepted on it to this process, once: a later sweep does not look for them again.
+    #[test]
+    fn listening_and_accepted_sockets_are_traced_to_their_process_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let me = std::process::id();
+        let queries = vec![SocketQuery {
+            idx: 0,
+            pid: me,
+            netns: sockets::netns_of(me).expect("netns"),
+            stdio_inodes: None,
+        }];
+        let interest = Interest {
+            servers: true,
+            ..Interest::none()
+        };
+        let mut traced = HashSet::new();
+        let mine = |facts: &[SocketFacts]| -> Vec<ServerFact> {
+            facts
+                .iter()
+                .flat_map(|f| f.servers.iter().copied())
+                .filter(|s| s.port == port)
+                .collect()
+        };
+        let first = mine(&socket_facts(&queries, &interest, &mut traced));
+        assert!(
+            first
+                .iter()
+                .any(|s| !s.accepted && s.addr == IpAddr::from([127, 0, 0, 1])),
+            "the listener: {first:?}"
+        );
+        assert!(
+            first.iter().any(|s| s.accepted && s.proto == Proto::Tcp),
+            "the accepted connection: {first:?}"
+        );
+        let again = mine(&socket_facts(&queries, &interest, &mut traced));
+        assert!(again.is_empty(), "looked for once: {again:?}");
+        drop((client, accepted, listener));
+    }
 
     #[test]
     fn classifies_exe_links() {

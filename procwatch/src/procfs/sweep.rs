@@ -6,7 +6,7 @@
 //! ([`Depth::Header`]: nothing that touches its memory or its files), and skipped altogether
 //! if even that hangs, until it exits.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io,
     os::unix::ffi::OsStrExt,
     sync::{
@@ -72,6 +72,9 @@ pub struct Sweeper {
     offload: Offload,
     read_timeout: Duration,
     slow: Arc<Mutex<HashMap<u32, Slow>>>,
+    /// Listening and accepted sockets (by inode) already traced to their owner in an earlier
+    /// sweep, found or not: each is looked for once, not in every sweep.
+    traced: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// What one reading thread is doing, for the sweep that watches it.
@@ -108,6 +111,7 @@ impl Sweeper {
             offload,
             read_timeout,
             slow: Arc::default(),
+            traced: Arc::default(),
         }
     }
 
@@ -224,10 +228,12 @@ impl Sweeper {
             return;
         }
         let interest = interest.clone();
+        let traced = self.traced.clone();
         match self
             .offload
             .run("socket tables", self.read_timeout, move || {
-                sample::socket_facts(&queries, &interest)
+                let mut traced = traced.lock().unwrap_or_else(PoisonError::into_inner);
+                sample::socket_facts(&queries, &interest, &mut traced)
             })
             .await
         {
