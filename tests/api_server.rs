@@ -530,8 +530,49 @@ fn a_token_guards_reads_and_writes() {
     );
     drop(m);
 
-    // No token configured: reads are open on loopback, writes refused.
+    // No token configured: procwatch makes one, in a file only root may read, and reads
+    // need it too (every user's fds, maps and cwd are no business of every local user).
     let mut m = Monitor::start("", &["--api", "127.0.0.1:0"]);
+    let made = api_of(&mut m);
+    let line = m
+        .log
+        .iter()
+        .find(|l| l.contains("requests need the generated one in "))
+        .cloned()
+        .expect("the generated token's path is logged");
+    let path = line
+        .rsplit("requests need the generated one in ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("path in the log line")
+        .to_string();
+    assert_eq!(path, "/var/lib/procwatch/api.token", "{line}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&path).expect("the token file exists");
+    assert_eq!(meta.mode() & 0o077, 0, "{path}: group/others may read it");
+    let generated = std::fs::read_to_string(&path).expect("read the token");
+    let generated = generated.trim();
+    assert!(generated.len() >= 32, "{generated:?} is too short");
+    assert_error(
+        &made.send("GET", "/api/stats", None),
+        401,
+        "read without the generated token",
+    );
+    assert_error(
+        &made.send("GET", "/api/process/1", None),
+        401,
+        "another user's process without the generated token",
+    );
+    assert_eq!(made.send("GET", "/api/stats", Some(generated)).status, 200);
+    assert_error(
+        &made.send("POST", &format!("/api/process/{me}/kill"), None),
+        403,
+        "write without the generated token",
+    );
+    drop(m);
+
+    // The explicit opt-out: reads open on loopback, writes still refused.
+    let mut m = Monitor::start("api:\n  open_reads: true\n", &["--api", "127.0.0.1:0"]);
     let open = api_of(&mut m);
     assert_eq!(open.send("GET", "/api/stats", None).status, 200);
     assert_error(

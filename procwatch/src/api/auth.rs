@@ -1,6 +1,6 @@
-//! Who may do what. With a token configured (`api.token` / `api.token_file`), reads need it
-//! (401 without it or with a wrong one); writes always need it: without any token configured
-//! they are refused (403), as they are when a request carries none (403) — a wrong one is 401.
+//! Who may do what. With a token (configured, or generated when none is: see `token`), reads
+//! need it (401 without it or with a wrong one); writes always need it: with no token at all
+//! (`api.open_reads`) they are refused (403), as they are when a request carries none (403) — a wrong one is 401.
 //! The page, its assets and `/api/health` are open, so a browser can ask for the token and a
 //! probe can check liveness. Tokens are compared in constant time.
 use axum::{

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+pub mod token;
 
 #[cfg(test)]
 mod tests;

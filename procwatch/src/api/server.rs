@@ -7,7 +7,7 @@
 //! channel (kill, accept into the engine), both of which work across runtimes.
 use std::{
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -31,6 +31,7 @@ use super::{
     metrics::{self, Counters},
     routes,
     snapshot::Views,
+    token,
 };
 use crate::{config, output::LiveSinkStats, process::users::UserNames, sensor::SensorStats};
 
@@ -52,8 +53,11 @@ pub struct Limits {
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The token, when one is configured.
+    /// The token: configured, or generated (then `token_path` says where it is); `None` only
+    /// with `api.open_reads`.
     pub token: Option<String>,
+    /// Where the generated token was written, when procwatch made it.
+    pub token_path: Option<PathBuf>,
     /// CORS origins (empty: off).
     pub cors_origins: Vec<String>,
     /// Limits.
@@ -70,11 +74,22 @@ impl Settings {
         listen: SocketAddr,
         scope: Option<u32>,
     ) -> anyhow::Result<Self> {
+        let mut token_path = None;
         let token = match (&cfg.token, &cfg.token_file) {
             (Some(_), Some(_)) => bail!("set api.token or api.token_file, not both"),
             (Some(t), None) => Some(t.clone()),
             (None, Some(path)) => Some(read_token_file(path)?),
-            (None, None) => None,
+            (None, None) if cfg.open_reads => None,
+            (None, None) if !listen.ip().is_loopback() => None,
+            (None, None) => {
+                // No token configured: make one rather than serve every user's /proc data
+                // to every local user.
+                let path = token::default_path(nix_euid())?;
+                let t = token::load_or_create(&path, read_token_file)?;
+                token::check_generated(&t, &path)?;
+                token_path = Some(path);
+                Some(t)
+            }
         };
         if token.is_none() && !listen.ip().is_loopback() {
             bail!(
@@ -86,6 +101,7 @@ impl Settings {
         Ok(Self {
             listen,
             token,
+            token_path,
             cors_origins: cfg.cors_origins.clone(),
             limits: Limits {
                 max_body_bytes: cfg.max_body_bytes,
@@ -332,6 +348,13 @@ impl Server {
                 });
             })
             .context("api: cannot start its thread")?;
+        if let Some(path) = &settings.token_path {
+            info!(
+                token_file = %path.display(),
+                "api: no token configured; requests need the generated one in {}",
+                path.display()
+            );
+        }
         info!(
             addr = %addr,
             auth = settings.token.is_some(),

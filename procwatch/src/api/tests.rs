@@ -31,7 +31,9 @@ fn stats_of(addr: std::net::SocketAddr) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_stream_client_that_falls_behind_is_dropped_and_counted() {
-    let cfg = Config::default();
+    let mut cfg = Config::default();
+    // Reads without a token: this test reads /api/stats as a bare client.
+    cfg.api.open_reads = true;
     let stats = Arc::new(SensorStats::default());
     let engine = Engine::new(cfg.clone(), SensorKind::Sweep, stats.clone());
     let (_publisher, views) = Publisher::new(&engine);

@@ -134,7 +134,7 @@ struct PartialOutputs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, token, token_file, cors_origins and limits"
+    expecting = "a mapping with listen, token, token_file, open_reads, cors_origins and limits"
 )]
 struct PartialApi {
     #[serde(default, deserialize_with = "nullable")]
@@ -143,6 +143,8 @@ struct PartialApi {
     token: Option<Option<Token>>,
     #[serde(default, deserialize_with = "nullable")]
     token_file: Option<Option<AbsPath>>,
+    #[serde(default, deserialize_with = "required")]
+    open_reads: Option<bool>,
     #[serde(default, deserialize_with = "required")]
     cors_origins: Option<Vec<Origin>>,
     #[serde(default, deserialize_with = "required")]
@@ -362,6 +364,7 @@ impl Layer {
                 a.token_file,
                 |v: &Option<AbsPath>| v.as_ref().map(|p| p.0.clone())
             );
+            take!("api.open_reads", c.open_reads, a.open_reads, |v: &bool| *v);
             take!(
                 "api.cors_origins",
                 c.cors_origins,

@@ -192,11 +192,15 @@ pub struct Api {
     /// Address `monitor` serves the API on; `None`: `monitor` serves no API unless `--api`
     /// asks (`procwatch api` then listens on 127.0.0.1:8080).
     pub listen: Option<SocketAddr>,
-    /// Bearer token required by the API; `None` means no authentication.
+    /// Bearer token required by the API; `None`: procwatch makes one (see `open_reads`).
     pub token: Option<String>,
     /// A file holding the token (first line), readable by its owner only; used when `token`
     /// is not set.
     pub token_file: Option<PathBuf>,
+    /// With no token configured, serve reads without one (loopback only). This exposes the
+    /// /proc data of every user (fds, maps, cwd, alerts) to every local user; off by default,
+    /// when procwatch generates a token instead.
+    pub open_reads: bool,
     /// Origins (`https://host[:port]`) a browser may call the API from; empty: CORS off.
     pub cors_origins: Vec<String>,
     /// Largest request body accepted (413 beyond).
@@ -221,6 +225,7 @@ impl Default for Api {
             listen: None,
             token: None,
             token_file: None,
+            open_reads: false,
             cors_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 256,
