@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use procwatch_tests::{Monitor, Pidfd, TempDir, eventually, has_rule, require_root};
+use procwatch_tests::{Monitor, TempDir, eventually, has_rule, require_root};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -717,8 +717,26 @@ fn limits_answer_413_and_429() {
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn kills_keep_the_protections_and_are_recorded() {
     require_root!();
-    let me = std::process::id().to_string();
-    let (m, api) = start("", &["--enforce-scope-pid", &me]);
+    // The scope: a holder process of this test and its child. Everything here is this test's
+    // own, also the process outside the scope (a sibling of the holder).
+    let mut holder = Command::new("/bin/sh")
+        .args(["-c", "/bin/sleep 300 & echo $!; wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the inner pid");
+    let inner: u32 = line.trim().parse().expect("pid");
+    let mut outside = Command::new("/bin/sleep")
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sleep");
+    let scope = holder.id().to_string();
+    let (m, api) = start("", &["--enforce-scope-pid", &scope]);
     let post = |path: &str| api.send("POST", path, Some(TOKEN));
     assert_error(&post("/api/process/1/kill"), 403, "pid 1");
     assert_error(
@@ -728,68 +746,42 @@ fn kills_keep_the_protections_and_are_recorded() {
     );
     assert_error(&post("/api/process/abc/kill"), 400, "non-numeric pid");
     assert_error(&post("/api/process/4194304/kill"), 404, "unknown pid");
-    // A process outside the scope: a sleep re-parented away from this test's tree.
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "setsid /bin/sleep 300 >/dev/null 2>&1 < /dev/null & echo $!",
-        ])
-        .output()
-        .expect("sh");
-    let outside: u32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("pid");
-    let outside_fd = Pidfd::open(outside).expect("the outside process runs");
-    let reparented = eventually(Duration::from_secs(10), || {
-        procwatch::procfs::stat::read_stat(outside).is_ok_and(|s| s.ppid != std::process::id())
-    });
-    assert!(
-        reparented,
-        "the outside process kept this test as its parent"
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || api
-            .get(&format!("/api/process/{outside}"))
-            .status
-            == 200),
-        "the outside process never appeared"
-    );
-    let a = post(&format!("/api/process/{outside}/kill"));
+    for pid in [inner, outside.id()] {
+        assert!(
+            eventually(Duration::from_secs(30), || api
+                .get(&format!("/api/process/{pid}"))
+                .status
+                == 200),
+            "process {pid} never appeared"
+        );
+    }
+    // Outside the scope: refused, and it lives.
+    let a = post(&format!("/api/process/{}/kill", outside.id()));
     assert_error(&a, 403, "outside --enforce-scope-pid");
     assert!(a.text.contains("outside"), "{}", a.text);
     assert!(
-        procwatch::procfs::stat::read_stat(outside).is_ok(),
-        "the outside process was killed"
+        outside.try_wait().expect("try_wait").is_none(),
+        "the process outside the scope was killed"
     );
-    // Re-parented to init, its pid could be reused once it is gone: signal through the pidfd.
-    outside_fd.signal(libc::SIGKILL);
+    let _ = outside.kill();
+    let _ = outside.wait();
 
     // Inside the scope: killed, exactly, and recorded as an alert.
-    let mut child = Command::new("/bin/sleep")
-        .arg("300")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("sleep");
-    let pid = child.id();
-    assert!(
-        eventually(Duration::from_secs(30), || api
-            .get(&format!("/api/process/{pid}"))
-            .status
-            == 200),
-        "the child never appeared"
-    );
-    let a = post(&format!("/api/process/{pid}/kill"));
+    let a = post(&format!("/api/process/{inner}/kill"));
     assert_eq!(a.status, 200, "{}", a.text);
     let v = a.json();
     assert_eq!(v["killed"], true, "{v}");
     assert_eq!(v["alert"]["action"], "killed", "{v}");
-    let status = child.wait().expect("wait");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    // The holder's `wait` returns once its child is dead.
+    let status = holder.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(
+        procwatch::procfs::stat::read_stat(inner).is_err(),
+        "the killed process is still there"
+    );
     let recorded = m
         .wait_alert(Duration::from_secs(60), |a| {
-            a["pid"] == pid && a["action"] == "killed"
+            a["pid"] == inner && a["action"] == "killed"
         })
         .expect("the kill is recorded as an alert in the JSONL");
     assert_eq!(recorded["trigger"]["kind"], "api_kill", "{recorded}");
@@ -797,7 +789,7 @@ fn kills_keep_the_protections_and_are_recorded() {
     assert_eq!(api.ok(&format!("/api/alerts/{id}")), recorded);
     // Gone now: a second kill finds nothing.
     assert!(eventually(Duration::from_secs(30), || {
-        post(&format!("/api/process/{pid}/kill")).status == 404
+        post(&format!("/api/process/{inner}/kill")).status == 404
     }));
     drop(m);
 }
