@@ -410,8 +410,9 @@ fn log_file_entries_stay_one_entry_without_control_bytes() {
             let text = logfile::entry(&a, min_score);
             prop_assert!(text.ends_with("\n\n"), "an entry ends with an empty line");
             let lines: Vec<&str> = text.lines().collect();
-            // Fixed fields: 14 lines, one more with a SHA256, and the empty line.
-            let want = 15 + usize::from(a.sha256.is_some());
+            // Fixed fields: 15 lines (the last the alert id), one more with a SHA256, and the
+            // empty line.
+            let want = 16 + usize::from(a.sha256.is_some());
             prop_assert_eq!(lines.len(), want, "{:?}", text);
             prop_assert!(lines[0].starts_with('[') && lines[0].ends_with("] ANOMALY DETECTED"));
             for l in &lines[1..want - 1] {

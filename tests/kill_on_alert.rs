@@ -187,14 +187,11 @@ fn a_relayed_and_a_bind_shell_are_killed_and_a_piped_shell_is_not() {
     let _ = outer.kill();
     let _ = outer.wait();
 
-    // A bind shell: socat accepts, then runs the shell on the connection.
-    let port = (0..200)
-        .map(|i| 20_000 + ((std::process::id() as u16).wrapping_add(i * 7) % 9_000))
-        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port");
+    // A bind shell: socat accepts, then runs the shell on the connection. It binds port 0, so
+    // no port is borrowed from anyone; `ss` says which one the kernel gave it.
     let mut server = Command::new("socat")
         .args([
-            &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
+            "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr",
             "EXEC:/bin/sh -i,stderr",
         ])
         .stdin(Stdio::null())
@@ -202,15 +199,17 @@ fn a_relayed_and_a_bind_shell_are_killed_and_a_piped_shell_is_not() {
         .spawn()
         .expect("socat");
     let server_pid = server.id();
-    let mut conn = None;
+    let mut port = None;
     for _ in 0..200 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            conn = Some(s);
+        port = listening_port(server_pid);
+        if port.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut conn = conn.unwrap_or_else(|| panic!("socat never listened on {port}"));
+    let port = port.unwrap_or_else(|| panic!("socat {server_pid} never listened"));
+    let mut conn = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to socat on {port}: {e}"));
     let a = m
         .wait_alert(Duration::from_secs(30), |a| {
             a["ppid"] == server_pid && has_rule(a, "reverse_shell")
@@ -284,4 +283,16 @@ fn shell_child_of_any(parent: u32) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The TCP port `pid` listens on, from `ss` (its own listening socket, matched by pid).
+fn listening_port(pid: u32) -> Option<u16> {
+    let out = Command::new("ss").args(["-Hltnp"]).output().ok()?;
+    let needle = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|local| local.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
 }

@@ -173,17 +173,25 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
         let ok = Command::new("mkfifo").arg(f).status().expect("mkfifo");
         assert!(ok.success());
     }
+    // Started in the background of a shell that exits at once: its parent is not this test
+    // process (whose own connections, made by tests running beside it, would make it the
+    // relay).
     let script = format!(
-        "exec /bin/sh -i 0<>{} 1<>{} 2>&1",
+        "/bin/sh -i 0<>{} 1<>{} 2>&1 & echo $!",
         fin.display(),
         fout.display()
     );
-    let mut shell = Command::new("sh")
+    let out = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
-        .spawn()
+        .output()
         .expect("sh");
-    let shell_pid = shell.id();
+    let shell_pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("shell pid");
+    // Held while it is known to be the shell this test started (it waits on its FIFOs).
+    let shell_fd = Pidfd::open(shell_pid);
     // The shell's exec, and the look 500 ms later, are over before the relay exists.
     m.sync_events();
     std::thread::sleep(Duration::from_millis(1500));
@@ -220,12 +228,10 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
     );
     let held = peer.join().ok().flatten();
     drop(held);
-    // Init reaps the orphaned relay: its pid may already name another process.
-    if let Some(fd) = relay_fd {
+    // Init reaps the orphaned relay and shell: their pids may already name other processes.
+    for fd in [relay_fd, shell_fd].into_iter().flatten() {
         fd.signal(libc::SIGKILL);
     }
-    let _ = shell.kill();
-    let _ = shell.wait();
 
     // 2. A relative that connects late: the pipeline's relay waits 1.5 s, then connects.
     let fifo = dir.0.join("f");

@@ -111,8 +111,8 @@ pub fn relays(shell: u32, parent: u32, ends: &[End], candidates: &[u32]) -> Vec<
         else {
             continue;
         };
-        let (lo, hi) = ephemeral_ports();
-        let ephemeral = |port: u16| (lo..=hi).contains(&port);
+        let range = super::sockets::ephemeral_ports();
+        let ephemeral = |port: u16| range.contains(&port);
         out.push(Relay {
             pid,
             exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
@@ -125,17 +125,6 @@ pub fn relays(shell: u32, parent: u32, ends: &[End], candidates: &[u32]) -> Vec<
         });
     }
     out
-}
-
-/// The kernel's range of ephemeral (client) ports, `net.ipv4.ip_local_port_range`.
-fn ephemeral_ports() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999))
 }
 
 /// True when `pid` has an fd on one of `ends` (for a pty: the master, by its `tty-index`).
