@@ -970,14 +970,25 @@ fn kills_keep_the_protections_and_are_recorded() {
     let scope = holder.id().to_string();
     let (m, api) = start("", &["--enforce-scope-pid", &scope]);
     let post = |path: &str| api.send("POST", path, Some(TOKEN));
-    assert_error(&post("/api/process/1/kill"), 403, "pid 1");
+    // The kill path names the process as shown: its start time from GET /api/process/{pid}.
+    let kill = |pid: u32| {
+        let shown = api.get(&format!("/api/process/{pid}"));
+        let start = if shown.status == 200 {
+            shown.json()["start_boottime_ns"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        format!("/api/process/{pid}/kill?start_boottime_ns={start}")
+    };
+    let post_kill = |pid: u32| post(&kill(pid));
+    assert_error(&post_kill(1), 403, "pid 1");
+    assert_error(&post_kill(m.pid()), 403, "procwatch itself");
     assert_error(
-        &post(&format!("/api/process/{}/kill", m.pid())),
-        403,
-        "procwatch itself",
+        &post("/api/process/abc/kill?start_boottime_ns=1"),
+        400,
+        "non-numeric pid",
     );
-    assert_error(&post("/api/process/abc/kill"), 400, "non-numeric pid");
-    assert_error(&post("/api/process/4194304/kill"), 404, "unknown pid");
+    assert_error(&post_kill(4_194_304), 404, "unknown pid");
     for pid in [inner, outside.id()] {
         assert!(
             eventually(Duration::from_secs(30), || api
@@ -988,7 +999,7 @@ fn kills_keep_the_protections_and_are_recorded() {
         );
     }
     // Outside the scope: refused, and it lives.
-    let a = post(&format!("/api/process/{}/kill", outside.id()));
+    let a = post_kill(outside.id());
     assert_error(&a, 403, "outside --enforce-scope-pid");
     assert!(a.text.contains("outside"), "{}", a.text);
     assert!(
@@ -998,8 +1009,30 @@ fn kills_keep_the_protections_and_are_recorded() {
     let _ = outside.kill();
     let _ = outside.wait();
 
+    // Not the process shown (another start time, as after a pid reuse): 409, and it lives.
+    let shown = api.ok(&format!("/api/process/{inner}"))["start_boottime_ns"]
+        .as_u64()
+        .expect("start_boottime_ns");
+    let a = post(&format!(
+        "/api/process/{inner}/kill?start_boottime_ns={}",
+        shown + 1
+    ));
+    assert_error(&a, 409, "another start time");
+    assert!(a.text.contains("not the one shown"), "{}", a.text);
+    assert!(
+        procwatch::procfs::stat::read_stat(inner).is_ok(),
+        "a kill naming another start time killed the process"
+    );
+    // No start time: 400.
+    assert_error(
+        &post(&format!("/api/process/{inner}/kill")),
+        400,
+        "no start_boottime_ns",
+    );
     // Inside the scope: killed, exactly, and recorded as an alert.
-    let a = post(&format!("/api/process/{inner}/kill"));
+    let a = post(&format!(
+        "/api/process/{inner}/kill?start_boottime_ns={shown}"
+    ));
     assert_eq!(a.status, 200, "{}", a.text);
     let v = a.json();
     assert_eq!(v["killed"], true, "{v}");
@@ -1021,7 +1054,11 @@ fn kills_keep_the_protections_and_are_recorded() {
     assert_eq!(api.ok(&format!("/api/alerts/{id}")), recorded);
     // Gone now: a second kill finds nothing.
     assert!(eventually(Duration::from_secs(30), || {
-        post(&format!("/api/process/{inner}/kill")).status == 404
+        post(&format!(
+            "/api/process/{inner}/kill?start_boottime_ns={shown}"
+        ))
+        .status
+            == 404
     }));
     drop(m);
 }

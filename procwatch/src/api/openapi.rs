@@ -221,12 +221,16 @@ fn paths() -> serde_json::Map<String, Value> {
     }}));
     p.insert("/api/process/{pid}/kill".into(), json!({ "post": {
         "summary": "Kill the exact process (token; the protections of --kill-on-alert); recorded as an alert",
-        "parameters": [path_param("pid", "integer", "process id")],
+        "parameters": [path_param("pid", "integer", "process id"), {
+            "name": "start_boottime_ns", "in": "query", "required": true,
+            "description": "start_boottime_ns of the process as shown (GET /api/process/{pid}); another process with that pid is a 409",
+            "schema": {"type": "integer"}
+        }],
         "responses": errors(ok(object(&[("pid", t("integer")), ("killed", t("boolean")), ("alert", t("object"))]), "killed"), &[
-            ("400", "not a pid"),
+            ("400", "not a pid, or no start_boottime_ns"),
             ("403", "no token sent, no token configured, or a process never killed (pid 1, kernel thread, procwatch, exempt, outside --enforce-scope-pid)"),
             ("404", "no such live process"),
-            ("409", "the kill did not happen (start time unknown, process gone)"),
+            ("409", "not the process shown (start_boottime_ns differs), or the kill did not happen (start time unknown, process gone)"),
             ("413", "request body too large"),
             ("503", "the engine is busy or stopping"),
         ]),

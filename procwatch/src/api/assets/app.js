@@ -547,7 +547,7 @@
       }
       kill.disabled = true;
       try {
-        const r = await api(`/api/process/${encodeURIComponent(p.pid)}/kill`, 'POST');
+        const r = await api(`/api/process/${encodeURIComponent(p.pid)}/kill?start_boottime_ns=${encodeURIComponent(p.start_boottime_ns)}`, 'POST');
         const a = (r && r.alert) || {};
         msg.className = 'msg ok';
         msg.textContent = clean(`${r && r.killed ? 'killed' : 'not killed'}: ${a.action || ''}${a.action_reason ? ' – ' + a.action_reason : ''}${a.id !== undefined ? ` (alert #${a.id})` : ''}`);

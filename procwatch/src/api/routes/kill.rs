@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
 };
 use serde_json::{Value, json};
@@ -48,14 +48,45 @@ pub async fn ask(
     }
 }
 
+/// The query of a kill: which process the user saw.
+#[derive(Debug, serde::Deserialize)]
+pub struct KillQuery {
+    /// `start_boottime_ns` of the process as displayed (`GET /api/process/{pid}`).
+    pub start_boottime_ns: Option<u64>,
+}
+
 /// `POST /api/process/{pid}/kill`: 200 with the alert when killed; 409 with the alert when
 /// the kill was attempted and did not happen (the process was gone, ...); 403/404/409 when
 /// refused before.
 pub async fn kill(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    Query(q): Query<KillQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let pid = pid(&raw)?;
+    let Some(shown) = q.start_boottime_ns else {
+        return Err(ApiError::bad_request(
+            "name the process as shown: ?start_boottime_ns= (from GET /api/process/{pid})",
+        ));
+    };
+    // The pid may have been reused since the user looked: kill only the process they saw.
+    let now = state
+        .views
+        .processes
+        .borrow()
+        .get(pid)
+        .and_then(|e| e.facts.start_boottime_ns);
+    if let Some(now) = now
+        && now != shown
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "process {pid} is not the one shown: it started at {now} ns (boot time), not \
+                 {shown}; reload and try again"
+            ),
+        ));
+    }
     let alert = ask(&state, |reply| Request::Kill { pid, reply }).await?;
     let killed = alert["action"] == "killed";
     let status = if killed {
