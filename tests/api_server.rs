@@ -1063,6 +1063,75 @@ fn kills_keep_the_protections_and_are_recorded() {
     drop(m);
 }
 
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn kill_protections_hold_without_a_scope() {
+    require_root!();
+    // No --enforce-scope-pid here: the protections alone must refuse. Only refusals are
+    // asserted, of processes that a kill could not take from this machine anyway (init and
+    // kthreadd ignore signals they do not handle) or that this test owns.
+    let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "api-allow");
+    let allowed = dir.0.join("pw-allowed-sleep");
+    procwatch_tests::install_exe(Path::new("/bin/sleep"), &allowed);
+    let mut child = Command::new(&allowed)
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run the allowlisted copy");
+    let cfg = format!("enforce:\n  allow_exe_paths: [{}]\n", allowed.display());
+    let (m, api) = start(&cfg, &[]);
+    let kill = |pid: u32| {
+        let shown = api.get(&format!("/api/process/{pid}"));
+        let start = if shown.status == 200 {
+            shown.json()["start_boottime_ns"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        api.send(
+            "POST",
+            &format!("/api/process/{pid}/kill?start_boottime_ns={start}"),
+            Some(TOKEN),
+        )
+    };
+    let a = kill(1);
+    assert_error(&a, 403, "pid 1");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("init")),
+        "{}",
+        a.text
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || api.get("/api/process/2").status
+            == 200),
+        "kthreadd never listed"
+    );
+    let a = kill(2);
+    assert_error(&a, 403, "kthreadd");
+    assert!(a.text.contains("kernel thread"), "{}", a.text);
+    let a = kill(m.pid());
+    assert_error(&a, 403, "procwatch itself");
+    assert!(a.text.contains("procwatch"), "{}", a.text);
+    assert!(
+        eventually(Duration::from_secs(30), || api
+            .get(&format!("/api/process/{}", child.id()))
+            .status
+            == 200),
+        "the allowlisted process never listed"
+    );
+    let a = kill(child.id());
+    assert_error(&a, 403, "an allowlisted executable");
+    assert!(a.text.contains("allowlisted"), "{}", a.text);
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the allowlisted process was killed"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(m);
+}
+
 /// One event of the stream.
 #[derive(Debug, Clone)]
 struct Sse {

@@ -273,10 +273,15 @@ impl Engine {
         alert.trigger = serde_json::json!({ "kind": "api_kill" });
         alert.silence_with.clear();
         alert.ancestors = ancestry(&self.table, p.ppid);
+        // The table may not know the executable's identity (a process swept, not seen
+        // exec'ing): read it now, or an allowlisted executable would not be recognised.
+        let exe_id = p
+            .exe_id
+            .or_else(|| crate::identity::ExeId::of_proc_exe(pid, None));
         let flagged = Flagged {
             alert,
             start_ticks: p.start_ticks,
-            exe_id: p.exe_id,
+            exe_id,
             kernel_thread: false,
             exited: false,
             stopped_tracee: None,
