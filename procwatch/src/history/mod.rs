@@ -221,6 +221,10 @@ struct Shared {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<AlertRecord>>,
     counters: writer::Counters,
+    /// The highest id published (in the ring and sent to live subscribers). It trails
+    /// `counters.last_id` while an alert with an id is being acted on (freeze, dump, kill):
+    /// a stream client starts here, so it does not skip the alert still in flight.
+    published: AtomicU64,
 }
 
 impl Shared {
@@ -235,6 +239,7 @@ impl Shared {
             ring: Mutex::new(Ring::new(ring)),
             live: broadcast::channel(LIVE).0,
             counters,
+            published: AtomicU64::new(last_id),
         })
     }
 
@@ -361,6 +366,8 @@ impl HistoryWriter {
         self.shared.ring().push(record.clone());
         // No subscriber is not an error.
         let _ = self.shared.live.send(record.clone());
+        // After the send: a client that reads this id has the alert in the ring or live.
+        self.shared.published.store(record.id, Ordering::Release);
         if let Some(q) = &self.queue {
             q.push(record.clone(), &self.shared.counters);
         }
@@ -388,6 +395,16 @@ impl HistoryWriter {
             .await
             .unwrap_or_else(|_| shared.counters.snapshot())
     }
+}
+
+/// Where a live-stream client starts ([`HistoryReader::stream_start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// Send the alerts with an id above this one.
+    After(u64),
+    /// The client's id was never published here: tell it to reset, then send the alerts
+    /// with an id above this one (the last published).
+    Reset(u64),
 }
 
 /// Cheap-to-clone, Send + Sync read handle: queries run on a read connection in spawn_blocking.
@@ -463,6 +480,25 @@ impl HistoryReader {
     /// The counters now.
     pub fn stats(&self) -> HistoryStats {
         self.shared.counters.snapshot()
+    }
+
+    /// The highest id published so far (ids handed out but still being acted on are not).
+    pub fn published_id(&self) -> u64 {
+        self.shared.published.load(Ordering::Acquire)
+    }
+
+    /// Where a live-stream client starts: `after` is its `Last-Event-ID` (None: a new client).
+    /// A new client starts after the last published alert. A client resuming from an id this
+    /// procwatch has not published (it restarted without its history, and ids restarted) is
+    /// told to reset, and starts after the last published alert too; a read-only view of
+    /// another procwatch's file cannot tell, and resumes where asked.
+    pub fn stream_start(&self, after: Option<u64>) -> StreamStart {
+        let published = self.published_id();
+        match after {
+            None => StreamStart::After(published),
+            Some(a) if self.local && a > published => StreamStart::Reset(published),
+            Some(a) => StreamStart::After(a),
+        }
     }
 
     /// The database file, when there is one.

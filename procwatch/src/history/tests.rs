@@ -530,3 +530,48 @@ async fn a_read_only_view_reads_what_another_writer_writes() {
     assert!(matches!(e, HistoryError::NotHistory { .. }), "{e}");
     assert_eq!(std::fs::read(&junk).expect("read"), b"junk");
 }
+
+#[tokio::test]
+async fn a_stream_starts_after_the_last_published_alert_not_the_last_id_handed_out() {
+    let (mut w, r) = History::memory();
+    assert_eq!(publish_n(&mut w, 2), [1, 2]);
+    // Alert 3 has its id but is still being acted on (freeze, dump, kill): not published.
+    let mut a = alert(7, "/tmp/x", &[Rule::TmpExe]);
+    assert_eq!(w.assign_id(&mut a), 3);
+    assert_eq!(r.stats().last_id, 3);
+    assert_eq!(r.published_id(), 2);
+    // A client connecting now starts after 2, so it gets 3 when it is published.
+    assert_eq!(r.stream_start(None), StreamStart::After(2));
+    let mut rx = r.subscribe();
+    w.publish(&mut a).expect("publish");
+    assert_eq!(r.published_id(), 3);
+    assert_eq!(rx.recv().await.expect("live").id, 3);
+    // Resuming from a published id resumes there.
+    assert_eq!(r.stream_start(Some(1)), StreamStart::After(1));
+    assert_eq!(r.stream_start(Some(3)), StreamStart::After(3));
+    // An id never published here (ids restarted): reset to the last published one.
+    assert_eq!(r.stream_start(Some(4)), StreamStart::Reset(3));
+    assert_eq!(r.stream_start(Some(1000)), StreamStart::Reset(3));
+    // Then every new alert follows.
+    assert_eq!(
+        ids(&r.since(3, 10).await.expect("since")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(publish_n(&mut w, 1), [4]);
+    assert_eq!(ids(&r.since(3, 10).await.expect("since")), [4]);
+}
+
+#[tokio::test]
+async fn a_restarted_history_starts_published_at_its_last_id() {
+    let dir = Scratch::new("published-restart");
+    let o = opts(&dir.db());
+    let (mut w, r) = History::open_with(&o).expect("open");
+    assert_eq!(publish_n(&mut w, 3), [1, 2, 3]);
+    w.close().await;
+    drop(r);
+    let (w, r) = History::open_with(&o).expect("reopen");
+    assert_eq!(r.published_id(), 3);
+    assert_eq!(r.stream_start(Some(2)), StreamStart::After(2));
+    assert_eq!(r.stream_start(Some(9)), StreamStart::Reset(3));
+    w.close().await;
+}

@@ -874,12 +874,30 @@
         if (v.startsWith(' ')) v = v.slice(1);
         if (field === 'data') data.push(v);
         else if (field === 'event') type = v;
-        else if (field === 'id' && !v.includes('\0') && num(v) !== null) state.lastAlertId = Math.max(state.lastAlertId, num(v));
+        // A reset's id may be lower than ours: the reset handler sets it.
+        else if (field === 'id' && type !== 'reset' && !v.includes('\0') && num(v) !== null) state.lastAlertId = Math.max(state.lastAlertId, num(v));
       }
     }
   }
 
   function dispatch(type, data) {
+    if (type === 'reset') {
+      // The server never published our last id (procwatch restarted without its history, so
+      // ids started again): forget the old run's ids, or its new alerts would look like
+      // ones already shown, and go on from the id the server gives.
+      let last = 0;
+      try {
+        last = num(JSON.parse(data).last_id) ?? 0;
+      } catch (_) {
+        // No usable id: start from the beginning of what the server streams.
+      }
+      state.alerts.clear();
+      $('feed-list').replaceChildren();
+      $('feed-count').textContent = '0';
+      state.lastAlertId = last;
+      setFeedStatus('live (reset)', true);
+      return;
+    }
     if (type !== 'message' && type !== 'alert') {
       // e.g. the server telling a slow client what it dropped.
       setFeedStatus(`live (${clean(type)})`, type !== 'lagged' && type !== 'dropped');

@@ -5,7 +5,8 @@
 //! it missed (`since`, from the history's ring or database), then live alerts from the bus.
 //! The bus is bounded; a client too slow to keep up is dropped (its stream ends with an
 //! `event: dropped`), counted, and resumes where it was with `Last-Event-ID` — nothing is
-//! buffered for it without bound, and nothing of it reaches the engine.
+//! buffered for it without bound, and nothing of it reaches the engine. A client resuming
+//! from an id above every id published here (ids restarted) gets `event: reset` first.
 use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
@@ -26,7 +27,7 @@ use crate::{
         error::{ApiError, ApiResult},
         server::AppState,
     },
-    history::{AlertFilter, AlertRecord, HistoryReader},
+    history::{AlertFilter, AlertRecord, HistoryReader, StreamStart},
 };
 
 /// Most alerts one page holds (the history's own cap).
@@ -165,6 +166,8 @@ struct Client {
     last: u64,
     phase: Phase,
     pending: std::collections::VecDeque<Arc<AlertRecord>>,
+    /// The client resumed from an id never published here: tell it first (`event: reset`).
+    reset: bool,
 }
 
 impl Drop for Client {
@@ -180,8 +183,27 @@ fn event_of(r: &AlertRecord) -> Event {
         .data(r.json.as_ref())
 }
 
+/// `event: reset`: the client's `Last-Event-ID` is above every id published here (procwatch
+/// restarted without its history, so ids started again). Its `id:` is the last published id,
+/// so a browser's `EventSource` resumes from there; every alert after it follows.
+fn reset_event(published: u64) -> Event {
+    Event::default()
+        .id(published.to_string())
+        .event("reset")
+        .data(
+            json!({
+                "reason": "Last-Event-ID is above every alert id published here (ids restarted)",
+                "last_id": published,
+            })
+            .to_string(),
+        )
+}
+
 impl Client {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if std::mem::take(&mut self.reset) {
+            return Some((Ok(reset_event(self.last)), self));
+        }
         loop {
             if let Some(r) = self.pending.pop_front() {
                 if r.id <= self.last {
@@ -244,11 +266,13 @@ pub async fn stream(
     // Subscribe before reading the backlog: an alert published in between is in one or both
     // (and sent once: ids only go up).
     let live = state.history.subscribe();
-    let (last, phase) = match after {
-        Some(a) => (a, Phase::Backlog),
-        // A new client starts with what comes next.
-        None => (state.history.stats().last_id, Phase::Live),
+    // Every client starts with a backlog read: an alert sent before the subscription above
+    // but published (its id counted) after `stream_start` read the id is in the ring.
+    let (last, reset) = match state.history.stream_start(after) {
+        StreamStart::After(a) => (a, false),
+        StreamStart::Reset(published) => (published, true),
     };
+    let phase = Phase::Backlog;
     state.counters.sse_clients(1);
     let client = Client {
         history: state.history.clone(),
@@ -257,6 +281,7 @@ pub async fn stream(
         last,
         phase,
         pending: std::collections::VecDeque::new(),
+        reset,
     };
     let s = stream::unfold(client, Client::next);
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -337,7 +362,7 @@ pub fn document(paths: &mut serde_json::Map<String, Value>) {
         },
     }}));
     paths.insert("/api/alerts/stream".into(), json!({ "get": {
-        "summary": "Server-Sent Events of new alerts (`event: alert`, `id:` the alert id, `data:` its JSON); Last-Event-ID (or ?after=) resumes; a client too slow to keep up gets `event: dropped` and is disconnected",
+        "summary": "Server-Sent Events of new alerts (`event: alert`, `id:` the alert id, `data:` its JSON); Last-Event-ID (or ?after=) resumes; a client too slow to keep up gets `event: dropped` and is disconnected; a client whose Last-Event-ID is above every id published (procwatch restarted without its history) first gets `event: reset` (`id:` and `data.last_id` the last published id) and then every new alert",
         "parameters": [
             q("after", "integer", "resume after this id (like Last-Event-ID)"),
             { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "integer" }, "description": "resume after this id" },
