@@ -289,6 +289,12 @@ impl Engine {
         if let Some(why) = self.kill_exemption(&flagged) {
             return refuse(403, format!("pid {pid} is {why}"));
         }
+        // Its record goes to the history and the sinks like any alert: counted like one, so
+        // /api/stats and /metrics agree with the history.
+        self.counts.alerts += 1;
+        for r in &flagged.alert.reasons {
+            *self.alerts_by_rule.entry(r.rule.as_str()).or_default() += 1;
+        }
         Ok(flagged)
     }
 
@@ -1546,6 +1552,25 @@ mod tests {
 
     // A pid far above pid_max, so no /proc entry exists and only event data is used.
     const GONE: u32 = 0x7fff_fff0;
+
+    #[test]
+    fn an_api_kill_record_is_counted_like_an_alert() {
+        let mut e = engine();
+        let start_ns = 4_000_000_000u64;
+        let mut ev = exec(GONE, "/tmp/dropper");
+        ev.start_time_ns = Some(start_ns);
+        assert_eq!(e.on_event(&ev, Instant::now()).len(), 1, "the exec alerts");
+        assert_eq!(e.stats().alerts, 1);
+        let rule = Rule::TmpExe.as_str();
+        assert_eq!(e.alerts_by_rule().get(rule), Some(&1));
+        let flagged = e.api_kill(GONE, None).expect("the api kill is allowed");
+        assert!(flagged.alert.reasons.iter().any(|r| r.rule == Rule::TmpExe));
+        assert_eq!(e.stats().alerts, 2, "the kill's record is an alert");
+        assert_eq!(e.alerts_by_rule().get(rule), Some(&2));
+        // A refused kill records nothing.
+        assert!(e.api_kill(1, None).is_err());
+        assert_eq!(e.stats().alerts, 2);
+    }
 
     #[test]
     fn exec_from_tmp_alerts_once_with_schema_fields() {

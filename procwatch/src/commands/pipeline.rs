@@ -202,16 +202,21 @@ async fn deliver_prepared(
     tally: &mut Tally,
 ) -> bool {
     for mut p in batch {
+        // Only a kill the API asked for has someone waiting: it is a record of an action,
+        // not a detection, so it does not stop the run.
         let reply = p.reply.take();
+        let detection = reply.is_none();
         // The id first: a dump written while acting carries it.
         history.assign_id(&mut p.flagged.alert);
         let alert = act(p, policy).await;
-        if let Some(reply) = reply {
-            let _ = reply.send(alert.clone());
-        }
+        let answer = reply.map(|r| (r, alert.clone()));
         publish(alert, history, outputs).await;
+        // Answered once published: a GET /api/alerts/{id} right after the answer finds it.
+        if let Some((reply, alert)) = answer {
+            let _ = reply.send(alert);
+        }
         tally.alerts += 1;
-        if policy.stop_on_alert {
+        if policy.stop_on_alert && detection {
             tally.stop = true;
             return true;
         }
@@ -558,4 +563,71 @@ mod tests {
         assert_eq!(status.signal(), Some(libc::SIGKILL));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A kill through the API: answered only once its record is in the history, counted,
+    /// and not a detection, so `--stop-on-alert` does not fire; a detection after it does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_api_kill_is_answered_once_published_and_does_not_stop_the_run() {
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        let start = crate::procfs::stat::read_stat(pid)
+            .expect("stat")
+            .start_ticks;
+        let policy = ActPolicy {
+            kill: false,
+            scope: Some(std::process::id()),
+            stop_on_alert: true,
+            dump: None,
+        };
+        let outputs = Outputs::start(Vec::new()).expect("outputs");
+        let (mut history, reader) = crate::history::History::memory();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Alert>();
+        // The one waiting for the answer looks the alert up the moment it has the answer.
+        let waiter = std::thread::spawn(move || {
+            let alert = rx.blocking_recv().expect("answer");
+            (alert.id, reader.published_id(), reader)
+        });
+        let mut tally = Tally::default();
+        let stop = deliver_prepared(
+            vec![api_kill(flagged(pid, start), tx)],
+            &policy,
+            &outputs,
+            &mut history,
+            &mut tally,
+        )
+        .await;
+        let status = child.wait().expect("wait");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "the api kill kills");
+        assert!(!stop && !tally.stop, "an api kill stopped the run");
+        assert_eq!(tally.alerts, 1, "the kill's record is counted");
+        let (id, published, reader) = waiter.join().expect("waiter");
+        assert_eq!(id, 1);
+        assert!(published >= id, "answered before the alert was published");
+        let record = reader.get(id).await.expect("get").expect("in the history");
+        assert!(
+            record.json.contains("\"action\":\"killed\""),
+            "{}",
+            record.json
+        );
+        // A detection still stops the run.
+        let stop = deliver_prepared(
+            vec![prepared(GONE_PID, 0)],
+            &policy,
+            &outputs,
+            &mut history,
+            &mut tally,
+        )
+        .await;
+        assert!(stop && tally.stop);
+        assert_eq!(tally.alerts, 2);
+        outputs.close().await;
+    }
+
+    /// A pid above pid_max: no process has it.
+    const GONE_PID: u32 = 0x7fff_fff0;
 }
