@@ -1037,6 +1037,16 @@ fn kills_keep_the_protections_and_are_recorded() {
     let v = a.json();
     assert_eq!(v["killed"], true, "{v}");
     assert_eq!(v["alert"]["action"], "killed", "{v}");
+    // Answered once recorded: the alert is in the history at once, no waiting.
+    let answered = v["alert"]["id"].as_u64().expect("the alert's id");
+    let at_once = api.get(&format!("/api/alerts/{answered}"));
+    assert_eq!(
+        at_once.status, 200,
+        "the kill's alert is not in the history yet: {}",
+        at_once.text
+    );
+    assert_eq!(at_once.json()["action"], "killed", "{}", at_once.text);
+    assert_eq!(at_once.json()["pid"], inner, "{}", at_once.text);
     // The holder's `wait` returns once its child is dead.
     let status = holder.wait().expect("wait");
     assert!(status.success(), "{status}");
@@ -1051,6 +1061,7 @@ fn kills_keep_the_protections_and_are_recorded() {
         .expect("the kill is recorded as an alert in the JSONL");
     assert_eq!(recorded["trigger"]["kind"], "api_kill", "{recorded}");
     let id = recorded["id"].as_u64().expect("id");
+    assert_eq!(id, answered, "{recorded}");
     assert_eq!(api.ok(&format!("/api/alerts/{id}")), recorded);
     // Gone now: a second kill finds nothing.
     assert!(eventually(Duration::from_secs(30), || {
