@@ -1272,6 +1272,35 @@ fn the_stream_resumes_with_last_event_id() {
     drop(m);
 }
 
+/// A client resuming from an id this procwatch never published (ids restarted) is told to
+/// reset, then gets every new alert (not only those above its old id).
+#[test]
+#[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
+fn a_stream_resuming_past_the_last_id_is_reset() {
+    require_root!();
+    let (m, api) = start("", &[]);
+    let dir = TempDir::new_in("/tmp", "api-sse-reset");
+    let old_run = 1_000_000_000_000u64;
+    let (rx, _conn) = stream(&api.base, Some(old_run));
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an event after resuming past the last id");
+    assert_eq!(first.event, "reset", "{first:?}");
+    let data: Value = serde_json::from_str(&first.data).expect("reset JSON");
+    let published = data["last_id"].as_u64().expect("last_id");
+    assert!(published < old_run, "{data}");
+    assert_eq!(first.id, Some(published), "{first:?}");
+    let mut p = suspicious(&dir, "pw-api-sse-reset");
+    let (id, _) = next_alert_of(&rx, p.id());
+    assert!(
+        id > published && id < old_run,
+        "{id} after reset to {published}"
+    );
+    let _ = p.kill();
+    let _ = p.wait();
+    drop(m);
+}
+
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn accept_adds_what_an_anomaly_reported() {
