@@ -634,7 +634,11 @@ fn serving_beyond_loopback_without_a_token_is_refused() {
     let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "api-refuse");
     let cfg = dir.0.join("c.yaml");
     std::fs::write(&cfg, "").expect("config");
-    let out = Command::new(procwatch_tests::procwatch_bin())
+    // Under `timeout`: should the refusal break, the server would serve on and the test would
+    // hang instead of failing (exit 124 then).
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(procwatch_tests::procwatch_bin())
         .args([
             "api", "--host", "0.0.0.0", "--port", "0", "--quiet", "--config",
         ])
@@ -657,7 +661,9 @@ fn serving_beyond_loopback_without_a_token_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     std::fs::write(&cfg, format!("api:\n  token_file: {}\n", token.display())).expect("config");
-    let out = Command::new(procwatch_tests::procwatch_bin())
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(procwatch_tests::procwatch_bin())
         .args(["api", "--port", "0", "--quiet", "--config"])
         .arg(&cfg)
         .env("HOME", &dir.0)
