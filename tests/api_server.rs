@@ -333,7 +333,7 @@ fn every_endpoint_answers_what_the_openapi_document_says() {
     assert_eq!(none["count"], 0, "{none}");
     let high = api.ok("/api/alerts?min_score=1000");
     assert_eq!(high["count"], 0, "{high}");
-    let everything = api.ok("/api/alerts?limit=10000");
+    let everything = api.ok("/api/alerts?limit=1000");
     let all_ids: Vec<u64> = everything["alerts"]
         .as_array()
         .expect("alerts")
@@ -366,6 +366,38 @@ fn every_endpoint_answers_what_the_openapi_document_says() {
             "id {id} missing from the paged walk {paged:?}"
         );
     }
+    // Newest first, paged by `before`: the same ids, descending.
+    let mut newest = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let url = match before {
+            Some(b) => format!("/api/alerts?order=desc&limit=2&before={b}"),
+            None => "/api/alerts?order=desc&limit=2".to_string(),
+        };
+        let page = api.ok(&url);
+        assert!(page["next_after"].is_null(), "{page}");
+        newest.extend(
+            page["alerts"]
+                .as_array()
+                .expect("alerts")
+                .iter()
+                .map(|a| a["id"].as_u64().expect("id")),
+        );
+        match page["next_before"].as_u64() {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
+    for id in &all_ids {
+        assert!(newest.contains(id), "id {id} missing from {newest:?}");
+    }
+    assert_error(&api.get("/api/alerts?order=sideways"), 400, "bad order");
+    assert_error(
+        &api.get("/api/alerts?limit=1001"),
+        400,
+        "limit above the cap",
+    );
     // A heuristic a baseline cannot hold is refused with the reason (an anomaly is added:
     // `accept_adds_what_an_anomaly_reported`).
     let acc = api.send(
@@ -602,7 +634,11 @@ fn serving_beyond_loopback_without_a_token_is_refused() {
     let dir = TempDir::new_in(&procwatch_tests::scratch_base(), "api-refuse");
     let cfg = dir.0.join("c.yaml");
     std::fs::write(&cfg, "").expect("config");
-    let out = Command::new(procwatch_tests::procwatch_bin())
+    // Under `timeout`: should the refusal break, the server would serve on and the test would
+    // hang instead of failing (exit 124 then).
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(procwatch_tests::procwatch_bin())
         .args([
             "api", "--host", "0.0.0.0", "--port", "0", "--quiet", "--config",
         ])
@@ -625,7 +661,9 @@ fn serving_beyond_loopback_without_a_token_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     std::fs::write(&cfg, format!("api:\n  token_file: {}\n", token.display())).expect("config");
-    let out = Command::new(procwatch_tests::procwatch_bin())
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(procwatch_tests::procwatch_bin())
         .args(["api", "--port", "0", "--quiet", "--config"])
         .arg(&cfg)
         .env("HOME", &dir.0)

@@ -64,8 +64,12 @@ pub struct AlertRecord {
 /// A history query (`GET /api/alerts`); all filters optional, results in ascending id order after `after`.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
-    /// Only ids above this one (the paging cursor).
+    /// Only ids above this one (the paging cursor, oldest first).
     pub after: Option<u64>,
+    /// Only ids below this one (the paging cursor, newest first).
+    pub before: Option<u64>,
+    /// Newest first: the `limit` highest ids that match, in descending order.
+    pub newest_first: bool,
     /// Only alerts at or after this time (unix ms).
     pub since_ms: Option<i64>,
     /// Only alerts with a reason of this rule (exact rule id).
@@ -433,8 +437,9 @@ impl HistoryReader {
         let Some(db) = self.db.clone() else {
             return Ok(recent);
         };
+        let newest_first = f.newest_first;
         let stored = blocking(move || db.query(&f, limit)).await?;
-        Ok(query::merge(stored, recent, limit))
+        Ok(query::merge(stored, recent, limit, newest_first))
     }
 
     /// One alert by id (the ring first, then the database).
@@ -474,7 +479,7 @@ impl HistoryReader {
             ..AlertFilter::default()
         };
         let stored = blocking(move || db.query(&f, limit)).await?;
-        Ok(query::merge(stored, recent, limit))
+        Ok(query::merge(stored, recent, limit, false))
     }
 
     /// The counters now.

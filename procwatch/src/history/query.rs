@@ -6,8 +6,9 @@ use super::{AlertFilter, AlertRecord};
 
 /// Alerts a query returns when it names no limit.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Most alerts one query returns (page with `after` for more).
-pub const MAX_LIMIT: usize = 10_000;
+/// Most alerts one query returns (page with `after` or `before` for more): a page is parsed
+/// and answered whole, so this bounds what one request can make the monitor hold.
+pub const MAX_LIMIT: usize = 1_000;
 
 /// The limit a query runs with: 0 means [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`].
 pub(super) fn limit(asked: usize) -> usize {
@@ -20,7 +21,8 @@ pub(super) fn limit(asked: usize) -> usize {
 /// The columns every query reads, in the order `store::row` takes them.
 pub(super) const COLUMNS: &str = "id, time_ms, pid, start_ns, exe, rules, total_score, json";
 
-/// The SQL and its parameters for `f`, at most `limit` rows, ascending ids.
+/// The SQL and its parameters for `f`, at most `limit` rows, ascending ids (descending when
+/// `f.newest_first`).
 pub(super) fn sql(f: &AlertFilter, limit: usize) -> (String, Vec<Value>) {
     let mut clauses = Vec::new();
     let mut params = Vec::new();
@@ -30,6 +32,9 @@ pub(super) fn sql(f: &AlertFilter, limit: usize) -> (String, Vec<Value>) {
     };
     if let Some(after) = f.after {
         add("id > ?", Value::Integer(sqlite_id(after)));
+    }
+    if let Some(before) = f.before {
+        add("id < ?", Value::Integer(sqlite_id(before)));
     }
     if let Some(t) = f.since_ms {
         add("time_ms >= ?", Value::Integer(t));
@@ -56,7 +61,10 @@ pub(super) fn sql(f: &AlertFilter, limit: usize) -> (String, Vec<Value>) {
     };
     params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
     (
-        format!("SELECT {COLUMNS} FROM alerts{filter} ORDER BY id LIMIT ?"),
+        format!(
+            "SELECT {COLUMNS} FROM alerts{filter} ORDER BY id {} LIMIT ?",
+            if f.newest_first { "DESC" } else { "ASC" }
+        ),
         params,
     )
 }
@@ -67,18 +75,23 @@ pub(super) fn sqlite_id(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
-/// The first `limit` alerts of both lists by id, each once: the database has what was
-/// written, the ring what is recent (some of it not yet written, some evicted or dropped from
-/// the database).
+/// The first `limit` alerts of both lists by id (the last, in descending order, when
+/// `newest_first`), each once: the database has what was written, the ring what is recent
+/// (some of it not yet written, some evicted or dropped from the database).
 pub(super) fn merge(
     stored: Vec<AlertRecord>,
     recent: Vec<AlertRecord>,
     limit: usize,
+    newest_first: bool,
 ) -> Vec<AlertRecord> {
     let mut all: std::collections::BTreeMap<u64, AlertRecord> =
         stored.into_iter().map(|r| (r.id, r)).collect();
     for r in recent {
         all.entry(r.id).or_insert(r);
     }
-    all.into_values().take(limit).collect()
+    if newest_first {
+        all.into_values().rev().take(limit).collect()
+    } else {
+        all.into_values().take(limit).collect()
+    }
 }

@@ -33,6 +33,7 @@ pub(super) fn of(alert: &Alert) -> Result<AlertRecord, serde_json::Error> {
 /// Whether `r` passes every filter of `f` (the same meaning as the SQL in `query.rs`).
 pub(super) fn matches(f: &AlertFilter, r: &AlertRecord) -> bool {
     f.after.is_none_or(|a| r.id > a)
+        && f.before.is_none_or(|b| r.id < b)
         && f.since_ms.is_none_or(|t| r.time_ms >= t)
         && f.rule.as_ref().is_none_or(|rule| r.rules.contains(rule))
         && f.pid.is_none_or(|p| r.pid == p)

@@ -50,12 +50,12 @@ impl Ring {
     /// The first `limit` alerts `f` selects.
     pub(super) fn matching(&self, f: &AlertFilter, limit: usize) -> Vec<AlertRecord> {
         let start = self.items.partition_point(|r| r.id <= f.after.unwrap_or(0));
-        self.items
-            .range(start..)
-            .filter(|r| record::matches(f, r))
-            .take(limit)
-            .map(|r| (**r).clone())
-            .collect()
+        let from = self.items.range(start..).filter(|r| record::matches(f, r));
+        if f.newest_first {
+            from.rev().take(limit).map(|r| (**r).clone()).collect()
+        } else {
+            from.take(limit).map(|r| (**r).clone()).collect()
+        }
     }
 
     /// The alert with this id, if still here.

@@ -173,6 +173,23 @@ async fn ids_are_monotonic_the_json_is_the_alert_and_filters_select_exactly() {
     assert_eq!(q(page(Some(2), 2)).await, [3, 4]);
     assert_eq!(q(page(Some(4), 2)).await, [5]);
     assert_eq!(q(page(Some(5), 2)).await, Vec::<u64>::new());
+    // Newest first, paging back by `before`.
+    let back = |before, limit| AlertFilter {
+        before,
+        limit,
+        newest_first: true,
+        ..AlertFilter::default()
+    };
+    assert_eq!(q(back(None, 2)).await, [5, 4]);
+    assert_eq!(q(back(Some(4), 2)).await, [3, 2]);
+    assert_eq!(q(back(Some(2), 2)).await, [1]);
+    let newest_tmp = AlertFilter {
+        rule: Some("tmp_exe".into()),
+        limit: 1,
+        newest_first: true,
+        ..AlertFilter::default()
+    };
+    assert_eq!(q(newest_tmp).await, [3]);
     // The stored record is what was published.
     let got = r2.get(3).await.expect("get").expect("alert 3");
     assert_eq!(got.json, published[2].json);
@@ -332,6 +349,18 @@ async fn live_subscribers_get_each_alert_as_it_is_published() {
         ..AlertFilter::default()
     };
     assert_eq!(ids(&r.query(f).await.expect("query")), [2]);
+    let newest = AlertFilter {
+        limit: 2,
+        newest_first: true,
+        ..AlertFilter::default()
+    };
+    assert_eq!(ids(&r.query(newest).await.expect("query")), [3, 2]);
+    let older = AlertFilter {
+        before: Some(2),
+        newest_first: true,
+        ..AlertFilter::default()
+    };
+    assert_eq!(ids(&r.query(older).await.expect("query")), [1]);
     assert_eq!(r.get(3).await.expect("get").map(|a| a.id), Some(3));
     assert!(r.path().is_none());
     assert!(!r.stats().enabled);

@@ -792,14 +792,17 @@
   }
 
   /**
-   * The alerts of the last hour (the history answers in ascending id order); the stream then
-   * resumes after the newest of them, so the server replays anything newer first.
+   * The newest alerts of the last hour (asked newest first, shown oldest first); the stream
+   * then resumes after the newest of them, so the server replays anything newer first.
    */
   async function loadRecentAlerts() {
     try {
       const since = Date.now() - 3600 * 1000;
-      const list = listOf(await api(`/api/alerts?since=${since}&limit=${FEED_KEEP}`), 'alerts');
-      list.forEach((r) => addAlert(r, false));
+      const list = listOf(
+        await api(`/api/alerts?since=${since}&order=desc&limit=${FEED_KEEP}`),
+        'alerts',
+      );
+      list.reverse().forEach((r) => addAlert(r, false));
       renderFeed();
     } catch (e) {
       if (!(e instanceof HttpError && e.status === 401)) showError(e.message);

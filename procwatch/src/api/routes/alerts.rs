@@ -27,13 +27,9 @@ use crate::{
         error::{ApiError, ApiResult},
         server::AppState,
     },
-    history::{AlertFilter, AlertRecord, HistoryReader, StreamStart},
+    history::{AlertFilter, AlertRecord, DEFAULT_LIMIT, HistoryReader, MAX_LIMIT, StreamStart},
 };
 
-/// Most alerts one page holds (the history's own cap).
-const MAX_LIMIT: usize = 10_000;
-/// Alerts in a page when `limit` is not given.
-const DEFAULT_LIMIT: usize = 100;
 /// Alerts sent to a resuming client per history read.
 const BACKLOG_CHUNK: usize = 1000;
 
@@ -77,15 +73,27 @@ fn id_of(text: &str) -> ApiResult<u64> {
     })
 }
 
-/// `GET /api/alerts?after=&since=&rule=&pid=&exe=&min_score=&limit=`: ascending ids after
-/// `after`; `next_after` is the cursor for the next page (null when this one is the last).
+/// `GET /api/alerts?after=&before=&order=&since=&rule=&pid=&exe=&min_score=&limit=`:
+/// ascending ids after `after` (`next_after` is the cursor for the next page), or with
+/// `order=desc` the newest first, below `before` (`next_before`); null when this page is the
+/// last.
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(
         q,
-        &["after", "since", "rule", "pid", "exe", "min_score", "limit"],
+        &[
+            "after",
+            "before",
+            "order",
+            "since",
+            "rule",
+            "pid",
+            "exe",
+            "min_score",
+            "limit",
+        ],
     )?;
     let limit = p
         .whole("limit", 1, MAX_LIMIT as u64)?
@@ -94,8 +102,19 @@ pub async fn list(
         Some(t) => Some(super::pid(t)?),
         None => None,
     };
+    let newest_first = match p.str("order") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order={other:?}: asc or desc"
+            )));
+        }
+    };
     let f = AlertFilter {
         after: p.whole("after", 0, u64::MAX)?,
+        before: p.whole("before", 0, u64::MAX)?,
+        newest_first,
         since_ms: p.str("since").map(since_ms).transpose()?,
         rule: p.str("rule").map(str::to_owned),
         pid,
@@ -104,13 +123,19 @@ pub async fn list(
         limit,
     };
     let records = state.history.query(f).await.map_err(history_error)?;
-    let next_after = (records.len() == limit)
+    let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.id))
         .flatten();
+    let (next_after, next_before) = if newest_first {
+        (None, next)
+    } else {
+        (next, None)
+    };
     let alerts: Vec<Value> = records.iter().map(alert_of).collect();
     Ok(Json(json!({
         "count": alerts.len(),
         "next_after": next_after,
+        "next_before": next_before,
         "alerts": alerts,
     })))
 }
@@ -335,20 +360,22 @@ pub fn document(paths: &mut serde_json::Map<String, Value>) {
     let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" }, "description": "alert id" });
     let alert = json!({ "$ref": "#/components/schemas/Alert" });
     paths.insert("/api/alerts".into(), json!({ "get": {
-        "summary": "Alert history, ascending ids after `after` (the paging cursor)",
+        "summary": "Alert history: ascending ids after `after`, or with order=desc the newest first below `before` (the paging cursors)",
         "parameters": [
             q("after", "integer", "only alerts with a higher id (use the previous page's next_after)"),
+            q("before", "integer", "only alerts with a lower id (use the previous page's next_before)"),
+            q("order", "string", "asc (default: oldest first) or desc (newest first)"),
             q("since", "string", "only alerts at or after this time (RFC 3339 or unix ms)"),
             q("rule", "string", "only alerts with a reason of this rule"),
             q("pid", "integer", "only alerts of this pid"),
             q("exe", "string", "only alerts of this executable (exact path)"),
             q("min_score", "number", "only alerts scoring at least this"),
-            q("limit", "integer", "at most this many (1 to 10000, default 100)"),
+            q("limit", "integer", "at most this many (1 to 1000, default 100)"),
         ],
         "responses": {
             "200": { "description": "a page of alerts", "content": { "application/json": { "schema": {
-                "type": "object", "required": ["count", "next_after", "alerts"],
-                "properties": { "count": { "type": "integer" }, "next_after": { "type": ["integer", "null"] }, "alerts": { "type": "array", "items": alert } },
+                "type": "object", "required": ["count", "next_after", "next_before", "alerts"],
+                "properties": { "count": { "type": "integer" }, "next_after": { "type": ["integer", "null"] }, "next_before": { "type": ["integer", "null"] }, "alerts": { "type": "array", "items": alert } },
             }}}},
             "400": err("bad query parameter"), "401": err("missing or wrong token"), "429": err("rate limited"), "503": err("history unreadable"),
         },
