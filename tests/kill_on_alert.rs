@@ -5,46 +5,25 @@
 //! tree (a child subreaper, so orphans are reaped here), and the tests take turns.
 use std::{
     io::Write,
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpStream, UdpSocket},
     os::unix::process::CommandExt,
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use procwatch_tests::{Actor, Monitor, TempDir, has_rule, require_root, scratch_base};
+use procwatch_tests::{
+    Actor, FifoRelay, Monitor, TempDir, become_subreaper, has_rule, reap, require_root,
+    scratch_base,
+};
 
 /// One test at a time: each kills within the whole test process's tree.
 static TURN: Mutex<()> = Mutex::new(());
 
 fn actor() -> PathBuf {
     procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor")))
-}
-
-/// Orphans of this process's tree are re-parented to it, not to init.
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
-}
-
-/// Waits up to `timeout` for `pid` (a child of this process, possibly adopted) to end.
-fn reap(pid: u32, timeout: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: waiting on a child of ours; status is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
-        if r == pid as libc::pid_t {
-            return Some(ExitStatus::from_raw(status));
-        }
-        if r < 0 || Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// True while `pid` runs (not a zombie).
@@ -125,11 +104,6 @@ fn udp_to_a_suspicious_port_is_killed_with_its_child_and_a_listed_port_is_not() 
     let _ = reap(quiet_child, Duration::from_secs(10));
 }
 
-/// Accepts one connection and keeps it open until the returned handle is joined.
-fn accept_one(listener: TcpListener) -> std::thread::JoinHandle<Option<TcpStream>> {
-    std::thread::spawn(move || listener.accept().ok().map(|(s, _)| s))
-}
-
 #[test]
 #[ignore = "needs root (eBPF, real processes): cargo xtask test runs it as root"]
 fn a_relayed_and_a_bind_shell_are_killed_and_a_piped_shell_is_not() {
@@ -159,21 +133,10 @@ fn a_relayed_and_a_bind_shell_are_killed_and_a_piped_shell_is_not() {
 
     // A relayed shell: `sh -i < fifo | socat TCP > fifo`.
     let dir = TempDir::new_in(&scratch_base(), "kill-relay");
-    let fifo = dir.0.join("f");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let peer = accept_one(listener);
-    let script = format!(
-        "mkfifo {f}; /bin/sh -i < {f} 2>&1 | socat - TCP:127.0.0.1:{port} > {f}",
-        f = fifo.display()
-    );
-    let mut outer = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh");
-    let outer_pid = outer.id();
+    let relayed = FifoRelay::start(&dir.0.join("f"), |port| {
+        format!("socat - TCP:127.0.0.1:{port}")
+    });
+    let outer_pid = relayed.pid();
     let a = m
         .wait_alert(Duration::from_secs(30), |a| {
             a["ppid"] == outer_pid && has_rule(a, "reverse_shell")
@@ -182,10 +145,7 @@ fn a_relayed_and_a_bind_shell_are_killed_and_a_piped_shell_is_not() {
     assert_eq!(a["action"], "killed", "{a:#}");
     let shell = pid_of(&a);
     assert!(gone(shell), "the relayed shell still runs: {a:#}");
-    let held = peer.join().ok().flatten();
-    drop(held);
-    let _ = outer.kill();
-    let _ = outer.wait();
+    relayed.end();
 
     // A bind shell: socat accepts, then runs the shell on the connection. It binds port 0, so
     // no port is borrowed from anyone; `ss` says which one the kernel gave it.

