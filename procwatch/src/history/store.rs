@@ -107,14 +107,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
-        conn.busy_timeout(BUSY).map_err(sqlite)?;
-        conn.pragma_update(None, "cache_size", CACHE_KIB)
-            .map_err(|e| damaged(path, e))?;
+        let conn = open_connection(path)?;
         let bad = |source: rusqlite::Error| damaged(path, source);
         prepare(&conn, path).map_err(|e| match e {
             Prepared::Refused(e) => e,
@@ -395,14 +388,7 @@ impl ReadDb {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
-        conn.busy_timeout(BUSY).map_err(sqlite)?;
-        conn.pragma_update(None, "cache_size", CACHE_KIB)
-            .map_err(|e| damaged(path, e))?;
+        let conn = open_connection(path)?;
         conn.pragma_update(None, "query_only", true)
             .map_err(sqlite)?;
         Ok(Self {
@@ -467,4 +453,21 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
         json: json.into(),
         start_boottime_ns: start.and_then(|n| u64::try_from(n).ok()),
     })
+}
+
+/// A connection to `path` with the history's settings (busy timeout, page cache size).
+fn open_connection(path: &Path) -> Result<Connection, HistoryError> {
+    let sqlite = |source| HistoryError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite)?;
+    conn.busy_timeout(BUSY).map_err(sqlite)?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(|e| damaged(path, e))?;
+    Ok(conn)
 }
