@@ -140,15 +140,20 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/alerts/{id}`.
-pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Json<Value>> {
-    let id = id_of(&raw)?;
-    let r = state
+/// The alert `id` from the history; 404 when it has none.
+async fn stored(state: &AppState, id: u64) -> ApiResult<AlertRecord> {
+    state
         .history
         .get(id)
         .await
         .map_err(history_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id} in the history")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id} in the history")))
+}
+
+/// `GET /api/alerts/{id}`.
+pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Json<Value>> {
+    let id = id_of(&raw)?;
+    let r = stored(&state, id).await?;
     Ok(Json(alert_of(&r)))
 }
 
@@ -158,12 +163,7 @@ pub async fn accept(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = id_of(&raw)?;
-    let r = state
-        .history
-        .get(id)
-        .await
-        .map_err(history_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id} in the history")))?;
+    let r = stored(&state, id).await?;
     let alert = alert_of(&r);
     let done = ask(&state, |reply| Request::Accept { alert, reply }).await?;
     Ok(Json(json!({
