@@ -68,7 +68,7 @@ fn show_layers_home_and_cli_files() {
     let dir = Scratch::new("config-cli", "show");
     dir.write(
         ".procwatch.yaml",
-        "min_score: 4.5\napi:\n  token: hunter2\n",
+        "min_score: 4.5\napi:\n  token: hunter2-hunter2-hunter2\n",
     );
     let cli = dir.write("cli.yaml", "ports: \"22,443\"\n");
     let out = procwatch(
