@@ -275,6 +275,24 @@ impl Trigger<'_> {
     }
 }
 
+/// The images `p` ran, each with when (as alerts and the API show them).
+pub fn exec_chain_of(p: &Process) -> Vec<ChainImage> {
+    p.exec_chain
+        .iter()
+        .map(|i| ChainImage {
+            exe: i
+                .exe
+                .as_deref()
+                .map(|e| os_lossy(e.as_os_str()).into_owned()),
+            program: i
+                .program
+                .as_deref()
+                .map(|g| os_lossy(g.as_os_str()).into_owned()),
+            time: (i.ktime_ns != 0).then(|| clock::rfc3339_ms(clock::wall_from_ktime(i.ktime_ns))),
+        })
+        .collect()
+}
+
 /// The exec id of `p`'s current image (its start time stands in when its exec was not seen).
 pub fn exec_id_of(p: &Process) -> Option<String> {
     let ns = if p.image_boot_ns != 0 {
@@ -321,16 +339,7 @@ pub fn build(
         ppid: p.ppid,
         // Filled by the engine, which has the table.
         ancestors: Vec::new(),
-        exec_chain: p
-            .exec_chain
-            .iter()
-            .map(|i| ChainImage {
-                exe: i.exe.as_deref().map(lossy),
-                program: i.program.as_deref().map(lossy),
-                time: (i.ktime_ns != 0)
-                    .then(|| clock::rfc3339_ms(clock::wall_from_ktime(i.ktime_ns))),
-            })
-            .collect(),
+        exec_chain: exec_chain_of(p),
         program: p.program.as_ref().map(|g| ProgramInfo {
             path: lossy(&g.path),
             via: g.via,

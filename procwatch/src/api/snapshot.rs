@@ -314,16 +314,7 @@ fn entry(p: &Process, timestamp: &str) -> Entry {
     let facts = ProcessFacts {
         exec_id: crate::alert::exec_id_of(p),
         start_boottime_ns: crate::identity::boot_ns_from_ticks(p.start_ticks),
-        exec_chain: p
-            .exec_chain
-            .iter()
-            .map(|i| ChainImage {
-                exe: i.exe.as_deref().map(lossy),
-                program: i.program.as_deref().map(lossy),
-                time: (i.ktime_ns != 0)
-                    .then(|| clock::rfc3339_ms(clock::wall_from_ktime(i.ktime_ns))),
-            })
-            .collect(),
+        exec_chain: crate::alert::exec_chain_of(p),
         wx_requests: p
             .wx_events
             .iter()

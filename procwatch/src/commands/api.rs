@@ -78,13 +78,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
 
     // The first sweep before serving, so the first answer lists every process.
     let started = std::time::Instant::now();
-    let swept = sweeper
-        .sweep(Depth::Full, &engine.interest())
-        .await
-        .unwrap_or_else(|e| {
-            warn!(error = %e, "cannot read /proc");
-            Sweep::default()
-        });
+    let swept = sweeper.sweep_or_warn(Depth::Full, &engine.interest()).await;
     let flagged = engine.on_samples(swept, started, std::time::Instant::now());
     dispatch(&mut engine, &done_tx);
     forward(flagged, &mut engine, &policy, &stage).await;

@@ -2,7 +2,6 @@
 use std::{process::ExitCode, sync::Arc};
 
 use tokio::sync::mpsc;
-use tracing::warn;
 
 use super::{
     pipeline::{self, ActPolicy, Tally},
@@ -12,10 +11,7 @@ use crate::{
     cli::ScanArgs,
     engine::{Engine, Flagged},
     offload,
-    procfs::{
-        Depth,
-        sweep::{Sweep, Sweeper},
-    },
+    procfs::{Depth, sweep::Sweeper},
     sensor::{SensorKind, SensorStats},
 };
 
@@ -60,13 +56,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let sweeper = Sweeper::new(offload::pool().clone(), offload::READ_TIMEOUT);
     let stopped = loop {
         let started = std::time::Instant::now();
-        let swept = sweeper
-            .sweep(Depth::Full, &engine.interest())
-            .await
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "cannot read /proc");
-                Sweep::default()
-            });
+        let swept = sweeper.sweep_or_warn(Depth::Full, &engine.interest()).await;
         let mut flagged = engine.on_samples(swept, started, std::time::Instant::now());
         flagged.extend(settle(&mut engine).await);
         sweeps += 1;

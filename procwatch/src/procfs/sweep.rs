@@ -123,6 +123,14 @@ impl Sweeper {
             .len()
     }
 
+    /// A sweep, or none (an empty one, with a warning) when /proc cannot be listed at all.
+    pub async fn sweep_or_warn(&self, depth: Depth, interest: &Interest) -> Sweep {
+        self.sweep(depth, interest).await.unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read /proc");
+            Sweep::default()
+        })
+    }
+
     /// Reads every process in /proc but this one, at `depth` (processes that hung a read: less).
     pub async fn sweep(&self, depth: Depth, interest: &Interest) -> io::Result<Sweep> {
         let pids = list_pids()?;
